@@ -1,0 +1,71 @@
+"""The value objects that travel left to right through the gateway.
+
+Timestamps inside the gateway are POSIX seconds (float, UTC). They become ISO 8601 strings
+with the configured zone's offset only at the edge (WebSocket, MQTT, HTTP), via `iso_time`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Quality = Literal["good", "bad"]
+
+
+@dataclass(frozen=True, slots=True)
+class CharacteristicKey:
+    """Which characteristic of which product a reading belongs to."""
+
+    product_id: int
+    characteristic: str
+
+    def __str__(self) -> str:
+        return f"{self.product_id}/{self.characteristic}"
+
+
+@dataclass(slots=True)
+class Measurement:
+    """One reading of one part, as a source delivers it (before SPC)."""
+
+    key: CharacteristicKey
+    value: float
+    received_at: float
+    source_time: float | None = None
+    quality: Quality = "good"
+    # A stable identity of the reading at its origin (e.g. "mqtt:<topic>:<timestamp>"), used to drop
+    # a redelivered copy; None when the origin gives no such identity.
+    source_key: str | None = None
+    # Called on the event loop once the measurement is committed to SQLite (MQTT acknowledges then).
+    on_committed: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def measured_at(self) -> float:
+        """The time the part was measured: the source's timestamp when it gave one."""
+        return self.source_time if self.source_time is not None else self.received_at
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored, numbered fact that leaves the process: one WebSocket/MQTT message."""
+
+    seq: int
+    type: str  # alert | measurement | subgroup | violation | capability
+    product_id: int | None
+    body: dict[str, Any]  # the whole protocol message, including type, timestamp and seq
+    # True for what the general feed carries of measurements: out of spec or out of control.
+    notable: bool = True
+
+
+def iso_time(ts: float, tz: _dt.tzinfo) -> str:
+    """POSIX seconds -> ISO 8601 with the zone's UTC offset, millisecond precision."""
+    return _dt.datetime.fromtimestamp(ts, tz).isoformat(timespec="milliseconds")
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: such numbers travel as null."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)

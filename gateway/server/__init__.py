@@ -1,0 +1,1 @@
+"""The line-side service: WebSocket endpoints, read-only HTTP, the HMI page."""

@@ -1,0 +1,1 @@
+"""Gauge sources: one module per protocol, all behind `base.Source`."""

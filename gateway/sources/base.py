@@ -1,0 +1,101 @@
+"""The one interface every gauge source implements, and the health it reports."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.config import Characteristic, Product
+from gateway.config import Source as SourceConfig
+from gateway.model import CharacteristicKey, Measurement
+
+ConnectionState = Literal["connecting", "connected", "down", "stopped"]
+
+# Where a source hands its readings: the pipeline's bounded queue (awaiting it is the back-pressure).
+Sink = Callable[[Measurement], Awaitable[None]]
+
+
+@dataclass
+class SourceHealth:
+    """What /healthz and /metrics say about one source."""
+
+    name: str
+    type: str
+    state: ConnectionState = "connecting"
+    last_error: str | None = None
+    reconnects: int = 0
+    readings: int = 0  # good readings delivered
+    bad_readings: int = 0  # bad status, malformed payload, decode errors
+    last_reading_at: float | None = None  # monotonic
+    details: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        age = None if self.last_reading_at is None else round(time.monotonic() - self.last_reading_at, 3)
+        return {
+            "name": self.name, "type": self.type, "state": self.state, "last_error": self.last_error,
+            "reconnects": self.reconnects, "readings": self.readings, "bad_readings": self.bad_readings,
+            "last_reading_age_s": age, **self.details,
+        }
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One characteristic that a source reads, with its product."""
+
+    product: Product
+    characteristic: Characteristic
+
+    @property
+    def key(self) -> CharacteristicKey:
+        return CharacteristicKey(self.product.id, self.characteristic.name)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped; ours, not the libraries' defaults."""
+
+    def __init__(self, initial: float = 1.0, maximum: float = 30.0):
+        self.initial, self.maximum = initial, maximum
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * (2 ** self.attempt))
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Source(abc.ABC):
+    """A running connection to one gauge server/bus; reads its bindings and feeds the sink."""
+
+    def __init__(self, config: SourceConfig, bindings: list[Binding], sink: Sink):
+        self.config = config
+        self.bindings = bindings
+        self.sink = sink
+        self.health = SourceHealth(config.name, config.type)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start reading in the background; never raises for a peer that is down."""
+        self._task = asyncio.create_task(self.run(), name=f"source:{self.config.name}")
+
+    async def stop(self) -> None:
+        """Stop reading and close connections."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        self.health.state = "stopped"
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Connect, read, reconnect with backoff: forever, until cancelled."""
