@@ -1,0 +1,55 @@
+# spc-gateway: two commands for a fresh Debian/Ubuntu machine with Python 3.11+
+#   make demo   the embedded demo: simulated line over real OPC UA + Modbus, page at http://127.0.0.1:8000/
+#   make test   the whole test suite (installs what it needs; system packages via apt-get when root)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat
+SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat
+
+.PHONY: demo test lint bench soak install system-deps clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "spc-gateway needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+system-deps:
+	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages for the tests: $(SYSTEM_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing:$$missing"; \
+	    echo "install them with: sudo apt-get install -y $(SYSTEM_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/spc-gateway demo
+
+test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gateway tests bench
+
+bench: $(STAMP) system-deps
+	$(PY) bench/run_all.py
+
+soak: $(STAMP) system-deps
+	$(PY) bench/soak.py --minutes 30 --rate 2000 --clients 50
+
+install:
+	sh systemd/install.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -1,0 +1,261 @@
+"""The daemon: builds every part from a Config, runs them as asyncio tasks, reloads and stops them.
+
+`spc-gateway run --config FILE` ends in `run_daemon`. SIGTERM/SIGINT stop cleanly (exit 0 within 5 s),
+SIGHUP re-reads the config and restarts only the sources whose settings changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway import __version__
+from gateway.alerts import AlertService
+from gateway.config import Config, ConfigError, load_config
+from gateway.model import Event
+from gateway.pipeline import Pipeline
+from gateway.sdnotify import Notifier
+from gateway.sources import build_source
+from gateway.sources.base import Binding, Source
+from gateway.store import Store
+
+log = logging.getLogger("gateway")
+
+STOP_TIMEOUT = 4.0  # seconds for a clean stop; systemd's TimeoutStopSec is longer
+STORAGE_CHECK_INTERVAL = 2.0
+
+
+def bindings_for(config: Config, source_name: str) -> list[Binding]:
+    """The characteristics one source reads."""
+    return [Binding(product, characteristic)
+            for product in config.products for characteristic in product.characteristics
+            if characteristic.source == source_name]
+
+
+class Gateway:
+    """All parts of one running gateway."""
+
+    def __init__(self, config: Config, *, notifier: Notifier | None = None):
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.started_at = time.time()
+        storage = config.storage
+        self.store = Store(storage.path, batch_max=storage.batch_max, flush_interval=storage.flush_interval,
+                           retention=storage.retention, max_size=storage.max_size)
+        self.alerts = AlertService(self.store, config)
+        self.northbound: Any = None
+        self.server: Any = None
+        self.hub: Any = None
+        self.sources: dict[str, Source] = {}
+        self.pipeline: Pipeline | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._storage_alerted = False
+
+    # ------------------------------------------------------------------ start / stop
+
+    async def start(self) -> None:
+        """Open the store, start serving, start the sources; then tell systemd we are ready."""
+        await self.store.open()
+        self.store.sync_catalog(self.config.products)
+        from gateway.server.hub import Hub
+        from gateway.server.ws import LineServer
+
+        self.hub = Hub(self.config)
+        topic_for = None
+        if self.config.northbound is not None:
+            from gateway.northbound import Northbound, topic_for as nb_topic_for
+
+            mqtt = self.config.northbound.mqtt
+
+            def topic_for(event_type: str, product_code: str, characteristic: str | None) -> str | None:
+                if event_type not in mqtt.publish:
+                    return None
+                return nb_topic_for(mqtt, event_type, product_code, characteristic)
+
+            self.northbound = Northbound(
+                mqtt, self.store, gateway_name=self.config.gateway.name, version=__version__,
+                product_codes=[p.code for p in self.config.products], on_alert=self._northbound_alert)
+        self.pipeline = Pipeline(self.config, self.store, self.alerts, publish=self._publish, topic_for=topic_for)
+        await self.alerts.start(publish=self._publish)
+        await self.pipeline.start()
+        self.server = LineServer(self.config, self.store, self.alerts, self.hub, health=self.health,
+                                 metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
+        await self.server.start()
+        if self.northbound is not None:
+            await self.northbound.start()
+        for source_config in self.config.sources:
+            await self._start_source(source_config)
+        self._tasks = [asyncio.create_task(self.notifier.watchdog(), name="watchdog"),
+                       asyncio.create_task(self._watch_storage(), name="storage-watch")]
+        self.notifier.ready(f"{len(self.sources)} sources, listening on "
+                            f"{self.config.server.listen.host}:{self.config.server.listen.port}")
+        log.info("spc-gateway %s started: %s, %d sources, %d products, store %s", __version__,
+                 self.config.gateway.name, len(self.sources), len(self.config.products), self.config.storage.path)
+
+    async def _start_source(self, source_config: Any) -> None:
+        bindings = bindings_for(self.config, source_config.name)
+        if not bindings:
+            log.info("source %s: no characteristic reads it; not started", source_config.name)
+            return
+        assert self.pipeline is not None
+        source = build_source(source_config, bindings, self.pipeline.sink)
+        self.sources[source_config.name] = source
+        await source.start()
+
+    async def stop(self) -> None:
+        """Stop sources, flush the store, close clients with 1001."""
+        self.notifier.stopping()
+        for source in list(self.sources.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(source.stop(), 1.0)
+        self.sources.clear()
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.alerts.stop()
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.stop(), 1.5)
+        if self.northbound is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.northbound.stop(), 1.0)
+        await self.store.close()
+        log.info("spc-gateway stopped")
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, path: str) -> None:
+        """SIGHUP: re-read the config; on error keep the old one; restart only what changed."""
+        self.notifier.reloading()
+        try:
+            new, _warnings = load_config(path)
+        except ConfigError as exc:
+            log.error("reload refused, still running on the previous config:\n%s", exc)
+            self.notifier.ready("reload refused: invalid config")
+            return
+        except OSError as exc:
+            log.error("reload refused, cannot read %s: %s", path, exc)
+            self.notifier.ready("reload refused")
+            return
+        old = self.config
+        changed_sources = {s.name for s in new.sources if s not in old.sources}
+        changed_sources |= {s.name for s in old.sources if s not in new.sources}
+        for source in new.sources:
+            if bindings_for(new, source.name) != bindings_for(old, source.name):
+                changed_sources.add(source.name)
+        if (old.server, old.storage, old.northbound) != (new.server, new.storage, new.northbound):
+            log.warning("server, storage and northbound settings take effect at the next restart")
+        for name in sorted(changed_sources):
+            running = self.sources.pop(name, None)
+            if running is not None:
+                await running.stop()
+        self.config = new
+        self.alerts.config = new
+        self.store.sync_catalog(new.products)
+        assert self.pipeline is not None
+        self.pipeline.reconfigure(new, await self.store.engine_states())
+        if self.hub is not None and hasattr(self.hub, "reconfigure"):
+            self.hub.reconfigure(new)
+        for source in new.sources:
+            if source.name in changed_sources:
+                await self._start_source(source)
+        log.info("reloaded %s: restarted sources %s", path, sorted(changed_sources) or "none")
+        self.notifier.ready("reloaded")
+
+    # ------------------------------------------------------------------ fan-out, health
+
+    def _publish(self, events: list[Event]) -> None:
+        if self.hub is not None:
+            self.hub.publish(events)
+        if self.northbound is not None:
+            self.northbound.wake()
+
+    def _northbound_alert(self, kind: str, text: str) -> None:
+        with self.store.batch(on_commit=self._publish) as batch:
+            self.alerts.storage_problem(batch, text, kind=kind)
+
+    async def _watch_storage(self) -> None:
+        while True:
+            await asyncio.sleep(STORAGE_CHECK_INTERVAL)
+            stats = self.store.stats()
+            if stats.get("failing") and not self._storage_alerted:
+                self._storage_alerted = True
+                log.error("storage is failing, retrying: %s", stats.get("last_error"))
+                with self.store.batch(on_commit=self._publish) as batch:
+                    self.alerts.storage_problem(batch, f"storage write failing: {stats.get('last_error')}",
+                                                kind="store_failing")
+            elif not stats.get("failing"):
+                self._storage_alerted = False
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz serves: sources, characteristics, store, northbound, clients; `ok` decides 200/503."""
+        sources = {name: s.health.as_dict() for name, s in self.sources.items()}
+        characteristics = self.pipeline.health() if self.pipeline else {}
+        store = self.store.stats()
+        northbound = self.northbound.stats() if self.northbound is not None else None
+        ok = (not store.get("failing")
+              and all(s["state"] == "connected" for s in sources.values())
+              and not any(c["stale"] for c in characteristics.values()))
+        return {
+            "ok": ok, "gateway": self.config.gateway.name, "version": __version__,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "sources": sources, "characteristics": characteristics, "store": store,
+            "northbound": northbound, "pipeline": self.pipeline_stats(),
+        }
+
+    def pipeline_stats(self) -> dict[str, Any]:
+        p = self.pipeline
+        if p is None:
+            return {}
+        return {"ingested": p.ingested, "duplicates": p.duplicates, "rejected": p.rejected,
+                "queue_depth": p.queue.qsize(), "queue_limit": p.queue.maxsize}
+
+    def metrics(self) -> dict[str, Any]:
+        """Numbers for /metrics that only the app knows (the server adds its own)."""
+        return self.health()
+
+
+async def serve(config_path: str, *, notifier: Notifier | None = None,
+                on_started: Callable[[Gateway], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; reload on SIGHUP. Returns the process exit status."""
+    config, _warnings = load_config(config_path)
+    gateway = Gateway(config, notifier=notifier)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reloads.full() or reloads.put_nowait(None))
+    try:
+        await gateway.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await gateway.stop()
+        raise
+    if on_started is not None:
+        on_started(gateway)
+
+    async def reload_loop() -> None:
+        while True:
+            await reloads.get()
+            try:
+                await gateway.reload(config_path)
+            except Exception:
+                log.exception("reload failed; still running")
+
+    reloader = asyncio.create_task(reload_loop())
+    await stop.wait()
+    log.info("stop requested")
+    reloader.cancel()
+    try:
+        await asyncio.wait_for(gateway.stop(), STOP_TIMEOUT)
+    except TimeoutError:
+        log.error("clean stop took longer than %.0f s; exiting anyway", STOP_TIMEOUT)
+    return 0

@@ -1,0 +1,360 @@
+"""Measurements in, numbered events out: SPC, alerts and storage for every reading, in arrival order.
+
+One task drains a bounded queue that every source feeds. Each drained run of readings becomes one
+store batch (one transaction); only after its commit do events reach the screens and the outbox
+publisher, and only then is an MQTT reading acknowledged to its broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.config import Characteristic, Config, Product
+from gateway.model import CharacteristicKey, Event, Measurement, finite_or_none, iso_time
+from gateway.spc.engine import CharacteristicEngine, EngineSettings
+
+log = logging.getLogger("gateway.pipeline")
+
+MEASUREMENT_QUEUE = 10_000  # readings waiting for SPC; sources block (back-pressure) beyond it
+BATCH_READINGS = 500  # readings folded into one store batch at most
+RECENT_SOURCE_KEYS = 20_000  # identities remembered to drop redelivered MQTT readings
+STALE_CHECK_INTERVAL = 1.0
+
+
+@dataclass
+class CharacteristicState:
+    """What the pipeline keeps per characteristic: its engine and the age of its last good value."""
+
+    product: Product
+    characteristic: Characteristic
+    engine: CharacteristicEngine
+    stale_after: float | None
+    last_good: float | None = None  # monotonic
+    last_value: float | None = None
+    stale: bool = False
+    readings: int = 0
+    rejected: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Runs SPC and alerting on every reading and stores the outcome as one batch per drained run."""
+
+    def __init__(self, config: Config, store: Any, alerts: Any, *,
+                 publish: Callable[[list[Event]], None],
+                 topic_for: Callable[[str, str, str | None], str | None] | None = None):
+        self.config = config
+        self.store = store
+        self.alerts = alerts
+        self.publish = publish
+        self.topic_for = topic_for or (lambda _t, _p, _c: None)
+        self.tz = ZoneInfo(config.gateway.timezone)
+        self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
+        self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ingested = 0
+        self.duplicates = 0
+        self.rejected = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Restore engines from their stored state and start draining the queue."""
+        states = await self.store.engine_states()
+        self._build(self.config, states)
+        for key in await self.store.recent_source_keys(RECENT_SOURCE_KEYS):
+            self._remember(key)
+        self._tasks = [asyncio.create_task(self._drain(), name="pipeline"),
+                       asyncio.create_task(self._watch_staleness(), name="staleness")]
+
+    async def stop(self) -> None:
+        """Process what is queued, then stop."""
+        deadline = time.monotonic() + 2.0
+        while not self.queue.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def reconfigure(self, config: Config, states: dict[tuple[int, str], str]) -> None:
+        """Take a new config: characteristics whose settings changed get a fresh engine."""
+        self._build(config, states, keep_unchanged=True)
+        self.config = config
+
+    def _build(self, config: Config, states: dict[tuple[int, str], str], keep_unchanged: bool = False) -> None:
+        built: dict[CharacteristicKey, CharacteristicState] = {}
+        for product in config.products:
+            for characteristic in product.characteristics:
+                key = CharacteristicKey(product.id, characteristic.name)
+                old = self.characteristics.get(key)
+                if keep_unchanged and old is not None and old.characteristic == characteristic:
+                    old.product = product
+                    built[key] = old
+                    continue
+                settings = EngineSettings.from_characteristic(characteristic)
+                raw = states.get((product.id, characteristic.name))
+                engine = None
+                if raw is not None:
+                    try:
+                        engine = CharacteristicEngine(settings, state=json.loads(raw))
+                    except Exception as exc:  # a changed chart cannot resume the old state
+                        log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
+                                    product.code, characteristic.name, exc)
+                if engine is None:
+                    engine = CharacteristicEngine(settings)
+                built[key] = CharacteristicState(product, characteristic, engine,
+                                                 stale_after=self._stale_after(config, characteristic))
+        self.characteristics = built
+
+    @staticmethod
+    def _stale_after(config: Config, characteristic: Characteristic) -> float | None:
+        if characteristic.stale_after is not None:
+            return characteristic.stale_after
+        source = next((s for s in config.sources if s.name == characteristic.source), None)
+        interval = getattr(source, "poll_interval", None) if source is not None else None
+        if source is not None and source.type == "opcua" and source.mode == "subscribe":
+            interval = source.sampling_interval
+        # MQTT gauges publish when a part is measured: no interval to judge staleness by
+        return None if interval is None or source.type == "mqtt" else max(3 * interval, 5.0)
+
+    # ------------------------------------------------------------------ the hot path
+
+    async def sink(self, measurement: Measurement) -> None:
+        """Where sources hand readings; waits (back-pressure) while the queue is full."""
+        await self.queue.put(measurement)
+
+    async def _drain(self) -> None:
+        while True:
+            first = await self.queue.get()
+            readings = [first]
+            while len(readings) < BATCH_READINGS and not self.queue.empty():
+                readings.append(self.queue.get_nowait())
+            try:
+                self._process(readings)
+            except Exception:  # a programming error must not stop the line: log it, keep going
+                log.exception("pipeline failed on a batch of %d readings", len(readings))
+            await self.store.wait_room()
+
+    def _process(self, readings: list[Measurement]) -> None:
+        acks: list[Callable[[], None]] = []
+        touched: dict[CharacteristicKey, CharacteristicState] = {}
+        with self.store.batch(on_commit=lambda events: self._committed(events, acks)) as batch:
+            for reading in readings:
+                if reading.on_committed is not None:
+                    acks.append(reading.on_committed)
+                state = self.characteristics.get(reading.key)
+                if state is None:
+                    self.rejected += 1
+                    continue
+                if reading.source_key is not None:
+                    if reading.source_key in self._recent:
+                        self.duplicates += 1
+                        continue
+                    self._remember(reading.source_key)
+                if reading.quality != "good" or not math.isfinite(reading.value):
+                    state.rejected += 1
+                    self.rejected += 1
+                    continue
+                self._ingest(batch, state, reading)
+                touched[reading.key] = state
+            for key, state in touched.items():
+                batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
+
+    def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement) -> None:
+        product, characteristic = state.product, state.characteristic
+        measured_at = reading.measured_at
+        result = state.engine.ingest(reading.value, measured_at)
+        state.readings += 1
+        state.last_good = time.monotonic()
+        state.last_value = reading.value
+        self.ingested += 1
+        now = iso_time(time.time(), self.tz)
+        if result.new_limits is not None:
+            self._store_limits(batch, product, characteristic, result.new_limits, who="gateway",
+                               reason="learned from the baseline subgroups")
+        measurement_id = batch.measurement(
+            product_id=product.id, characteristic=characteristic.name, value=reading.value,
+            measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
+            subgroup_number=result.subgroup_number, is_within_spec=result.is_within_spec,
+            is_within_control=result.is_within_control, source_key=reading.source_key)
+        notable = result.is_within_spec is False or result.is_within_control is False
+        batch.event("measurement", product.id, {
+            "type": "measurement",
+            "measurement": {
+                "id": measurement_id, "product_id": product.id, "product_code": product.code,
+                "characteristic": characteristic.name, "measurement_value": reading.value,
+                "sample_number": result.sample_number, "subgroup_number": result.subgroup_number,
+                "is_within_spec": result.is_within_spec, "is_within_control": result.is_within_control,
+                "measured_at": iso_time(measured_at, self.tz), "unit": characteristic.unit,
+            },
+            "timestamp": now,
+        }, notable=notable, outbox_topic=self.topic_for("measurement", product.code, characteristic.name))
+        point = result.subgroup
+        if point is not None:
+            self._store_subgroup(batch, product, characteristic, point, measured_at, now)
+        for violation in result.violations:
+            batch.event("violation", product.id, {
+                "type": "violation",
+                "violation": {
+                    "product_id": product.id, "product_code": product.code,
+                    "characteristic": characteristic.name, "rule": violation.rule,
+                    "rule_name": violation.rule_name, "subgroup_number": violation.subgroup_number,
+                    "points": list(violation.points), "detected_at": now,
+                },
+                "timestamp": now,
+            }, outbox_topic=self.topic_for("violation", product.code, characteristic.name))
+        if result.capability is not None:
+            self._store_capability(batch, product, characteristic, result.capability, now)
+        self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
+
+    def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
+                        point: Any, measured_at: float, now: str) -> None:
+        batch.subgroup(product_id=product.id, characteristic=characteristic.name,
+                       subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
+                       range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
+                       lcl=point.lcl, violations=list(point.violations), at=measured_at)
+        batch.event("subgroup", product.id, {
+            "type": "subgroup",
+            "subgroup": {
+                "product_id": product.id, "product_code": product.code,
+                "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
+                "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
+                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.value),
+                "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
+                "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
+                "dispersion": finite_or_none(point.dispersion),
+                "dispersion_center": finite_or_none(point.dispersion_center),
+                "dispersion_ucl": finite_or_none(point.dispersion_ucl),
+                "dispersion_lcl": finite_or_none(point.dispersion_lcl),
+                "dispersion_violations": list(point.dispersion_violations),
+                "measured_at": iso_time(measured_at, self.tz),
+            },
+            "timestamp": now,
+        }, notable=True, outbox_topic=self.topic_for("subgroup", product.code, characteristic.name))
+
+    def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
+                          cap: Any, now: str) -> None:
+        values = {k: finite_or_none(getattr(cap, k)) for k in ("cp", "cpk", "pp", "ppk", "cpm", "cpk_lower")}
+        capability_id = batch.capability(
+            product_id=product.id, characteristic=characteristic.name, n=cap.n,
+            sigma_within=finite_or_none(cap.sigma_within), sigma_overall=finite_or_none(cap.sigma_overall),
+            analyzed_at=time.time(), reason=cap.reason, **values)
+        batch.event("capability", product.id, {
+            "type": "capability",
+            "capability": {
+                "id": capability_id, "product_id": product.id, "product_code": product.code,
+                "characteristic": characteristic.name, **values, "n": cap.n,
+                "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
+            },
+            "timestamp": now,
+        }, outbox_topic=self.topic_for("capability", product.code, characteristic.name))
+
+    def _store_limits(self, batch: Any, product: Product, characteristic: Characteristic, limits: Any,
+                      *, who: str, reason: str) -> int:
+        return batch.limits_version(
+            product_id=product.id, characteristic=characteristic.name,
+            effective_from=limits.effective_from, center=limits.center, sigma=limits.sigma,
+            ucl=limits.ucl, lcl=limits.lcl, dispersion_center=limits.dispersion_center,
+            dispersion_ucl=limits.dispersion_ucl, dispersion_lcl=limits.dispersion_lcl,
+            source=limits.source, from_subgroup=limits.from_subgroup, to_subgroup=limits.to_subgroup,
+            who=who, reason=reason)
+
+    def _committed(self, events: list[Event], acks: list[Callable[[], None]]) -> None:
+        for ack in acks:
+            try:
+                ack()
+            except Exception:
+                log.exception("acknowledging a committed reading failed")
+        if events:
+            self.publish(events)
+
+    def _remember(self, source_key: str) -> None:
+        self._recent[source_key] = None
+        if len(self._recent) > RECENT_SOURCE_KEYS:
+            self._recent.popitem(last=False)
+
+    # ------------------------------------------------------------------ operator acts and health
+
+    async def recalculate_limits(self, product_id: int, characteristic: str, *, user: str, reason: str,
+                                 from_subgroup: int | None = None, subgroups: int = 25) -> dict[str, Any]:
+        """A new limits version from stored subgroups; applies from now on, history stays as it was."""
+        state = self.characteristics.get(CharacteristicKey(product_id, characteristic))
+        if state is None:
+            raise LookupError(f"no characteristic {characteristic!r} in product {product_id}")
+        if not 2 <= subgroups <= 1000:
+            raise ValueError("subgroups must be between 2 and 1000")
+        last = state.engine.state_subgroup_number() if hasattr(state.engine, "state_subgroup_number") else None
+        if from_subgroup is None:
+            current = last if last is not None else _last_subgroup(state.engine)
+            from_subgroup = max(1, current - subgroups + 1)
+        values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
+        if len(values) < 2:
+            raise ValueError(f"only {len(values)} stored subgroups from subgroup {from_subgroup}: need at least 2")
+        limits = state.engine.recalculate(values, source="recalculated")
+        with self.store.batch() as batch:
+            version = self._store_limits(batch, state.product, state.characteristic, limits, who=user, reason=reason)
+            batch.engine_state(product_id, characteristic, json.dumps(state.engine.state()))
+        await batch.committed
+        return {
+            "product_id": product_id, "characteristic": characteristic, "version": version,
+            "center": limits.center, "sigma": limits.sigma, "ucl": limits.ucl, "lcl": limits.lcl,
+            "from_subgroup": limits.from_subgroup, "to_subgroup": limits.to_subgroup,
+            "effective_from": iso_time(limits.effective_from, self.tz), "who": user, "reason": reason,
+        }
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per characteristic: age of the last good value, stale or not, readings counted."""
+        now = time.monotonic()
+        return {
+            str(key): {
+                "product_code": s.product.code, "characteristic": s.characteristic.name,
+                "source": s.characteristic.source,
+                "last_value_age_s": None if s.last_good is None else round(now - s.last_good, 3),
+                "stale": s.stale, "readings": s.readings, "rejected": s.rejected,
+            }
+            for key, s in self.characteristics.items()
+        }
+
+    async def _watch_staleness(self) -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(STALE_CHECK_INTERVAL)
+            now = time.monotonic()
+            changes = []
+            for state in self.characteristics.values():
+                if state.stale_after is None:
+                    continue
+                age = now - (state.last_good if state.last_good is not None else started)
+                if not state.stale and age > state.stale_after:
+                    state.stale = True
+                    changes.append((state, True, age))
+                elif state.stale and state.last_good is not None and age <= state.stale_after:
+                    state.stale = False
+                    changes.append((state, False, age))
+            if not changes:
+                continue
+            with self.store.batch(on_commit=self.publish) as batch:
+                for state, stale, age in changes:
+                    if stale:
+                        self.alerts.source_stale(batch, state.product, state.characteristic, age)
+                    else:
+                        self.alerts.source_fresh(batch, state.product, state.characteristic)
+
+
+def _last_subgroup(engine: Any) -> int:
+    limits_state = engine.state()
+    for key in ("subgroup_number", "subgroups", "last_subgroup"):
+        if isinstance(limits_state.get(key), int):
+            return limits_state[key]
+    return 25

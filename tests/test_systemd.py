@@ -1,0 +1,106 @@
+"""The systemd side: the notify protocol against a real datagram socket, and the unit's hardening."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.sdnotify import Notifier
+from tests.conftest import free_port
+from tests.daemon_helpers import Daemon, minimal_config, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+UNIT = REPO / "systemd" / "spc-gateway.service"
+
+
+class FakeSystemd:
+    """A datagram socket where systemd would listen, collecting what the daemon says."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def collect_until(self, needle: str, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in m for m in self.messages):
+                return self.messages
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        raise AssertionError(f"no {needle!r} from the daemon within {timeout}s; got {self.messages}")
+
+
+def test_notifier_sends_each_state(tmp_path: Path) -> None:
+    systemd = FakeSystemd(tmp_path / "notify.sock")
+    notifier = Notifier(str(systemd.path))
+    notifier.ready("ok")
+    notifier.reloading()
+    notifier.notify("WATCHDOG=1")
+    notifier.stopping()
+    for needle in ("READY=1", "RELOADING=1", "WATCHDOG=1", "STOPPING=1"):
+        systemd.collect_until(needle, 2)
+    assert any("MONOTONIC_USEC=" in m for m in systemd.messages)
+
+
+def test_notifier_without_systemd_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled
+    notifier.ready()  # nothing to send to, nothing raised
+
+
+def test_daemon_speaks_sd_notify(tmp_path: Path) -> None:
+    """READY after start, WATCHDOG from the loop, RELOADING on SIGHUP, STOPPING on SIGTERM."""
+    systemd = FakeSystemd(tmp_path / "notify.sock")
+    port = free_port()
+    path = write_config(tmp_path, minimal_config(tmp_path, port=port))
+    daemon = Daemon(path, env={"NOTIFY_SOCKET": str(systemd.path), "WATCHDOG_USEC": "1000000"})
+    daemon.start()
+    try:
+        systemd.collect_until("READY=1", 20)
+        count = sum("WATCHDOG=1" in m for m in systemd.messages)
+        systemd.collect_until("WATCHDOG=1", 3)
+        time.sleep(1.2)
+        systemd.collect_until("WATCHDOG=1", 1)
+        assert sum("WATCHDOG=1" in m for m in systemd.messages) >= count + 2, systemd.messages
+        daemon.signal(signal.SIGHUP)
+        systemd.collect_until("RELOADING=1", 5)
+        daemon.signal(signal.SIGTERM)
+        systemd.collect_until("STOPPING=1", 5)
+        assert daemon.wait(5) == 0
+    finally:
+        daemon.kill()
+        print(daemon.log())
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    # verify needs the ExecStart binary to exist: point a copy of the unit at this venv's script
+    exe = Path(shutil.which("spc-gateway") or REPO / ".venv" / "bin" / "spc-gateway").resolve()
+    unit = tmp_path / "spc-gateway.service"
+    unit.write_text(UNIT.read_text().replace("/opt/spc-gateway/venv/bin/spc-gateway", str(exe)))
+    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    problems = [line for line in (verify.stdout + verify.stderr).splitlines()
+                if "spc-gateway.service" in line]
+    assert verify.returncode == 0 and not problems, verify.stdout + verify.stderr
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
+                              capture_output=True, text=True)
+    line = next(line for line in security.stdout.splitlines() if "Overall exposure level" in line)
+    score = float(line.split(":")[1].split()[0])
+    assert score <= 2.0, line
+    text = UNIT.read_text()
+    for required in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "ExecReload=/bin/kill -HUP $MAINPID",
+                     "StateDirectory=spc-gateway", "ConfigurationDirectory=spc-gateway",
+                     "SupplementaryGroups=dialout"):
+        assert required in text, required
