@@ -6,6 +6,7 @@ Every error a technician can cause carries file:line:column and the key path (se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -290,6 +291,10 @@ class Config:
     server: ServerSection = ServerSection()
     northbound: NorthboundSection | None = None
     path: str = field(default="", compare=False)  # the file it came from
+    # key path -> (line, column) of every value read, so later checks (missing files) can point at it
+    marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # (key path, absolute path) of every file the config names: secrets, certificates
+    named_files: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)
@@ -324,6 +329,32 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+# The loader lives in gateway.config_loader (and config_sections, config_products); these are the
+# entry points everyone else imports from here.
+
 def load_config(path: str) -> tuple[Config, list[Problem]]:
     """Parse and validate a file; returns the config and its warnings, or raises ConfigError."""
-    raise NotImplementedError  # implemented by the config loader below (issue 2)
+    from gateway.config_loader import load_config as load
+
+    return load(path)
+
+
+def missing_files(config: Config) -> list[Problem]:
+    """Warnings for the files the config names (secrets, certificates) that are missing right now."""
+    from gateway.config_loader import missing_files as missing
+
+    return missing(config)
+
+
+def require_files(config: Config, warnings: list[Problem] | None = None) -> list[Problem]:
+    """The files the config names that are missing now, as errors: `run` refuses to start on them."""
+    from gateway.config_loader import require_files as require
+
+    return require(config, warnings)
+
+
+def read_secret(path: str) -> str:
+    """The secret held in a file, without its trailing newline; raises ConfigError. Never log it."""
+    from gateway.config_loader import read_secret as read
+
+    return read(path)
