@@ -181,8 +181,10 @@ class Pipeline:
         self.ingested += 1
         now = iso_time(time.time(), self.tz)
         if result.new_limits is not None:
-            self._store_limits(batch, product, characteristic, result.new_limits, who="gateway",
-                               reason="learned from the baseline subgroups")
+            limits = result.new_limits
+            reason = ("fixed limits from the configuration" if limits.source == "fixed" else
+                      f"learned from subgroups {limits.from_subgroup}..{limits.to_subgroup}")
+            self._store_limits(batch, product, characteristic, limits, who="gateway", reason=reason)
         measurement_id = batch.measurement(
             product_id=product.id, characteristic=characteristic.name, value=reading.value,
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
@@ -209,7 +211,8 @@ class Pipeline:
                 "violation": {
                     "product_id": product.id, "product_code": product.code,
                     "characteristic": characteristic.name, "rule": violation.rule,
-                    "rule_name": violation.rule_name, "subgroup_number": violation.subgroup_number,
+                    "rule_name": violation.rule_name, "chart": violation.chart,
+                    "subgroup_number": violation.subgroup_number,
                     "points": list(violation.points), "detected_at": now,
                 },
                 "timestamp": now,
@@ -294,14 +297,13 @@ class Pipeline:
             raise LookupError(f"no characteristic {characteristic!r} in product {product_id}")
         if not 2 <= subgroups <= 1000:
             raise ValueError("subgroups must be between 2 and 1000")
-        last = state.engine.state_subgroup_number() if hasattr(state.engine, "state_subgroup_number") else None
         if from_subgroup is None:
-            current = last if last is not None else _last_subgroup(state.engine)
-            from_subgroup = max(1, current - subgroups + 1)
+            from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
         if len(values) < 2:
             raise ValueError(f"only {len(values)} stored subgroups from subgroup {from_subgroup}: need at least 2")
-        limits = state.engine.recalculate(values, source="recalculated")
+        limits = state.engine.recalculate(values, source="recalculated", from_subgroup=from_subgroup,
+                                          to_subgroup=from_subgroup + len(values) - 1)
         with self.store.batch() as batch:
             version = self._store_limits(batch, state.product, state.characteristic, limits, who=user, reason=reason)
             batch.engine_state(product_id, characteristic, json.dumps(state.engine.state()))
@@ -351,10 +353,3 @@ class Pipeline:
                     else:
                         self.alerts.source_fresh(batch, state.product, state.characteristic)
 
-
-def _last_subgroup(engine: Any) -> int:
-    limits_state = engine.state()
-    for key in ("subgroup_number", "subgroups", "last_subgroup"):
-        if isinstance(limits_state.get(key), int):
-            return limits_state[key]
-    return 25

@@ -1,0 +1,123 @@
+"""Process capability: Cp, Cpk, Pp, Ppk, Cpm and Bissell's lower confidence bound of Cpk.
+
+- Within sigma (Cp, Cpk): the chart's own estimator (MRbar/d2(2), Rbar/d2, Sbar/c4), see charts.py.
+- Overall sigma (Pp, Ppk): the sample standard deviation of all individual values, n - 1, no c4
+  (Minitab's default since v15; AIAG SPC manual 2nd ed.). Pooled from subgroup summaries with Chan's
+  parallel update, so it is as stable as a two-pass computation.
+- Cp = (USL - LSL)/(6 sigma_w); Cpk = min(USL - mean, mean - LSL)/(3 sigma_w); Pp, Ppk the same with
+  sigma_overall. A one-sided spec gives only its own side: Cp, Pp and Cpm are null.
+- Cpm as R qcc: (USL - LSL) / (6 sqrt(sigma_w^2 + (mean - T)^2)), T the target or else the spec midpoint.
+- cpk_lower: Bissell (1990) one-sided lower 95% bound, Cpk - z(0.95) sqrt(1/(9N) + Cpk^2/(2(N - 1))).
+- Too little data (fewer than 20 subgroups, or fewer than 30 individual values on an I-MR chart): all null
+  with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import NamedTuple
+
+from gateway.spc.charts import EstimateError, SubgroupSummary, estimate_sigma
+from gateway.spc.constants import d2
+
+MIN_SUBGROUPS = 20
+MIN_INDIVIDUALS = 30
+Z_95 = 1.6448536269514722  # standard normal 95% quantile: one-sided lower bound
+
+
+class CapabilityResult(NamedTuple):
+    """One capability analysis; an index that cannot be computed is None and `reason` says why."""
+
+    cp: float | None
+    cpk: float | None
+    pp: float | None
+    ppk: float | None
+    cpm: float | None
+    cpk_lower: float | None
+    n: int  # individual values used
+    subgroups: int
+    mean: float | None
+    sigma_within: float | None
+    sigma_overall: float | None
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return self._asdict()
+
+
+def pooled_mean_m2(summaries: list[SubgroupSummary]) -> tuple[int, float, float]:
+    """Total count, mean and sum of squared deviations of all values (Chan et al. parallel update)."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for s in summaries:
+        total = count + s.n
+        delta = s.mean - mean
+        mean += delta * s.n / total
+        m2 += s.m2 + delta * delta * count * s.n / total
+        count = total
+    return count, mean, m2
+
+
+def _indices(mean: float, sigma: float, lsl: float | None, usl: float | None) -> tuple:
+    """(Cp-like, Cpk-like) for one sigma; a missing side gives None for the two-sided index."""
+    upper = (usl - mean) / (3.0 * sigma) if usl is not None else None
+    lower = (mean - lsl) / (3.0 * sigma) if lsl is not None else None
+    both = (usl - lsl) / (6.0 * sigma) if upper is not None and lower is not None else None
+    sides = [v for v in (upper, lower) if v is not None]
+    return both, min(sides)
+
+
+def compute(chart: str, summaries: list[SubgroupSummary], lsl: float | None, usl: float | None,
+            target: float | None = None) -> CapabilityResult:
+    """Capability of the given subgroups against the spec."""
+    if chart == "imr":
+        return compute_individuals([s.mean for s in summaries], lsl, usl, target)
+    count, mean, m2 = pooled_mean_m2(summaries)
+    k = len(summaries)
+    if k < MIN_SUBGROUPS:
+        return _empty(count, k, mean, f"too little data: {k} subgroups, at least {MIN_SUBGROUPS} needed")
+    try:
+        sigma_within = estimate_sigma(chart, summaries)
+    except EstimateError as e:
+        return _empty(count, k, mean, str(e))
+    return _indices_for(count, k, mean, m2, sigma_within, lsl, usl, target)
+
+
+def compute_individuals(values: list[float], lsl: float | None, usl: float | None,
+                        target: float | None = None) -> CapabilityResult:
+    """Capability of individual values (I-MR): within sigma MRbar/d2(2), two-pass overall sigma."""
+    count = len(values)
+    mean = math.fsum(values) / count if count else 0.0
+    if count < MIN_INDIVIDUALS:
+        return _empty(count, count, mean,
+                      f"too little data: {count} individual values, at least {MIN_INDIVIDUALS} needed")
+    m2 = math.fsum([(x - mean) ** 2 for x in values])
+    moving = math.fsum(map(abs, map(operator.sub, values[1:], values[:-1])))
+    sigma_within = moving / (count - 1) / d2(2)
+    return _indices_for(count, count, mean, m2, sigma_within, lsl, usl, target)
+
+
+def _empty(count: int, k: int, mean: float, reason: str, sigma_within: float | None = None,
+           sigma_overall: float | None = None) -> CapabilityResult:
+    return CapabilityResult(None, None, None, None, None, None, count, k, mean if count else None,
+                            sigma_within, sigma_overall, reason)
+
+
+def _indices_for(count: int, k: int, mean: float, m2: float, sigma_within: float, lsl: float | None,
+                 usl: float | None, target: float | None) -> CapabilityResult:
+    if lsl is None and usl is None:
+        return _empty(count, k, mean, "no specification limits")
+    sigma_overall = math.sqrt(m2 / (count - 1))
+    if sigma_within <= 0.0 or sigma_overall <= 0.0:
+        return _empty(count, k, mean, "no variation in the data: sigma is zero", sigma_within, sigma_overall)
+    cp, cpk = _indices(mean, sigma_within, lsl, usl)
+    pp, ppk = _indices(mean, sigma_overall, lsl, usl)
+    cpm = None
+    if lsl is not None and usl is not None:
+        t = target if target is not None else (lsl + usl) / 2.0
+        cpm = (usl - lsl) / (6.0 * math.sqrt(sigma_within ** 2 + (mean - t) ** 2))
+    cpk_lower = cpk - Z_95 * math.sqrt(1.0 / (9.0 * count) + cpk * cpk / (2.0 * (count - 1)))
+    reason = None if cp is not None else "one-sided specification: Cp, Pp and Cpm do not apply"
+    return CapabilityResult(cp, cpk, pp, ppk, cpm, cpk_lower, count, k, mean, sigma_within,
+                            sigma_overall, reason)

@@ -1,0 +1,399 @@
+"""The streaming SPC engine of one characteristic: one measurement in, its verdicts and events out.
+
+The daemon calls `ingest` once per measurement; `spc-gateway analyze` runs the same code over a file.
+Subgroups close when `subgroup_size` readings have arrived, or early with `close_subgroup()` (a short
+subgroup gets its own limits, center +- 3 sigma/sqrt(n_i), and the rules see its z).
+
+Limits are fixed from the configuration, or learned from the first `baseline_subgroups` subgroups and
+then frozen; before limits exist points get `is_within_control = None` and no rule runs. A new limits
+version applies from then on: history is never re-evaluated, and the run-rule window starts afresh.
+The hot path is written for speed: precomputed per-n limits, integer run counters, few allocations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gateway.spc import capability as _capability
+from gateway.spc.capability import CapabilityResult
+from gateway.spc.charts import (
+    CHARTS,
+    LimitsVersion,
+    PointLimits,
+    SubgroupSummary,
+    estimate_limits,
+    make_limits,
+    point_limits,
+    summarize,
+)
+from gateway.spc.rules import DISPERSION_NAME, RuleSet, RuleWindow, Violation
+
+STATE_VERSION = 1
+NO_VIOLATIONS: tuple[Violation, ...] = ()
+_INF = math.inf
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs of a characteristic's configuration."""
+
+    chart: str = "imr"
+    subgroup_size: int = 1
+    lsl: float | None = None
+    usl: float | None = None
+    target: float | None = None
+    center: float | None = None  # fixed limits: process mean ...
+    sigma: float | None = None  # ... and standard deviation of individual values
+    baseline_subgroups: int = 25  # learned limits: from this many first subgroups
+    convention: str = "nelson"
+    tests: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    capability_every: int = 25  # subgroups between two capability analyses
+    capability_window: int = 100  # subgroups the analysis looks back over (and the memory kept)
+    min_cpk: float = 1.33
+
+    def __post_init__(self) -> None:
+        if self.chart not in CHARTS:
+            raise ValueError(f"unknown chart {self.chart!r} (allowed: {', '.join(CHARTS)})")
+        if self.chart == "imr" and self.subgroup_size != 1:
+            raise ValueError("an imr chart charts individual values: subgroup_size must be 1")
+        if not 1 <= self.subgroup_size <= 100:
+            raise ValueError(f"subgroup_size {self.subgroup_size} is outside 1..100")
+        if (self.center is None) != (self.sigma is None):
+            raise ValueError("fixed limits need both center and sigma")
+        if self.sigma is not None and not self.sigma > 0:
+            raise ValueError(f"sigma must be positive, not {self.sigma}")
+        if self.baseline_subgroups < (2 if self.chart == "imr" else 1):
+            raise ValueError(f"baseline_subgroups {self.baseline_subgroups} is too small")
+        if self.lsl is not None and self.usl is not None and not self.lsl < self.usl:
+            raise ValueError(f"lsl {self.lsl} must be below usl {self.usl}")
+        if self.capability_every < 1 or self.capability_window < 1:
+            raise ValueError("capability every_subgroups and window_subgroups must be at least 1")
+        RuleSet(self.convention, self.tests)  # validates the rule numbers
+
+    @property
+    def fixed(self) -> bool:
+        """Limits come from the configuration rather than from data."""
+        return self.center is not None
+
+    @classmethod
+    def from_characteristic(cls, characteristic) -> EngineSettings:
+        """Settings from a gateway.config.Characteristic."""
+        c = characteristic
+        return cls(chart=c.chart, subgroup_size=c.subgroup_size, lsl=c.spec.lsl, usl=c.spec.usl,
+                   target=c.spec.target, center=c.limits.center, sigma=c.limits.sigma,
+                   baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
+                   tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
+                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
+
+
+class SubgroupPoint(NamedTuple):
+    """A charted point: a completed subgroup (n > 1) or an individual (I-MR).
+
+    `range` is the subgroup range, or the moving range on an I-MR chart (None for the first point);
+    `dispersion` is the plotted dispersion statistic (range, standard deviation or moving range).
+    Limits and z are None while the baseline is still being collected.
+    """
+
+    subgroup_number: int
+    n: int
+    mean: float
+    range: float | None
+    stdev: float | None
+    center: float | None
+    ucl: float | None
+    lcl: float | None
+    violations: tuple[int, ...]  # rule numbers flagging the location point
+    dispersion: float | None
+    dispersion_center: float | None
+    dispersion_ucl: float | None
+    dispersion_lcl: float | None
+    dispersion_violations: tuple[int, ...]  # (1,) when the dispersion point is beyond its limits
+    z: float | None
+    is_within_control: bool | None
+    at: float
+
+
+class IngestResult(NamedTuple):
+    """What one measurement produced. `is_within_spec` is None when the characteristic has no spec."""
+
+    sample_number: int
+    subgroup_number: int
+    is_within_spec: bool | None
+    is_within_control: bool | None
+    subgroup: SubgroupPoint | None
+    violations: list[Violation] | tuple[Violation, ...]
+    new_limits: LimitsVersion | None
+    capability: CapabilityResult | None
+
+
+class CharacteristicEngine:
+    """Streaming SPC for one characteristic; `state()` / `state=` carry it across restarts."""
+
+    def __init__(self, settings: EngineSettings, state: dict | None = None):
+        s = self.settings = settings
+        self.chart = s.chart
+        self.size = s.subgroup_size
+        self.individuals = s.chart == "imr"
+        self.has_spec = s.lsl is not None or s.usl is not None
+        self.lsl = s.lsl if s.lsl is not None else -_INF
+        self.usl = s.usl if s.usl is not None else _INF
+        self.rule_set = RuleSet(s.convention, s.tests)
+        self.enabled = self.rule_set.enabled_mask
+        self.dispersion_test = self.rule_set.dispersion_test
+        self.window = RuleWindow(self.rule_set.run_length)
+        self.sample_number = 0
+        self.subgroup_number = 0
+        self.last_at = 0.0
+        self._reset_open()
+        self.previous: float | None = None  # last individual (I-MR moving range)
+        self.baseline: list[SubgroupSummary] = []
+        # I-MR: plain values; subgroup charts: SubgroupSummary
+        self.capability_window: deque = deque(maxlen=s.capability_window)
+        self.since_capability = 0
+        self.capability_every = s.capability_every
+        self._limits: LimitsVersion | None = None
+        self._table: list[PointLimits | None] = []
+        self._announce = False  # fixed limits not yet reported as a version
+        if state is not None and self._restore(state):
+            return
+        if s.fixed:
+            self._install(make_limits(s.chart, self.size, s.center, s.sigma, source="fixed",
+                                      effective_from=0.0))
+            self._announce = True
+
+    # ------------------------------------------------------------ limits
+
+    @property
+    def limits(self) -> LimitsVersion | None:
+        """The limits version in force (None while the baseline is collected)."""
+        return self._limits
+
+    def _install(self, version: LimitsVersion) -> None:
+        self._limits = version
+        self._table = [None] + [point_limits(self.chart, version.center, version.sigma, n)
+                                for n in range(1, self.size + 1)]
+        self.window.reset()
+        self.baseline = []
+
+    def recalculate(self, subgroups: list[list[float]], *, source: str = "recalculated",
+                    at: float | None = None, from_subgroup: int | None = None,
+                    to_subgroup: int | None = None) -> LimitsVersion:
+        """Estimate new limits from the given subgroups' values; they apply from now on."""
+        summaries = [summarize(list(v)) for v in subgroups if len(v) > 0]
+        version = estimate_limits(self.chart, self.size, summaries, source=source,
+                                  effective_from=self.last_at if at is None else at,
+                                  from_subgroup=from_subgroup, to_subgroup=to_subgroup)
+        self._install(version)
+        self._announce = False
+        return version
+
+    # ------------------------------------------------------------ the hot path
+
+    def _reset_open(self) -> None:
+        self.open_n = 0
+        self.open_mean = 0.0
+        self.open_m2 = 0.0
+        self.open_low = _INF
+        self.open_high = -_INF
+
+    def ingest(self, value: float, at: float) -> IngestResult:
+        """One measurement: spec verdict, and when it completes a subgroup, the chart's verdicts."""
+        sample = self.sample_number = self.sample_number + 1
+        self.last_at = at
+        in_spec = (self.lsl <= value <= self.usl) if self.has_spec else None
+        if self.individuals:
+            return self._individual(value, at, sample, in_spec)
+        # Welford: stable for values far from zero (NIST StRD NumAcc1)
+        n = self.open_n = self.open_n + 1
+        delta = value - self.open_mean
+        mean = self.open_mean = self.open_mean + delta / n
+        self.open_m2 += delta * (value - mean)
+        if value < self.open_low:
+            self.open_low = value
+        if value > self.open_high:
+            self.open_high = value
+        if n < self.size:
+            return IngestResult(sample, self.subgroup_number + 1, in_spec, None, None, NO_VIOLATIONS,
+                                None, None)
+        return self._close(at, sample, in_spec)
+
+    def _individual(self, x: float, at: float, sample: int, in_spec: bool | None) -> IngestResult:
+        """I-MR with limits in force: the steps of _close, written out for speed (the common case)."""
+        limits = self._limits
+        if limits is None or self._announce:
+            self.open_n = 1
+            self.open_mean = x
+            return self._close(at, sample, in_spec)
+        previous = self.previous
+        self.previous = x
+        moving_range = None if previous is None else abs(x - previous)
+        number = self.subgroup_number = self.subgroup_number + 1
+        capability = None
+        if self.has_spec:
+            self.capability_window.append(x)
+            since = self.since_capability + 1
+            if since >= self.capability_every:
+                since = 0
+                capability = self.capability_now()
+            self.since_capability = since
+        p = self._table[1]
+        z = (x - limits.center) * p.inverse_se
+        within = -3.0 <= z <= 3.0
+        beyond = moving_range is not None and moving_range > p.dispersion_ucl  # its LCL is 0
+        if beyond:
+            within = False
+        fired = self.window.push(z, x) & self.enabled
+        if fired or (beyond and self.dispersion_test):
+            violations, rules, dispersion_rules = self._violations(fired, number, z, beyond)
+        else:
+            violations, rules, dispersion_rules = NO_VIOLATIONS, (), ()
+        point = SubgroupPoint(number, 1, x, moving_range, None, limits.center, p.ucl, p.lcl, rules,
+                              moving_range, p.dispersion_center, p.dispersion_ucl, p.dispersion_lcl,
+                              dispersion_rules, z, within, at)
+        return IngestResult(sample, number, in_spec, within, point, violations, None, capability)
+
+    def close_subgroup(self, at: float | None = None) -> IngestResult | None:
+        """Close the open subgroup now, short as it is (e.g. closed by time); None when it is empty."""
+        if self.open_n == 0:
+            return None
+        return self._close(self.last_at if at is None else at, self.sample_number, None)
+
+    def _close(self, at: float, sample: int, in_spec: bool | None) -> IngestResult:
+        number = self.subgroup_number = self.subgroup_number + 1
+        n = self.open_n
+        mean = self.open_mean
+        m2 = self.open_m2
+        if self.individuals:
+            self.open_n = 0
+            previous = self.previous
+            dispersion = rng = None if previous is None else abs(mean - previous)
+            self.previous = mean
+            stdev = None
+            summary = mean  # the capability window of an I-MR chart keeps plain values
+        else:
+            rng = self.open_high - self.open_low
+            stdev = math.sqrt(m2 / (n - 1)) if n > 1 else None
+            if n == 1:
+                dispersion = None
+            else:
+                dispersion = rng if self.chart == "xbar_r" else stdev
+            summary = SubgroupSummary(n, mean, m2, rng)
+            self._reset_open()
+        new_limits = None
+        if self._announce:
+            self._announce = False
+            new_limits = self._limits = self._limits._replace(effective_from=at)
+        capability = None
+        if self.has_spec:
+            self.capability_window.append(summary)
+            self.since_capability += 1
+            if self.since_capability >= self.capability_every:
+                self.since_capability = 0
+                capability = self.capability_now()
+        limits = self._limits
+        if limits is None:
+            self.baseline.append(SubgroupSummary(1, mean, 0.0, 0.0) if self.individuals else summary)
+            if len(self.baseline) >= self.settings.baseline_subgroups:
+                k = len(self.baseline)
+                new_limits = estimate_limits(self.chart, self.size, self.baseline, source="learned",
+                                             effective_from=at, from_subgroup=number - k + 1,
+                                             to_subgroup=number)
+                self._install(new_limits)
+            point = SubgroupPoint(number, n, mean, rng, stdev, None, None, None, (), dispersion, None,
+                                  None, None, (), None, None, at)
+            return IngestResult(sample, number, in_spec, None, point, NO_VIOLATIONS, new_limits, capability)
+        p = self._table[n]
+        z = (mean - limits.center) * p.inverse_se
+        within = -3.0 <= z <= 3.0
+        dispersion_beyond = dispersion is not None and (dispersion > p.dispersion_ucl
+                                                        or dispersion < p.dispersion_lcl)
+        if dispersion_beyond:
+            within = False
+        fired = self.window.push(z, mean) & self.enabled
+        if fired or (dispersion_beyond and self.dispersion_test):
+            violations, rules, dispersion_rules = self._violations(fired, number, z, dispersion_beyond)
+        else:
+            violations, rules, dispersion_rules = NO_VIOLATIONS, (), ()
+        point = SubgroupPoint(number, n, mean, rng, stdev, limits.center, p.ucl, p.lcl, rules, dispersion,
+                              p.dispersion_center, p.dispersion_ucl, p.dispersion_lcl, dispersion_rules, z,
+                              within, at)
+        return IngestResult(sample, number, in_spec, within, point, violations, new_limits, capability)
+
+    def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool) -> tuple:
+        """(violations, location rule numbers, dispersion rule numbers) in the convention's numbering."""
+        reported = self.rule_set.reported
+        names = self.rule_set.names
+        violations = []
+        for test in range(1, 9):
+            if fired >> (test - 1) & 1:
+                violations.append(Violation(reported[test], names[test], number,
+                                            self.window.points(test, number, z), "location"))
+        violations.sort(key=lambda v: v.rule)
+        rules = tuple(v.rule for v in violations)
+        dispersion_rules: tuple[int, ...] = ()
+        if dispersion_beyond and self.dispersion_test:
+            dispersion_rules = (1,)
+            violations.append(Violation(1, DISPERSION_NAME, number, (number,), "dispersion"))
+        return violations, rules, dispersion_rules
+
+    # ------------------------------------------------------------ capability
+
+    def capability_now(self) -> CapabilityResult | None:
+        """Capability over the last `capability_window` subgroups (None without a spec)."""
+        if not self.has_spec:
+            return None
+        s = self.settings
+        if self.individuals:
+            return _capability.compute_individuals(list(self.capability_window), s.lsl, s.usl, s.target)
+        return _capability.compute(self.chart, list(self.capability_window), s.lsl, s.usl, s.target)
+
+    # ------------------------------------------------------------ restart
+
+    def _fingerprint(self) -> list:
+        s = self.settings
+        return [s.chart, s.subgroup_size, s.center, s.sigma, s.convention, list(s.tests)]
+
+    def state(self) -> dict:
+        """Small JSON-able dict from which `CharacteristicEngine(settings, state)` continues exactly."""
+        return {
+            "version": STATE_VERSION,
+            "settings": self._fingerprint(),
+            "sample_number": self.sample_number,
+            "subgroup_number": self.subgroup_number,
+            "last_at": self.last_at,
+            "open": [self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high]
+            if self.open_n else None,
+            "previous": self.previous,
+            "limits": self._limits.to_dict() if self._limits is not None else None,
+            "announce": self._announce,
+            "rules": self.window.to_state(),
+            "baseline": [list(b) for b in self.baseline],
+            "capability": list(self.capability_window) if self.individuals
+            else [list(b) for b in self.capability_window],
+            "since_capability": self.since_capability,
+        }
+
+    def _restore(self, state: dict) -> bool:
+        """Continue from a saved state; returns False when the settings changed so only numbering survives."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown engine state version {state.get('version')!r}")
+        self.sample_number = int(state["sample_number"])
+        self.subgroup_number = int(state["subgroup_number"])
+        self.last_at = float(state["last_at"])
+        if state["settings"] != self._fingerprint():
+            return False  # the chart, size, fixed limits or rules were changed: start afresh
+        if state["open"]:
+            self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high = state["open"]
+        self.previous = state["previous"]
+        if state["limits"] is not None:
+            self._install(LimitsVersion.from_dict(state["limits"]))
+        self._announce = bool(state["announce"])
+        self.window.restore(state["rules"])
+        self.baseline = [SubgroupSummary(*b) for b in state["baseline"]]
+        self.capability_window.extend(state["capability"] if self.individuals
+                                      else (SubgroupSummary(*b) for b in state["capability"]))
+        self.since_capability = int(state["since_capability"])
+        return True
