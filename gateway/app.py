@@ -68,7 +68,8 @@ class Gateway:
         self.hub = Hub(self.config)
         topic_for = None
         if self.config.northbound is not None:
-            from gateway.northbound import Northbound, topic_for as nb_topic_for
+            from gateway.northbound import Northbound
+            from gateway.northbound import topic_for as nb_topic_for
 
             mqtt = self.config.northbound.mqtt
 
@@ -126,7 +127,7 @@ class Gateway:
         if self.northbound is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.northbound.stop(), 1.0)
-        await self.store.close()
+        await self.store.close(timeout=2.0)
         log.info("spc-gateway stopped")
 
     # ------------------------------------------------------------------ reload

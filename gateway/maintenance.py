@@ -1,0 +1,213 @@
+"""Operations on the database file that work while the daemon runs: online backup and CSV export."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import TextIO
+
+from gateway.model import iso_time
+from gateway.store_schema import StoreError
+
+BACKUP_STEP_PAGES = 1024  # pages copied per step: progress is reported between steps
+
+
+class MaintenanceError(StoreError):
+    """A backup or export that cannot be done; the message says why and what to do."""
+
+
+def _connect_existing(db_path: str) -> sqlite3.Connection:
+    if not os.path.isfile(db_path):
+        raise MaintenanceError(f"no database at {db_path}: check storage.path in the configuration")
+    try:
+        conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = 1")  # this connection never writes the daemon's file
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise MaintenanceError(f"cannot read {db_path}: {exc}") from exc
+    return conn
+
+
+def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None = None,
+           *, source: sqlite3.Connection | None = None, step_pages: int = BACKUP_STEP_PAGES) -> None:
+    """Copy the database consistently into dest while it may be written; progress(copied, total) pages."""
+    if os.path.exists(dest) and os.path.exists(db_path) and os.path.samefile(db_path, dest):
+        raise MaintenanceError(f"the backup file {dest} is the database itself: choose another file")
+    folder = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(folder):
+        raise MaintenanceError(f"cannot write the backup to {dest}: folder {folder} does not exist")
+    src = source if source is not None else _connect_existing(db_path)
+    partial = dest + ".partial"
+    try:
+        if os.path.exists(partial):
+            os.remove(partial)
+        dst = sqlite3.connect(partial, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        if source is None:
+            src.close()
+        raise MaintenanceError(f"cannot write the backup to {dest}: {exc}") from exc
+    try:
+        # One read transaction over the whole copy: in WAL it pins a snapshot, so the writer goes on
+        # and the copy is consistent instead of restarting after every commit of the daemon.
+        src.execute("BEGIN")
+        src.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+
+        def report(status: int, remaining: int, total: int) -> None:
+            if progress is not None:
+                progress(total - remaining, total)
+
+        src.backup(dst, pages=step_pages, progress=report, sleep=0)
+        total = src.execute("PRAGMA page_count").fetchone()[0]
+        src.execute("COMMIT")
+        if progress is not None:
+            progress(total, total)
+        dst.execute("PRAGMA journal_mode = DELETE")  # the copy is one self-contained file
+        check = dst.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise MaintenanceError(f"the backup {dest} failed its check ({check}); try again")
+        dst.close()
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, dest)
+    except (OSError, sqlite3.Error) as exc:
+        dst.close()
+        raise MaintenanceError(f"the backup to {dest} failed: {exc}") from exc
+    finally:
+        if src.in_transaction:
+            src.execute("ROLLBACK")
+        if source is None:
+            src.close()
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+CSV_COLUMNS = ("measurement_id", "product_id", "product_code", "characteristic", "value", "measured_at",
+               "received_at", "sample_number", "subgroup_number", "is_within_spec", "is_within_control")
+
+
+def _flag(x: int | None) -> str:
+    return "" if x is None else ("true" if x else "false")
+
+
+def export_csv(db_path: str, product_id: int, start: float | None, end: float | None, out: TextIO,
+               *, characteristic: str | None = None, tz: _dt.tzinfo = _dt.UTC) -> int:
+    """Write a product's measurements with start <= measured_at < end as CSV; returns the row count."""
+    if start is not None and end is not None and end <= start:
+        raise MaintenanceError(f"--to ({iso_time(end, tz)}) must be later than --from ({iso_time(start, tz)})")
+    conn = _connect_existing(db_path)
+    try:
+        row = conn.execute("SELECT code FROM products WHERE id = ?", (int(product_id),)).fetchone()
+        if row is None:
+            known = ", ".join(f"{i} ({c})" for i, c in conn.execute("SELECT id, code FROM products ORDER BY id"))
+            raise MaintenanceError(f"product {product_id} is not in {db_path} (known products: {known or 'none'})")
+        code = row[0]
+        where, args = ["product_id = ?"], [int(product_id)]
+        for clause, value in (("measured_at >= ?", start), ("measured_at < ?", end),
+                              ("characteristic = ?", characteristic)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        count = 0
+        # streamed row by row: an export of months of data never sits in memory
+        for mid, pid, ch, value, measured, received, sample, subgroup, spec, control in conn.execute(
+                "SELECT id, product_id, characteristic, value, measured_at, received_at, sample_number, "
+                f"subgroup_number, is_within_spec, is_within_control FROM measurements WHERE {' AND '.join(where)} "
+                "ORDER BY id", args):
+            writer.writerow((mid, pid, code, ch, "" if value is None else repr(value), iso_time(measured, tz),
+                             iso_time(received, tz), sample, subgroup, _flag(spec), _flag(control)))
+            count += 1
+        return count
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- the command line (`spc-gateway backup/export`)
+
+def _database_and_zone(args) -> tuple[str, _dt.tzinfo]:
+    """The database file and time zone from --db, or from storage.path and gateway.timezone of --config."""
+    if getattr(args, "db", None):
+        return args.db, _dt.UTC
+    from zoneinfo import ZoneInfo
+
+    from gateway.config import ConfigError, load_config
+
+    try:
+        config, _warnings = load_config(args.config)
+    except ConfigError as exc:
+        raise MaintenanceError(f"{args.config} is not valid:\n{exc}") from exc
+    except OSError as exc:
+        raise MaintenanceError(f"cannot read the config file {args.config} ({exc.strerror}): give --config "
+                               "or --db FILE") from exc
+    try:
+        zone: _dt.tzinfo = ZoneInfo(config.gateway.timezone)
+    except (KeyError, ValueError):
+        zone = _dt.UTC
+    return config.storage.path, zone
+
+
+def _parse_time(text: str | None, option: str, zone: _dt.tzinfo) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise MaintenanceError(f"{option} {text!r} is not an ISO 8601 date or time (for example 2024-05-01 "
+                               "or 2024-05-01T06:00:00+09:00)") from None
+    if moment.tzinfo is None:  # a plain date or time is meant in the gateway's own zone
+        moment = moment.replace(tzinfo=zone)
+    return moment.timestamp()
+
+
+def backup_command(args) -> int:
+    """`spc-gateway backup FILE [--config | --db]`: online copy with a progress bar on stderr."""
+    import sys
+
+    interactive = sys.stderr.isatty()
+
+    def bar(done: int, total: int) -> None:
+        if interactive and total:
+            filled = 30 * done // total
+            print(f"\rbackup [{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% "
+                  f"({done}/{total} pages)", end="", file=sys.stderr, flush=True)
+
+    try:
+        db_path, _zone = _database_and_zone(args)
+        backup(db_path, args.file, bar)
+    except StoreError as exc:
+        print(f"{chr(10) if interactive else ''}spc-gateway backup: {exc}", file=sys.stderr)
+        return 1
+    size = os.path.getsize(args.file)
+    print(f"{chr(10) if interactive else ''}backup of {db_path} written to {args.file} "
+          f"({size / 1e6:.1f} MB, checked)", file=sys.stderr)
+    return 0
+
+
+def export_command(args) -> int:
+    """`spc-gateway export --product ID [--from] [--to] --format csv [-o FILE]`."""
+    import sys
+
+    try:
+        db_path, zone = _database_and_zone(args)
+        start = _parse_time(args.start, "--from", zone)
+        end = _parse_time(args.end, "--to", zone)
+        if args.output in (None, "-"):
+            count = export_csv(db_path, args.product, start, end, sys.stdout, tz=zone)
+        else:
+            with open(args.output, "w", newline="", encoding="utf-8") as out:
+                count = export_csv(db_path, args.product, start, end, out, tz=zone)
+    except OSError as exc:
+        print(f"spc-gateway export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        if args.output not in (None, "-") and os.path.exists(args.output):
+            os.remove(args.output)  # no half-written CSV that looks like a result
+        print(f"spc-gateway export: {exc}", file=sys.stderr)
+        return 1
+    print(f"{count} measurements of product {args.product} exported", file=sys.stderr)
+    return 0

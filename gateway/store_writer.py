@@ -1,0 +1,295 @@
+"""The store's single writer thread: groups queued batches into transactions, retries, prunes.
+
+Only this thread writes. It takes batches in the order they were queued, puts several into one
+transaction (up to batch_max rows, waiting at most flush_interval for more), and reports each commit
+back to the event loop in commit order. A commit that fails (disk full, I/O error) is rolled back
+and retried with backoff forever, with the same batches in the same order: nothing accepted is
+dropped, and nothing queued behind it overtakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from gateway.store_batch import ORDER, SQL, Batch
+
+log = logging.getLogger("gateway.store")
+
+RETRY_MIN = 0.05  # seconds before the first retry of a failed commit
+RETRY_MAX = 5.0  # seconds between retries at most
+PRUNE_CHUNK = 2000  # rows deleted per table per prune transaction: keeps each prune step short
+# Errors that a retry cannot cure (a row the schema refuses): such rows are skipped one by one and
+# logged, so one bad row cannot jam the store forever.
+_POISON = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future):
+        self.fn = fn
+        self.future = future
+
+
+def _resolve(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Writer:
+    """The writer thread and its queue (bounded by the store's max_pending rows)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, loop: asyncio.AbstractEventLoop,
+                 on_done: Callable[[list[Batch]], None], *, batch_max: int, flush_interval: float,
+                 retention: float | None, max_size: int | None, prune_interval: float):
+        self.conn = conn
+        self.path = path
+        self.loop = loop
+        self.on_done = on_done
+        self.batch_max = batch_max
+        self.flush_interval = flush_interval
+        self.retention = retention
+        self.max_size = max_size
+        self.prune_interval = prune_interval
+        self._cond = threading.Condition()
+        self._queue: deque[Batch] = deque()
+        self._queued_rows = 0
+        self._jobs: deque[_Job] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._abandon = False
+        self._next_prune = time.monotonic() + min(prune_interval, 5.0)
+        self.commits = 0
+        self.rows_written = 0
+        self.rows_rejected = 0
+        self.failing = False
+        self.last_error: str | None = None
+        self.pruned = {"measurements": 0, "events": 0, "subgroups": 0}
+        self.pruned_for_size = 0
+        self.current_group: list[Batch] = []  # the group being committed (or retried)
+        self.thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+
+    # -- called from the event loop --------------------------------------------------------------
+    def put(self, batch: Batch) -> None:
+        with self._cond:
+            self._queue.append(batch)
+            self._queued_rows += batch.n_rows
+            self._cond.notify()
+
+    def call(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future) -> None:
+        """Run fn(conn) on the writer thread before its next transaction (even while retrying)."""
+        with self._cond:
+            self._jobs.append(_Job(fn, future))
+            self._cond.notify()
+        self._wake.set()
+
+    def stop(self, abandon: bool = False) -> None:
+        """Finish what is queued, then end (abandon: end now, keeping nothing)."""
+        with self._cond:
+            self._stopping = True
+            self._abandon = self._abandon or abandon
+            self._cond.notify()
+        self._wake.set()
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop_forever()
+        except BaseException as exc:  # a bug here must not stall the gateway silently
+            log.exception("the store's writer thread stopped")
+            self.failing = True
+            self.last_error = f"the store's writer thread stopped ({exc!r}): restart spc-gateway"
+
+    def _notify(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody waits for the answer any more
+            log.debug("event loop closed; dropping a store notification")
+
+    def _loop_forever(self) -> None:
+        while True:
+            group = self._take()
+            self._run_jobs()
+            if group is None:
+                return
+            if group:
+                self._commit_with_retry(group)
+            if self._abandon:
+                return
+            if time.monotonic() >= self._next_prune:
+                self._prune_tick()
+
+    def _take(self) -> list[Batch] | None:
+        """Wait for work; returns the next group, [] for a timer tick, None when stopped and empty."""
+        with self._cond:
+            while not self._queue and not self._jobs and not self._stopping:
+                timeout = max(0.0, self._next_prune - time.monotonic())
+                if not self._cond.wait(timeout):
+                    return []
+            if self._abandon or (not self._queue and self._stopping):
+                return None
+            if not self._queue:
+                return []
+            deadline = self._queue[0].enqueued_at + self.flush_interval
+            while self._queued_rows < self.batch_max and not self._stopping and not self._jobs:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            group: list[Batch] = []
+            rows = 0
+            while self._queue and (not group or rows + self._queue[0].n_rows <= self.batch_max):
+                batch = self._queue.popleft()
+                group.append(batch)
+                rows += batch.n_rows
+            self._queued_rows -= rows
+            return group
+
+    def _run_jobs(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            try:
+                result = job.fn(self.conn)
+            except BaseException as exc:  # handed to the awaiting coroutine, which decides
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                self._notify(_resolve, job.future, None, exc)
+            else:
+                self._notify(_resolve, job.future, result)
+
+    def _commit_with_retry(self, group: list[Batch]) -> None:
+        self.current_group = group
+        delay = RETRY_MIN
+        tolerant = False
+        while True:
+            try:
+                self._commit(group, tolerant)
+                break
+            except _POISON as exc:
+                self._rollback()
+                log.error("a row was refused by the schema (%s); writing the rows one by one", exc)
+                tolerant = True
+                continue
+            except sqlite3.Error as exc:
+                self._rollback()
+                rows = sum(b.n_rows for b in group) + self._queued_rows
+                self.last_error = (
+                    f"cannot write to {self.path}: {exc} ({type(exc).__name__}); {rows} rows are kept "
+                    f"in memory and retried: free disk space or check the storage device")
+                if not self.failing:
+                    log.error("%s", self.last_error)
+                self.failing = True
+            self._wake.wait(delay)
+            self._wake.clear()
+            delay = min(delay * 2, RETRY_MAX)
+            self._run_jobs()
+            if self._abandon:
+                return
+        if self.failing:
+            log.warning("storage works again: %s is being written", self.path)
+            self.failing = False
+        self.commits += 1
+        self.current_group = []
+        self._notify(self.on_done, group)
+
+    def _rollback(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the transaction is gone either way
+            log.debug("rollback: %s", exc)
+
+    def _commit(self, group: list[Batch], tolerant: bool) -> None:
+        conn = self.conn
+        written = 0
+        conn.execute("BEGIN IMMEDIATE")
+        for kind in ORDER:
+            params = list(itertools.chain.from_iterable(b.rows.get(kind, ()) for b in group))
+            if not params:
+                continue
+            if not tolerant:
+                conn.executemany(SQL[kind], params)
+                written += len(params)
+                continue
+            for row in params:
+                try:
+                    conn.execute(SQL[kind], row)
+                    written += 1
+                except _POISON as exc:
+                    self.rows_rejected += 1
+                    log.error("row refused and skipped (%s): %s %r", exc, kind, row[:4])
+        conn.execute("COMMIT")
+        self.rows_written += written
+
+    # -- pruning ---------------------------------------------------------------------------------
+    def _prune_tick(self) -> None:
+        try:
+            more = self.prune_step()
+        except sqlite3.Error as exc:
+            self._rollback()
+            log.warning("pruning old measurements failed, will retry: %s", exc)
+            more = False
+        # A backlog is worked off in small steps between write transactions.
+        self._next_prune = time.monotonic() + (0.05 if more else self.prune_interval)
+
+    def used_bytes(self) -> int:
+        """Bytes of the database file in use (free pages left by pruning are reused, not counted)."""
+        c = self.conn
+        page_size = c.execute("PRAGMA page_size").fetchone()[0]
+        used = c.execute("PRAGMA page_count").fetchone()[0] - c.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(used * page_size)
+
+    def prune_step(self) -> bool:
+        """Delete one chunk of what retention and max_size allow; True when more remains."""
+        conn = self.conn
+        more = False
+        conn.execute("BEGIN IMMEDIATE")
+        # High-water marks keep ids and seq growing even when every row of a table is pruned.
+        conn.execute("INSERT OR REPLACE INTO meta SELECT 'hw_measurements', MAX(id) FROM measurements "
+                     "HAVING MAX(id) IS NOT NULL")
+        conn.execute("INSERT OR REPLACE INTO meta SELECT 'hw_events', MAX(seq) FROM events "
+                     "HAVING MAX(seq) IS NOT NULL")
+        counts = {"measurements": 0, "events": 0, "subgroups": 0}
+        if self.retention is not None:
+            cutoff = time.time() - self.retention
+            for table, key, at in (("measurements", "id", "received_at"), ("events", "seq", "created_at"),
+                                   ("subgroups", "id", "at")):
+                n = conn.execute(
+                    f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} ORDER BY {key} "
+                    f"LIMIT {PRUNE_CHUNK}) AND {at} < ?", (cutoff,)).rowcount
+                counts[table] += n
+                more = more or n == PRUNE_CHUNK
+        conn.execute("COMMIT")
+        self._count_pruned(counts)
+        if self.max_size is not None and self.used_bytes() > self.max_size:
+            conn.execute("BEGIN IMMEDIATE")
+            counts = {}
+            for table, key in (("measurements", "id"), ("events", "seq"), ("subgroups", "id")):
+                counts[table] = conn.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} "
+                                             f"ORDER BY {key} LIMIT {PRUNE_CHUNK})").rowcount
+            conn.execute("COMMIT")
+            deleted = self._count_pruned(counts)
+            self.pruned_for_size += deleted
+            more = more or (deleted > 0 and self.used_bytes() > self.max_size)
+        return more
+
+    def _count_pruned(self, counts: dict[str, int]) -> int:
+        """Add committed deletions to the counters (only after COMMIT, so stats never run ahead)."""
+        for table, n in counts.items():
+            self.pruned[table] += n
+        return sum(counts.values())
