@@ -144,6 +144,8 @@ class Pipeline:
                 self._process(readings)
             except Exception:  # a programming error must not stop the line: log it, keep going
                 log.exception("pipeline failed on a batch of %d readings", len(readings))
+            for _ in readings:
+                self.queue.task_done()
             await self.store.wait_room()
 
     def _process(self, readings: list[Measurement]) -> None:
@@ -166,7 +168,10 @@ class Pipeline:
                     state.rejected += 1
                     self.rejected += 1
                     continue
-                self._ingest(batch, state, reading)
+                try:
+                    self._ingest(batch, state, reading)
+                except Exception:  # a programming error must not cost the other readings of the batch
+                    log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
                 batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
@@ -233,7 +238,7 @@ class Pipeline:
                 "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
                 "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
-                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.value),
+                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
                 "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
                 "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
                 "dispersion": finite_or_none(point.dispersion),

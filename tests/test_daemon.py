@@ -1,0 +1,157 @@
+"""The daemon as an operator meets it: a subprocess started, signalled, killed and restarted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, wait_port
+from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def count(db: Path, sql: str) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute(sql).fetchone()[0] or 0
+
+
+@pytest.fixture
+def simulator():
+    """The standalone Modbus line simulator: gauge 0 at holding 100 (float32), counter at 110."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(port),
+                             "--gauges", "1", "--mean", "10.0", "--sigma", "0.05", "--seed", "7",
+                             "--part-interval", "0.02"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_port(port)
+    yield port
+    proc.kill()
+    proc.wait(5)
+
+
+def part_counter_config(tmp_path: Path, modbus_port: int, http_port: int) -> dict:
+    config = minimal_config(tmp_path, port=http_port, modbus_port=modbus_port)
+    characteristic = config["products"][0]["characteristics"][0]
+    characteristic["modbus"]["address"] = 100
+    characteristic["sampling"] = {"part_counter": {"table": "holding", "address": 110, "data_type": "uint32"}}
+    config["sources"][0]["poll_interval"] = "10ms"
+    return config
+
+
+def test_sigterm_stops_cleanly_within_5s(tmp_path: Path) -> None:
+    port = free_port()
+    daemon = Daemon(write_config(tmp_path, minimal_config(tmp_path, port=port))).start(wait_for_port=port)
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(6) == 0, daemon.log()
+    assert time.monotonic() - started < 5.0
+    assert "Traceback" not in daemon.log()
+
+
+def test_invalid_config_refuses_to_start_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("gateway: {name: X}\nstorage: {path: /tmp/x.db}\nsources: []\nproducts: [}\n")
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1
+    assert f"{path}:4:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_token_file_refuses_to_start(tmp_path: Path) -> None:
+    config = minimal_config(tmp_path)
+    config["server"]["auth"] = [{"name": "hmi", "role": "operator", "token_file": str(tmp_path / "nope")}]
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(write_config(tmp_path, config))],
+                          cwd=REPO, capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1, proc.stderr
+    assert "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unwritable_storage_path_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    config = minimal_config(tmp_path)
+    config["storage"]["path"] = str(blocker / "spc.sqlite3")
+    daemon = Daemon(write_config(tmp_path, config)).start()
+    assert daemon.wait(20) == 1
+    assert str(blocker) in daemon.log() and "Traceback" not in daemon.log()
+
+
+def test_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    port = free_port()
+    first = Daemon(write_config(tmp_path, minimal_config(tmp_path, port=port))).start(wait_for_port=port)
+    try:
+        config = minimal_config(tmp_path, port=free_port())
+        other = tmp_path / "other"
+        other.mkdir()
+        second = Daemon(write_config(other, config)).start()
+        assert second.wait(20) == 1
+        assert "already using" in second.log(), second.log()
+    finally:
+        first.stop()
+
+
+def test_sighup_reload_keeps_running_on_a_bad_config_and_applies_a_good_one(tmp_path: Path) -> None:
+    port = free_port()
+    config = minimal_config(tmp_path, port=port)
+    path = write_config(tmp_path, config)
+    daemon = Daemon(path).start(wait_for_port=port)
+    try:
+        path.write_text(path.read_text() + "\nbogus_key: 1\n")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in daemon.log(), 10, "the refusal in the log")
+        assert daemon.proc.poll() is None
+        config["sources"][0]["poll_interval"] = "200ms"
+        write_config(tmp_path, config)
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "restarted sources ['plc']" in daemon.log(), 10, "the reload in the log")
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_measurements_flow_and_seq_continues_after_sigkill(tmp_path: Path, simulator: int) -> None:
+    """Readings from a real Modbus server reach SQLite; a SIGKILL loses nothing committed and seq goes on."""
+    port = free_port()
+    db = tmp_path / "spc.sqlite3"
+    path = write_config(tmp_path, part_counter_config(tmp_path, simulator, port))
+    daemon = Daemon(path).start(wait_for_port=port)
+    try:
+        wait_for(lambda: db.exists() and count(db, "select count(*) from measurements") >= 50, 20,
+                 "50 measurements")
+        daemon.kill()
+        before_seq = count(db, "select max(seq) from events")
+        before_rows = count(db, "select count(*) from measurements")
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        daemon = Daemon(path).start(wait_for_port=port)
+        wait_for(lambda: count(db, "select count(*) from measurements") >= before_rows + 20, 20,
+                 "measurements after the restart")
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            seqs = [r[0] for r in conn.execute("select seq from events order by seq")]
+            numbers = [r[0] for r in conn.execute("select sample_number from measurements order by id")]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seq has a gap or a repeat"
+        assert max(seqs) > before_seq
+        # the engine resumed where it stopped: sample numbers go on without restarting at 1
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+        body = json.loads(sqlite3.connect(db).execute(
+            "select body from events where type='measurement' order by seq desc limit 1").fetchone()[0])
+        assert body["type"] == "measurement" and body["measurement"]["product_code"] == "BOLT-M10"
+    finally:
+        daemon.stop()
