@@ -1,0 +1,64 @@
+"""`spc-gateway demo`: the simulated line over real OPC UA and Modbus, the page, a clean Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from gateway.config import load_config
+from gateway.demo import demo_config
+from tests.conftest import free_port, wait_port
+from tests.daemon_helpers import REPO
+
+
+def get_json(url: str) -> dict:
+    """GET a JSON document; a 503 (something still connecting) still has a body."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
+
+
+def test_shipped_demo_config_is_the_demo_and_valid(tmp_path: Path) -> None:
+    shipped = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    generated = demo_config(listen="127.0.0.1:8000", db="/tmp/spc-gateway-demo.sqlite3",
+                            modbus_port=5020, opcua_port=4840)
+    assert shipped == generated
+    config, _ = load_config(str(REPO / "config" / "demo.yaml"))
+    assert [p.code for p in config.products] == ["BOLT-M10", "SHAFT-20"]
+
+
+def test_demo_runs_all_sources_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "demo.sqlite3"
+    log = tmp_path / "demo.log"
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--listen", f"127.0.0.1:{port}",
+                             "--db", str(db)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    try:
+        wait_port(port, timeout=30)
+        deadline = time.monotonic() + 30
+        readings: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            health = get_json(f"http://127.0.0.1:{port}/healthz")
+            readings = {c["characteristic"]: c["readings"] for c in health["characteristics"].values()}
+            if len(readings) == 3 and all(n > 3 for n in readings.values()):
+                break
+            time.sleep(0.5)
+        assert len(readings) == 3 and all(n > 3 for n in readings.values()), (readings, log.read_text())
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+        assert "<html" in page.lower()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in log.read_text()
