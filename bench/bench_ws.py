@@ -1,0 +1,217 @@
+"""Fan-out benchmark: events per second delivered to 100 and 1,000 WebSocket clients, and server RSS.
+
+The server (Store on a temporary file, AlertService, Hub, LineServer: the real path) runs in a child
+process; the events it fans out are stored measurement events made by real store batches, as the
+pipeline makes them. The clients run in this process as minimal raw-socket WebSocket readers (a
+handshake, then frame headers counted) so that the measurement is the server's, not the clients'.
+
+    python bench/bench_ws.py [--events 2000] [--clients 100,1000]
+
+Prints JSON lines {"name", "value", "unit", "target"} at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+BATCH = 100  # events per store batch (what a busy pipeline drain produces)
+
+
+# ---------------------------------------------------------------- the server (child process)
+
+async def serve(port: int, folder: str) -> None:
+    """Run the line-side service and obey `publish N` / `rss` / `quit` lines on stdin."""
+    from gateway.model import iso_time
+    from tests.test_server_harness import Rig, make_config
+
+    config = make_config(Path(folder), max_connections=5000)
+    config = config.__class__(**{**config.__dict__, "server": config.server.__class__(
+        **{**config.server.__dict__, "listen": config.server.listen.__class__("127.0.0.1", port),
+           "ping_interval": 600.0, "client_queue": 100_000})})
+    async with Rig(config) as rig:
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo("Asia/Seoul")
+        while line := (await reader.readline()).decode().split():
+            if line[0] == "publish":
+                total, started = int(line[1]), time.perf_counter()
+                for first in range(0, total, BATCH):
+                    now = time.time()
+                    with rig.store.batch(on_commit=rig.hub.publish) as batch:
+                        for i in range(first, min(total, first + BATCH)):
+                            batch.event("measurement", 1, {
+                                "type": "measurement",
+                                "measurement": {"id": i, "product_id": 1, "product_code": "BOLT-M10",
+                                                "characteristic": "diameter", "measurement_value": 10.65,
+                                                "sample_number": i, "subgroup_number": i // 5,
+                                                "is_within_spec": False, "is_within_control": True,
+                                                "measured_at": iso_time(now, tz)},
+                                "timestamp": iso_time(now, tz)}, notable=True)
+                    await batch.committed
+                print(f"published {time.perf_counter() - started:.4f}", flush=True)
+            elif line[0] == "rss":
+                print(f"rss {_rss_kib(os.getpid())} clients {len(rig.hub.clients)}", flush=True)
+            elif line[0] == "quit":
+                break
+
+
+def _rss_kib(pid: int) -> int:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1])
+    return 0
+
+
+# ---------------------------------------------------------------- the clients (this process)
+
+class Reader(asyncio.Protocol):
+    """A WebSocket client that counts text frames after the handshake; nothing else."""
+
+    def __init__(self, done: asyncio.Event):
+        self.buffer = b""
+        self.upgraded = False
+        self.frames = 0
+        self.target = -1
+        self.done = done
+        self.connected = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        if not self.upgraded:
+            head, sep, rest = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = buffer
+                return
+            self.upgraded = True
+            if not self.connected.done():
+                self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
+            buffer = rest
+        pos, end = 0, len(buffer)
+        while end - pos >= 2:
+            length = buffer[pos + 1] & 0x7F
+            header = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
+            if end - pos < header + length:
+                break
+            self.frames += 1
+            pos += header + length
+        self.buffer = buffer[pos:]
+        if self.frames == self.target:
+            self.done.set()
+
+
+async def open_readers(port: int, count: int) -> list[Reader]:
+    """`count` connected readers on the general feed (connection + snapshot already counted)."""
+    loop = asyncio.get_running_loop()
+    readers: list[Reader] = []
+    for start in range(0, count, 50):
+        batch = []
+        for _ in range(start, min(count, start + 50)):
+            reader = Reader(asyncio.Event())
+            transport, _ = await loop.create_connection(lambda r=reader: r, "127.0.0.1", port)
+            key = base64.b64encode(os.urandom(16)).decode()
+            transport.write((f"GET /ws/spc/notifications/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                             f"Sec-WebSocket-Version: 13\r\nUser-Agent: bench\r\n\r\n").encode())
+            batch.append(reader)
+        for reader in batch:
+            assert await asyncio.wait_for(reader.connected, 30), "handshake refused"
+        readers += batch
+    deadline = time.monotonic() + 30
+    while any(r.frames < 2 for r in readers) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return readers
+
+
+async def round_trip(proc: asyncio.subprocess.Process, command: str) -> str:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((command + "\n").encode())
+    await proc.stdin.drain()
+    return (await proc.stdout.readline()).decode().strip()
+
+
+async def measure(events: int, client_counts: list[int]) -> list[dict]:
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        from tests.conftest import free_port
+
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--serve", str(port), folder, cwd=REPO,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        assert (await proc.stdout.readline()).decode().strip() == "ready"
+        readers: list[Reader] = []
+        baseline_rss = int((await round_trip(proc, "rss")).split()[1])
+        for count in client_counts:
+            readers += await open_readers(port, count - len(readers))
+            for reader in readers:
+                reader.frames = 0
+                reader.target = events
+                reader.done.clear()
+            started = time.perf_counter()
+            await round_trip(proc, f"publish {events}")
+            await asyncio.wait_for(asyncio.gather(*(r.done.wait() for r in readers)), 300)
+            elapsed = time.perf_counter() - started
+            results.append({"name": f"fanout_events_per_s_{count}_clients", "value": round(events / elapsed, 1),
+                            "unit": "events/s", "target": None})
+            results.append({"name": f"fanout_deliveries_per_s_{count}_clients",
+                            "value": round(events * count / elapsed), "unit": "messages/s", "target": None})
+            rss = int((await round_trip(proc, "rss")).split()[1])
+            results.append({"name": f"server_rss_{count}_clients", "value": round(rss / 1024, 1), "unit": "MB",
+                            "target": 150 if count >= 1000 else None})
+        results.append({"name": "server_rss_no_clients", "value": round(baseline_rss / 1024, 1), "unit": "MB",
+                        "target": None})
+        await round_trip(proc, "quit")
+        for reader in readers:
+            if reader.transport is not None:
+                reader.transport.abort()
+        await proc.wait()
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        asyncio.run(serve(int(sys.argv[2]), sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--clients", default="100,1000")
+    args = parser.parse_args()
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
+    results = asyncio.run(measure(args.events, [int(c) for c in args.clients.split(",")]))
+    for row in results:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Fan-out: every committed event, encoded to JSON and framed once, offered to every client that carries it.
+
+A client whose socket keeps up is written to synchronously, like `websockets.broadcast()`, with one
+write for all the events of a commit; once its
+write buffer is above the library's high-water mark, its messages wait in its own bounded queue and a
+small writer task feeds them as the socket drains. A client whose queue reaches the bound is cut off
+(close 1013) and logged with its address and user agent: it never holds more than the bound, and no
+one else ever waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from gateway.config import Config
+from gateway.model import Event
+
+log = logging.getLogger("gateway.server.hub")
+
+CUT_OFF_CODE = 1013  # "try again later": the client's reconnect (with ?since=) resumes without loss
+CUT_OFF_CLOSE_WAIT = 2.0  # seconds the close handshake may take before the TCP connection is aborted
+WRITE_CHUNK = 256  # queued frames joined into one write by a catching-up client's writer
+GENERAL_TYPES = frozenset({"alert", "violation", "capability"})
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """One protocol message as the UTF-8 JSON text frame payload (Korean stays readable)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def carries(endpoint_product: int | None, subscriptions: Iterable[int] | set[int], event: Event) -> bool:
+    """Does an endpoint send this event? The one rule for live fan-out and for `since` replay."""
+    if endpoint_product is not None:  # /ws/spc/product/{id}/: everything of that product
+        return event.product_id == endpoint_product or (event.product_id is None and event.type == "alert")
+    if event.type in GENERAL_TYPES:
+        return True
+    if event.product_id is not None and event.product_id in subscriptions:
+        return True
+    return event.type == "measurement" and event.notable
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected screen: its endpoint, subscriptions and bounded queue of encoded messages."""
+
+    connection: ServerConnection
+    endpoint_product: int | None
+    address: str = "?"
+    user_agent: str = "?"
+    subscriptions: set[int] = field(default_factory=set)
+    queue: deque[tuple[int, bytes]] = field(default_factory=deque)
+    live: bool = False  # False while the handler still sends connection/snapshot/replay
+    closed: bool = False
+    sent: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.Task[None] | None = None
+
+
+class Hub:
+    """All connected clients; `publish` is called on the loop after each commit, in seq order."""
+
+    def __init__(self, config: Config):
+        self.queue_limit = config.server.client_queue
+        self.clients: set[Client] = set()
+        self.published = 0
+        self.bytes_encoded = 0
+        self.cut_off = 0
+        self.deliveries = 0
+
+    def reconfigure(self, config: Config) -> None:
+        """Server settings take effect at restart; nothing to change live."""
+
+    # ------------------------------------------------------------------ clients
+
+    def attach(self, connection: ServerConnection, endpoint_product: int | None, *, subscriptions: set[int],
+               address: str = "?", user_agent: str = "?") -> Client:
+        """Register a client; events queue up (not sent) until `go_live`."""
+        client = Client(connection, endpoint_product, address, user_agent, subscriptions)
+        self.clients.add(client)
+        return client
+
+    def go_live(self, client: Client, after_seq: int | None) -> None:
+        """Start live delivery; queued events up to `after_seq` were already replayed and are dropped."""
+        if after_seq is not None:
+            while client.queue and client.queue[0][0] <= after_seq:
+                client.queue.popleft()
+        client.live = True
+        client.writer = asyncio.create_task(self._writer(client), name=f"ws-writer {client.address}")
+        client.wake.set()
+
+    async def detach(self, client: Client) -> None:
+        """Forget a client (its handler is ending)."""
+        self.clients.discard(client)
+        client.closed = True
+        client.queue.clear()
+        if client.writer is not None:
+            client.writer.cancel()
+            with contextlib.suppress(BaseException):
+                await client.writer
+
+    # ------------------------------------------------------------------ fan-out
+
+    def publish(self, events: list[Event]) -> None:
+        """Offer committed events to every client whose endpoint carries them."""
+        framed = []
+        for event in events:
+            data = frame(encode(event.body))
+            framed.append((event, data))
+            self.published += 1
+            self.bytes_encoded += len(data)
+        for client in self.clients:
+            if client.closed:
+                continue
+            chunks = [(event.seq, data) for event, data in framed
+                      if carries(client.endpoint_product, client.subscriptions, event)]
+            if chunks:
+                self._offer(client, chunks)
+
+    def _offer(self, client: Client, chunks: list[tuple[int, bytes]]) -> None:
+        if client.live and not client.queue and _can_write(client.connection):
+            # one write (one syscall) for the whole commit, however many events it holds
+            client.connection.transport.write(b"".join(data for _, data in chunks))
+            client.sent += len(chunks)
+            self.deliveries += len(chunks)
+            return
+        if len(client.queue) + len(chunks) > self.queue_limit:
+            self._cut_off(client)
+            return
+        client.queue.extend(chunks)
+        if client.live:
+            client.wake.set()
+
+    async def _writer(self, client: Client) -> None:
+        connection = client.connection
+        try:
+            while not client.closed:
+                await client.wake.wait()
+                client.wake.clear()
+                while client.queue and not client.closed:
+                    if connection.state is not State.OPEN:
+                        return
+                    pending = [client.queue.popleft()[1] for _ in range(min(WRITE_CHUNK, len(client.queue)))]
+                    connection.transport.write(b"".join(pending))
+                    client.sent += len(pending)
+                    self.deliveries += len(pending)
+                    await connection.drain()  # waits only while this client's buffer is full
+        except Exception as exc:  # a broken socket: the handler sees the close and detaches
+            log.debug("writer of %s stopped: %s", client.address, exc)
+
+    def _cut_off(self, client: Client) -> None:
+        client.closed = True
+        depth = len(client.queue)
+        client.queue.clear()  # release the memory now, not when the socket finally closes
+        self.cut_off += 1
+        log.warning("client %s (%s) does not read its messages: %d waiting; disconnecting (close %d)",
+                    client.address, client.user_agent, depth, CUT_OFF_CODE)
+        asyncio.get_running_loop().create_task(_close_quickly(client.connection))
+
+    # ------------------------------------------------------------------ numbers
+
+    def stats(self) -> dict[str, Any]:
+        """Clients, queue depths and counters for /metrics and /healthz."""
+        depths = [len(c.queue) for c in self.clients]
+        return {
+            "clients": len(self.clients),
+            "general_clients": sum(1 for c in self.clients if c.endpoint_product is None),
+            "queued_messages": sum(depths), "max_queue_depth": max(depths, default=0),
+            "queue_limit": self.queue_limit, "events_published": self.published,
+            "bytes_encoded": self.bytes_encoded, "deliveries": self.deliveries, "cut_off": self.cut_off,
+        }
+
+
+def _can_write(connection: ServerConnection) -> bool:
+    # Below the write-buffer high-water mark (`paused` False) a write never blocks anyone; a
+    # fragmented send in progress would be corrupted by a frame in between (we never fragment).
+    return connection.state is State.OPEN and not connection.paused and connection.send_in_progress is None
+
+
+def frame(payload: bytes) -> bytes:
+    """The complete WebSocket text frame of a payload, built once and written to every client as is.
+
+    Server frames are unmasked and the server negotiates no extension (compression is off), so the
+    bytes are the same for every connection; websockets' own frames (pings, close) are written whole
+    too, so frames never interleave.
+    """
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+async def _close_quickly(connection: ServerConnection) -> None:
+    try:
+        await asyncio.wait_for(connection.close(CUT_OFF_CODE, "client too slow: reconnect with ?since="),
+                               CUT_OFF_CLOSE_WAIT)
+    except (TimeoutError, Exception):
+        pass
+    finally:
+        if connection.state is not State.CLOSED:
+            connection.transport.abort()

@@ -1,0 +1,156 @@
+"""Texts the gateway itself says to people: server messages and alert titles, in Korean and English.
+
+The language is `gateway.language` of the config. A missing key is a programming error and fails
+loudly in tests; a missing placeholder value likewise.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Language = Literal["ko", "en"]
+
+_TEXTS: dict[str, dict[str, str]] = {
+    # ------------------------------------------------------------------ connection and errors
+    "connection": {
+        "ko": "SPC 실시간 알림에 연결되었습니다",
+        "en": "Connected to SPC real-time notifications",
+    },
+    "error.invalid_json": {
+        "ko": "JSON 객체가 아닙니다: {detail}",
+        "en": "not a JSON object: {detail}",
+    },
+    "error.binary": {
+        "ko": "바이너리 프레임은 받지 않습니다. JSON 텍스트를 보내십시오",
+        "en": "binary frames are not accepted; send JSON text",
+    },
+    "error.unknown_type": {
+        "ko": "알 수 없는 메시지 유형 {type!r} (가능: {allowed})",
+        "en": "unknown message type {type!r} (allowed: {allowed})",
+    },
+    "error.missing": {
+        "ko": "필드 {field!r}가 필요합니다 ({expected})",
+        "en": "field {field!r} is required ({expected})",
+    },
+    "error.wrong": {
+        "ko": "필드 {field!r}가 잘못되었습니다: {expected} 이어야 합니다",
+        "en": "field {field!r} is wrong: it must be {expected}",
+    },
+    "error.too_long": {
+        "ko": "필드 {field!r}가 너무 깁니다 ({length}자, 최대 {limit}자)",
+        "en": "field {field!r} is too long ({length} characters, at most {limit})",
+    },
+    "error.no_product": {
+        "ko": "제품 {product_id}이(가) 없습니다",
+        "en": "there is no product {product_id}",
+    },
+    "error.no_characteristic": {
+        "ko": "제품 {product_id}에 특성 {characteristic!r}이(가) 없습니다",
+        "en": "product {product_id} has no characteristic {characteristic!r}",
+    },
+    "error.no_alert": {
+        "ko": "경고 {alert_id}이(가) 없습니다",
+        "en": "there is no alert {alert_id}",
+    },
+    "error.unauthorized": {
+        "ko": "{role} 권한으로는 {type}을(를) 할 수 없습니다 (operator 권한 필요)",
+        "en": "the {role} role may not {type} (operator role needed)",
+    },
+    "error.rate_limited": {
+        "ko": "명령이 너무 많습니다 (초당 {rate:g}개까지). 잠시 후 다시 시도하십시오",
+        "en": "too many commands (at most {rate:g} per second); try again shortly",
+    },
+    "error.state": {
+        "ko": "경고 {alert_id}은(는) {status} 상태라서 {action}할 수 없습니다",
+        "en": "alert {alert_id} is {status}; it cannot be {action}",
+    },
+    "error.failed": {
+        "ko": "처리하지 못했습니다: {detail}",
+        "en": "could not be done: {detail}",
+    },
+    # ------------------------------------------------------------------ alert titles and messages
+    "alert.OUT_OF_SPEC.title": {"ko": "규격 이탈", "en": "Out of specification"},
+    "alert.OUT_OF_SPEC.upper": {
+        "ko": "측정값이 상한 규격을 초과했습니다 ({characteristic}: {value} > {limit} {unit})",
+        "en": "The measured value exceeds the upper specification limit ({characteristic}: {value} > {limit} {unit})",
+    },
+    "alert.OUT_OF_SPEC.lower": {
+        "ko": "측정값이 하한 규격 미만입니다 ({characteristic}: {value} < {limit} {unit})",
+        "en": "The measured value is below the lower specification limit ({characteristic}: {value} < {limit} {unit})",
+    },
+    "alert.OUT_OF_CONTROL.title": {"ko": "관리한계 이탈", "en": "Out of control"},
+    "alert.OUT_OF_CONTROL.upper": {
+        "ko": "관리도 점이 관리 상한을 벗어났습니다 ({characteristic}: {value} > UCL {limit})",
+        "en": "The charted point is above the upper control limit ({characteristic}: {value} > UCL {limit})",
+    },
+    "alert.OUT_OF_CONTROL.lower": {
+        "ko": "관리도 점이 관리 하한을 벗어났습니다 ({characteristic}: {value} < LCL {limit})",
+        "en": "The charted point is below the lower control limit ({characteristic}: {value} < LCL {limit})",
+    },
+    "alert.OUT_OF_CONTROL.dispersion": {
+        "ko": "산포 관리도 점이 관리한계를 벗어났습니다 ({characteristic}: {value}, 한계 {limit})",
+        "en": "The dispersion chart point is beyond its control limit ({characteristic}: {value}, limit {limit})",
+    },
+    "alert.RUN_RULE_VIOLATION.title": {"ko": "Run Rule 위반 (규칙 {rule})", "en": "Run rule violation (rule {rule})"},
+    "alert.RUN_RULE_VIOLATION.message": {
+        "ko": "{characteristic}: {description} (부분군 {points})",
+        "en": "{characteristic}: {description} (subgroups {points})",
+    },
+    "alert.CAPABILITY_LOW.title": {"ko": "공정능력 부족", "en": "Process capability low"},
+    "alert.CAPABILITY_LOW.message": {
+        "ko": "{characteristic}: Cpk {cpk}가 기준 {min_cpk}보다 낮습니다",
+        "en": "{characteristic}: Cpk {cpk} is below the required {min_cpk}",
+    },
+    "alert.SOURCE_STALE.title": {"ko": "측정값 수신 중단", "en": "No measurements arriving"},
+    "alert.SOURCE_STALE.message": {
+        "ko": "{characteristic}: {age}초 동안 새 측정값이 없습니다 (소스 {source})",
+        "en": "{characteristic}: no new value for {age} s (source {source})",
+    },
+    "alert.SOURCE_STALE.fresh": {
+        "ko": "측정값이 다시 들어옵니다",
+        "en": "values arrive again",
+    },
+    "alert.STORAGE.title": {"ko": "저장소 문제", "en": "Storage problem"},
+}
+
+# Nelson tests by number, and the Western Electric rules in their own numbering.
+_RULES: dict[str, dict[int, tuple[str, str]]] = {
+    "nelson": {
+        1: ("1점이 3σ 밖", "one point beyond 3 sigma"),
+        2: ("9점 연속 중심선 한쪽", "nine points in a row on one side of the center line"),
+        3: ("6점 연속 증가 또는 감소", "six points in a row steadily increasing or decreasing"),
+        4: ("14점 연속 번갈아 증감", "fourteen points in a row alternating up and down"),
+        5: ("3점 중 2점이 같은 쪽 2σ 밖", "two of three points beyond 2 sigma on the same side"),
+        6: ("5점 중 4점이 같은 쪽 1σ 밖", "four of five points beyond 1 sigma on the same side"),
+        7: ("15점 연속 1σ 이내", "fifteen points in a row within 1 sigma"),
+        8: ("8점 연속 1σ 밖 (양쪽)", "eight points in a row beyond 1 sigma on both sides"),
+    },
+    "western_electric": {
+        1: ("1점이 3σ 밖", "one point beyond 3 sigma"),
+        2: ("3점 중 2점이 같은 쪽 2σ 밖", "two of three points beyond 2 sigma on the same side"),
+        3: ("5점 중 4점이 같은 쪽 1σ 밖", "four of five points beyond 1 sigma on the same side"),
+        4: ("8점 연속 중심선 한쪽", "eight points in a row on one side of the center line"),
+    },
+}
+
+
+def text(language: str, key: str, **values: object) -> str:
+    """The text `key` in `language` (English when the language has none), filled with `values`."""
+    entry = _TEXTS[key]
+    template = entry.get(language) or entry["en"]
+    return template.format(**values) if values else template
+
+
+def rule_description(language: str, convention: str, rule: int, fallback: str = "") -> str:
+    """What run rule `rule` of `convention` detects, in words an operator reads."""
+    pair = _RULES.get(convention, {}).get(rule)
+    if pair is None:
+        return fallback or f"rule {rule}"
+    return pair[0] if language == "ko" else pair[1]
+
+
+def number(value: float | None) -> str:
+    """A measured number as people read it: six significant digits, no exponent for shop values."""
+    if value is None:
+        return "-"
+    return f"{value:.6g}"

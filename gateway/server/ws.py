@@ -1,0 +1,358 @@
+"""The line-side server: the websockets asyncio shell around protocol, hub and HTTP routes.
+
+One port serves the HMI page, the read-only HTTP API and both WebSocket endpoints. The handshake is
+checked in `process_request` (route, Origin -> 403, token -> 401, connection cap -> 503); a connection
+then gets `connection`, the snapshot of unresolved alerts, the `?since=` replay and `replay_complete`,
+and goes live. Every rule about messages lives in protocol.py; every rule about fan-out in hub.py.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gateway.alerts import AlertError, AlertService
+from gateway.config import Config
+from gateway.server.http import (
+    STATIC_DIR,
+    HttpRoutes,
+    json_response,
+    measurement_object,
+    render_metrics,
+    response,
+)
+from gateway.server.hub import Hub, carries, encode
+from gateway.server.protocol import Command, Protocol, Session
+
+log = logging.getLogger("gateway.server")
+
+REPLAY_PAGE = 1000  # events read from the store per query while replaying
+SNAPSHOT_LIMIT = 1000  # unresolved alerts sent after `connection` at most
+MAX_INCOMING_FRAMES = 8  # frames buffered per connection before websockets stops reading the socket
+CLOSE_TIMEOUT = 2.0
+FLOOD_CLOSE_CODE = 1008
+_PRODUCT_ENDPOINT = re.compile(r"^/ws/spc/product/(\d{1,9})/?$")
+_GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What process_request learned about a WebSocket request, for the handler."""
+
+    product_id: int | None
+    role: str
+    client_name: str | None
+    since: int | None
+    subprotocol: str | None
+
+
+class LineServer:
+    """Serves the endpoints on `server.listen`; `start()`/`stop()` (stop closes clients with 1001)."""
+
+    def __init__(self, config: Config, store: Any, alerts: AlertService, hub: Hub, *,
+                 health: Callable[[], dict[str, Any]], metrics: Callable[[], dict[str, Any] | str],
+                 recalculate: Callable[..., Awaitable[dict[str, Any]]], static_dir: Path = STATIC_DIR):
+        self.config = config
+        self.store = store
+        self.alerts = alerts
+        self.hub = hub
+        self.app_health = health
+        self.app_metrics = metrics
+        self.recalculate = recalculate
+        self.tz = ZoneInfo(config.gateway.timezone)
+        settings = config.server
+        self.protocol = Protocol({p.id: p for p in config.products}, language=config.gateway.language,
+                                 tz=self.tz, commands_per_second=settings.commands_per_second)
+        self.tokens: list[tuple[bytes, str, str]] = []  # (token, name, role)
+        self.http = HttpRoutes(config, store, health=self.health, metrics=self.metrics_text,
+                               static_dir=static_dir, authorized=self._http_authorized)
+        self.server: Server | None = None
+        self.refused = {"origin": 0, "token": 0, "capacity": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Read the token files, bind the port, start serving."""
+        settings = self.config.server
+        self.tokens = [(_read_token(entry.token_file).encode(), entry.name, entry.role) for entry in settings.auth]
+        if not self.tokens and not _loopback(settings.listen.host):
+            log.warning("server.listen is %s with no server.auth tokens: anyone who reaches the port is an "
+                        "operator (may acknowledge, shelve and resolve alerts)", settings.listen.host)
+        tls = None
+        if settings.tls is not None:
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(settings.tls.certificate, settings.tls.private_key)
+        self.server = await serve(
+            self._handler, settings.listen.host, settings.listen.port, process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol, compression=None, max_size=settings.max_frame,
+            max_queue=MAX_INCOMING_FRAMES, ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_interval, close_timeout=CLOSE_TIMEOUT, server_header=None, ssl=tls)
+        log.info("serving %s://%s:%d/ (WebSocket /ws/spc/notifications/, /ws/spc/product/{id}/)",
+                 "https" if tls else "http", settings.listen.host, self.port)
+
+    async def stop(self) -> None:
+        """Close every client with 1001 (going away) and stop listening."""
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with `listen: 127.0.0.1:0`)."""
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    # ------------------------------------------------------------------ handshake
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if not path.startswith("/ws/"):
+            return await self.http.handle(getattr(request, "method", "GET"), request.path, request.headers)
+        if getattr(request, "method", "GET") != "GET":
+            return await self.http.handle(request.method, request.path, request.headers)
+        general, product = _GENERAL_ENDPOINT.match(path), _PRODUCT_ENDPOINT.match(path)
+        product_id = int(product.group(1)) if product else None
+        if not general and (product_id is None or product_id not in self.protocol.products):
+            return json_response(404, {"error": f"no such endpoint: {path[:200]} (use /ws/spc/notifications/ "
+                                                "or /ws/spc/product/{id}/ with a configured product id)"})
+        if not self._origin_allowed(request):
+            self.refused["origin"] += 1
+            log.warning("refused %s: Origin %r is not in server.allowed_origins", _peer(connection),
+                        request.headers.get("Origin"))
+            return response(403, "This Origin may not open the gateway's WebSocket (server.allowed_origins).\n")
+        query = parse_qs(urlsplit(request.path).query)
+        identity = self._identify(query.get("token", [None])[-1], _offered(request))
+        if identity is None:
+            self.refused["token"] += 1
+            log.warning("refused %s: missing or wrong token", _peer(connection))
+            return response(401, "A valid token is required: ?token=... or subprotocol bearer.TOKEN.\n",
+                            extra={"WWW-Authenticate": 'Bearer realm="spc-gateway"'})
+        if len(self.hub.clients) >= self.config.server.max_connections:
+            self.refused["capacity"] += 1
+            log.warning("refused %s: %d connections already (server.max_connections)", _peer(connection),
+                        len(self.hub.clients))
+            return response(503, "Too many connections; try again later.\n", extra={"Retry-After": "5"})
+        since_raw = query.get("since", [None])[-1]
+        if since_raw is not None and not since_raw.isdigit():
+            return json_response(400, {"error": "since must be the last seq the client saw (a whole number)"})
+        name, role, subprotocol = identity
+        # kept on the connection itself: a handshake that fails after this point leaves nothing behind
+        connection.spc_handshake = Handshake(product_id, role, name,  # type: ignore[attr-defined]
+                                             int(since_raw) if since_raw else None, subprotocol)
+        return None
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
+        handshake = getattr(connection, "spc_handshake", None)
+        return handshake.subprotocol if handshake is not None else None
+
+    def _origin_allowed(self, request: Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:  # not a browser: Origin protects browsers from cross-site hijacking
+            return True
+        if origin in self.config.server.allowed_origins:
+            return True
+        host = request.headers.get("Host")
+        return host is not None and urlsplit(origin).netloc.lower() == host.lower()  # the gateway's own page
+
+    def _identify(self, query_token: str | None, offered: list[str]) -> tuple[str | None, str, str | None] | None:
+        """(client name, role, subprotocol to echo) for a valid token; None when refused."""
+        bearer = next((p for p in offered if p.startswith("bearer.")), None)
+        if not self.tokens:
+            return None, "operator", bearer
+        for candidate, subprotocol in ((query_token, None), (bearer[7:] if bearer else None, bearer)):
+            if candidate is None:
+                continue
+            match = None
+            for token, name, role in self.tokens:  # compare with every token: no early exit on a match
+                if hmac.compare_digest(token, candidate.encode()) and match is None:
+                    match = (name, role, subprotocol)
+            if match is not None:
+                return match
+        return None
+
+    def _http_authorized(self, target: str, headers: Any) -> bool:
+        if not self.tokens:
+            return True
+        token = parse_qs(urlsplit(target).query).get("token", [None])[-1]
+        auth = headers.get("Authorization") if headers is not None else None
+        if token is None and auth and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        return token is not None and self._identify(token, []) is not None
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _handler(self, connection: ServerConnection) -> None:
+        handshake: Handshake = connection.spc_handshake  # type: ignore[attr-defined]
+        session = Session(role=handshake.role, client_name=handshake.client_name, product_id=handshake.product_id)
+        client = self.hub.attach(connection, handshake.product_id, subscriptions=session.subscriptions,
+                                 address=_peer(connection),
+                                 user_agent=(connection.request.headers.get("User-Agent") or "?")[:200])
+        try:
+            await self._send(connection, self.protocol.connection(
+                gateway=self.config.gateway.name, seq=self.store.last_seq, role=handshake.role))
+            snapshot = [a for a in await self.store.unresolved_alerts()
+                        if handshake.product_id is None or a.get("product_id") in (handshake.product_id, None)]
+            await self._send(connection, self.protocol.message("alerts", alerts=snapshot[:SNAPSHOT_LIMIT],
+                                                               snapshot=True))
+            horizon = None
+            if handshake.since is not None:
+                horizon = await self._replay(connection, handshake.product_id, handshake.since)
+            if not client.closed:
+                self.hub.go_live(client, horizon)
+            async for frame in connection:
+                outcome = self.protocol.receive(session, frame)
+                if isinstance(outcome, Command):
+                    outcome = await self._run(outcome, session)
+                await self._send(connection, outcome)
+                if self.protocol.flooding(session):
+                    log.warning("client %s (%s) keeps flooding commands; disconnecting", client.address,
+                                client.user_agent)
+                    await connection.close(FLOOD_CLOSE_CODE, "too many commands")
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            await self.hub.detach(client)
+
+    async def _send(self, connection: ServerConnection, message: dict[str, Any]) -> None:
+        await connection.send(encode(message), text=True)
+
+    async def _replay(self, connection: ServerConnection, product_id: int | None, since: int) -> int | None:
+        """Send the stored events after `since` this endpoint carries; returns the seq the replay covered."""
+        last = self.store.last_seq
+        oldest = await self.store.oldest_event_seq()
+        gap = since > last or (since < last and (oldest is None or since + 1 < oldest))
+        if gap:  # older than what is kept (or from another database): the client reloads with get_alerts
+            await self._send(connection, self.protocol.message("replay_complete", from_seq=since, to_seq=last,
+                                                               complete=False))
+            return None
+        cursor, sent, complete = since, 0, True
+        subscriptions: set[int] = set()  # a new connection has not subscribed to anything yet
+        while cursor < last:
+            events = await self.store.events_after(cursor, REPLAY_PAGE)
+            if not events:
+                break
+            for event in events:
+                if carries(product_id, subscriptions, event):
+                    await connection.send(encode(event.body), text=True)
+                    sent += 1
+            cursor = events[-1].seq
+            if sent > self.config.server.replay_limit:
+                complete = False
+                break
+        await self._send(connection, self.protocol.message("replay_complete", from_seq=since, to_seq=cursor,
+                                                           complete=complete))
+        return cursor
+
+    async def _run(self, command: Command, session: Session) -> dict[str, Any]:
+        """Run a validated command against the store, the alert service or the pipeline."""
+        f = command.fields
+        try:
+            if command.type == "get_alerts":
+                alerts = await self.store.alerts(status=f["status"], product_id=f["product_id"], limit=f["limit"],
+                                                 before_id=f["before_id"])
+                return self.protocol.reply(command, "alerts", alerts=alerts, snapshot=False)
+            if command.type == "get_measurements":
+                return await self._measurements(command)
+            if command.type == "acknowledge_alert":
+                alert = await self.alerts.acknowledge(f["alert_id"], f["user"], f["comment"])
+            elif command.type == "comment_alert":
+                alert = await self.alerts.comment(f["alert_id"], f["user"], f["comment"])
+            elif command.type == "shelve_alert":
+                alert = await self.alerts.shelve(f["alert_id"], f["user"], f["duration_s"], f["reason"])
+            elif command.type == "resolve_alert":
+                alert = await self.alerts.resolve(f["alert_id"], f["user"], f["cause"], f["action"])
+            elif command.type == "create_alert":
+                alert = await self.alerts.create(f["product_id"], f["alert_type"], f["priority"], f["title"],
+                                                 f["message"], user=f["user"] or session.client_name,
+                                                 characteristic=f["characteristic"])
+            elif command.type == "recalculate_limits":
+                limits = await self.recalculate(f["product_id"], f["characteristic"], user=f["user"],
+                                                reason=f["reason"], from_subgroup=f["from_subgroup"],
+                                                subgroups=f["subgroups"])
+                return self.protocol.reply(command, "result", limits=limits)
+            else:  # pragma: no cover - the schema and this table list the same commands
+                raise AssertionError(command.type)
+            return self.protocol.reply(command, "result", alert=alert)
+        except AlertError as exc:
+            return self.protocol.error(exc.code, exc.message, command.request_id)
+        except LookupError as exc:
+            return self.protocol.error("not_found", str(exc), command.request_id)
+        except ValueError as exc:
+            return self.protocol.error("invalid_field", str(exc), command.request_id)
+
+    async def _measurements(self, command: Command) -> dict[str, Any]:
+        f = command.fields
+        product = self.protocol.products[f["product_id"]]
+        name = f["characteristic"]
+        if name is None and len(product.characteristics) == 1:
+            name = product.characteristics[0].name
+        rows = [measurement_object(r, self.tz) for r in
+                await self.store.measurements(product.id, f["characteristic"], f["limit"])]
+        limits = None
+        if name is not None:
+            characteristic = next(c for c in product.characteristics if c.name == name)
+            stored = await self.store.latest_limits(product.id, name) or {}
+            spec = characteristic.spec
+            limits = {"center": stored.get("center"), "ucl": stored.get("ucl"), "lcl": stored.get("lcl"),
+                      "spec": {"lsl": spec.lsl, "target": spec.target, "usl": spec.usl}}
+        return self.protocol.reply(command, "measurements", product_id=product.id, characteristic=name,
+                                   measurements=rows, limits=limits)
+
+    # ------------------------------------------------------------------ health and metrics
+
+    def health(self) -> dict[str, Any]:
+        """The app's health report plus the server's clients."""
+        report = dict(self.app_health())
+        report["clients"] = {**self.hub.stats(), "refused": dict(self.refused)}
+        return report
+
+    def metrics_text(self) -> str:
+        """Prometheus text: the app's numbers, the hub's, the alerts by state and type."""
+        return render_metrics(self.app_metrics(), self.hub.stats(), self.alerts.stats(), self.refused)
+
+
+def _offered(request: Request) -> list[str]:
+    values = request.headers.get_all("Sec-WebSocket-Protocol")
+    return [p.strip() for value in values for p in value.split(",") if p.strip()]
+
+
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        forwarded = connection.request.headers.get("X-Forwarded-For") if connection.request else None
+        return f"{host}:{port}" + (f" (for {forwarded[:100]})" if forwarded else "")
+    except Exception:
+        return "?"
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_token(path: str) -> str:
+    try:
+        from gateway.config_loader import read_secret
+
+        return read_secret(path)
+    except ImportError:  # pragma: no cover
+        return Path(path).read_text(encoding="utf-8").strip()
