@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,11 @@ from typing import Literal
 from gateway.config import Characteristic, Product
 from gateway.config import Source as SourceConfig
 from gateway.model import CharacteristicKey, Measurement
+
+log = logging.getLogger("gateway.sources")
+
+STOP_ATTEMPTS = 10  # cancels sent to a source task before giving up on it
+STOP_WAIT = 0.1  # seconds to wait after each cancel
 
 ConnectionState = Literal["connecting", "connected", "down", "stopped"]
 
@@ -87,13 +93,19 @@ class Source(abc.ABC):
 
     async def stop(self) -> None:
         """Stop reading and close connections."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            # Python 3.11's asyncio.wait_for inside the protocol libraries can swallow one cancel:
+            # cancel again until the task really ends, within a bound.
+            for _ in range(STOP_ATTEMPTS):
+                task.cancel()
+                done, _pending = await asyncio.wait({task}, timeout=STOP_WAIT)
+                if done:
+                    break
+            else:
+                log.warning("source %s did not stop within %.1f s", self.config.name, STOP_ATTEMPTS * STOP_WAIT)
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.warning("source %s ended with %r", self.config.name, task.exception())
         self.health.state = "stopped"
 
     @abc.abstractmethod
