@@ -13,6 +13,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gateway.config import ModbusAddress
 
 BYTE_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
@@ -71,6 +73,9 @@ def decode(registers: Sequence[int], data_type: str, byte_order: str = "ABCD") -
     value = struct.unpack(">" + code, _wire_to_big_endian(registers, byte_order))[0]
     if data_type == "bool":
         return 1.0 if value else 0.0
+    if data_type == "float32" and math.isfinite(value):
+        # the shortest decimal that is the same float32: 10.118341, not 10.118341445922852
+        return float(str(np.float32(value)))
     return value
 
 
@@ -88,7 +93,10 @@ def encode(value: float, data_type: str, byte_order: str = "ABCD") -> list[int]:
 
 def scaled(raw: float, scale: float = 1.0, offset: float = 0.0) -> float:
     """The engineering value: raw x scale + offset."""
-    return float(raw) * scale + offset
+    if scale == 1.0 and offset == 0.0:
+        return float(raw)
+    # 4001 x 0.01 is 40.010000000000005 in binary floating point; a gauge means 40.01
+    return float(f"{float(raw) * scale + offset:.12g}")
 
 
 def is_good(value: float) -> bool:
