@@ -105,3 +105,12 @@ def test_far_addresses_and_limits_split_reads() -> None:
     assert all(b.count <= 2000 for b in bits) and sum(len(b.tags) for b in bits) == 2500
     unmerged = plan_reads([a(0), a(1), a(2)], merge=False)
     assert [b.count for b in unmerged] == [1, 1, 1]
+
+
+def test_float32_reads_as_its_shortest_decimal_and_scaling_adds_no_binary_noise() -> None:
+    from gateway.sources.modbus_codec import decode, encode, scaled
+
+    assert decode(encode(10.118341, "float32"), "float32") == 10.118341
+    assert decode(encode(74.03, "float32", "CDAB"), "float32", "CDAB") == 74.03
+    assert scaled(4001, 0.01) == 40.01
+    assert scaled(-123, 0.1, 1.0) == -11.3
