@@ -1,0 +1,261 @@
+"""MQTT in against a real mosquitto: values, JSON paths, restarts, malformed payloads, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.config import Backoff as BackoffConfig
+from gateway.config import Characteristic, MqttAddress, Product, Sampling
+from gateway.config import MqttSource as MqttSourceConfig
+from gateway.model import Measurement
+from gateway.sources.base import Binding
+from gateway.sources.mqtt import MAX_PAYLOAD, MalformedPayload, MqttSource, parse_payload, parse_timestamp
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
+
+
+def _source(port: int, sink, *, protocol: str = "5", client_id: str = "gw-in") -> MqttSource:
+    chars = (
+        Characteristic("plain", "broker", mqtt=MqttAddress("line/plain"), sampling=Sampling("per_message")),
+        Characteristic("runout", "broker", mqtt=MqttAddress("line/json", value="reading.value",
+                                                           timestamp="reading.ts"),
+                       sampling=Sampling("per_message")),
+        Characteristic("deep", "broker", mqtt=MqttAddress("line/+/deep", value="a.0.b"),
+                       sampling=Sampling("per_message")),
+    )
+    product = Product(1, "SHAFT", "shaft", chars)
+    config = MqttSourceConfig("broker", "127.0.0.1", port=port, client_id=client_id, protocol=protocol,
+                              keepalive=5, backoff=BackoffConfig(0.2, 1.0))
+    return MqttSource(config, [Binding(product, c) for c in chars], sink)
+
+
+class Publisher:
+    """A plain paho QoS-1 publisher (what a gauge would be)."""
+
+    def __init__(self, port: int):
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes | str) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Collector:
+    """A sink that records measurements and commits them at once (or never, with commit=False)."""
+
+    def __init__(self, commit: bool = True):
+        self.commit = commit
+        self.got: list[Measurement] = []
+
+    async def __call__(self, m: Measurement) -> None:
+        self.got.append(m)
+        if self.commit and m.on_committed:
+            m.on_committed()
+
+    async def wait(self, n: int, timeout: float = 8.0) -> list[Measurement]:
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n:
+            assert time.monotonic() < deadline, f"only {len(self.got)} of {n} measurements arrived"
+            await asyncio.sleep(0.02)
+        return self.got
+
+
+async def _connected(source: MqttSource, timeout: float = 8.0) -> None:
+    deadline = time.monotonic() + timeout
+    while source.health.state != "connected":
+        assert time.monotonic() < deadline, f"not connected: {source.health.as_dict()}"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # SUBACK
+
+
+def test_parse_payload_forms() -> None:
+    plain = MqttAddress("t")
+    assert parse_payload(b" 12.5\n", plain) == (12.5, None, None)
+    js = MqttAddress("t", value="r.v", timestamp="r.ts")
+    value, at, raw = parse_payload(b'{"r": {"v": "0.031", "ts": "2025-03-01T08:00:00+09:00"}}', js)
+    assert (value, at, raw) == (0.031, 1740783600.0, "2025-03-01T08:00:00+09:00")
+    assert parse_timestamp(1740783600) == 1740783600.0
+    assert parse_timestamp(1740783600123) == pytest.approx(1740783600.123)
+    assert parse_timestamp("2025-03-01T00:00:00Z") == 1740787200.0
+    assert parse_timestamp("2025-03-01T00:00:00") == 1740787200.0  # no offset: UTC
+    assert parse_payload(b'{"a": [{"b": 7}]}', MqttAddress("t", value="a.0.b"))[0] == 7.0
+    for bad, address in [(b"abc", plain), (b"nan", plain), (b"-inf", plain), (b"\xff\xfe", plain),
+                         (b'{"r": {"x": 1}}', js), (b"[1", js), (b'{"r": {"v": true, "ts": 1}}', js),
+                         (b'{"r": {"v": 1, "ts": "yesterday"}}', js), (b"1" * (MAX_PAYLOAD + 1), plain)]:
+        with pytest.raises(MalformedPayload):
+            parse_payload(bad, address)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_values_and_json_paths(mosquitto, protocol: str) -> None:
+    sink = Collector()
+    source = _source(mosquitto.port, sink, protocol=protocol, client_id=f"gw-{protocol}")
+    await source.start()
+    pub = Publisher(mosquitto.port)
+    try:
+        await _connected(source)
+        pub.send("line/plain", "10.25")
+        pub.send("line/json", '{"reading": {"value": 0.031, "ts": 1740783600123}}')
+        pub.send("line/x/deep", '{"a": [{"b": -3}]}')
+        got = await sink.wait(3)
+        by_name = {m.key.characteristic: m for m in got}
+        assert by_name["plain"].value == 10.25 and by_name["plain"].source_time is None
+        assert by_name["plain"].source_key is None
+        assert by_name["runout"].value == 0.031
+        assert by_name["runout"].source_time == pytest.approx(1740783600.123)
+        assert by_name["runout"].source_key == "mqtt:line/json:1740783600123"
+        assert by_name["deep"].value == -3.0
+        assert source.health.readings == 3 and source.health.bad_readings == 0
+    finally:
+        pub.close()
+        await source.stop()
+
+
+async def test_malformed_payloads_are_counted_acked_and_skipped(mosquitto) -> None:
+    sink = Collector()
+    source = _source(mosquitto.port, sink)
+    await source.start()
+    pub = Publisher(mosquitto.port)
+    try:
+        await _connected(source)
+        for topic, payload in [("line/plain", "abc"), ("line/plain", "NaN"), ("line/plain", "inf"),
+                               ("line/json", '{"reading": {"val": 1}}'), ("line/plain", b"\x00" * (1 << 20))]:
+            pub.send(topic, payload)
+        pub.send("line/plain", "1.5")
+        got = await sink.wait(1)
+        assert [m.value for m in got] == [1.5]
+        assert source.health.bad_readings == 5 and source.health.state == "connected"
+        await source.stop()
+        # The garbage was acknowledged: a new connection of the same session gets none of it again.
+        again = Collector()
+        source = _source(mosquitto.port, again)
+        await source.start()
+        await _connected(source)
+        pub.send("line/plain", "2.5")
+        await again.wait(1)
+        await asyncio.sleep(0.3)
+        assert [m.value for m in again.got] == [2.5]
+        assert source.health.bad_readings == 0
+    finally:
+        pub.close()
+        await source.stop()
+
+
+async def test_broker_restart_resumes(mosquitto) -> None:
+    sink = Collector()
+    source = _source(mosquitto.port, sink)
+    await source.start()
+    try:
+        await _connected(source)
+        pub = Publisher(mosquitto.port)
+        pub.send("line/plain", "1")
+        pub.close()
+        await sink.wait(1)
+        mosquitto.stop()
+        deadline = time.monotonic() + 5
+        while source.health.state == "connected":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        mosquitto.start()
+        await _connected(source)
+        pub = Publisher(mosquitto.port)
+        pub.send("line/plain", "2")
+        pub.close()
+        got = await sink.wait(2)
+        assert [m.value for m in got] == [1.0, 2.0]
+        assert source.health.reconnects >= 1
+    finally:
+        await source.stop()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_ack_only_after_commit(mosquitto, protocol: str) -> None:
+    """A sink that never commits: the broker redelivers every message to the next client of the session."""
+    stalled = Collector(commit=False)
+    source = _source(mosquitto.port, stalled, protocol=protocol)
+    await source.start()
+    pub = Publisher(mosquitto.port)
+    try:
+        await _connected(source)
+        for i in range(5):
+            pub.send("line/json", f'{{"reading": {{"value": {i}, "ts": "2025-03-01T08:00:0{i}Z"}}}}')
+        first = await stalled.wait(5)
+        await asyncio.sleep(0.2)
+        await source.stop()  # the gateway dies before the commit
+
+        committing = Collector()
+        source = _source(mosquitto.port, committing, protocol=protocol)
+        await source.start()
+        again = await committing.wait(5)
+        assert [m.value for m in again] == [m.value for m in first] == [0, 1, 2, 3, 4]
+        # Same identity on redelivery: the pipeline drops a copy it already stored.
+        assert [m.source_key for m in again] == [m.source_key for m in first]
+        await asyncio.sleep(0.3)  # let the acks reach the broker
+        await source.stop()
+
+        # Acknowledged now: a third connection of the session gets nothing old, only what is new.
+        third = Collector()
+        source = _source(mosquitto.port, third, protocol=protocol)
+        await source.start()
+        await _connected(source)
+        pub.send("line/plain", "42")
+        await third.wait(1)
+        await asyncio.sleep(0.3)
+        assert [m.value for m in third.got] == [42.0]
+    finally:
+        pub.close()
+        await source.stop()
+
+
+async def test_messages_published_while_away_arrive(mosquitto) -> None:
+    """The persistent session keeps what the broker received while the gateway was down."""
+    sink = Collector()
+    source = _source(mosquitto.port, sink)
+    await source.start()
+    await _connected(source)
+    await source.stop()
+    pub = Publisher(mosquitto.port)
+    try:
+        for i in range(3):
+            pub.send("line/plain", str(i))
+        source = _source(mosquitto.port, sink)
+        await source.start()
+        got = await sink.wait(3)
+        assert [m.value for m in got] == [0.0, 1.0, 2.0]
+        assert not any(math.isnan(m.value) for m in got)
+    finally:
+        pub.close()
+        await source.stop()
+
+
+async def test_probe_prints_what_arrives(mosquitto) -> None:
+    import io
+
+    from gateway.sources.mqtt import probe
+
+    config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-in")
+    pub = Publisher(mosquitto.port)
+    out = io.StringIO()
+    try:
+        task = asyncio.create_task(probe(config, "line/plain", out, wait=1.0))
+        await asyncio.sleep(0.4)
+        pub.send("line/plain", "7.5")
+        assert await task == 0
+        assert "line/plain: 7.5" in out.getvalue()
+    finally:
+        pub.close()
+    down = MqttSourceConfig("broker", "127.0.0.1", port=free_port())
+    out = io.StringIO()
+    assert await probe(down, None, out, wait=0.1) == 1 and "connection failed" in out.getvalue()
