@@ -216,6 +216,7 @@ class Gateway:
         if p is None:
             return {}
         return {"ingested": p.ingested, "duplicates": p.duplicates, "rejected": p.rejected,
+                "clock_jumps": p.clock_jumps,
                 "queue_depth": p.queue.qsize(), "queue_limit": p.queue.maxsize}
 
     def metrics(self) -> dict[str, Any]:

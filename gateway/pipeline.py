@@ -28,6 +28,7 @@ MEASUREMENT_QUEUE = 10_000  # readings waiting for SPC; sources block (back-pres
 BATCH_READINGS = 500  # readings folded into one store batch at most
 RECENT_SOURCE_KEYS = 20_000  # identities remembered to drop redelivered MQTT readings
 STALE_CHECK_INTERVAL = 1.0
+CLOCK_JUMP = 2.0  # seconds of wall-clock step against the monotonic clock worth a log line
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Pipeline:
         self.ingested = 0
         self.duplicates = 0
         self.rejected = 0
+        self.clock_jumps = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -335,9 +337,17 @@ class Pipeline:
 
     async def _watch_staleness(self) -> None:
         started = time.monotonic()
+        clock_offset = time.time() - started
         while True:
             await asyncio.sleep(STALE_CHECK_INTERVAL)
             now = time.monotonic()
+            # wall clock against the monotonic clock: an NTP step or an RTC reset after a power cut
+            offset = time.time() - now
+            if abs(offset - clock_offset) > CLOCK_JUMP:
+                log.warning("the wall clock jumped by %+.1f s (NTP step or RTC reset?); timestamps of "
+                            "readings without a source time follow the new clock", offset - clock_offset)
+                self.clock_jumps += 1
+            clock_offset = offset
             changes = []
             for state in self.characteristics.values():
                 if state.stale_after is None:

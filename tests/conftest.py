@@ -50,6 +50,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir}/\nmax_queued_messages 0\nmax_inflight_messages 0\n"
             f"{extra_conf}\n"
+            # as root, mosquitto drops to user mosquitto and cannot save its persistence file here
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
