@@ -68,7 +68,7 @@ def test_probe_prints_raw_registers_and_all_byte_orders(tmp_path: Path) -> None:
     assert "configured float32 CDAB: 25  (raw 12.5)" in whole  # scale 2
     assert "diameter (part counter): unit 1 holding 110" in whole and "configured uint32 ABCD: 42" in whole
     float_row = next(line for line in named.splitlines() if line.strip().startswith("float32"))
-    assert float_row.split()[1:] == ["2.34184999e-41", "12.5", "2.59198177e-41", "197632"]
+    assert float_row.split()[1:] == ["2.3418e-41", "12.5", "2.592e-41", "197632"]
     assert "ABCD" in untyped and "float64" in untyped and "uint16 0" in untyped
     assert coil.strip() == "coil:3: unit 1 coil 3 = 1"
 

@@ -34,10 +34,8 @@ CHARACTERISTIC = "bore"
 
 
 def persistent_broker(tmp_path: Path):
-    """The conftest broker, able to save its persistence file when the tests run as root: mosquitto drops
-    to user `mosquitto`, which cannot write under pytest's 0700 tmp dirs (`user root` is a no-op otherwise).
-    Without it a restarted broker forgets the subscriber's session and its queued messages."""
-    broker = Mosquitto(tmp_path, extra_conf="user root")
+    """The conftest broker (which keeps its persistence file when run as root), started."""
+    broker = Mosquitto(tmp_path)
     broker.start()
     yield broker
     broker.stop()

@@ -1,0 +1,172 @@
+"""The HMI page against the real daemon (`spc-gateway run`) fed by MQTT gauges through a real mosquitto:
+a reading out of spec becomes an alert on the page within a second, an acknowledgement on one screen
+reaches SQLite and the other screen, a killed gateway is reported, and alerts raised while the page
+was cut off appear once it is back, none missing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.conftest import free_port
+from tests.daemon_helpers import Daemon, write_config
+from tests.hmi_fixtures import EXPECTED_WHILE_DOWN, Screen, launch_chromium
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.timeout(90)
+
+TOPICS = {"diameter": "line3/bolt/diameter", "length": "line3/bolt/length", "runout": "line3/shaft/runout"}
+
+
+def hmi_config(tmp_path: Path, broker_port: int, http_port: int) -> dict:
+    def characteristic(name: str, spec: dict, center: float, sigma: float) -> dict:
+        return {"name": name, "unit": "mm", "source": "gauges", "mqtt": {"topic": TOPICS[name]},
+                "spec": spec, "chart": "imr", "limits": {"center": center, "sigma": sigma}, "rules": "nelson"}
+
+    return {
+        "gateway": {"name": "LINE-3", "language": "ko", "timezone": "Asia/Seoul"},
+        "storage": {"path": str(tmp_path / "spc.sqlite3")},
+        "server": {"listen": f"127.0.0.1:{http_port}"},
+        "sources": [{"name": "gauges", "type": "mqtt", "host": "127.0.0.1", "port": broker_port,
+                     "client_id": "spc-gw-hmi-test", "qos": 1}],
+        "products": [
+            {"id": 1, "code": "BOLT-M10", "name": "M10 볼트", "characteristics": [
+                characteristic("diameter", {"lsl": 9.5, "target": 10.0, "usl": 10.5}, 10.0, 0.1),
+                characteristic("length", {"lsl": 39.8, "usl": 40.2}, 40.0, 0.04)]},
+            {"id": 2, "code": "SHAFT-20", "name": "20mm 샤프트", "characteristics": [
+                characteristic("runout", {"usl": 0.05}, 0.02, 0.005)]},
+        ],
+    }
+
+
+class Gauges:
+    """An MQTT client publishing readings as the line's gauges do."""
+
+    def __init__(self, port: int):
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hmi-test-gauges")
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def reading(self, characteristic: str, value: float) -> None:
+        self.client.publish(TOPICS[characteristic], str(value), qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def rows(db: Path, sql: str, *args: object) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except sqlite3.OperationalError:  # the daemon has not created the schema yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()
+
+
+def test_page_against_the_running_daemon(tmp_path: Path, mosquitto, browser) -> None:
+    http_port = free_port()
+    db = tmp_path / "spc.sqlite3"
+    config = write_config(tmp_path, hmi_config(tmp_path, mosquitto.port, http_port))
+    daemon = Daemon(config).start(wait_for_port=http_port)
+    gauges = Gauges(mosquitto.port)
+    screens: list[Screen] = []
+    try:
+        wait_for(lambda: "connected to" in daemon.log(), 10, "the MQTT source to connect")
+        time.sleep(0.3)  # the subscription follows the connection
+        for i in range(30):
+            gauges.reading("diameter", round(10.0 + 0.05 * ((i * 7) % 5 - 2), 3))
+        wait_for(lambda: rows(db, "select count(*) from measurements")[0][0] >= 30, 10, "the history")
+
+        url = f"http://127.0.0.1:{http_port}"
+        first = Screen(browser, url)
+        screens.append(first)
+        second = Screen(browser, url, size=(1920, 1080))
+        screens.append(second)
+        page = first.page
+
+        # A reading out of spec: the gateway raises the alert, the page shows it within a second.
+        started = time.monotonic()
+        gauges.reading("diameter", 10.9)
+        page.wait_for_selector(".toast .toast-title:has-text('품질 경고: BOLT-M10')", timeout=1000)
+        page.wait_for_selector(".alert-row.s-open", timeout=1000)
+        assert time.monotonic() - started < 1.0
+        alert_id = wait_for(lambda: rows(db, "select id from alerts where alert_type = 'OUT_OF_SPEC'"), 5,
+                            "the alert in SQLite")[0][0]
+
+        # Acknowledged on the first screen: stored, and shown on the second.
+        page.click(f".alert-row[data-id='{alert_id}'] button[data-ack]")
+        page.fill("#modal input[name=operator]", "박영희")
+        page.fill("#modal textarea[name=comment]", "게이지 점검")
+        page.click("#modal .modal-ok")
+        page.wait_for_selector("#feedback.ok")
+        status = wait_for(lambda: rows(db, "select status from alerts where id = ? and status = 'ACKNOWLEDGED'",
+                                       alert_id), 5, "the acknowledgement in SQLite")
+        assert status == [("ACKNOWLEDGED",)]
+        who = rows(db, "select who, comment from alert_history where alert_id = ? and to_status = 'ACKNOWLEDGED'",
+                   alert_id)
+        assert who == [("박영희", "게이지 점검")]
+        second.page.wait_for_selector(f".alert-row.s-acknowledged[data-id='{alert_id}']", timeout=3000)
+        first.shot("daemon-alarms-1280x800")
+        second.shot("daemon-alarms-1920x1080")
+
+        page.click("#nav-charts")
+        page.wait_for_selector(".chart-location .chart-sub:has-text('31')")
+        first.shot("daemon-product-view-1280x800")
+        page.click("#nav-alarms")
+
+        # Killed: the page says so well within 40 s.
+        daemon.kill()
+        started = time.monotonic()
+        page.wait_for_selector("#conn[data-state=reconnecting], #conn[data-state=offline]", timeout=40_000)
+        assert time.monotonic() - started < 40
+        # Keep this screen cut off while the gateway comes back and raises new alerts.
+        first.context.set_offline(True)
+        daemon = Daemon(config).start(wait_for_port=http_port)
+        wait_for(lambda: "connected to" in daemon.log(), 10, "the MQTT source to reconnect")
+        time.sleep(0.3)
+        gauges.reading("length", 40.5)
+        gauges.reading("runout", 0.09)
+        missed = wait_for(lambda: (r := rows(db, "select id from alerts where alert_type = 'OUT_OF_SPEC' "
+                                                 "and id != ? order by id", alert_id)) and len(r) == 2 and r,
+                          10, "two new alerts in SQLite")
+        first.context.set_offline(False)
+        page.wait_for_selector("#conn[data-state=live]", timeout=5000)
+        for (missed_id,) in missed:
+            page.wait_for_selector(f".alert-row[data-id='{missed_id}']", timeout=3000)
+        assert page.locator(".toast").count() >= 2
+
+        page.click("#btn-lang")
+        assert page.inner_text("#conn .conn-state") == "LIVE"
+        first.shot("daemon-english-1280x800")
+        assert first.unexpected_errors(EXPECTED_WHILE_DOWN) == []
+        assert second.unexpected_errors(EXPECTED_WHILE_DOWN) == []
+    finally:
+        for screen in screens:
+            screen.close()
+        gauges.close()
+        daemon.stop()
