@@ -1,0 +1,128 @@
+"""The seed's client against the whole daemon, and a screen that survives a SIGKILL of the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import websockets
+
+from tests.conftest import free_port, wait_port
+from tests.daemon_helpers import REPO, Daemon, write_config
+from tests.test_daemon import part_counter_config
+
+
+@pytest.fixture
+def line(tmp_path: Path):
+    """A Modbus PLC simulator whose gauge shifts, so alerts and violations come along."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(port),
+                             "--gauges", "1", "--mean", "10.0", "--sigma", "0.05", "--seed", "3",
+                             "--part-interval", "0.02", "--disturbance", "shift:40:400:4"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    yield port
+    proc.kill()
+    proc.wait(5)
+
+
+async def receive_until(ws, predicate, timeout: float) -> list[dict]:
+    messages: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            raw = await asyncio.wait_for(ws.recv(), max(0.05, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        messages.append(json.loads(raw))
+        if predicate(messages):
+            break
+    return messages
+
+
+def test_seed_client_frames_against_the_daemon(tmp_path: Path, line: int) -> None:
+    http_port = free_port()
+    daemon = Daemon(write_config(tmp_path, part_counter_config(tmp_path, line, http_port)))
+    daemon.start(wait_for_port=http_port)
+
+    async def seed_client() -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/notifications/") as ws:
+            first = json.loads(await ws.recv())
+            assert first["type"] == "connection"
+            assert first["message"] == "SPC 실시간 알림에 연결되었습니다"
+            assert "timestamp" in first
+            snapshot = json.loads(await ws.recv())
+            assert snapshot["type"] == "alerts" and snapshot["snapshot"] is True
+            await ws.send(json.dumps({"type": "subscribe_product", "product_id": 1}))
+            got = await receive_until(ws, lambda m: any(x["type"] == "subscribed" for x in m), 5)
+            assert {"type": "subscribed", "product_id": 1}.items() <= next(
+                x for x in got if x["type"] == "subscribed").items()
+            # subscribed: every measurement of product 1 now arrives, with the seed's field names
+            got = await receive_until(ws, lambda m: any(x["type"] == "measurement" for x in m), 10)
+            measurement = next(x for x in got if x["type"] == "measurement")["measurement"]
+            for field in ("id", "product_id", "product_code", "measurement_value", "sample_number",
+                          "subgroup_number", "is_within_spec", "is_within_control", "measured_at"):
+                assert field in measurement
+            # the shift after part 40 raises alerts with the seed's fields
+            got = await receive_until(ws, lambda m: any(x["type"] == "alert" for x in m), 20)
+            alert = next(x for x in got if x["type"] == "alert")["alert"]
+            for field in ("id", "product_code", "product_name", "alert_type", "priority", "title", "message",
+                          "status", "created_at"):
+                assert field in alert
+            assert alert["product_code"] == "BOLT-M10" and alert["status"] == "OPEN"
+            await ws.send(json.dumps({"type": "get_alerts", "limit": 10}))
+            got = await receive_until(ws, lambda m: any(x["type"] == "alerts" for x in m), 5)
+            reply = next(x for x in got if x["type"] == "alerts")
+            assert 1 <= len(reply["alerts"]) <= 10 and reply["snapshot"] is False
+            await ws.send(json.dumps({"type": "unsubscribe_product", "product_id": 1}))
+            got = await receive_until(ws, lambda m: any(x["type"] == "unsubscribed" for x in m), 5)
+            assert any(x["type"] == "unsubscribed" and x["product_id"] == 1 for x in got)
+
+    try:
+        asyncio.run(seed_client())
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_screen_misses_nothing_across_a_sigkill_of_the_gateway(tmp_path: Path, line: int) -> None:
+    """seq continues after the restart; a client resuming with ?since= gets every event, none twice."""
+    http_port = free_port()
+    path = write_config(tmp_path, part_counter_config(tmp_path, line, http_port))
+    daemon = Daemon(path).start(wait_for_port=http_port)
+    url = f"ws://127.0.0.1:{http_port}/ws/spc/product/1/"
+    seqs: list[int] = []
+
+    async def listen(ws, duration: float) -> None:
+        for message in await receive_until(ws, lambda m: False, duration):
+            if "seq" in message and message["type"] not in ("connection", "alerts", "replay_complete"):
+                seqs.append(message["seq"])
+
+    async def before() -> None:
+        async with websockets.connect(url) as ws:
+            await listen(ws, 2.0)
+
+    async def after(since: int) -> dict:
+        async with websockets.connect(f"{url}?since={since}") as ws:
+            messages = await receive_until(ws, lambda m: any(x["type"] == "replay_complete" for x in m), 10)
+            for message in messages:
+                if "seq" in message and message["type"] not in ("connection", "alerts", "replay_complete"):
+                    seqs.append(message["seq"])
+            await listen(ws, 1.5)
+            return next(x for x in messages if x["type"] == "replay_complete")
+
+    try:
+        asyncio.run(before())
+        assert len(seqs) > 20
+        last_seen = seqs[-1]
+        daemon.kill()  # events committed after the client's last frame are on disk, unseen
+        daemon = Daemon(path).start(wait_for_port=http_port)
+        done = asyncio.run(after(last_seen))
+        assert done["complete"] is True and done["from_seq"] == last_seen  # the events after from_seq
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap or a repeat in what the screen saw"
+    finally:
+        daemon.stop()
