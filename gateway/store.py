@@ -76,7 +76,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 class Store:
     """The gateway's SQLite file: see docs/internals.md (gateway.store)."""
 
-    def __init__(self, path: str, *, batch_max: int = 1000, flush_interval: float = 0.01,
+    def __init__(self, path: str, *, batch_max: int = 1000, flush_interval: float = 0.0,
                  retention: float | None = None, max_size: int | None = None, max_pending: int = 50_000,
                  prune_interval: float = 60.0, synchronous: str = "FULL"):
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
