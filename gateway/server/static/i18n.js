@@ -1,0 +1,203 @@
+// Every text the operator sees, Korean and English side by side in one table.
+// Placeholders are written {name} and filled by t(key, {name: value}).
+
+export const TEXTS = {
+  app_title: { ko: 'SPC 품질 경보', en: 'SPC quality alarms' },
+  view_alarms: { ko: '경보', en: 'Alarms' },
+  view_charts: { ko: '관리도', en: 'Charts' },
+  lang_button: { ko: 'English', en: '한국어' },
+  lang_button_title: { ko: '화면 언어를 영어로 바꿉니다', en: 'Switch the screen to Korean' },
+
+  // connection state
+  conn_connecting: { ko: '연결 중…', en: 'Connecting…' },
+  conn_live: { ko: '실시간', en: 'LIVE' },
+  conn_reconnecting: { ko: '재연결 중', en: 'Reconnecting' },
+  conn_offline: { ko: '오프라인', en: 'OFFLINE' },
+  conn_last_update: { ko: '마지막 수신 {time}', en: 'last update {time}' },
+  conn_never: { ko: '수신 없음', en: 'no data yet' },
+  conn_retry_in: { ko: '{s}초 후 재시도', en: 'retry in {s} s' },
+  conn_retry_now: { ko: '지금 재연결', en: 'Reconnect now' },
+  conn_stale_banner: {
+    ko: '게이트웨이 연결이 끊겼습니다. 표시된 정보는 {time} 기준입니다.',
+    en: 'Connection to the gateway is lost. What you see is as of {time}.',
+  },
+  conn_browser_offline: { ko: '네트워크 없음', en: 'no network' },
+  conn_view_only: { ko: '조회 전용', en: 'view only' },
+
+  // sound
+  sound_enable: { ko: '경보음 켜기', en: 'Enable sound' },
+  sound_on: { ko: '경보음 켜짐', en: 'Sound on' },
+  sound_silence: { ko: '경보음 정지', en: 'Silence' },
+  sound_silenced: { ko: '경보음 정지됨', en: 'Silenced' },
+
+  // counts and list
+  count_open: { ko: '미확인', en: 'Unacknowledged' },
+  count_acknowledged: { ko: '확인됨', en: 'Acknowledged' },
+  count_shelved: { ko: '보류', en: 'Shelved' },
+  count_resolved: { ko: '해결', en: 'Resolved' },
+  flood: { ko: '경보 폭주', en: 'ALARM FLOOD' },
+  flood_detail: { ko: '10분간 {n}건', en: '{n} in 10 min' },
+  rate_detail: { ko: '최근 10분 경보', en: 'alarms in last 10 min' },
+  tab_active: { ko: '활성', en: 'Active' },
+  tab_shelved: { ko: '보류됨', en: 'Shelved' },
+  tab_resolved: { ko: '해결됨', en: 'Resolved' },
+  filter_all: { ko: '전체 제품', en: 'All products' },
+  sort_priority: { ko: '우선순위순', en: 'Priority first' },
+  sort_newest: { ko: '최신순', en: 'Newest first' },
+  ack_all_visible: { ko: '보이는 경보 모두 확인 ({n})', en: 'Acknowledge all visible ({n})' },
+  list_empty_active: { ko: '활성 경보가 없습니다', en: 'No active alarms' },
+  list_empty_shelved: { ko: '보류된 경보가 없습니다', en: 'No shelved alarms' },
+  list_empty_resolved: { ko: '해결된 경보가 없습니다', en: 'No resolved alarms' },
+  list_empty_hint: { ko: '공정이 정상입니다', en: 'The process is in control' },
+
+  // alert fields
+  state_OPEN: { ko: '미확인', en: 'UNACK' },
+  state_ACKNOWLEDGED: { ko: '확인됨', en: 'ACKED' },
+  state_SHELVED: { ko: '보류', en: 'SHELVED' },
+  state_RESOLVED: { ko: '해결', en: 'RESOLVED' },
+  priority_5: { ko: '긴급', en: 'Critical' },
+  priority_4: { ko: '높음', en: 'High' },
+  priority_3: { ko: '보통', en: 'Medium' },
+  priority_2: { ko: '낮음', en: 'Low' },
+  priority_1: { ko: '정보', en: 'Info' },
+  type_OUT_OF_SPEC: { ko: '규격 이탈', en: 'Out of spec' },
+  type_OUT_OF_CONTROL: { ko: '관리한계 이탈', en: 'Out of control' },
+  type_RUN_RULE_VIOLATION: { ko: '런 규칙 위반', en: 'Run rule' },
+  type_CAPABILITY_LOW: { ko: '공정능력 부족', en: 'Low capability' },
+  type_SOURCE_STALE: { ko: '계측 중단', en: 'Gauge silent' },
+  type_STORAGE: { ko: '저장소', en: 'Storage' },
+  rule_n: { ko: '규칙 {n}', en: 'Rule {n}' },
+  occurrences: { ko: '{n}회', en: '×{n}' },
+  value_only: { ko: '값 {value}', en: 'value {value}' },
+  value_limit: { ko: '값 {value} / 한계 {limit}', en: 'value {value} / limit {limit}' },
+  acked_by: { ko: '{who} 확인 {time}', en: 'acked by {who} {time}' },
+  shelved_until: { ko: '{time}까지 보류', en: 'shelved until {time}' },
+  minutes_left: { ko: '{m}분 남음', en: '{m} min left' },
+  ago_s: { ko: '{n}초 전', en: '{n} s ago' },
+  ago_m: { ko: '{n}분 전', en: '{n} min ago' },
+  ago_h: { ko: '{n}시간 전', en: '{n} h ago' },
+  ago_d: { ko: '{n}일 전', en: '{n} d ago' },
+
+  // actions
+  act_ack: { ko: '확인', en: 'Ack' },
+  act_acknowledge: { ko: '경보 확인', en: 'Acknowledge' },
+  act_shelve: { ko: '보류', en: 'Shelve' },
+  act_resolve: { ko: '해결', en: 'Resolve' },
+  act_chart: { ko: '관리도', en: 'Chart' },
+  act_cancel: { ko: '취소', en: 'Cancel' },
+  act_close: { ko: '닫기', en: 'Close' },
+  select_hint: {
+    ko: '경보를 눌러 선택한 뒤 확인·보류·해결하세요',
+    en: 'Tap an alarm to select it, then acknowledge, shelve or resolve it',
+  },
+  dlg_ack_title: { ko: '경보 확인', en: 'Acknowledge alarm' },
+  dlg_ack_all_title: { ko: '보이는 경보 {n}건 확인', en: 'Acknowledge {n} visible alarms' },
+  dlg_shelve_title: { ko: '경보 보류', en: 'Shelve alarm' },
+  dlg_resolve_title: { ko: '경보 해결', en: 'Resolve alarm' },
+  field_operator: { ko: '작업자 이름', en: 'Operator name' },
+  field_comment: { ko: '메모 (선택)', en: 'Comment (optional)' },
+  field_duration: { ko: '보류 시간 (최대 8시간)', en: 'Shelve for (at most 8 h)' },
+  field_reason: { ko: '보류 사유', en: 'Reason' },
+  field_cause: { ko: '원인', en: 'Cause' },
+  field_action: { ko: '시정 조치 (선택)', en: 'Corrective action (optional)' },
+  dur_15m: { ko: '15분', en: '15 min' },
+  dur_30m: { ko: '30분', en: '30 min' },
+  dur_1h: { ko: '1시간', en: '1 h' },
+  dur_2h: { ko: '2시간', en: '2 h' },
+  dur_4h: { ko: '4시간', en: '4 h' },
+  dur_8h: { ko: '8시간', en: '8 h' },
+  need_operator: { ko: '작업자 이름을 입력하세요', en: 'Enter the operator name' },
+  need_reason: { ko: '보류 사유를 입력하세요', en: 'Enter the reason' },
+  need_duration: { ko: '보류 시간을 고르세요', en: 'Choose how long' },
+  need_cause: { ko: '원인을 입력하세요', en: 'Enter the cause' },
+  sending: { ko: '전송 중…', en: 'Sending…' },
+
+  res_acknowledged: { ko: '경보 #{id} 확인됨 ({who})', en: 'Alarm #{id} acknowledged by {who}' },
+  res_acknowledged_all: { ko: '{ok}/{n}건 확인됨', en: '{ok} of {n} acknowledged' },
+  res_shelved: { ko: '경보 #{id} {time}까지 보류됨', en: 'Alarm #{id} shelved until {time}' },
+  res_resolved: { ko: '경보 #{id} 해결됨', en: 'Alarm #{id} resolved' },
+  err_action: { ko: '경보 #{id}: 실패 — {message}', en: 'Alarm #{id}: failed — {message}' },
+  err_not_connected: {
+    ko: '게이트웨이에 연결되어 있지 않아 보내지 못했습니다',
+    en: 'Not sent: the gateway is not connected',
+  },
+  err_timeout: { ko: '게이트웨이가 10초 안에 응답하지 않았습니다', en: 'The gateway did not answer within 10 s' },
+  err_some_failed: { ko: '{failed}건 실패: {message}', en: '{failed} failed: {message}' },
+
+  // toasts
+  toast_title: { ko: '품질 경고: {code}', en: 'Quality alert: {code}' },
+  toast_more: { ko: '새 경보 {n}건 더', en: '{n} more new alarms' },
+
+  // product view
+  pv_choose: { ko: '제품을 고르세요', en: 'Choose a product' },
+  pv_no_products: {
+    ko: '아직 알려진 제품이 없습니다. 측정값이나 경보가 오면 나타납니다.',
+    en: 'No products known yet. They appear as measurements or alarms arrive.',
+  },
+  pv_loading: { ko: '이력을 불러오는 중…', en: 'Loading history…' },
+  pv_no_data: { ko: '아직 측정값이 없습니다', en: 'No measurements yet' },
+  pv_location_imr: { ko: '개별값 (I)', en: 'Individuals (I)' },
+  pv_location_xbar: { ko: '평균 (X̄)', en: 'Mean (X̄)' },
+  pv_dispersion_mr: { ko: '이동범위 (MR)', en: 'Moving range (MR)' },
+  pv_dispersion_r: { ko: '범위 (R)', en: 'Range (R)' },
+  pv_dispersion_s: { ko: '표준편차 (S)', en: 'Std. deviation (S)' },
+  pv_last_value: { ko: '최근 측정값', en: 'Last measurement' },
+  pv_capability: { ko: '공정능력', en: 'Capability' },
+  pv_min_cpk: { ko: '기준 Cpk ≥ {v}', en: 'target Cpk ≥ {v}' },
+  pv_cap_waiting: { ko: '분석 대기 중', en: 'awaiting analysis' },
+  pv_cap_n: { ko: 'n = {n} · {time}', en: 'n = {n} · {time}' },
+  pv_limits: { ko: '한계', en: 'Limits' },
+  pv_violations: { ko: '최근 규칙 위반', en: 'Recent rule violations' },
+  pv_no_violations: { ko: '위반 없음', en: 'None' },
+  pv_subgroup: { ko: '부분군 {n}', en: 'Subgroup {n}' },
+  pv_points: { ko: '{n}점', en: '{n} points' },
+  pv_spec: { ko: '규격', en: 'Spec' },
+  pv_in_spec: { ko: '규격 내', en: 'in spec' },
+  pv_out_spec: { ko: '규격 외', en: 'OUT OF SPEC' },
+  pv_out_control: { ko: '관리한계 외', en: 'OUT OF CONTROL' },
+  cap_ok: { ko: '양호', en: 'OK' },
+  cap_warn: { ko: '주의', en: 'Low' },
+  cap_bad: { ko: '불량', en: 'Poor' },
+
+  rule_name_1: { ko: '관리한계 밖', en: 'Beyond a control limit' },
+  rule_name_2: { ko: '9점 한쪽', en: '9 points on one side' },
+  rule_name_3: { ko: '6점 연속 증가/감소', en: '6 points trending' },
+  rule_name_4: { ko: '14점 교대', en: '14 points alternating' },
+  rule_name_5: { ko: '3점 중 2점 2σ 밖', en: '2 of 3 beyond 2σ' },
+  rule_name_6: { ko: '5점 중 4점 1σ 밖', en: '4 of 5 beyond 1σ' },
+  rule_name_7: { ko: '15점 1σ 안', en: '15 points within 1σ' },
+  rule_name_8: { ko: '8점 1σ 밖', en: '8 points beyond 1σ' },
+};
+
+const LANGUAGES = ['ko', 'en'];
+let current = 'ko';
+
+/** The text for key in the current language, with {placeholders} filled in. */
+export function t(key, vars = {}) {
+  const entry = TEXTS[key];
+  if (!entry) return key;
+  const text = entry[current] ?? entry.en;
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
+}
+
+/** The current language code. */
+export function language() {
+  return current;
+}
+
+/** Switch language; returns true when it changed. */
+export function setLanguage(code) {
+  if (!LANGUAGES.includes(code) || code === current) return false;
+  current = code;
+  document.documentElement.lang = code;
+  return true;
+}
+
+/** Fill every element marked data-i18n / data-i18n-title / data-i18n-placeholder under root. */
+export function applyTexts(root = document) {
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
+  for (const el of root.querySelectorAll('[data-i18n-placeholder]')) {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  }
+}

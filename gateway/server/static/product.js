@@ -1,0 +1,356 @@
+// The product view: live control chart and dispersion chart of one characteristic, its capability
+// and recent rule violations, over the product endpoint /ws/spc/product/{id}/.
+import { t } from './i18n.js';
+import { esc, clockTime, num } from './format.js';
+import { GatewayConnection } from './connection.js';
+import { ControlChart } from './chart.js';
+import { defaultChart, dispersionLimits, subgroupsOf } from './spc.js';
+
+export const HISTORY_POINTS = 500; // subgroups fetched and drawn
+const MAX_MEASUREMENTS = 5000; // the contract's ceiling for get_measurements
+const MAX_VIOLATIONS_SHOWN = 8;
+const MAX_KEPT_POINTS = 2 * HISTORY_POINTS; // per characteristic, older points are dropped
+const DEFAULT_MIN_CPK = 1.33;
+
+export class ProductView {
+  constructor(root, { token, pingMs, onConnectionState, onSelect = () => {} }) {
+    this.root = root;
+    this.onSelect = onSelect;
+    this.token = token;
+    this.pingMs = pingMs;
+    this.onConnectionState = onConnectionState;
+    this.products = new Map(); // id -> {id, code, name, characteristics: Map name -> settings}
+    this.productId = null;
+    this.characteristic = null;
+    this.connection = null;
+    this.data = new Map(); // `${product}/${characteristic}` -> series state
+    this.el = (sel) => root.querySelector(sel);
+    this.location = new ControlChart(this.el('.chart-location canvas'));
+    this.dispersion = new ControlChart(this.el('.chart-dispersion canvas'), { zones: false, lowerBoundZero: true });
+    root.addEventListener('click', (event) => {
+      const product = event.target.closest('[data-product]');
+      const characteristic = event.target.closest('[data-characteristic]');
+      if (product) this.show(Number(product.dataset.product), null);
+      else if (characteristic) this.show(this.productId, characteristic.dataset.characteristic);
+    });
+  }
+
+  /** Products from the gateway's /api (optional): [{id, code, name, characteristics: [...]}]. */
+  setCatalog(products) {
+    for (const p of products || []) {
+      this.noteProduct(p);
+      for (const c of p.characteristics || []) this.noteCharacteristic(p.id, c.name, c);
+    }
+    this.renderChooser();
+  }
+
+  /** Learn of a product from any message that names it. */
+  noteProduct({ id, code, name }) {
+    if (id === undefined || id === null) return;
+    const known = this.products.get(id);
+    if (known) {
+      known.code = known.code || code;
+      known.name = known.name || name;
+      return;
+    }
+    this.products.set(id, { id, code: code || `#${id}`, name: name || '', characteristics: new Map() });
+    this.renderChooser();
+  }
+
+  noteCharacteristic(productId, name, settings = null) {
+    if (!name) return;
+    if (!this.products.has(productId)) this.noteProduct({ id: productId });
+    const product = this.products.get(productId);
+    if (!product.characteristics.has(name) || settings) {
+      const previous = product.characteristics.get(name) || {};
+      product.characteristics.set(name, { name, ...previous, ...(settings || {}) });
+      if (productId === this.productId) this.renderChooser();
+    }
+  }
+
+  /** Open a product (and characteristic; null = its first). */
+  show(productId, characteristic) {
+    if (productId === null || productId === undefined || !this.products.has(productId)) {
+      this.productId = null;
+      this._disconnect();
+      this.renderChooser();
+      this.render();
+      return;
+    }
+    const product = this.products.get(productId);
+    const name = characteristic || (productId === this.productId ? this.characteristic : null) || product.characteristics.keys().next().value || null;
+    const productChanged = productId !== this.productId;
+    this.productId = productId;
+    this.characteristic = name;
+    if (productChanged) this._connect(productId);
+    else this._requestHistory();
+    this.renderChooser();
+    this.render();
+    this.onSelect();
+  }
+
+  _connect(productId) {
+    this._disconnect();
+    const connection = new GatewayConnection(`/ws/spc/product/${encodeURIComponent(productId)}/`, {
+      token: this.token,
+      pingMs: this.pingMs,
+      name: `product${productId}`,
+    });
+    connection.addEventListener('message', (event) => this._message(event.detail));
+    connection.addEventListener('connected', () => this._requestHistory());
+    connection.addEventListener('state', () => {
+      this.onConnectionState(connection);
+      this.renderStale();
+    });
+    this.connection = connection;
+    connection.start();
+    this._loadCapability(productId);
+  }
+
+  /** The latest capability per characteristic from the read API, until a live one arrives. */
+  async _loadCapability(productId) {
+    try {
+      const query = this.token ? `?token=${encodeURIComponent(this.token)}` : '';
+      const response = await fetch(`/api/spc/products/${encodeURIComponent(productId)}/capability/${query}`);
+      if (!response.ok) return;
+      const body = await response.json();
+      const list = Array.isArray(body) ? body : body.capability || body.results || [];
+      for (const cap of list) {
+        if (!cap || !cap.characteristic) continue;
+        const s = this._series(productId, cap.characteristic);
+        if (!s.capability) s.capability = cap;
+      }
+      if (productId === this.productId) this.render();
+    } catch {
+      /* optional: capability also arrives live */
+    }
+  }
+
+  _disconnect() {
+    if (this.connection) this.connection.stop();
+    this.connection = null;
+  }
+
+  _series(productId, characteristic) {
+    const key = `${productId}/${characteristic}`;
+    let s = this.data.get(key);
+    if (!s) {
+      s = { points: new Map(), rules: new Map(), outOfSpec: new Set(), limits: null, spec: {}, last: null,
+        capability: null, violations: [], loading: false, loaded: false, n: null };
+      this.data.set(key, s);
+    }
+    return s;
+  }
+
+  _settings() {
+    const product = this.products.get(this.productId);
+    return (product && product.characteristics.get(this.characteristic)) || {};
+  }
+
+  _requestHistory() {
+    if (!this.connection || this.productId === null) return;
+    const settings = this._settings();
+    const n = Number(settings.subgroup_size) || 1;
+    const message = { type: 'get_measurements', product_id: this.productId, limit: Math.min(MAX_MEASUREMENTS, HISTORY_POINTS * Math.max(n, 1) + n) };
+    if (this.characteristic) message.characteristic = this.characteristic;
+    if (this.characteristic) this._series(this.productId, this.characteristic).loading = true;
+    this.connection.send(message);
+    this.render();
+  }
+
+  _message(msg) {
+    const body = msg[msg.type] || msg;
+    const productId = body.product_id ?? msg.product_id;
+    if (productId !== this.productId) return;
+    const characteristic = body.characteristic ?? msg.characteristic;
+    if (characteristic) this.noteCharacteristic(productId, characteristic);
+    if (!this.characteristic && characteristic) this.characteristic = characteristic;
+    if (!characteristic) return;
+    const s = this._series(productId, characteristic);
+    switch (msg.type) {
+      case 'measurements':
+        this._history(s, msg);
+        break;
+      case 'subgroup':
+        this._subgroup(s, body);
+        break;
+      case 'measurement':
+        s.last = body;
+        if (body.is_within_spec === false) s.outOfSpec.add(body.subgroup_number);
+        break;
+      case 'violation':
+        this._mark(s, body.subgroup_number, body.rule);
+        s.violations.unshift(body);
+        s.violations.length = Math.min(s.violations.length, MAX_VIOLATIONS_SHOWN);
+        break;
+      case 'capability':
+        s.capability = body;
+        break;
+      default:
+        return;
+    }
+    if (characteristic === this.characteristic) this.render();
+  }
+
+  _mark(s, subgroupNumber, rule) {
+    if (subgroupNumber === undefined || subgroupNumber === null || rule === undefined || rule === null) return;
+    const rules = s.rules.get(subgroupNumber) || new Set();
+    rules.add(Number(rule));
+    s.rules.set(subgroupNumber, rules);
+  }
+
+  _history(s, msg) {
+    const settings = this._settings();
+    const limits = msg.limits || {};
+    s.limits = limits;
+    s.spec = limits.spec || { lsl: limits.lsl, usl: limits.usl, target: limits.target };
+    if (settings.spec && !s.spec.lsl && !s.spec.usl) s.spec = settings.spec;
+    const measurements = msg.measurements || [];
+    const n = Number(settings.subgroup_size) || largestGroup(measurements);
+    s.n = n;
+    const groups = subgroupsOf(measurements, n);
+    const historyEnd = groups.length ? groups[groups.length - 1].x : -Infinity;
+    const live = [...s.points.values()].filter((p) => p.x > historyEnd);
+    s.points.clear();
+    for (const g of groups.slice(-HISTORY_POINTS)) {
+      s.points.set(g.x, { x: g.x, y: g.mean, n: g.n, range: g.range, stdev: g.stdev,
+        center: num0(limits.center), ucl: num0(limits.ucl), lcl: num0(limits.lcl) });
+      if (g.outOfSpec) s.outOfSpec.add(g.x);
+      // History carries no rule numbers; test 1 (beyond a control limit) is plain to see from the limits.
+      if (Number.isFinite(limits.ucl) && (g.mean > limits.ucl || g.mean < limits.lcl)) this._mark(s, g.x, 1);
+    }
+    for (const p of live) s.points.set(p.x, p);
+    s.loading = false;
+    s.loaded = true;
+    if (!s.last && measurements.length) s.last = measurements[measurements.length - 1];
+  }
+
+  _subgroup(s, sub) {
+    s.points.set(sub.subgroup_number, { x: sub.subgroup_number, y: sub.mean, n: sub.n, range: sub.range, stdev: sub.stdev,
+      center: num0(sub.center), ucl: num0(sub.ucl), lcl: num0(sub.lcl) });
+    s.n = sub.n || s.n;
+    for (const rule of sub.violations || []) this._mark(s, sub.subgroup_number, rule);
+    if (s.points.size > MAX_KEPT_POINTS) {
+      const oldest = [...s.points.keys()].sort((a, b) => a - b).slice(0, s.points.size - MAX_KEPT_POINTS);
+      for (const x of oldest) s.points.delete(x);
+    }
+    if (Number.isFinite(sub.ucl)) s.limits = { ...(s.limits || {}), center: sub.center, ucl: sub.ucl, lcl: sub.lcl };
+  }
+
+  renderChooser() {
+    const chips = [...this.products.values()].sort((a, b) => a.id - b.id).map((p) =>
+      `<button class="chip${p.id === this.productId ? ' on' : ''}" data-product="${esc(p.id)}"><b>${esc(p.code)}</b><small>${esc(p.name)}</small></button>`).join('');
+    this.el('.pv-products').innerHTML = chips || `<span class="muted">${esc(t('pv_no_products'))}</span>`;
+    const product = this.products.get(this.productId);
+    this.el('.pv-chars').innerHTML = product
+      ? [...product.characteristics.keys()].map((c) =>
+        `<button class="chip char${c === this.characteristic ? ' on' : ''}" data-characteristic="${esc(c)}">${esc(c)}</button>`).join('')
+      : '';
+  }
+
+  renderStale() {
+    const live = this.connection && this.connection.state === 'live';
+    this.root.classList.toggle('stale', Boolean(this.connection) && !live);
+  }
+
+  /** Draw everything for the selected characteristic. */
+  render() {
+    const empty = this.el('.pv-empty');
+    const body = this.el('.pv-main');
+    if (this.productId === null || !this.characteristic) {
+      body.hidden = true;
+      empty.hidden = false;
+      empty.textContent = this.products.size ? t('pv_choose') : t('pv_no_products');
+      return;
+    }
+    body.hidden = false;
+    empty.hidden = true;
+    const s = this._series(this.productId, this.characteristic);
+    const settings = this._settings();
+    const n = Number(settings.subgroup_size) || s.n || 1;
+    const chart = settings.chart || defaultChart(n);
+    const sorted = [...s.points.values()].sort((a, b) => a.x - b.x).slice(-HISTORY_POINTS);
+    const spec = { lsl: settings.spec?.lsl ?? s.spec?.lsl, usl: settings.spec?.usl ?? s.spec?.usl, target: settings.spec?.target ?? s.spec?.target };
+    this.location.set(sorted.map((p) => ({ x: p.x, y: p.y, center: p.center, ucl: p.ucl, lcl: p.lcl,
+      rules: [...(s.rules.get(p.x) || [])].sort((a, b) => a - b), outOfSpec: s.outOfSpec.has(p.x) })), spec);
+    this.dispersion.set(this._dispersionPoints(sorted, chart, n, s.limits), {});
+    const unit = settings.unit ? ` ${settings.unit}` : '';
+    this.el('.chart-location h3').textContent = `${chart === 'imr' ? t('pv_location_imr') : t('pv_location_xbar')} · ${this.characteristic}${unit}`;
+    this.el('.chart-dispersion h3').textContent = chart === 'imr' ? t('pv_dispersion_mr') : chart === 'xbar_s' ? t('pv_dispersion_s') : t('pv_dispersion_r');
+    this.el('.chart-location .chart-sub').textContent = s.loading && !s.loaded ? t('pv_loading')
+      : sorted.length ? `n = ${n} · ${t('pv_points', { n: sorted.length })}` : t('pv_no_data');
+    this._renderSide(s, spec, settings, unit);
+  }
+
+  _dispersionPoints(sorted, chart, n, limits) {
+    const points = [];
+    let previous = null;
+    for (const p of sorted) {
+      let y;
+      if (chart === 'imr') y = Number.isFinite(p.range) ? p.range : previous && Number.isFinite(previous.y) && previous.x === p.x - 1 ? Math.abs(p.y - previous.y) : null;
+      else y = chart === 'xbar_s' ? p.stdev : p.range;
+      let lim = null;
+      if (limits && Number.isFinite(limits.dispersion_ucl) && p === sorted[sorted.length - 1]) {
+        lim = { center: limits.dispersion_center, ucl: limits.dispersion_ucl, lcl: limits.dispersion_lcl };
+      }
+      lim = lim || dispersionLimits(chart, p.n || n, p.center, p.ucl, limits?.sigma);
+      const beyond = lim && Number.isFinite(y) && (y > lim.ucl || (lim.lcl > 0 && y < lim.lcl));
+      points.push({ x: p.x, y: Number.isFinite(y) ? y : null, center: lim?.center, ucl: lim?.ucl, lcl: lim?.lcl, rules: beyond ? [1] : [] });
+      previous = p;
+    }
+    return points;
+  }
+
+  _renderSide(s, spec, settings, unit) {
+    const last = s.last;
+    const lastEl = this.el('.pv-last');
+    if (last) {
+      const bad = last.is_within_spec === false ? 'bad' : last.is_within_control === false ? 'warn' : 'ok';
+      const verdict = last.is_within_spec === false ? t('pv_out_spec') : last.is_within_control === false ? t('pv_out_control') : t('pv_in_spec');
+      lastEl.className = `pv-last ${bad}`;
+      lastEl.innerHTML = `<small>${esc(t('pv_last_value'))} · ${esc(clockTime(last.measured_at))}</small>
+        <div class="big">${esc(num(last.measurement_value))}<span class="unit">${esc(unit)}</span></div><b>${esc(verdict)}</b>`;
+    } else {
+      lastEl.className = 'pv-last';
+      lastEl.innerHTML = `<small>${esc(t('pv_last_value'))}</small><div class="big">—</div>`;
+    }
+    const minCpk = Number(settings.min_cpk ?? settings.capability?.min_cpk) || DEFAULT_MIN_CPK;
+    const cap = s.capability;
+    const tile = (label, value) => {
+      const v = Number(value);
+      const known = value !== null && value !== undefined && Number.isFinite(v);
+      const level = !known ? 'none' : v >= minCpk ? 'ok' : v >= 1 ? 'warn' : 'bad';
+      const mark = { ok: '✓', warn: '!', bad: '✕', none: '' }[level];
+      const word = { ok: t('cap_ok'), warn: t('cap_warn'), bad: t('cap_bad'), none: '' }[level];
+      return `<div class="cap-tile ${level}" data-index="${label}"><small>${label}</small><span>${mark} ${esc(word)}</span><b>${known ? v.toFixed(2) : '—'}</b></div>`;
+    };
+    this.el('.pv-cap').innerHTML = `<h4>${esc(t('pv_capability'))}<small>${esc(t('pv_min_cpk', { v: minCpk.toFixed(2) }))}</small></h4>
+      <div class="cap-grid">${tile('Cp', cap?.cp)}${tile('Cpk', cap?.cpk)}${tile('Pp', cap?.pp)}${tile('Ppk', cap?.ppk)}</div>
+      <small class="muted">${cap ? esc(t('pv_cap_n', { n: cap.n ?? '—', time: clockTime(cap.analyzed_at) })) : esc(t('pv_cap_waiting'))}</small>`;
+    const l = s.limits || {};
+    const row = (name, value, cls) => (Number.isFinite(value) ? `<tr class="${cls}"><th>${name}</th><td>${esc(num(value))}</td></tr>` : '');
+    this.el('.pv-limits').innerHTML = `<h4>${esc(t('pv_limits'))}</h4><table>
+      ${row('USL', spec.usl, 'spec')}${row('UCL', l.ucl, 'limit')}${row('CL', l.center, 'center')}${row('LCL', l.lcl, 'limit')}${row('LSL', spec.lsl, 'spec')}${row('T', spec.target, 'spec')}</table>`;
+    const violations = s.violations.map((v) => `<li><span class="rule-no">${esc(v.rule)}</span><span>${esc(ruleName(v))}</span>
+      <small>${esc(t('pv_subgroup', { n: v.subgroup_number }))} · ${esc(clockTime(v.detected_at))}</small></li>`).join('');
+    this.el('.pv-viol').innerHTML = `<h4>${esc(t('pv_violations'))}</h4>${violations ? `<ul>${violations}</ul>` : `<p class="muted">${esc(t('pv_no_violations'))}</p>`}`;
+  }
+}
+
+function ruleName(v) {
+  // The gateway names the rule in its own convention (Western Electric numbers differ from Nelson's).
+  if (v.rule_name) return v.rule_name;
+  const key = `rule_name_${v.rule}`;
+  const text = t(key);
+  return text === key ? '' : text;
+}
+
+function largestGroup(measurements) {
+  const counts = new Map();
+  for (const m of measurements) counts.set(m.subgroup_number, (counts.get(m.subgroup_number) || 0) + 1);
+  return Math.max(1, ...counts.values());
+}
+
+function num0(v) {
+  return v === null || v === undefined || !Number.isFinite(Number(v)) ? null : Number(v);
+}
