@@ -1,0 +1,241 @@
+"""End-to-end latency: a gauge reading published on MQTT -> the WebSocket `measurement` message received.
+
+Runs the real daemon (subprocess) with an MQTT source on a real mosquitto, N WebSocket clients on the
+product endpoint, and a paho publisher at a fixed rate. Each reading's value is its sequence number,
+so a client can look up when it was published. Figures: p50/p99 latency per case, daemon RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = [  # (readings per second, clients, seconds, p99 target in ms)
+    (1000, 10, 8, 15.0),
+    (200, 100, 8, 30.0),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(port)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n")
+    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def start_daemon(workdir: Path, broker_port: int, http_port: int, clients: int) -> subprocess.Popen:
+    config = {
+        "gateway": {"name": "BENCH", "language": "en", "timezone": "UTC"},
+        "storage": {"path": str(workdir / "bench.sqlite3")},
+        "server": {"listen": f"127.0.0.1:{http_port}", "max_connections": clients + 50},
+        "sources": [{"name": "gauges", "type": "mqtt", "host": "127.0.0.1", "port": broker_port,
+                     "client_id": "bench-gw", "qos": 1}],
+        "products": [{"id": 1, "code": "BENCH", "name": "bench", "characteristics": [{
+            "name": "x", "source": "gauges", "mqtt": {"topic": "bench/x"}, "chart": "imr",
+            "spec": {"lsl": -1e12, "usl": 1e12}, "limits": {"center": 0.0, "sigma": 1e12}, "rules": [1]}]}],
+    }
+    path = workdir / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(path),
+                             "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=open(workdir / "daemon.log", "wb"), env={**os.environ, "PYTHONPATH": str(REPO)})
+    wait_port(http_port)
+    return proc
+
+
+PUBLISHER = """
+import sys, time
+import paho.mqtt.client as mqtt
+port, rate, total = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
+client.max_inflight_messages_set(1000)
+client.connect("127.0.0.1", port)
+client.loop_start()
+start = time.perf_counter()
+for n in range(1, total + 1):
+    delay = start + n / rate - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+    # the reading is its own send time (CLOCK_MONOTONIC is the same clock in every process)
+    client.publish("bench/x", repr(time.monotonic()), qos=1)
+time.sleep(0.5)
+client.loop_stop()
+"""
+
+
+class LatencyReader(asyncio.Protocol):
+    """A raw WebSocket client on the general feed, subscribed to product 1: it parses only what it
+    must (frame headers, then the measurement value), so the figure is the gateway's, not a client's."""
+
+    def __init__(self, latencies: list[float]):
+        self.buffer = b""
+        self.upgraded = False
+        self.latencies = latencies
+        self.received = 0
+        self.connected = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send_text(self, text: str) -> None:
+        payload = text.encode()
+        assert len(payload) < 126
+        # client frames must be masked; a zero mask key leaves the payload as it is
+        assert self.transport is not None
+        self.transport.write(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buffer = self.buffer + data
+        if not self.upgraded:
+            head, sep, rest = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = buffer
+                return
+            self.upgraded = True
+            self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
+            buffer = rest
+        pos, end = 0, len(buffer)
+        while end - pos >= 2:
+            length = buffer[pos + 1] & 0x7F
+            header = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
+            if end - pos < header + length:
+                break
+            payload = buffer[pos + header:pos + header + length]
+            if payload.startswith(b'{"type":"measurement"'):
+                i = payload.index(b'"measurement_value":') + 20
+                j = payload.index(b",", i)
+                self.latencies.append((now - float(payload[i:j])) * 1000)
+                self.received += 1
+            pos += header + length
+        self.buffer = buffer[pos:]
+
+
+async def open_clients(port: int, count: int, latencies: list[float]) -> list[LatencyReader]:
+    loop = asyncio.get_running_loop()
+    readers = []
+    for _ in range(count):
+        reader = LatencyReader(latencies)
+        transport, _ = await loop.create_connection(lambda r=reader: r, "127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write((f"GET /ws/spc/notifications/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                         f"Sec-WebSocket-Version: 13\r\nUser-Agent: bench-e2e\r\n\r\n").encode())
+        assert await asyncio.wait_for(reader.connected, 20), "handshake refused"
+        reader.send_text('{"type":"subscribe_product","product_id":1}')
+        readers.append(reader)
+    return readers
+
+
+async def run_case(rate: int, clients: int, seconds: float) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="spc-bench-e2e-"))
+    broker, broker_port = start_broker(workdir)
+    http_port = free_port()
+    daemon = start_daemon(workdir, broker_port, http_port, clients)
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    try:
+        readers = await open_clients(http_port, clients, latencies)
+        await asyncio.sleep(1.0)  # the MQTT source subscribes; subscriptions settle
+        publisher = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", PUBLISHER, str(broker_port), str(rate), str(total))
+        rss_samples = []
+        while publisher.returncode is None:
+            try:
+                await asyncio.wait_for(publisher.wait(), 0.5)
+            except TimeoutError:
+                pass
+            rss_samples.append(rss_mb(daemon.pid))
+        deadline = time.monotonic() + 20
+        while min(r.received for r in readers) < total and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        delivered = min(r.received for r in readers)
+        for r in readers:
+            if r.transport is not None:
+                r.transport.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
+        broker.terminate()
+        broker.wait(5)
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies) if latencies else float("nan"),
+        "p99": latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
+        "delivered_min": delivered, "expected": total, "rss_max": max(rss_samples or [float("nan")]),
+    }
+
+
+def main() -> None:
+    results = []
+    for rate, clients, seconds, target in CASES:
+        r = asyncio.run(run_case(rate, clients, seconds))
+        print(f"{rate}/s x {clients} clients: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+              f"delivered {r['delivered_min']}/{r['expected']} to every client, RSS max {r['rss_max']:.0f} MB",
+              flush=True)
+        results += [
+            {"name": f"e2e_latency_p50_{rate}hz_{clients}clients", "value": round(r["p50"], 2), "unit": "ms",
+             "target": None, "better": "lower"},
+            {"name": f"e2e_latency_p99_{rate}hz_{clients}clients", "value": round(r["p99"], 2), "unit": "ms",
+             "target": target, "better": "lower"},
+            {"name": f"e2e_lost_{rate}hz_{clients}clients", "value": r["expected"] - r["delivered_min"],
+             "unit": "messages", "target": 0, "better": "lower"},
+            {"name": f"e2e_daemon_rss_{rate}hz_{clients}clients", "value": round(r["rss_max"], 1), "unit": "MB",
+             "target": 150, "better": "lower"},
+        ]
+    for fig in results:
+        print(json.dumps(fig))
+
+
+if __name__ == "__main__":
+    main()
