@@ -10,6 +10,7 @@ python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
 "$PREFIX/venv/bin/pip" install --quiet "$SRC"
 install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+ln -sf "$PREFIX/venv/bin/spc-gateway" /usr/local/bin/spc-gateway
 install -d -m 0750 -o root -g spc-gateway /etc/spc-gateway
 if [ ! -f /etc/spc-gateway/gateway.yaml ]; then
   install -m 0640 -o root -g spc-gateway "$SRC/config/gateway.example.yaml" /etc/spc-gateway/gateway.yaml
