@@ -1,0 +1,51 @@
+"""A full disk while the gateway runs: it keeps serving, retries, raises a STORAGE alert, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from gateway.model import CharacteristicKey, Measurement
+from tests.daemon_helpers import minimal_config, write_config
+
+
+def test_full_disk_keeps_serving_raises_storage_alert_and_loses_nothing(tmp_path: Path) -> None:
+    config, _ = load_config(str(write_config(tmp_path, minimal_config(tmp_path))))
+    db = tmp_path / "spc.sqlite3"
+
+    async def scenario() -> None:
+        gateway = Gateway(config)
+        await gateway.start()
+        try:
+            store = gateway.store
+            # what SQLite says when the disk is full: SQLITE_FULL on every commit from now on
+            await store._write_job(lambda c: c.execute("PRAGMA max_page_count = 1").fetchone())
+            key = CharacteristicKey(1, "diameter")
+            for i in range(20):
+                await gateway.pipeline.sink(Measurement(key, 10.0 + i * 0.001, time.time()))
+            deadline = time.monotonic() + 10
+            while not gateway.store.stats().get("failing") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert store.stats()["failing"], "the store never reported the full disk"
+            health = gateway.health()
+            assert health["ok"] is False and health["store"]["failing"]
+            await asyncio.sleep(2.5)  # the storage watch raises its alert (queued behind the full disk)
+            await store._write_job(lambda c: c.execute("PRAGMA max_page_count = 1073741823").fetchone())
+            deadline = time.monotonic() + 10
+            while store.stats().get("failing") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not store.stats()["failing"]
+        finally:
+            await gateway.stop()
+
+    asyncio.run(scenario())
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from measurements").fetchone()[0] == 20
+        storage = [json.loads(r[0]) for r in conn.execute("select body from alerts where alert_type='STORAGE'")]
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert len(storage) == 1 and "full" in storage[0]["message"].lower(), storage
