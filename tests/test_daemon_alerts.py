@@ -74,3 +74,32 @@ def test_tokens_and_passwords_never_reach_the_log(tmp_path: Path) -> None:
     finally:
         daemon.stop()
     assert secret not in daemon.log()
+
+
+def test_wss_with_the_configured_certificate(tmp_path: Path) -> None:
+    """server.tls: the page and the endpoints over HTTPS/WSS with a certificate from the config."""
+    import ssl
+
+    from tests.test_northbound_tls import issue, make_ca
+
+    make_ca(tmp_path, "line-ca")
+    issue(tmp_path, "hmi", "line-ca", "/CN=localhost", "DNS:localhost,IP:127.0.0.1")
+    http_port = free_port()
+    config = minimal_config(tmp_path, port=http_port)
+    config["server"]["tls"] = {"certificate": str(tmp_path / "hmi.pem"), "private_key": str(tmp_path / "hmi.key")}
+    daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=http_port)
+    context = ssl.create_default_context(cafile=str(tmp_path / "line-ca.pem"))
+
+    async def connect() -> None:
+        async with websockets.connect(f"wss://localhost:{http_port}/ws/spc/notifications/", ssl=context) as ws:
+            assert json.loads(await ws.recv())["type"] == "connection"
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/notifications/", open_timeout=3):
+                raise AssertionError("plain ws was accepted on a TLS listener")
+        except (websockets.exceptions.InvalidMessage, OSError, TimeoutError, EOFError):
+            pass
+
+    try:
+        asyncio.run(connect())
+    finally:
+        assert daemon.stop() == 0
