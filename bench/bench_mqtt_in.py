@@ -36,10 +36,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from gateway.config import MqttSource as MqttSourceConfig  # noqa: E402  (the gateway's default protocol)
+
 TOPIC = "bench/x"
 DRAIN_TIMEOUT = 180.0  # seconds a drain may take before the run gives up on it
 STALL_TIMEOUT = 30.0  # seconds without one more stored row before the run gives up on the gateway
 POLL = 0.01  # seconds between two counts of the measurements table
+DEFAULT_PROTOCOL = MqttSourceConfig.__dataclass_fields__["protocol"].default
 TARGET_RATIO = 80.0  # % of the bare subscriber's rate the gateway must reach (issue 4, item 12)
 
 
@@ -85,7 +89,7 @@ def start_broker(workdir: Path, max_inflight: int = 1000) -> tuple[subprocess.Po
 
 
 def write_config(workdir: Path, broker_port: int, http_port: int, *, max_connections: int = 100,
-                 client_queue: int = 2000) -> Path:
+                 client_queue: int = 2000, protocol: str | None = None) -> Path:
     """A one-characteristic line fed by MQTT: fixed limits and a wide spec, so no alert floods."""
     config = {
         "gateway": {"name": "BENCH", "language": "en", "timezone": "UTC", "log_level": "WARNING"},
@@ -93,7 +97,7 @@ def write_config(workdir: Path, broker_port: int, http_port: int, *, max_connect
         "server": {"listen": f"127.0.0.1:{http_port}", "max_connections": max_connections,
                    "client_queue": client_queue},
         "sources": [{"name": "gauges", "type": "mqtt", "host": "127.0.0.1", "port": broker_port,
-                     "client_id": "bench-gw", "qos": 1}],
+                     "client_id": "bench-gw", "qos": 1, **({"protocol": protocol} if protocol else {})}],
         "products": [{"id": 1, "code": "BENCH", "name": "bench", "characteristics": [{
             "name": "x", "source": "gauges", "mqtt": {"topic": TOPIC}, "chart": "imr",
             "spec": {"lsl": -1e12, "usl": 1e12}, "limits": {"center": 0.0, "sigma": 1e12}, "rules": [1]}]}],
@@ -103,9 +107,10 @@ def write_config(workdir: Path, broker_port: int, http_port: int, *, max_connect
     return path
 
 
-def start_daemon(config: Path, log_path: Path) -> subprocess.Popen:
-    """The real daemon, as `spc-gateway run` starts it."""
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
+def start_daemon(config: Path, log_path: Path, profile: Path | None = None) -> subprocess.Popen:
+    """The real daemon, as `spc-gateway run` starts it (under cProfile, writing `profile`, when given)."""
+    prefix = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    return subprocess.Popen([sys.executable, *prefix, "-m", "gateway.cli", "run", "--config", str(config),
                              "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=open(log_path, "ab"), env={**os.environ, "PYTHONPATH": str(REPO)})
 
@@ -191,26 +196,34 @@ def publish_backlog(broker_port: int, total: int, publishers: int, start_value: 
     return time.perf_counter() - started
 
 
-def _bare_client(broker_port: int, on_message: Any = None) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+def _bare_client(protocol: str, on_message: Any = None) -> mqtt.Client:
+    # The same MQTT version as the gateway's source: paho parses MQTT 5 packets (properties) slower.
+    if protocol == "5":
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+    else:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv311,
+                             clean_session=False)
     if on_message is not None:
         client.on_message = on_message
     return client
 
 
-def _connect_persistent(client: mqtt.Client, broker_port: int) -> None:
+def _connect_persistent(client: mqtt.Client, broker_port: int, protocol: str) -> None:
+    if protocol != "5":  # 3.1.1: the persistent session comes from clean_session=False
+        client.connect("127.0.0.1", broker_port, 60)
+        return
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 20_000  # what the gateway announces: the broker's window is the same for both
     client.connect("127.0.0.1", broker_port, 60, clean_start=False, properties=props)
 
 
-def bare_drain(broker_port: int, total: int, publishers: int) -> float:
+def bare_drain(broker_port: int, total: int, publishers: int, protocol: str) -> float:
     """(a): messages/s a paho subscriber that only counts drains from a queued backlog."""
     subscribed = threading.Event()
-    client = _bare_client(broker_port)
+    client = _bare_client(protocol)
     client.on_subscribe = lambda *args: subscribed.set()
-    _connect_persistent(client, broker_port)
+    _connect_persistent(client, broker_port, protocol)
     client.loop_start()
     client.subscribe(TOPIC, qos=1)
     if not subscribed.wait(10):
@@ -234,8 +247,8 @@ def bare_drain(broker_port: int, total: int, publishers: int) -> float:
         if received >= total:
             done.set()
 
-    client = _bare_client(broker_port, on_message)
-    _connect_persistent(client, broker_port)
+    client = _bare_client(protocol, on_message)
+    _connect_persistent(client, broker_port, protocol)
     client.loop_start()
     done.wait(DRAIN_TIMEOUT)
     client.disconnect()
@@ -245,10 +258,11 @@ def bare_drain(broker_port: int, total: int, publishers: int) -> float:
     return (received - 1) / (last - first)
 
 
-def gateway_drain(workdir: Path, broker_port: int, total: int, publishers: int) -> tuple[float, int]:
+def gateway_drain(workdir: Path, broker_port: int, total: int, publishers: int, protocol: str,
+                  profile: Path | None = None) -> tuple[float, int]:
     """(b): measurements/s the daemon commits while draining a queued backlog; also the rows stored."""
     http_port = free_port()
-    config = write_config(workdir, broker_port, http_port)
+    config = write_config(workdir, broker_port, http_port, protocol=protocol)
     log_path = workdir / "daemon.log"
     db = workdir / "bench.sqlite3"
     daemon = start_daemon(config, log_path)
@@ -259,7 +273,7 @@ def gateway_drain(workdir: Path, broker_port: int, total: int, publishers: int) 
 
     publish_backlog(broker_port, total, publishers)
 
-    daemon = start_daemon(config, log_path)
+    daemon = start_daemon(config, log_path, profile)
     try:
         first_at, first_count, count, last_at = 0.0, 0, 0, 0.0
         deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -296,14 +310,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=4, help="parallel mosquitto_pub processes (default 4)")
     parser.add_argument("--max-inflight", type=int, default=1000,
                         help="mosquitto max_inflight_messages (default 1000; 0 = no limit)")
+    parser.add_argument("--protocol", choices=("3.1.1", "5"), default=DEFAULT_PROTOCOL,
+                        help=f"MQTT version of both subscribers (default {DEFAULT_PROTOCOL}, the gateway's default)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="run the draining daemon under cProfile and write its stats to this file")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="spc-bench-mqtt-in-"))
     broker, broker_port = start_broker(workdir, args.max_inflight)
     try:
-        bare = bare_drain(broker_port, args.messages, args.publishers)
-        print(f"bare paho subscriber: {bare:,.0f} messages/s ({args.messages:,} queued QoS-1 messages)", flush=True)
-        gateway, stored = gateway_drain(workdir, broker_port, args.messages, args.publishers)
+        bare = bare_drain(broker_port, args.messages, args.publishers, args.protocol)
+        print(f"bare paho subscriber: {bare:,.0f} messages/s ({args.messages:,} queued QoS-1 messages, "
+              f"MQTT {args.protocol})", flush=True)
+        gateway, stored = gateway_drain(workdir, broker_port, args.messages, args.publishers, args.protocol,
+                                        args.profile.resolve() if args.profile else None)
         print(f"gateway: {gateway:,.0f} measurements/s committed ({stored:,} rows stored for "
               f"{args.messages:,} messages)", flush=True)
     finally:

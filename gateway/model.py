@@ -57,6 +57,10 @@ class Event:
     body: dict[str, Any]  # the whole protocol message, including type, timestamp and seq
     # True for what the general feed carries of measurements: out of spec or out of control.
     notable: bool = True
+    # The body as compact UTF-8 JSON, encoded once when the event is numbered: the stored row, the
+    # WebSocket frame, the `since` replay and the outbox payload are these bytes. b"" when an event is
+    # built elsewhere (then senders encode the body themselves).
+    data: bytes = field(default=b"", repr=False, compare=False)
 
 
 def iso_time(ts: float, tz: _dt.tzinfo) -> str:
@@ -69,3 +73,35 @@ def finite_or_none(x: float | None) -> float | None:
     if x is None or not math.isfinite(x):
         return None
     return float(x)
+
+
+class IsoTime:
+    """`iso_time` for one zone, formatting each whole second once: the hot path formats the same
+    second again and again (measured_at and timestamp of every event), and datetime is slow."""
+
+    __slots__ = ("tz", "_seconds")
+    CACHE = 1024  # whole seconds remembered; cleared when full (readings arrive roughly in time order)
+
+    def __init__(self, tz: _dt.tzinfo):
+        self.tz = tz
+        self._seconds: dict[float, tuple[str, str]] = {}
+
+    def __call__(self, ts: float) -> str:
+        """The same text as iso_time(ts, tz)."""
+        # datetime.fromtimestamp splits the same way: modf, microseconds rounded half to even
+        frac, whole = math.modf(ts)
+        us = round(frac * 1e6)
+        if us >= 1_000_000:
+            us -= 1_000_000
+            whole += 1.0
+        elif us < 0:
+            us += 1_000_000
+            whole -= 1.0
+        parts = self._seconds.get(whole)
+        if parts is None:
+            text = _dt.datetime.fromtimestamp(whole, self.tz).isoformat(timespec="seconds")
+            parts = (text[:19], text[19:])  # "YYYY-MM-DDTHH:MM:SS", "+09:00"
+            if len(self._seconds) >= self.CACHE:
+                self._seconds.clear()
+            self._seconds[whole] = parts
+        return f"{parts[0]}.{us // 1000:03d}{parts[1]}"

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
-from gateway.model import CharacteristicKey, Event, Measurement, finite_or_none, iso_time
+from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 
 log = logging.getLogger("gateway.pipeline")
@@ -59,6 +59,8 @@ class Pipeline:
         self.publish = publish
         self.topic_for = topic_for or (lambda _t, _p, _c: None)
         self.tz = ZoneInfo(config.gateway.timezone)
+        self.iso = IsoTime(self.tz)  # iso_time(ts, self.tz), each whole second formatted once
+        self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
         self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -93,6 +95,7 @@ class Pipeline:
         """Take a new config: characteristics whose settings changed get a fresh engine."""
         self._build(config, states, keep_unchanged=True)
         self.config = config
+        self._topics.clear()
 
     def _build(self, config: Config, states: dict[tuple[int, str], str], keep_unchanged: bool = False) -> None:
         built: dict[CharacteristicKey, CharacteristicState] = {}
@@ -153,6 +156,9 @@ class Pipeline:
     def _process(self, readings: list[Measurement]) -> None:
         acks: list[Callable[[], None]] = []
         touched: dict[CharacteristicKey, CharacteristicState] = {}
+        # One time for the batch: its readings are processed within milliseconds of each other.
+        now = self.iso(time.time())
+        monotonic = time.monotonic()
         with self.store.batch(on_commit=lambda events: self._committed(events, acks)) as batch:
             for reading in readings:
                 if reading.on_committed is not None:
@@ -171,22 +177,31 @@ class Pipeline:
                     self.rejected += 1
                     continue
                 try:
-                    self._ingest(batch, state, reading)
+                    self._ingest(batch, state, reading, now, monotonic)
                 except Exception:  # a programming error must not cost the other readings of the batch
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
                 batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
 
-    def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement) -> None:
+    def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
+        key = (event_type, product.code, characteristic.name)
+        try:
+            return self._topics[key]
+        except KeyError:
+            topic = self._topics[key] = self.topic_for(event_type, product.code, characteristic.name)
+            return topic
+
+    def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement, now: str,
+                monotonic: float) -> None:
         product, characteristic = state.product, state.characteristic
         measured_at = reading.measured_at
         result = state.engine.ingest(reading.value, measured_at)
         state.readings += 1
-        state.last_good = time.monotonic()
+        state.last_good = monotonic
         state.last_value = reading.value
         self.ingested += 1
-        now = iso_time(time.time(), self.tz)
+        measured_iso = self.iso(measured_at)
         if result.new_limits is not None:
             limits = result.new_limits
             reason = ("fixed limits from the configuration" if limits.source == "fixed" else
@@ -205,13 +220,13 @@ class Pipeline:
                 "characteristic": characteristic.name, "measurement_value": reading.value,
                 "sample_number": result.sample_number, "subgroup_number": result.subgroup_number,
                 "is_within_spec": result.is_within_spec, "is_within_control": result.is_within_control,
-                "measured_at": iso_time(measured_at, self.tz), "unit": characteristic.unit,
+                "measured_at": measured_iso, "unit": characteristic.unit,
             },
             "timestamp": now,
-        }, notable=notable, outbox_topic=self.topic_for("measurement", product.code, characteristic.name))
+        }, notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
         if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, now)
+            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)
         for violation in result.violations:
             batch.event("violation", product.id, {
                 "type": "violation",
@@ -223,13 +238,13 @@ class Pipeline:
                     "points": list(violation.points), "detected_at": now,
                 },
                 "timestamp": now,
-            }, outbox_topic=self.topic_for("violation", product.code, characteristic.name))
+            }, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, now: str) -> None:
+                        point: Any, measured_at: float, measured_iso: str, now: str) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
@@ -248,10 +263,10 @@ class Pipeline:
                 "dispersion_ucl": finite_or_none(point.dispersion_ucl),
                 "dispersion_lcl": finite_or_none(point.dispersion_lcl),
                 "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": iso_time(measured_at, self.tz),
+                "measured_at": measured_iso,
             },
             "timestamp": now,
-        }, notable=True, outbox_topic=self.topic_for("subgroup", product.code, characteristic.name))
+        }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str) -> None:
@@ -268,7 +283,7 @@ class Pipeline:
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
             },
             "timestamp": now,
-        }, outbox_topic=self.topic_for("capability", product.code, characteristic.name))
+        }, outbox_topic=self._topic("capability", product, characteristic))
 
     def _store_limits(self, batch: Any, product: Product, characteristic: Characteristic, limits: Any,
                       *, who: str, reason: str) -> int:

@@ -31,7 +31,9 @@ def events_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[Event]:
     """Events with a seq greater than `seq`, oldest first."""
     rows = conn.execute("SELECT seq, type, product_id, notable, body FROM events WHERE seq > ? "
                         "ORDER BY seq LIMIT ?", (int(seq), int(limit))).fetchall()
-    return [Event(seq=s, type=t, product_id=p, body=json.loads(b), notable=bool(n)) for s, t, p, n, b in rows]
+    # the stored text is the JSON sent live: replay sends those bytes again, not a re-encoding
+    return [Event(seq=s, type=t, product_id=p, body=json.loads(b), notable=bool(n), data=b.encode())
+            for s, t, p, n, b in rows]
 
 
 def oldest_event_seq(conn: sqlite3.Connection) -> int | None:

@@ -34,7 +34,7 @@ from gateway.server.http import (
     render_metrics,
     response,
 )
-from gateway.server.hub import Hub, carries, encode
+from gateway.server.hub import Hub, carries, encode, event_json
 from gateway.server.protocol import Command, Protocol, Session
 
 log = logging.getLogger("gateway.server")
@@ -248,7 +248,7 @@ class LineServer:
                 break
             for event in events:
                 if carries(product_id, subscriptions, event):
-                    await connection.send(encode(event.body), text=True)
+                    await connection.send(event_json(event), text=True)
                     sent += 1
             cursor = events[-1].seq
             if sent > self.config.server.replay_limit:

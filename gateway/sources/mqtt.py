@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import struct
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -43,6 +44,8 @@ CONNECT_TIMEOUT = 10.0  # seconds from TCP connect to CONNACK
 ACK_FLUSH = 0.005  # seconds the network thread waits at most before sending queued acks
 IDLE_WAIT = 0.5  # seconds the network thread waits when no ack is pending
 LOG_EVERY = 10.0  # seconds between two log lines about malformed payloads
+RECV_CHUNK = 64 * 1024  # bytes read from the socket at once (paho alone reads a packet in 3+ recv calls)
+_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (MQTT 3.1.1 and 5: success)
 
 
 class MalformedPayload(ValueError):
@@ -138,11 +141,86 @@ def _read_secret(path: str) -> str:
     return Path(path).read_text(encoding="utf-8").strip()
 
 
+class _BufferedClient(paho.Client):
+    """paho's client, reading the socket in chunks and acknowledging in bulk (the drain's hot path).
+
+    paho reads every packet with three or more recv() calls (type byte, length bytes, rest) and runs
+    one select() per packet; at thousands of messages a second those system calls, each taking and
+    giving back the GIL, cost more than the SPC. Here one recv() fetches whatever has arrived and
+    `loop_read` handles every packet in it before paho selects again, so bytes never wait in the
+    buffer while paho sleeps in select(). `ack_many` queues the PUBACKs of a whole commit as one
+    write; without per-topic callbacks, paho's topic matcher is skipped. These lean on paho 2.x
+    internals (`_sock_recv`, `_packet_queue`, `_handle_on_message`); `buffered` is False when those
+    are missing, and plain paho is used.
+    """
+
+    buffered = all(hasattr(paho.Client, name) for name in ("_sock_recv", "_sock_close", "_packet_queue",
+                                                          "_handle_on_message", "_easy_log"))
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos, buf = self._rpos, self._rbuf
+        if pos >= len(buf):
+            buf = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when nothing arrived; b"" at EOF
+            if not buf:
+                return buf
+            self._rbuf, pos = buf, 0
+        end = pos + bufsize
+        self._rpos = end
+        return buf[pos:end]
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0  # bytes of a lost connection mean nothing on the next one
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Handle every packet already read from the socket, not just one."""
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and self._sock is not None:
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        """Per-topic callbacks: allowed, but then every message goes through paho's topic matcher."""
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # Without per-topic callbacks paho still runs its topic matcher for every message; skip it.
+        if getattr(self, "_filtered", False):
+            super()._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:  # what paho does: log, re-raise unless told to suppress
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK for each QoS-1 message id, queued as one write (manual_ack)."""
+        if not self.buffered:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
+        packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
+        self._packet_queue(paho.PUBACK, packet, 0, 0)
+
+
 def _new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
     v5 = config.protocol == "5"
     kwargs: dict[str, Any] = {} if v5 else {"clean_session": not persistent}
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
+    cls = _BufferedClient if _BufferedClient.buffered else paho.Client
+    client = cls(CallbackAPIVersion.VERSION2, client_id=client_id,
+                 protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
     client.connect_timeout = CONNECT_TIMEOUT
     if config.username:
         client.username_pw_set(config.username, _read_secret(config.password_file) if config.password_file else None)
@@ -169,6 +247,7 @@ class _Connection:
         self.received = 0  # network thread: messages handed to the loop
         self.settled = 0  # loop: of those, committed or skipped
         self.closing = False
+        self._nudge_scheduled = False
         self.connected: asyncio.Future[bool] = loop.create_future()  # result: session present
         self.ended: asyncio.Future[str] = loop.create_future()  # result: why the connection ended
         self.thread = threading.Thread(target=self._main, name=f"mqtt-in:{config.name}", daemon=True)
@@ -180,6 +259,20 @@ class _Connection:
         self.settled += 1
         if qos > 0 and not self.closing:
             self.acks.append((mid, qos))
+            if not self._nudge_scheduled:  # once per loop iteration, after the whole commit's acks
+                self._nudge_scheduled = True
+                self.loop.call_soon(self._nudge)
+
+    def _nudge(self) -> None:
+        """Wake the network thread from select() so the acks go out now, not at its next timeout:
+        the broker's in-flight window stays open (paho's own wake-up socket, as publish() uses it)."""
+        self._nudge_scheduled = False
+        wake = getattr(self.client, "_sockpairW", None)
+        if wake is not None:
+            try:
+                wake.send(b"\0")
+            except OSError:  # full (a wake-up is pending anyway) or closed (the connection is ending)
+                pass
 
     async def close(self) -> None:
         self.closing = True
@@ -223,9 +316,17 @@ class _Connection:
             self._settle(self.ended, why)
 
     def _flush_acks(self) -> None:
+        if not self.acks:
+            return
+        puback: list[int] = []
         while self.acks:
             mid, qos = self.acks.popleft()
-            self.client.ack(mid, qos)
+            if qos == 1 and isinstance(self.client, _BufferedClient):
+                puback.append(mid)
+            else:
+                self.client.ack(mid, qos)
+        if puback:
+            self.client.ack_many(puback)
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
