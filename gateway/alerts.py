@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import logging
 import math
@@ -21,6 +22,10 @@ from zoneinfo import ZoneInfo
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
 from gateway.server.i18n import number, rule_description, text
+
+# The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
+# sets it for its connection, and every transition it causes records it as `via` beside the typed `user`.
+ACTING_CLIENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("acting_client", default=None)
 
 log = logging.getLogger("gateway.alerts")
 
@@ -340,6 +345,9 @@ class AlertService:
                       from_status: str | None = None) -> dict[str, Any]:
         from_status = from_status or alert["status"]
         alert["status"] = to_status
+        via = ACTING_CLIENT.get()
+        if via is not None:
+            details = {**(details or {}), "via": via}
         batch = self.store.batch(on_commit=self._published)
         with batch:
             batch.alert_transition(alert_id=alert["id"], at=now, who=who, action=action, from_status=from_status,

@@ -63,6 +63,14 @@ def test_tokens_and_passwords_never_reach_the_log(tmp_path: Path) -> None:
     async def use_the_token() -> None:
         async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/notifications/?token={secret}") as ws:
             assert json.loads(await ws.recv())["type"] == "connection"
+            await ws.send(json.dumps({"type": "create_alert", "product_id": 1, "alert_type": "OUT_OF_SPEC",
+                                      "priority": 4, "title": "Test Alert", "message": "WebSocket test alert",
+                                      "request_id": 1}))
+            created = await reply(ws, 1)
+            await ws.send(json.dumps({"type": "acknowledge_alert", "alert_id": created["alert"]["id"],
+                                      "user": "박영희", "comment": "gauge re-zeroed", "request_id": 2}))
+            acknowledged = await reply(ws, 2)
+            assert acknowledged["alert"]["status"] == "ACKNOWLEDGED"
         try:
             async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/notifications/?token=wrong-{secret}"):
                 raise AssertionError("a wrong token was accepted")
@@ -74,6 +82,19 @@ def test_tokens_and_passwords_never_reach_the_log(tmp_path: Path) -> None:
     finally:
         daemon.stop()
     assert secret not in daemon.log()
+    # the history says who typed their name and which screen (token) the act came through
+    with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
+        who, details = conn.execute(
+            "select who, details from alert_history where action = 'acknowledge'").fetchone()
+    assert who == "박영희" and json.loads(details)["via"] == "hmi"
+
+
+async def reply(ws, request_id: int) -> dict:
+    while True:
+        message = json.loads(await ws.recv())
+        if message.get("request_id") == request_id:
+            assert message["type"] == "result", message
+            return message
 
 
 def test_wss_with_the_configured_certificate(tmp_path: Path) -> None:

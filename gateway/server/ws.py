@@ -24,7 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from gateway.alerts import AlertError, AlertService
+from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
 from gateway.config import Config
 from gateway.server.http import (
     STATIC_DIR,
@@ -198,6 +198,8 @@ class LineServer:
     async def _handler(self, connection: ServerConnection) -> None:
         handshake: Handshake = connection.spc_handshake  # type: ignore[attr-defined]
         session = Session(role=handshake.role, client_name=handshake.client_name, product_id=handshake.product_id)
+        # operator acts through this connection are recorded with the screen they came from
+        ACTING_CLIENT.set(handshake.client_name or _peer(connection))
         client = self.hub.attach(connection, handshake.product_id, subscriptions=session.subscriptions,
                                  address=_peer(connection),
                                  user_agent=(connection.request.headers.get("User-Agent") or "?")[:200])
