@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import paho.mqtt.client as paho
@@ -17,6 +22,7 @@ from gateway.model import Measurement
 from gateway.sources.base import Binding
 from gateway.sources.mqtt import MAX_PAYLOAD, MalformedPayload, MqttSource, parse_payload, parse_timestamp
 from tests.conftest import free_port
+from tests.test_northbound_tls import pki, tls_broker  # noqa: F401  (fixtures: a TLS + password broker)
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
@@ -259,3 +265,105 @@ async def test_probe_prints_what_arrives(mosquitto) -> None:
     down = MqttSourceConfig("broker", "127.0.0.1", port=free_port())
     out = io.StringIO()
     assert await probe(down, None, out, wait=0.1) == 1 and "connection failed" in out.getvalue()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def test_worker_crash_is_restarted_and_data_resumes(mosquitto) -> None:
+    sink = Collector()
+    source = _source(mosquitto.port, sink)
+    await source.start()
+    pub = Publisher(mosquitto.port)
+    try:
+        await _connected(source)
+        pid = source.health.details["worker_pid"]
+        assert isinstance(pid, int) and _alive(pid) and pid != os.getpid()
+        pub.send("line/plain", "1")
+        await sink.wait(1)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while source.health.state == "connected":
+            assert time.monotonic() < deadline, "the worker's death went unnoticed"
+            await asyncio.sleep(0.02)
+        await _connected(source)
+        assert source.health.reconnects >= 1 and "worker" in (source.health.last_error or "")
+        assert source.health.details["worker_pid"] not in (None, pid)
+        pub.send("line/plain", "2")
+        got = await sink.wait(2)
+        assert [m.value for m in got] == [1.0, 2.0]
+    finally:
+        pub.close()
+        await source.stop()
+
+
+async def test_stop_is_fast_and_leaves_no_worker(mosquitto) -> None:
+    source = _source(mosquitto.port, Collector())
+    await source.start()
+    await _connected(source)
+    pid = source.health.details["worker_pid"]
+    assert isinstance(pid, int) and _alive(pid)
+    started = time.monotonic()
+    await source.stop()
+    assert time.monotonic() - started < 1.5
+    assert not _alive(pid) and source.health.state == "stopped"
+
+
+def test_worker_exits_when_the_daemon_end_closes(mosquitto) -> None:
+    """A daemon that dies without a word (SIGKILL) closes its end of the pipe: the worker goes too."""
+    from gateway.sources.mqtt_worker import FrameReader, frame
+
+    config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-orphan", keepalive=5)
+    mine, theirs = socket.socketpair()
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+                              pass_fds=(theirs.fileno(),))
+    theirs.close()
+    try:
+        mine.sendall(frame(("start", config, [MqttAddress("line/plain")], os.getpid())))
+        mine.settimeout(8)
+        reader, messages = FrameReader(), []
+        while not messages:
+            messages = reader.feed(mine.recv(65536))
+        assert messages[0] == ("connected", False)
+        mine.close()
+        assert worker.wait(3) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_tls_and_password_through_the_worker(pki, tls_broker, protocol: str) -> None:  # noqa: F811
+    from gateway.config import MQTTTLS
+
+    sink = Collector()
+    source = _source(tls_broker.port, sink, protocol=protocol, client_id=f"gw-tls-{protocol}")
+    source.config = MqttSourceConfig(
+        "broker", "127.0.0.1", port=tls_broker.port, client_id=f"gw-tls-{protocol}", protocol=protocol,
+        username="line3", password_file=str(pki / "mqtt.password"), keepalive=5,
+        tls=MQTTTLS(ca_file=str(pki / "plant-ca.pem"), certificate=str(pki / "gateway.pem"),
+                    private_key=str(pki / "gateway.key")), backoff=BackoffConfig(0.2, 1.0))
+    await source.start()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="tls-pub")
+    pub.username_pw_set("line3", "s3cret")
+    pub.tls_set(ca_certs=str(pki / "plant-ca.pem"), certfile=str(pki / "gateway.pem"),
+                keyfile=str(pki / "gateway.key"))
+    try:
+        await _connected(source)
+        pub.connect("127.0.0.1", tls_broker.port)
+        pub.loop_start()
+        for i in range(200):
+            pub.publish("line/plain", str(i), qos=1)
+        got = await sink.wait(200)
+        assert [m.value for m in got] == [float(i) for i in range(200)]
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        await source.stop()

@@ -1,0 +1,450 @@
+"""MQTT in, the child side: one process per broker connection, off the daemon's GIL.
+
+paho's packet parsing (MQTT 5 properties above all) and payload parsing cost about as much as the
+SPC itself; in the daemon they competed with the event loop for the one GIL. Here they run in a
+process of their own (`python -m gateway.sources.mqtt_worker FD`), one select() loop over the broker
+socket and the daemon's socketpair, no threads. The daemon sends a start frame, then batches of
+settled (mid, qos) once each measurement is committed; this side sends parsed deliveries, health and
+log lines. Frames are a 4-byte length and a pickle. The worker ends with its connection, and as soon as
+the daemon closes the pipe or goes away (parent pid polled): it never outlives the daemon's session.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config import MqttAddress
+from gateway.config import MqttSource as MqttSourceConfig
+
+MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
+MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
+SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps our session (MQTT 5) while we are away
+CONNECT_TIMEOUT = 10.0  # seconds from TCP connect to CONNACK
+IDLE_WAIT = 0.5  # seconds the worker waits in select(); also how often it checks that the daemon lives
+RECV_CHUNK = 64 * 1024  # bytes read from the socket at once (paho alone reads a packet in 3+ recv calls)
+MAX_FRAME = 64 * 1024 * 1024  # bytes in one frame between daemon and worker; more means a broken peer
+_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (MQTT 3.1.1 and 5: success)
+_LENGTH = struct.Struct("!I")
+
+# A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
+# mid, qos, received at).
+Delivery = tuple[int, float, float | None, str | None, int, int, float]
+
+
+class MalformedPayload(ValueError):
+    """A message whose payload is not a usable reading (the text says why)."""
+
+
+def _dig(document: Any, path: str) -> Any:
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise MalformedPayload(f"no {path!r} in the JSON payload")
+    return node
+
+
+def _finite(raw: Any, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise MalformedPayload(f"{what} is not a number: {str(raw)[:40]!r}")
+    try:
+        number = float(raw)
+    except ValueError:
+        raise MalformedPayload(f"{what} is not a number: {str(raw)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise MalformedPayload(f"{what} is not finite: {raw!r}")
+    return number
+
+
+def parse_timestamp(raw: Any) -> float:
+    """ISO 8601 (no offset = UTC) or epoch seconds/milliseconds -> POSIX seconds."""
+    if isinstance(raw, str):
+        try:
+            return _finite(raw, "timestamp") if raw.strip().replace(".", "", 1).isdigit() else _iso(raw)
+        except ValueError as exc:
+            raise MalformedPayload(f"timestamp {raw[:40]!r} is neither ISO 8601 nor epoch") from exc
+    number = _finite(raw, "timestamp")
+    # 1e11 s is the year 5138, 1e11 ms is 1973: anything that large is milliseconds.
+    return number / 1000.0 if number > 1e11 else number
+
+
+def _iso(text: str) -> float:
+    stamp = _dt.datetime.fromisoformat(text.strip())
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=_dt.UTC)
+    return stamp.timestamp()
+
+
+def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | None, str | None]:
+    """A message -> (value, source time or None, timestamp text or None); MalformedPayload otherwise."""
+    if len(payload) > MAX_PAYLOAD:
+        raise MalformedPayload(f"payload of {len(payload)} bytes (more than {MAX_PAYLOAD})")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise MalformedPayload("payload is not UTF-8 text") from None
+    if address.value is None:
+        return _finite(text, "payload"), None, None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise MalformedPayload(f"payload is not JSON: {text[:40]!r}") from None
+    value = _finite(_dig(document, address.value), address.value)
+    if address.timestamp is None:
+        return value, None, None
+    raw = _dig(document, address.timestamp)
+    return value, parse_timestamp(raw), str(raw)
+
+
+class _BufferedClient(paho.Client):
+    """paho's client, reading the socket in chunks and acknowledging in bulk (the drain's hot path).
+
+    paho reads every packet with three or more recv() calls (type byte, length bytes, rest); here one
+    recv() fetches whatever has arrived and `loop_read` handles every packet in it. `ack_many` queues
+    the PUBACKs of a whole commit as one write; without per-topic callbacks, paho's topic matcher is
+    skipped. These lean on paho 2.x internals (`_sock_recv`, `_packet_queue`, `_handle_on_message`);
+    `buffered` is False when those are missing, and plain paho is used.
+    """
+
+    buffered = all(hasattr(paho.Client, name) for name in ("_sock_recv", "_sock_close", "_packet_queue",
+                                                          "_handle_on_message", "_easy_log", "_handle_publish"))
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+        # Called as (topic bytes, payload, mid, qos) for QoS 0/1 PUBLISH packets instead of on_message.
+        self.on_publish_packet: Callable[[bytes, bytes, int, int], None] | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """QoS 0/1: the topic, packet id and payload cut out directly. paho builds a Properties object
+        and an MQTTMessage per message, which is most of its cost; we use neither (we announce no topic
+        alias maximum, so every PUBLISH carries its topic). Anything else goes the paho way."""
+        handler = self.on_publish_packet
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if handler is None or qos == 2 or len(packet) < 2:
+            return super()._handle_publish()
+        pos = 2 + ((packet[0] << 8) | packet[1])
+        topic = bytes(packet[2:pos])
+        mid = 0
+        if qos:
+            mid = (packet[pos] << 8) | packet[pos + 1]
+            pos += 2
+        if self._protocol == paho.MQTTv5:
+            length, shift = 0, 0
+            while True:  # the properties' length, a variable byte integer
+                byte = packet[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80 or shift > 21:
+                    break
+            pos += length
+        if not topic or pos > len(packet):
+            return super()._handle_publish()
+        handler(topic, bytes(packet[pos:]), mid, qos)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos, buf = self._rpos, self._rbuf
+        if pos >= len(buf):
+            buf = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when nothing arrived; b"" at EOF
+            if not buf:
+                return buf
+            self._rbuf, pos = buf, 0
+        end = pos + bufsize
+        self._rpos = end
+        return buf[pos:end]
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0  # bytes of a lost connection mean nothing on the next one
+        super()._sock_close()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Handle every packet already read from the socket, not just one."""
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and self._sock is not None:
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        """Per-topic callbacks: allowed, but then every message goes through paho's topic matcher."""
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # Without per-topic callbacks paho still runs its topic matcher for every message; skip it.
+        if getattr(self, "_filtered", False):
+            super()._handle_on_message(message)
+            return
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:  # what paho does: log, re-raise unless told to suppress
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK for each QoS-1 message id, queued as one write (manual_ack)."""
+        if not self.buffered:
+            for mid in mids:
+                self.ack(mid, 1)
+            return
+        packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
+        self._packet_queue(paho.PUBACK, packet, 0, 0)
+
+
+def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
+    """A paho client with the source's protocol, credentials and TLS (not yet connected)."""
+    v5 = config.protocol == "5"
+    kwargs: dict[str, Any] = {} if v5 else {"clean_session": not persistent}
+    cls = _BufferedClient if _BufferedClient.buffered else paho.Client
+    client = cls(CallbackAPIVersion.VERSION2, client_id=client_id,
+                 protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
+    client.connect_timeout = CONNECT_TIMEOUT
+    if config.username:
+        password = Path(config.password_file).read_text(encoding="utf-8").strip() if config.password_file else None
+        client.username_pw_set(config.username, password)
+    if config.tls is not None:
+        client.tls_set(ca_certs=config.tls.ca_file, certfile=config.tls.certificate, keyfile=config.tls.private_key)
+        if config.tls.insecure:
+            client.tls_insecure_set(True)
+    return client
+
+
+def frame(message: Any) -> bytes:
+    """One message on the daemon <-> worker pipe: length, then the pickle."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(data)) + data
+
+
+class FrameReader:
+    """Cuts a byte stream into the messages `frame` made (both sides are ours: pickle is safe here)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Add bytes; return every message now complete."""
+        buf = self._buf
+        buf += data
+        messages, pos = [], 0
+        while len(buf) - pos >= 4:
+            (size,) = _LENGTH.unpack_from(buf, pos)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes (more than {MAX_FRAME})")
+            if len(buf) - pos - 4 < size:
+                break
+            messages.append(pickle.loads(buf[pos + 4:pos + 4 + size]))
+            pos += 4 + size
+        del buf[:pos]
+        return messages
+
+
+class Worker:
+    """One broker connection: parse, hand over, acknowledge what the daemon says is committed."""
+
+    def __init__(self, pipe: socket.socket, config: MqttSourceConfig, addresses: list[MqttAddress],
+                 parent_pid: int):
+        self.pipe, self.config, self.addresses, self.parent_pid = pipe, config, addresses, parent_pid
+        self.exact = {a.topic: i for i, a in enumerate(addresses) if "+" not in a.topic and "#" not in a.topic}
+        self.wildcards = [(i, a.topic) for i, a in enumerate(addresses) if a.topic not in self.exact]
+        self.frames = FrameReader()
+        self.out: list[Delivery] = []  # parsed since the last send: one socket chunk's worth at most
+        self.malformed = 0  # since the last send
+        self.sample: tuple[str, str] | None = None  # (topic, why) of the last malformed message
+        self.received = 0  # deliveries handed to the daemon
+        self.settled = 0  # of those, reported committed or skipped by the daemon
+        self.refused: str | None = None
+
+    def send(self, message: Any) -> None:
+        """To the daemon (blocking: the daemon always reads, and is bounded by MAX_UNACKED)."""
+        self.pipe.sendall(frame(message))
+
+    def run(self) -> None:
+        """Connect and serve until the connection ends, the daemon says stop, or the daemon is gone."""
+        try:
+            self.client = new_client(self.config, self.config.client_id, persistent=True, manual_ack=True)
+        except Exception as exc:  # unreadable password file, bad TLS files
+            self.send(("ended", f"configuration / 설정 오류: {exc}"))
+            return
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        if isinstance(self.client, _BufferedClient):
+            self.client.on_publish_packet = self._on_publish_packet
+        try:
+            if self.config.protocol == "5":
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = SESSION_EXPIRY
+                # The broker sends at most this many unacknowledged messages: our bound, enforced by it.
+                props.ReceiveMaximum = min(MAX_UNACKED, 65535)
+                self.client.connect(self.config.host, self.config.port, int(self.config.keepalive),
+                                    clean_start=False, properties=props)
+            else:
+                self.client.connect(self.config.host, self.config.port, int(self.config.keepalive))
+        except Exception as exc:  # refused, DNS, TLS: the daemon backs off and starts another worker
+            self.send(("ended", f"connection failed / 연결 실패: {exc}"))
+            return
+        why = self._serve()
+        if why is not None:
+            self.send(("ended", why))
+
+    def _serve(self) -> str | None:
+        client = self.client
+        while self.refused is None:
+            if os.getppid() != self.parent_pid:
+                return None  # the daemon died: nobody would acknowledge, and its session must be free
+            sock = client.socket()
+            if sock is None:
+                return "connection lost / 연결 끊김"
+            # The bound: stop reading the socket (the broker then waits for acks) rather than buffer.
+            window_open = self.received - self.settled < MAX_UNACKED
+            pending = window_open and hasattr(sock, "pending") and sock.pending() > 0  # TLS-buffered
+            readable, _, _ = select.select([self.pipe, sock] if window_open else [self.pipe],
+                                           [sock] if client.want_write() else [], [],
+                                           0.0 if pending else IDLE_WAIT)
+            if self.pipe in readable and not self._from_daemon():
+                client.disconnect()
+                return None
+            if sock in readable or pending:
+                rc = client.loop_read()
+                self._hand_over()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return f"connection lost / 연결 끊김: {paho.error_string(rc)}"
+            rc = client.loop_write() if client.want_write() else MQTTErrorCode.MQTT_ERR_SUCCESS
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                rc = client.loop_misc()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return f"connection lost / 연결 끊김: {paho.error_string(rc)}"
+        return self.refused
+
+    def _from_daemon(self) -> bool:
+        """Apply what the daemon sent; False when it says stop or has closed the pipe."""
+        data = self.pipe.recv(RECV_CHUNK)
+        if not data:
+            return False
+        for message in self.frames.feed(data):
+            if message[0] == "stop":
+                return False
+            if message[0] == "acks":
+                self._ack(message[1])
+        return True
+
+    def _ack(self, settled: list[tuple[int, int]]) -> None:
+        self.settled += len(settled)
+        puback = [mid for mid, qos in settled if qos == 1]
+        if puback and isinstance(self.client, _BufferedClient):
+            self.client.ack_many(puback)
+        else:
+            for mid in puback:
+                self.client.ack(mid, 1)
+        for mid, qos in settled:
+            if qos == 2:
+                self.client.ack(mid, 2)
+
+    def _hand_over(self) -> None:
+        if self.out or self.malformed:
+            self.send(("batch", self.out, self.malformed, self.sample))
+            self.out, self.malformed, self.sample = [], 0, None
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self.refused = f"broker refused the connection / 브로커 연결 거부: {reason}"
+            return
+        topics = sorted({a.topic for a in self.addresses})
+        if topics:
+            client.subscribe([(topic, self.config.qos) for topic in topics])
+        self.send(("connected", bool(flags.session_present)))
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                self.send(("log", logging.ERROR, f"broker refused a subscription / 구독 거부: {reason}"))
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._on_publish_packet(message._topic, message.payload, message.mid, message.qos)
+
+    def _on_publish_packet(self, raw_topic: bytes, payload: bytes, mid: int, qos: int) -> None:
+        try:
+            topic = raw_topic.decode("utf-8")
+        except UnicodeDecodeError:
+            self._skip(repr(raw_topic)[:80], "topic is not UTF-8", mid, qos)
+            return
+        index = self.exact.get(topic)
+        if index is None:
+            index = next((i for i, sub in self.wildcards if paho.topic_matches_sub(sub, topic)), None)
+        if index is None:
+            # A subscription left in the persistent session by an older configuration.
+            self._skip(topic, "no characteristic reads this topic", mid, qos)
+            return
+        try:
+            value, source_time, stamp = parse_payload(payload, self.addresses[index])
+        except MalformedPayload as exc:
+            self._skip(topic, str(exc), mid, qos)  # acknowledged: garbage must not come back forever
+            return
+        self.received += 1
+        self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
+
+    def _skip(self, topic: str, why: str, mid: int, qos: int) -> None:
+        self.malformed += 1
+        self.sample = (topic, why)
+        self.client.ack(mid, qos)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m gateway.sources.mqtt_worker FD`: serve one connection for the daemon on socket FD."""
+    # The daemon stops this process (pipe closed, or SIGKILL); a terminal's ^C or systemd's SIGTERM to
+    # the whole group must not end it before the daemon's last commit is acknowledged.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pipe = socket.socket(fileno=int(argv[1]))
+    pipe.setblocking(True)
+    reader = FrameReader()
+    start: list[Any] = []
+    while not start:
+        data = pipe.recv(RECV_CHUNK)
+        if not data:
+            return 0
+        start = reader.feed(data)
+    _kind, config, addresses, parent_pid = start[0]
+    worker = Worker(pipe, config, addresses, parent_pid)
+    worker.frames = reader
+    try:
+        worker.run()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the daemon is gone: so are we
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
