@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import start_broker  # noqa: E402
+
 from gateway.config import Characteristic, MqttAddress, Product, Sampling  # noqa: E402
 from gateway.config import MqttSource as MqttSourceConfig  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
@@ -41,32 +42,10 @@ MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 TOPIC = "bench/line/gauge"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"mosquitto did not listen on {port}")
 
 
-def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A broker that queues without limit (the line-broker settings of docs/line-broker.md)."""
-    port = _free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-                    "max_inflight_messages 0\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_port(port)
-    return proc, port
 
 
 def publish(port: int, total: int, publishers: int) -> None:
@@ -157,7 +136,7 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        broker, port = start_broker(Path(tmp))
+        broker, port = start_broker(Path(tmp), max_inflight=0)
         try:
             bare = bare_paho(port, args.messages, args.publishers)
             v5 = gateway_source(port, args.messages, args.publishers, "5")

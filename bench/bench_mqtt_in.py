@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -49,43 +48,7 @@ TARGET_RATIO = 80.0  # % of the bare subscriber's rate the gateway must reach (i
 
 # ---------------------------------------------------------------- shared with bench/soak.py
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    """Return once 127.0.0.1:port accepts connections."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout:.0f} s")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def start_broker(workdir: Path, max_inflight: int = 1000) -> tuple[subprocess.Popen, int]:
-    """A mosquitto that queues without a count limit (the line-broker settings of docs/operations.md)."""
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-                    f"max_inflight_messages {max_inflight}\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=open(workdir / "mosquitto.log", "wb"))
-    wait_port(port)
-    return proc, port
+from common import free_port, rss_mb, start_broker, wait_port  # noqa: E402,F401  (soak.py imports them here)
 
 
 def write_config(workdir: Path, broker_port: int, http_port: int, *, max_connections: int = 100,
