@@ -37,7 +37,6 @@ from gateway.config import MqttSource as MqttSourceConfig  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
 from gateway.sources.mqtt import MqttSource  # noqa: E402
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 TOPIC = "bench/line/gauge"
 
