@@ -68,7 +68,7 @@ def make_northbound(store: Store, port: int) -> tuple[Northbound, str]:
 
 async def steady(folder: Path, count: int) -> float:
     """Produce `count` events as fast as the store takes them while connected; end-to-end confirmed rate."""
-    broker = Mosquitto(folder, extra_conf="user root")
+    broker = Mosquitto(folder)
     broker.start()
     consumer = subprocess.Popen([shutil.which("mosquitto_sub") or "mosquitto_sub", "-h", "127.0.0.1",
                                  "-p", str(broker.port), "-t", "spc/#", "-q", "1", "-C", str(count + 1)],
@@ -98,7 +98,7 @@ async def steady(folder: Path, count: int) -> float:
 
 async def drain(folder: Path, count: int) -> tuple[float, float, float]:
     """`count` events stored while the broker is down, then the broker starts: the drain's confirmed rate."""
-    broker = Mosquitto(folder, extra_conf="user root")
+    broker = Mosquitto(folder)
     store = Store(str(folder / "drain.sqlite3"))
     northbound, topic = make_northbound(store, broker.port)
     try:

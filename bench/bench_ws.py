@@ -185,7 +185,7 @@ async def measure(events: int, client_counts: list[int]) -> list[dict]:
                             "value": round(events * count / elapsed), "unit": "messages/s", "target": None})
             rss = int((await round_trip(proc, "rss")).split()[1])
             results.append({"name": f"server_rss_{count}_clients", "value": round(rss / 1024, 1), "unit": "MB",
-                            "target": 150 if count >= 1000 else None})
+                            "target": 150 if count >= 1000 else None, "better": "lower"})
         results.append({"name": "server_rss_no_clients", "value": round(baseline_rss / 1024, 1), "unit": "MB",
                         "target": None})
         await round_trip(proc, "quit")
