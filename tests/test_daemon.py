@@ -155,3 +155,35 @@ def test_measurements_flow_and_seq_continues_after_sigkill(tmp_path: Path, simul
         assert body["type"] == "measurement" and body["measurement"]["product_code"] == "BOLT-M10"
     finally:
         daemon.stop()
+
+
+def test_limits_recalculate_is_an_explicit_stored_version(tmp_path: Path, simulator: int) -> None:
+    """`spc-gateway limits recalculate` makes a new version from stored subgroups; history stays."""
+    port = free_port()
+    db = tmp_path / "spc.sqlite3"
+    daemon = Daemon(write_config(tmp_path, part_counter_config(tmp_path, simulator, port))).start(wait_for_port=port)
+    try:
+        wait_for(lambda: db.exists() and count(db, "select count(*) from subgroups") >= 40, 20, "40 subgroups")
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            before = dict(conn.execute("select id, is_within_control from measurements"))
+        proc = subprocess.run([sys.executable, "-m", "gateway.cli", "limits", "recalculate", "--url",
+                               f"ws://127.0.0.1:{port}", "--product", "1", "--characteristic", "diameter",
+                               "--user", "quality-kim", "--reason", "new gauge calibrated", "--from-subgroup",
+                               "10", "--subgroups", "25"], cwd=REPO, capture_output=True, text=True, timeout=20)
+        assert proc.returncode == 0, proc.stderr
+        limits = json.loads(proc.stdout)
+        assert limits["from_subgroup"] == 10 and limits["to_subgroup"] == 34 and limits["who"] == "quality-kim"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            versions = conn.execute("select source, who, reason, from_subgroup, to_subgroup "
+                                    "from control_limits order by id").fetchall()
+            after = dict(conn.execute("select id, is_within_control from measurements"))
+        assert versions[0][0] == "fixed"
+        assert versions[-1] == ("recalculated", "quality-kim", "new gauge calibrated", 10, 34)
+        # stored verdicts of earlier measurements were not re-evaluated
+        assert {k: after[k] for k in before} == before
+        bad = subprocess.run([sys.executable, "-m", "gateway.cli", "limits", "recalculate", "--url",
+                              f"ws://127.0.0.1:{port}", "--product", "1", "--characteristic", "nope",
+                              "--user", "kim", "--reason", "x"], cwd=REPO, capture_output=True, text=True, timeout=20)
+        assert bad.returncode == 1 and "nope" in bad.stderr
+    finally:
+        daemon.stop()
