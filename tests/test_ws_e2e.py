@@ -126,3 +126,35 @@ def test_a_screen_misses_nothing_across_a_sigkill_of_the_gateway(tmp_path: Path,
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap or a repeat in what the screen saw"
     finally:
         daemon.stop()
+
+
+def test_general_feed_resume_with_subscribe_replays_that_products_measurements(tmp_path: Path, line: int) -> None:
+    """?since=SEQ&subscribe=1: the replay carries every measurement of product 1, not only notable ones."""
+    http_port = free_port()
+    daemon = Daemon(write_config(tmp_path, part_counter_config(tmp_path, line, http_port)))
+    daemon.start(wait_for_port=http_port)
+    base = f"ws://127.0.0.1:{http_port}/ws/spc/notifications/"
+    samples: list[int] = []
+
+    def keep(messages: list[dict]) -> None:
+        samples.extend(m["measurement"]["sample_number"] for m in messages if m["type"] == "measurement")
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{base}?subscribe=1") as ws:
+            messages = await receive_until(ws, lambda m: sum(x["type"] == "measurement" for x in m) >= 10, 10)
+            keep(messages)
+            last_seq = max(m["seq"] for m in messages if "seq" in m and m["type"] != "connection")
+        await asyncio.sleep(1.0)  # measurements go on while this screen is away
+        async with websockets.connect(f"{base}?since={last_seq}&subscribe=1") as ws:
+            keep(await receive_until(ws, lambda m: any(x["type"] == "replay_complete" for x in m), 10))
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(f"{base}?subscribe=1,99"):
+                pass
+        assert refused.value.response.status_code == 400
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        daemon.stop()
+    assert len(samples) > 20
+    assert samples == list(range(samples[0], samples[0] + len(samples))), "a measurement was missed"

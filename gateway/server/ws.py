@@ -57,6 +57,9 @@ class Handshake:
     client_name: str | None
     since: int | None
     subprotocol: str | None
+    # ?subscribe=1,2 on the general feed: subscribed from the start, so a `since` replay carries those
+    # products' measurements too (a new connection could not subscribe before its replay otherwise)
+    subscribe: frozenset[int] = frozenset()
 
 
 class LineServer:
@@ -149,10 +152,17 @@ class LineServer:
         since_raw = query.get("since", [None])[-1]
         if since_raw is not None and not since_raw.isdigit():
             return json_response(400, {"error": "since must be the last seq the client saw (a whole number)"})
+        subscribe_raw = query.get("subscribe", [""])[-1]
+        try:
+            subscribe = frozenset(int(p) for p in subscribe_raw.split(",") if p.strip())
+        except ValueError:
+            subscribe = frozenset({-1})
+        if not subscribe <= self.protocol.products.keys():
+            return json_response(400, {"error": "subscribe must list configured product ids, e.g. ?subscribe=1,2"})
         name, role, subprotocol = identity
         # kept on the connection itself: a handshake that fails after this point leaves nothing behind
         connection.spc_handshake = Handshake(product_id, role, name,  # type: ignore[attr-defined]
-                                             int(since_raw) if since_raw else None, subprotocol)
+                                             int(since_raw) if since_raw else None, subprotocol, subscribe)
         return None
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
@@ -198,6 +208,7 @@ class LineServer:
     async def _handler(self, connection: ServerConnection) -> None:
         handshake: Handshake = connection.spc_handshake  # type: ignore[attr-defined]
         session = Session(role=handshake.role, client_name=handshake.client_name, product_id=handshake.product_id)
+        session.subscriptions.update(handshake.subscribe)
         # operator acts through this connection are recorded with the screen they came from
         ACTING_CLIENT.set(handshake.client_name or _peer(connection))
         client = self.hub.attach(connection, handshake.product_id, subscriptions=session.subscriptions,
@@ -212,7 +223,8 @@ class LineServer:
                                                                snapshot=True))
             horizon = None
             if handshake.since is not None:
-                horizon = await self._replay(connection, handshake.product_id, handshake.since)
+                horizon = await self._replay(connection, handshake.product_id, handshake.since,
+                                             session.subscriptions)
             if not client.closed:
                 self.hub.go_live(client, horizon)
             async for frame in connection:
@@ -233,7 +245,8 @@ class LineServer:
     async def _send(self, connection: ServerConnection, message: dict[str, Any]) -> None:
         await connection.send(encode(message), text=True)
 
-    async def _replay(self, connection: ServerConnection, product_id: int | None, since: int) -> int | None:
+    async def _replay(self, connection: ServerConnection, product_id: int | None, since: int,
+                      subscriptions: set[int]) -> int | None:
         """Send the stored events after `since` this endpoint carries; returns the seq the replay covered."""
         last = self.store.last_seq
         oldest = await self.store.oldest_event_seq()
@@ -243,7 +256,6 @@ class LineServer:
                                                                complete=False))
             return None
         cursor, sent, complete = since, 0, True
-        subscriptions: set[int] = set()  # a new connection has not subscribed to anything yet
         while cursor < last:
             events = await self.store.events_after(cursor, REPLAY_PAGE)
             if not events:
