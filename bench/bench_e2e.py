@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import free_port, rss_mb, start_broker, wait_port
+from common import frame_spans, free_port, rss_mb, start_broker, wait_port
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = [  # (readings per second, clients, seconds, p99 target in ms)
@@ -110,28 +110,15 @@ class LatencyReader(asyncio.Protocol):
             self.upgraded = True
             self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
             buffer = rest
-        pos, end = 0, len(buffer)
-        while end - pos >= 2:
-            length = buffer[pos + 1] & 0x7F
-            header = 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length, header = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
-            if end - pos < header + length:
-                break
-            payload = buffer[pos + header:pos + header + length]
+        spans, consumed = frame_spans(buffer)
+        for first, last in spans:
+            payload = buffer[first:last]
             if payload.startswith(b'{"type":"measurement"'):
                 i = payload.index(b'"measurement_value":') + 20
                 j = payload.index(b",", i)
                 self.latencies.append((now - float(payload[i:j])) * 1000)
                 self.received += 1
-            pos += header + length
-        self.buffer = buffer[pos:]
+        self.buffer = buffer[consumed:]
 
 
 async def open_clients(port: int, count: int, latencies: list[float]) -> list[LatencyReader]:

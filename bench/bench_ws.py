@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common import frame_spans  # noqa: E402  (bench/ is on the path of a bench script)
+
 BATCH = 100  # events per store batch (what a busy pipeline drain produces)
 
 
@@ -105,23 +107,9 @@ class Reader(asyncio.Protocol):
             if not self.connected.done():
                 self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
             buffer = rest
-        pos, end = 0, len(buffer)
-        while end - pos >= 2:
-            length = buffer[pos + 1] & 0x7F
-            header = 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length, header = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
-            if end - pos < header + length:
-                break
-            self.frames += 1
-            pos += header + length
-        self.buffer = buffer[pos:]
+        spans, consumed = frame_spans(buffer)
+        self.frames += len(spans)
+        self.buffer = buffer[consumed:]
         if self.frames == self.target:
             self.done.set()
 

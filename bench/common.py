@@ -46,3 +46,26 @@ def start_broker(workdir: Path, max_inflight: int = 1000) -> tuple[subprocess.Po
                             stdout=subprocess.DEVNULL, stderr=open(workdir / "mosquitto.log", "wb"))
     wait_port(port)
     return proc, port
+
+
+def frame_spans(buffer: bytes) -> tuple[list[tuple[int, int]], int]:
+    """Server-to-client WebSocket frames (unmasked) in `buffer`: their payload spans, and how many bytes
+    they take; a frame cut off at the end is left for the next read."""
+    spans: list[tuple[int, int]] = []
+    pos, end = 0, len(buffer)
+    while end - pos >= 2:
+        length = buffer[pos + 1] & 0x7F
+        header = 2
+        if length == 126:
+            if end - pos < 4:
+                break
+            length, header = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
+        elif length == 127:
+            if end - pos < 10:
+                break
+            length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
+        if end - pos < header + length:
+            break
+        spans.append((pos + header, pos + header + length))
+        pos += header + length
+    return spans, pos
