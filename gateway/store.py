@@ -342,6 +342,10 @@ class Store:
         """Individual values per subgroup for a limits recalculation."""
         return await self._read(reads.subgroup_values, product_id, characteristic, from_subgroup, count)
 
+    async def subgroups(self, product_id: int, characteristic: str, limit: int = 500) -> list[dict]:
+        """The latest charted points with their limits and rule numbers, oldest first."""
+        return await self._read(reads.subgroups, product_id, characteristic, limit)
+
     async def latest_limits(self, product_id: int, characteristic: str) -> dict | None:
         """The newest control limits version."""
         return await self._read(reads.latest_limits, product_id, characteristic)

@@ -122,6 +122,16 @@ def subgroup_values(conn: sqlite3.Connection, product_id: int, characteristic: s
     return list(groups.values())
 
 
+def subgroups(conn: sqlite3.Connection, product_id: int, characteristic: str, limit: int) -> list[dict]:
+    """The latest `limit` charted points (subgroups) with their limits and rule numbers, oldest first."""
+    rows = conn.execute("SELECT subgroup_number, n, mean, range, stdev, center, ucl, lcl, violations FROM "
+                        "subgroups WHERE product_id = ? AND characteristic = ? ORDER BY subgroup_number DESC "
+                        "LIMIT ?", (int(product_id), characteristic, int(limit))).fetchall()
+    keys = ("subgroup_number", "n", "mean", "range", "stdev", "center", "ucl", "lcl")
+    return [{**dict(zip(keys, row[:8], strict=True)), "violations": json.loads(row[8] or "[]")}
+            for row in reversed(rows)]
+
+
 _LIMITS_COLUMNS = ("id", "product_id", "characteristic", "effective_from", "center", "sigma", "ucl", "lcl",
                    "dispersion_center", "dispersion_ucl", "dispersion_lcl", "source", "from_subgroup",
                    "to_subgroup", "who", "reason", "stored_at")

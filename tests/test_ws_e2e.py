@@ -79,6 +79,14 @@ def test_seed_client_frames_against_the_daemon(tmp_path: Path, line: int) -> Non
             got = await receive_until(ws, lambda m: any(x["type"] == "alerts" for x in m), 5)
             reply = next(x for x in got if x["type"] == "alerts")
             assert 1 <= len(reply["alerts"]) <= 10 and reply["snapshot"] is False
+            # history for a chart: measurements, the latest limits, and the points as charted with their rules
+            await ws.send(json.dumps({"type": "get_measurements", "product_id": 1, "characteristic": "diameter",
+                                      "limit": 500, "request_id": "h"}))
+            got = await receive_until(ws, lambda m: any(x["type"] == "measurements" for x in m), 5)
+            history = next(x for x in got if x["type"] == "measurements")
+            assert history["request_id"] == "h" and history["measurements"]
+            assert history["limits"]["center"] == 10.0 and history["limits"]["sigma"] == 0.1
+            assert any(point["violations"] for point in history["subgroups"])  # the shift broke rules
             await ws.send(json.dumps({"type": "unsubscribe_product", "product_id": 1}))
             got = await receive_until(ws, lambda m: any(x["type"] == "unsubscribed" for x in m), 5)
             assert any(x["type"] == "unsubscribed" and x["product_id"] == 1 for x in got)

@@ -46,6 +46,7 @@ CLOSE_TIMEOUT = 2.0
 FLOOD_CLOSE_CODE = 1008
 _PRODUCT_ENDPOINT = re.compile(r"^/ws/spc/product/(\d{1,9})/?$")
 _GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
+HISTORY_SUBGROUPS = 500  # charted points sent with a `measurements` reply (the page draws 500)
 
 
 @dataclass(frozen=True)
@@ -317,15 +318,18 @@ class LineServer:
             name = product.characteristics[0].name
         rows = [measurement_object(r, self.tz) for r in
                 await self.store.measurements(product.id, f["characteristic"], f["limit"])]
-        limits = None
+        limits, subgroups = None, []
         if name is not None:
             characteristic = next(c for c in product.characteristics if c.name == name)
             stored = await self.store.latest_limits(product.id, name) or {}
             spec = characteristic.spec
-            limits = {"center": stored.get("center"), "ucl": stored.get("ucl"), "lcl": stored.get("lcl"),
-                      "spec": {"lsl": spec.lsl, "target": spec.target, "usl": spec.usl}}
+            limits = {key: stored.get(key) for key in ("center", "ucl", "lcl", "sigma", "dispersion_center",
+                                                         "dispersion_ucl", "dispersion_lcl")}
+            limits["spec"] = {"lsl": spec.lsl, "target": spec.target, "usl": spec.usl}
+            # the charted points these measurements form, with the rule numbers they broke when charted
+            subgroups = await self.store.subgroups(product.id, name, HISTORY_SUBGROUPS)
         return self.protocol.reply(command, "measurements", product_id=product.id, characteristic=name,
-                                   measurements=rows, limits=limits)
+                                   measurements=rows, limits=limits, subgroups=subgroups)
 
     # ------------------------------------------------------------------ health and metrics
 

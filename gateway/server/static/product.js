@@ -212,12 +212,21 @@ export class ProductView {
     const historyEnd = groups.length ? groups[groups.length - 1].x : -Infinity;
     const live = [...s.points.values()].filter((p) => p.x > historyEnd);
     s.points.clear();
+    const charted = new Map((msg.subgroups || []).map((sub) => [sub.subgroup_number, sub]));
     for (const g of groups.slice(-HISTORY_POINTS)) {
-      s.points.set(g.x, { x: g.x, y: g.mean, n: g.n, range: g.range, stdev: g.stdev,
-        center: num0(limits.center), ucl: num0(limits.ucl), lcl: num0(limits.lcl) });
+      const sub = charted.get(g.x);
+      if (sub) {
+        // the point as the gateway charted it: its own limits (short subgroups) and the rules it broke
+        s.points.set(g.x, { x: g.x, y: sub.mean, n: sub.n, range: sub.range, stdev: sub.stdev,
+          center: num0(sub.center), ucl: num0(sub.ucl), lcl: num0(sub.lcl) });
+        for (const rule of sub.violations || []) this._mark(s, g.x, rule);
+      } else {
+        s.points.set(g.x, { x: g.x, y: g.mean, n: g.n, range: g.range, stdev: g.stdev,
+          center: num0(limits.center), ucl: num0(limits.ucl), lcl: num0(limits.lcl) });
+        // an older gateway sends no charted points: test 1 is still plain to see from the limits
+        if (Number.isFinite(limits.ucl) && (g.mean > limits.ucl || g.mean < limits.lcl)) this._mark(s, g.x, 1);
+      }
       if (g.outOfSpec) s.outOfSpec.add(g.x);
-      // History carries no rule numbers; test 1 (beyond a control limit) is plain to see from the limits.
-      if (Number.isFinite(limits.ucl) && (g.mean > limits.ucl || g.mean < limits.lcl)) this._mark(s, g.x, 1);
     }
     for (const p of live) s.points.set(p.x, p);
     s.loading = false;
