@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -18,8 +19,12 @@ from gateway import __version__
 from gateway.alerts import AlertService
 from gateway.config import Config, ConfigError, load_config
 from gateway.model import Event
+from gateway.northbound import Northbound
+from gateway.northbound import topic_for as northbound_topic
 from gateway.pipeline import Pipeline
 from gateway.sdnotify import Notifier
+from gateway.server.hub import Hub
+from gateway.server.ws import LineServer
 from gateway.sources import build_source
 from gateway.sources.base import Binding, Source
 from gateway.store import Store
@@ -48,9 +53,9 @@ class Gateway:
         self.store = Store(storage.path, batch_max=storage.batch_max, flush_interval=storage.flush_interval,
                            retention=storage.retention, max_size=storage.max_size)
         self.alerts = AlertService(self.store, config)
-        self.northbound: Any = None
-        self.server: Any = None
-        self.hub: Any = None
+        self.northbound: Northbound | None = None
+        self.server: LineServer | None = None
+        self.hub: Hub | None = None
         self.sources: dict[str, Source] = {}
         self.pipeline: Pipeline | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -62,22 +67,12 @@ class Gateway:
         """Open the store, start serving, start the sources; then tell systemd we are ready."""
         await self.store.open()
         self.store.sync_catalog(self.config.products)
-        from gateway.server.hub import Hub
-        from gateway.server.ws import LineServer
-
         self.hub = Hub(self.config)
         topic_for = None
         if self.config.northbound is not None:
-            from gateway.northbound import Northbound
-            from gateway.northbound import topic_for as nb_topic_for
-
             mqtt = self.config.northbound.mqtt
-
-            def topic_for(event_type: str, product_code: str, characteristic: str | None) -> str | None:
-                if event_type not in mqtt.publish:
-                    return None
-                return nb_topic_for(mqtt, event_type, product_code, characteristic)
-
+            # None for the types northbound.mqtt.publish leaves out: those never enter the outbox
+            topic_for = functools.partial(northbound_topic, mqtt)
             self.northbound = Northbound(
                 mqtt, self.store, gateway_name=self.config.gateway.name, version=__version__,
                 product_codes=[p.code for p in self.config.products], on_alert=self._northbound_alert)

@@ -44,7 +44,8 @@ CONNECT_TIMEOUT = 10.0  # seconds for TCP + TLS + CONNACK
 HIGH_WATER = 0.8  # outbox fill that raises "outbox_high"
 LOW_WATER = 0.7  # below this the next crossing of HIGH_WATER raises it again
 STOP_GRACE = 0.3  # seconds stop() waits for the offline ack, the close, the last delete (app allows 1 s)
-TOPIC_TYPES = ("alert", "violation", "capability", "measurement")
+TOPIC_TYPES = ("alert", "violation", "capability", "measurement", "subgroup")
+PER_CHARACTERISTIC = ("measurement", "subgroup")  # topics with a characteristic level
 _UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
 AlertCallback = Callable[[str, str], Any]
@@ -67,7 +68,7 @@ def topic_for(config: NorthboundMQTT, event_type: str, product_code: str,
         return None
     # '+', '#' are illegal in a published topic and '/' would add a level: a name cannot change the tree
     topic = f"{config.topic_prefix}/{event_type}/{product_code.translate(_UNSAFE)}"
-    if event_type == "measurement":
+    if event_type in PER_CHARACTERISTIC:
         topic += f"/{(characteristic or '').translate(_UNSAFE)}"
     return topic
 
