@@ -147,7 +147,8 @@ class Gateway:
             if bindings_for(new, source.name) != bindings_for(old, source.name):
                 changed_sources.add(source.name)
         if (old.server, old.storage, old.northbound) != (new.server, new.storage, new.northbound):
-            log.warning("server, storage and northbound settings take effect at the next restart")
+            log.warning("listen address, TLS, tokens, storage and northbound settings take effect at the next "
+                        "restart; origins and connection limits apply now")
         for name in sorted(changed_sources):
             running = self.sources.pop(name, None)
             if running is not None:
@@ -157,8 +158,10 @@ class Gateway:
         self.store.sync_catalog(new.products)
         assert self.pipeline is not None
         self.pipeline.reconfigure(new, await self.store.engine_states())
-        if self.hub is not None and hasattr(self.hub, "reconfigure"):
+        if self.hub is not None:
             self.hub.reconfigure(new)
+        if self.server is not None:
+            self.server.reconfigure(new)
         for source in new.sources:
             if source.name in changed_sources:
                 await self._start_source(source)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+import websockets
 
 from tests.conftest import free_port, wait_port
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
@@ -118,10 +121,22 @@ def test_sighup_reload_keeps_running_on_a_bad_config_and_applies_a_good_one(tmp_
         wait_for(lambda: "reload refused" in daemon.log(), 10, "the refusal in the log")
         assert daemon.proc.poll() is None
         config["sources"][0]["poll_interval"] = "200ms"
+        shaft = json.loads(json.dumps(config["products"][0]))
+        shaft.update(id=2, code="SHAFT-20", name="20mm 샤프트")
+        config["products"].append(shaft)
         write_config(tmp_path, config)
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: "restarted sources ['plc']" in daemon.log(), 10, "the reload in the log")
         assert daemon.proc.poll() is None
+        # the new product is served at once: its endpoint and the read API know it
+        products = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/spc/products/", timeout=5).read())
+        assert "SHAFT-20" in json.dumps(products, ensure_ascii=False)
+
+        async def product_endpoint() -> str:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/ws/spc/product/2/") as ws:
+                return json.loads(await ws.recv())["type"]
+
+        assert asyncio.run(product_endpoint()) == "connection"
     finally:
         assert daemon.stop() == 0
 

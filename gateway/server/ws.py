@@ -88,6 +88,12 @@ class LineServer:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: products and server checks follow the new config; listen, TLS and tokens need a restart."""
+        self.config = config
+        self.protocol.products = {p.id: p for p in config.products}
+        self.http.config = config
+
     async def start(self) -> None:
         """Read the token files, bind the port, start serving."""
         settings = self.config.server
