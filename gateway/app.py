@@ -121,9 +121,9 @@ class Gateway:
     async def stop(self) -> None:
         """Stop sources, flush the store, close clients with 1001."""
         self.notifier.stopping()
-        for source in list(self.sources.values()):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(source.stop(), 1.0)
+        # all at once: one slow peer must not spend the others' share of the 5 s a stop may take
+        await asyncio.gather(*(asyncio.wait_for(source.stop(), 1.0) for source in self.sources.values()),
+                             return_exceptions=True)
         self.sources.clear()
         if self.pipeline is not None:
             await self.pipeline.stop()
