@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -102,6 +103,30 @@ def test_parse_payload_forms() -> None:
                          (b'{"r": {"v": 1, "ts": "yesterday"}}', js), (b"1" * (MAX_PAYLOAD + 1), plain)]:
         with pytest.raises(MalformedPayload):
             parse_payload(bad, address)
+
+
+def test_pipe_frames_survive_any_chunking_and_big_frames() -> None:
+    """The daemon <-> worker pipe reader: messages come out whole and in order however the bytes are cut;
+    a frame larger than the reused buffer grows it, and the buffer shrinks back afterwards."""
+    from gateway.sources.mqtt_worker import MAX_FRAME, FrameReader, frame
+
+    messages = [("batch", i, [("t", b"x" * (i % 97))], None) for i in range(2000)]
+    messages.insert(700, ("batch", "big", b"y" * 300_000, None))  # > the 64 KiB buffer of this reader
+    stream = b"".join(frame(m) for m in messages)
+    rng = random.Random(7)
+    reader, out, pos = FrameReader(size=64 * 1024), [], 0
+    while pos < len(stream):  # socket-like reads straight into the reader's buffer
+        target = reader.get_buffer()
+        n = min(len(target), rng.choice([1, 3, 4, 5, 100, 4096, 70_000]), len(stream) - pos)
+        target[:n] = stream[pos:pos + n]
+        target.release()
+        out += reader.received(n)
+        pos += n
+    assert out == messages
+    assert len(reader._buf) == 64 * 1024  # the big frame's memory was handed back
+    assert FrameReader().feed(stream) == messages  # the copying entry point gives the same
+    with pytest.raises(ValueError, match="more than"):
+        FrameReader().feed((MAX_FRAME + 1).to_bytes(4, "big"))
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])

@@ -116,7 +116,12 @@ class Hub:
     # ------------------------------------------------------------------ fan-out
 
     def publish(self, events: list[Event]) -> None:
-        """Offer committed events to every client whose endpoint carries them."""
+        """Offer committed events to every client whose endpoint carries them.
+
+        Clients that carry the same events (same endpoint, same subscriptions: usually all the screens
+        of a line) share one selection and one joined write: the work and the short-lived memory per
+        commit grow with the kinds of clients, not with their number.
+        """
         framed = []
         encoded = 0
         for event in events:
@@ -125,18 +130,23 @@ class Hub:
             encoded += len(data)
         self.published += len(framed)
         self.bytes_encoded += encoded
+        selections: dict[tuple[int | None, frozenset[int]], tuple[list[tuple[int, bytes]], bytes]] = {}
         for client in self.clients:
             if client.closed:
                 continue
-            chunks = [(event.seq, data) for event, data in framed
-                      if carries(client.endpoint_product, client.subscriptions, event)]
-            if chunks:
-                self._offer(client, chunks)
+            key = (client.endpoint_product, frozenset(client.subscriptions))
+            selection = selections.get(key)
+            if selection is None:
+                chunks = [(event.seq, data) for event, data in framed
+                          if carries(client.endpoint_product, client.subscriptions, event)]
+                selection = selections[key] = (chunks, b"".join(data for _, data in chunks))
+            if selection[0]:
+                self._offer(client, *selection)
 
-    def _offer(self, client: Client, chunks: list[tuple[int, bytes]]) -> None:
+    def _offer(self, client: Client, chunks: list[tuple[int, bytes]], joined: bytes) -> None:
         if client.live and not client.queue and _can_write(client.connection):
             # one write (one syscall) for the whole commit, however many events it holds
-            client.connection.transport.write(b"".join(data for _, data in chunks))
+            client.connection.transport.write(joined)
             client.sent += len(chunks)
             self.deliveries += len(chunks)
             return

@@ -62,7 +62,7 @@ class _Reader:
     sampler: Sampler
 
 
-class _Worker(asyncio.Protocol):
+class _Worker(asyncio.BufferedProtocol):
     """The daemon's end of one worker process: its deliveries in, acknowledgements out."""
 
     def __init__(self, source: MqttSource, loop: asyncio.AbstractEventLoop):
@@ -104,8 +104,11 @@ class _Worker(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
-        for message in self.frames.feed(data):
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.frames.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        for message in self.frames.received(nbytes):
             kind = message[0]
             if kind == "batch":
                 self.source.received(self, message[1], message[2], message[3])

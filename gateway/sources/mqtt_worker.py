@@ -44,6 +44,8 @@ RECV_CHUNK = 64 * 1024  # bytes read from the socket at once (paho alone reads a
 MAX_FRAME = 64 * 1024 * 1024  # bytes in one frame between daemon and worker; more means a broken peer
 _PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (MQTT 3.1.1 and 5: success)
 _LENGTH = struct.Struct("!I")
+READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of the pipe
+MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
 
 # A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
 # mid, qos, received at).
@@ -248,26 +250,75 @@ def frame(message: Any) -> bytes:
 
 
 class FrameReader:
-    """Cuts a byte stream into the messages `frame` made (both sides are ours: pickle is safe here)."""
+    """Cuts a byte stream into the messages `frame` made (both sides are ours: pickle is safe here).
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
+    The bytes land in one receive buffer that is reused for the life of the pipe (`get_buffer` +
+    `received`, asyncio's BufferedProtocol calls): at a thousand socket reads a second, a fresh
+    256 KiB bytes object per read and a growing/shrinking bytearray fragmented the daemon's heap
+    (glibc kept the holes: RSS crept up although live memory was flat). The buffer grows only for
+    a frame larger than itself, and goes back to its first size once that frame is parsed.
+    """
+
+    def __init__(self, size: int = READ_BUFFER) -> None:
+        self._size = size
+        self._buf = bytearray(size)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # first free byte
+        self._need = 0  # bytes of the frame that does not fit the buffer (grown to at the next read)
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read may write: the free tail of the buffer (made room for first)."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._buf) - self._end < MIN_READ:
+            self._make_room()
+        return memoryview(self._buf)[self._end:]
+
+    def received(self, nbytes: int) -> list[Any]:
+        """`nbytes` were written at `get_buffer()`; return every message now complete."""
+        self._end += nbytes
+        messages = []
+        with memoryview(self._buf) as view:
+            while self._end - self._start >= 4:
+                (size,) = _LENGTH.unpack_from(view, self._start)
+                if size > MAX_FRAME:
+                    raise ValueError(f"frame of {size} bytes (more than {MAX_FRAME})")
+                begin = self._start + 4
+                if self._end - begin < size:
+                    if begin + size > len(self._buf):
+                        self._need = 4 + size
+                    break
+                messages.append(pickle.loads(view[begin:begin + size]))
+                self._start = begin + size
+        if self._start == self._end and len(self._buf) > self._size:
+            self._buf = bytearray(self._size)  # a big frame passed: give its memory back
+            self._start = self._end = 0
+        return messages
 
     def feed(self, data: bytes) -> list[Any]:
-        """Add bytes; return every message now complete."""
-        buf = self._buf
-        buf += data
-        messages, pos = [], 0
-        while len(buf) - pos >= 4:
-            (size,) = _LENGTH.unpack_from(buf, pos)
-            if size > MAX_FRAME:
-                raise ValueError(f"frame of {size} bytes (more than {MAX_FRAME})")
-            if len(buf) - pos - 4 < size:
-                break
-            messages.append(pickle.loads(buf[pos + 4:pos + 4 + size]))
-            pos += 4 + size
-        del buf[:pos]
+        """Add bytes read elsewhere (the worker's blocking socket, tests); return the complete messages."""
+        messages: list[Any] = []
+        view = memoryview(data)
+        while view:
+            target = self.get_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            target.release()
+            messages += self.received(n)
+            view = view[n:]
         return messages
+
+    def _make_room(self) -> None:
+        pending = self._end - self._start
+        need = max(pending + MIN_READ, self._need)
+        if need > len(self._buf):  # a frame larger than the buffer: grow to hold it whole
+            grown = bytearray(max(need, 2 * len(self._buf)))
+            grown[:pending] = self._buf[self._start:self._end]
+            self._buf = grown
+        else:  # move the partial frame to the front, in place
+            self._buf[:pending] = self._buf[self._start:self._end]
+        self._start, self._end = 0, pending
+        self._need = 0
 
 
 class Worker:
@@ -350,10 +401,10 @@ class Worker:
 
     def _from_daemon(self) -> bool:
         """Apply what the daemon sent; False when it says stop or has closed the pipe."""
-        data = self.pipe.recv(RECV_CHUNK)
-        if not data:
+        nbytes = self.pipe.recv_into(self.frames.get_buffer())
+        if not nbytes:
             return False
-        for message in self.frames.feed(data):
+        for message in self.frames.received(nbytes):
             if message[0] == "stop":
                 return False
             if message[0] == "acks":
@@ -432,10 +483,10 @@ def main(argv: list[str]) -> int:
     reader = FrameReader()
     start: list[Any] = []
     while not start:
-        data = pipe.recv(RECV_CHUNK)
-        if not data:
+        nbytes = pipe.recv_into(reader.get_buffer())
+        if not nbytes:
             return 0
-        start = reader.feed(data)
+        start = reader.received(nbytes)
     _kind, config, addresses, parent_pid = start[0]
     worker = Worker(pipe, config, addresses, parent_pid)
     worker.frames = reader
