@@ -35,6 +35,7 @@ from bench_mqtt_in import (  # noqa: E402  (bench/ is not a package)
     TOPIC,
     count_measurements,
     free_port,
+    health,
     rss_mb,
     start_broker,
     start_daemon,
@@ -240,6 +241,8 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
         cpu_daemon, cpu_self = cpu_seconds(daemon.pid), cpu_seconds(os.getpid())
         pub.start()
         rss_start = None
+        blocks_start = blocks_end = -1
+        rss_samples: list[tuple[float, float]] = []  # (minutes since start, MB), one per report
         next_report = started + REPORT_EVERY
         while pub.is_alive():
             await asyncio.sleep(0.5)
@@ -248,19 +251,25 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
                 raise RuntimeError(f"the daemon exited with {daemon.returncode}:\n{tail(log_path)}")
             if rss_start is None and now - started >= warmup:
                 rss_start = rss_mb(daemon.pid)
-                print(f"after {warmup:.0f} s warm-up: daemon RSS {rss_start:.1f} MB", flush=True)
+                blocks_start = await python_blocks(http_port)
+                print(f"after {warmup:.0f} s warm-up: daemon RSS {rss_start:.1f} MB, "
+                      f"{blocks_start:,} Python blocks", flush=True)
             if now >= next_report:
                 next_report += REPORT_EVERY
+                rss_samples.append(((now - started) / 60, rss_mb(daemon.pid)))
                 print(f"{(now - started) / 60:.0f} min: published {published.value:,}, slowest client "
-                      f"{min(t.received for t in tallies):,}, RSS {rss_mb(daemon.pid):.1f} MB", flush=True)
+                      f"{min(t.received for t in tallies):,}, RSS {rss_samples[-1][1]:.1f} MB, "
+                      f"{await python_blocks(http_port):,} Python blocks", flush=True)
         pub.join()
         if rss_start is None:
             rss_start = rss_mb(daemon.pid)
+            blocks_start = await python_blocks(http_port)
         sent = published.value
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline and min(t.received for t in tallies) < sent:
             await asyncio.sleep(0.2)
         rss_end = rss_mb(daemon.pid)
+        blocks_end = await python_blocks(http_port)
         wall = time.monotonic() - started
         cpu_daemon = (cpu_seconds(daemon.pid) - cpu_daemon) / wall * 100
         cpu_self = (cpu_seconds(os.getpid()) - cpu_self) / wall * 100
@@ -287,7 +296,26 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
         "stored": stored, "rss_start": rss_start, "rss_end": rss_end, "lost": lost,
         "worst_client": min(t.received for t in tallies), "reconnects": sum(t.reconnects for t in tallies),
         "errors": errors, "cpu_daemon": cpu_daemon, "cpu_clients": cpu_self,
+        "blocks_start": blocks_start, "blocks_end": blocks_end,
+        "rss_trend": trend_mb_per_hour(rss_samples[len(rss_samples) * 2 // 3:]),
     }
+
+
+async def python_blocks(http_port: int) -> int:
+    """The daemon's live Python small-object blocks (/healthz): flat while RSS climbs means fragmentation."""
+    report = await asyncio.to_thread(health, http_port)
+    return int(report.get("process", {}).get("python_allocated_blocks", -1))
+
+
+def trend_mb_per_hour(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of RSS over the given (minute, MB) samples, in MB per hour: is it still climbing?"""
+    if len(samples) < 3:
+        return None
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_m = sum(m for _, m in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    return sum((t - mean_t) * (m - mean_m) for t, m in samples) / var * 60 if var else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['reconnects']} reconnects; RSS {r['rss_start']:.1f} -> {r['rss_end']:.1f} MB ({growth:+.1f} %); "
           f"CPU: daemon {r['cpu_daemon']:.0f} %, clients {r['cpu_clients']:.0f} % of one core",
           flush=True)
+    print(f"live Python blocks {r['blocks_start']:,} -> {r['blocks_end']:,}", flush=True)
+    if r["rss_trend"] is not None:
+        print(f"RSS trend over the last third of the run: {r['rss_trend']:+.1f} MB/h", flush=True)
     for error in r["errors"]:
         print(f"client error: {error}", flush=True)
     tag = f"{args.rate}hz_{args.clients}clients_{args.minutes:g}min"
@@ -323,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         {"name": f"soak_client_reconnects_{tag}", "value": r["reconnects"], "unit": "reconnects",
          "target": None, "better": "lower"},
     ]
+    if r["rss_trend"] is not None:
+        figures.append({"name": f"soak_rss_trend_last_third_{tag}", "value": round(r["rss_trend"], 1),
+                        "unit": "MB/h", "target": None, "better": "lower"})
     for figure in figures:
         print(json.dumps(figure))
     return 0

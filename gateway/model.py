@@ -80,7 +80,11 @@ class IsoTime:
     second again and again (measured_at and timestamp of every event), and datetime is slow."""
 
     __slots__ = ("tz", "_seconds")
-    CACHE = 1024  # whole seconds remembered; cleared when full (readings arrive roughly in time order)
+    # Whole seconds remembered, cleared when full: readings arrive roughly in time order, so a few
+    # seconds per source clock are enough. Kept small on purpose: an entry made every second and kept
+    # for many minutes is exactly the long-lived object that pins a 1 MiB pymalloc arena among the
+    # thousands of short-lived ones a second (a 1024-entry cache lived 17 minutes per entry).
+    CACHE = 16
 
     def __init__(self, tz: _dt.tzinfo):
         self.tz = tz

@@ -54,6 +54,9 @@ def test_demo_runs_all_sources_and_stops_on_ctrl_c(tmp_path: Path) -> None:
                 break
             time.sleep(0.5)
         assert len(readings) == 3 and all(n > 3 for n in readings.values()), (readings, log.read_text())
+        assert health["process"]["rss_bytes"] > 10 << 20 and health["process"]["python_allocated_blocks"] > 10_000
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "spc_gateway_process_rss_bytes " in metrics and "spc_gateway_process_python_allocated_blocks " in metrics
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
         assert "<html" in page.lower()
         proc.send_signal(signal.SIGINT)
