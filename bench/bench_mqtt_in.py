@@ -70,12 +70,24 @@ def write_config(workdir: Path, broker_port: int, http_port: int, *, max_connect
     return path
 
 
-def start_daemon(config: Path, log_path: Path, profile: Path | None = None) -> subprocess.Popen:
-    """The real daemon, as `spc-gateway run` starts it (under cProfile, writing `profile`, when given)."""
+def start_daemon(config: Path, log_path: Path, profile: Path | None = None,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The real daemon, as `spc-gateway run` starts it (under cProfile, writing `profile`, when given;
+    with `env` added to this process's environment)."""
     prefix = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
     return subprocess.Popen([sys.executable, *prefix, "-m", "gateway.cli", "run", "--config", str(config),
                              "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=open(log_path, "ab"), env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stderr=open(log_path, "ab"), env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)})
+
+
+def unit_environment() -> dict[str, str]:
+    """The `Environment=` settings of systemd/spc-gateway.service: run the daemon as systemd would."""
+    settings = {}
+    for line in (REPO / "systemd" / "spc-gateway.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            key, _, value = line.removeprefix("Environment=").partition("=")
+            settings[key] = value
+    return settings
 
 
 def health(http_port: int) -> dict[str, Any]:

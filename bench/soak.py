@@ -4,7 +4,8 @@
     python bench/soak.py --minutes 1                                  # a quick check
 
 A paho publisher (its own process, so the clients' work does not disturb its pace) sends readings at
-`--rate` per second to a real mosquitto. The daemon reads them with an MQTT source, and `--clients`
+`--rate` per second to a real mosquitto. The daemon, with the `Environment=` of the systemd unit (its
+memory allocator), reads them with an MQTT source, and `--clients`
 WebSocket clients on /ws/spc/notifications/ subscribe to the product. Each client must receive every
 measurement. A client that the gateway cuts off as too slow reconnects with ?since=SEQ and subscribes
 again, as a screen does; what it still misses counts as lost.
@@ -41,6 +42,7 @@ from bench_mqtt_in import (  # noqa: E402  (bench/ is not a package)
     start_daemon,
     stop_daemon,
     tail,
+    unit_environment,
     wait_source_connected,
     write_config,
 )
@@ -220,7 +222,7 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
     http_port = free_port()
     config = write_config(workdir, broker_port, http_port, max_connections=clients + 50)
     log_path = workdir / "daemon.log"
-    daemon = start_daemon(config, log_path)
+    daemon = start_daemon(config, log_path, env=unit_environment())  # as systemd runs it
     stop = asyncio.Event()
     tallies = [ClientTally() for _ in range(clients)]
     tasks: list[asyncio.Task[None]] = []
@@ -241,7 +243,7 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
         cpu_daemon, cpu_self = cpu_seconds(daemon.pid), cpu_seconds(os.getpid())
         pub.start()
         rss_start = None
-        blocks_start = blocks_end = -1
+        held_start = held_end = ""
         rss_samples: list[tuple[float, float]] = []  # (minutes since start, MB), one per report
         next_report = started + REPORT_EVERY
         while pub.is_alive():
@@ -251,25 +253,24 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
                 raise RuntimeError(f"the daemon exited with {daemon.returncode}:\n{tail(log_path)}")
             if rss_start is None and now - started >= warmup:
                 rss_start = rss_mb(daemon.pid)
-                blocks_start = await python_blocks(http_port)
-                print(f"after {warmup:.0f} s warm-up: daemon RSS {rss_start:.1f} MB, "
-                      f"{blocks_start:,} Python blocks", flush=True)
+                held_start = await held(http_port)
+                print(f"after {warmup:.0f} s warm-up: daemon RSS {rss_start:.1f} MB, {held_start}", flush=True)
             if now >= next_report:
                 next_report += REPORT_EVERY
                 rss_samples.append(((now - started) / 60, rss_mb(daemon.pid)))
                 print(f"{(now - started) / 60:.0f} min: published {published.value:,}, slowest client "
                       f"{min(t.received for t in tallies):,}, RSS {rss_samples[-1][1]:.1f} MB, "
-                      f"{await python_blocks(http_port):,} Python blocks", flush=True)
+                      f"{await held(http_port)}", flush=True)
         pub.join()
         if rss_start is None:
             rss_start = rss_mb(daemon.pid)
-            blocks_start = await python_blocks(http_port)
+            held_start = await held(http_port)
         sent = published.value
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline and min(t.received for t in tallies) < sent:
             await asyncio.sleep(0.2)
         rss_end = rss_mb(daemon.pid)
-        blocks_end = await python_blocks(http_port)
+        held_end = await held(http_port)
         wall = time.monotonic() - started
         cpu_daemon = (cpu_seconds(daemon.pid) - cpu_daemon) / wall * 100
         cpu_self = (cpu_seconds(os.getpid()) - cpu_self) / wall * 100
@@ -296,15 +297,18 @@ async def soak(minutes: float, rate: int, clients: int, warmup: float) -> dict[s
         "stored": stored, "rss_start": rss_start, "rss_end": rss_end, "lost": lost,
         "worst_client": min(t.received for t in tallies), "reconnects": sum(t.reconnects for t in tallies),
         "errors": errors, "cpu_daemon": cpu_daemon, "cpu_clients": cpu_self,
-        "blocks_start": blocks_start, "blocks_end": blocks_end,
+        "held_start": held_start, "held_end": held_end,
         "rss_trend": trend_mb_per_hour(rss_samples[len(rss_samples) * 2 // 3:]),
     }
 
 
-async def python_blocks(http_port: int) -> int:
-    """The daemon's live Python small-object blocks (/healthz): flat while RSS climbs means fragmentation."""
-    report = await asyncio.to_thread(health, http_port)
-    return int(report.get("process", {}).get("python_allocated_blocks", -1))
+async def held(http_port: int) -> str:
+    """What the daemon's program really holds (/healthz `process`): jemalloc's allocated bytes, or
+    Python's live blocks on pymalloc. Flat while RSS climbs means fragmentation, not a leak."""
+    process = (await asyncio.to_thread(health, http_port)).get("process", {})
+    if "allocated_bytes" in process:
+        return f"{process['allocated_bytes'] / 1e6:.1f} MB allocated (jemalloc)"
+    return f"{process.get('python_allocated_blocks', -1):,} Python blocks"
 
 
 def trend_mb_per_hour(samples: list[tuple[float, float]]) -> float | None:
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['reconnects']} reconnects; RSS {r['rss_start']:.1f} -> {r['rss_end']:.1f} MB ({growth:+.1f} %); "
           f"CPU: daemon {r['cpu_daemon']:.0f} %, clients {r['cpu_clients']:.0f} % of one core",
           flush=True)
-    print(f"live Python blocks {r['blocks_start']:,} -> {r['blocks_end']:,}", flush=True)
+    print(f"held by the program: {r['held_start']} -> {r['held_end']}", flush=True)
     if r["rss_trend"] is not None:
         print(f"RSS trend over the last third of the run: {r['rss_trend']:+.1f} MB/h", flush=True)
     for error in r["errors"]:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,54 @@ def test_daemon_speaks_sd_notify(tmp_path: Path) -> None:
     finally:
         daemon.kill()
         print(daemon.log())
+
+
+def _unit_environment() -> dict[str, str]:
+    pairs = [line.removeprefix("Environment=").partition("=") for line in UNIT.read_text().splitlines()
+             if line.startswith("Environment=")]
+    return {key: value for key, _, value in pairs}
+
+
+def _jemalloc_installed() -> bool:
+    return "libjemalloc.so.2" in subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(not _jemalloc_installed(), reason="libjemalloc2 is not installed (make test installs it)")
+def test_daemon_runs_with_the_units_environment_on_jemalloc(tmp_path: Path) -> None:
+    """The unit's Environment= (Python's objects on jemalloc): the daemon starts, serves, reports the
+    allocator's own figure, and stops cleanly."""
+    env = _unit_environment()
+    assert env == {"PYTHONMALLOC": "malloc", "LD_PRELOAD": "libjemalloc.so.2"}
+    port = free_port()
+    daemon = Daemon(write_config(tmp_path, minimal_config(tmp_path, port=port)), env=env).start(wait_for_port=port)
+    try:
+        assert daemon.proc is not None
+        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+        assert "libjemalloc" in maps
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            metrics = reply.read().decode()
+        allocated = next(line for line in metrics.splitlines()
+                         if line.startswith("spc_gateway_process_allocated_bytes "))
+        assert 1 << 20 < float(allocated.split()[1]) < 1 << 30
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+        assert "cannot be preloaded" not in daemon.log() and "Traceback" not in daemon.log()
+    finally:
+        daemon.kill()
+
+
+def test_daemon_warns_when_the_units_allocator_is_missing(tmp_path: Path) -> None:
+    """PYTHONMALLOC=malloc without jemalloc loaded (the package missing): the daemon runs and says why
+    its memory may creep, with the fix."""
+    port = free_port()
+    daemon = Daemon(write_config(tmp_path, minimal_config(tmp_path, port=port)),
+                    env={"PYTHONMALLOC": "malloc", "LD_PRELOAD": ""}).start(wait_for_port=port)
+    try:
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+        assert "jemalloc is not loaded" in daemon.log() and "apt-get install libjemalloc2" in daemon.log()
+    finally:
+        daemon.kill()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
