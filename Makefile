@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl fonts-nanum libjemalloc2
+SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl fonts-nanum
 SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl
 
 .PHONY: demo test lint bench soak install system-deps clean
@@ -22,7 +22,6 @@ $(STAMP): pyproject.toml
 
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
-	/sbin/ldconfig -p | grep -q libjemalloc.so.2 || missing="$$missing libjemalloc.so.2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages for the tests: $(SYSTEM_PACKAGES)"; \

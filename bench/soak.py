@@ -4,8 +4,8 @@
     python bench/soak.py --minutes 1                                  # a quick check
 
 A paho publisher (its own process, so the clients' work does not disturb its pace) sends readings at
-`--rate` per second to a real mosquitto. The daemon, with the `Environment=` of the systemd unit (its
-memory allocator), reads them with an MQTT source, and `--clients`
+`--rate` per second to a real mosquitto. The daemon, with the systemd unit's `Environment=` settings if it
+has any, reads them with an MQTT source, and `--clients`
 WebSocket clients on /ws/spc/notifications/ subscribe to the product. Each client must receive every
 measurement. A client that the gateway cuts off as too slow reconnects with ?since=SEQ and subscribes
 again, as a screen does; what it still misses counts as lost.

@@ -16,14 +16,6 @@ if [ -n "$SERVICE_USER" ] && ! getent passwd "$SERVICE_USER" >/dev/null; then
   useradd --system --home-dir /var/lib/spc-gateway --shell /usr/sbin/nologin "$SERVICE_USER"
 fi
 GROUP=${SERVICE_USER:-root}
-# the unit preloads jemalloc for Python's memory (see the unit's comment)
-if ! /sbin/ldconfig -p | grep -q libjemalloc.so.2; then
-  if command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null || echo "could not install libjemalloc2: the daemon will run on glibc malloc"
-  else
-    echo "install jemalloc (libjemalloc.so.2) for the daemon's memory allocator"
-  fi
-fi
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
 "$PREFIX/venv/bin/pip" install --quiet --upgrade "$SRC"
