@@ -82,8 +82,8 @@ class IsoTime:
     __slots__ = ("tz", "_seconds")
     # Whole seconds remembered, cleared when full: readings arrive roughly in time order, so a few
     # seconds per source clock are enough. Kept small on purpose: an entry made every second and kept
-    # for many minutes is exactly the long-lived object that pins a 1 MiB pymalloc arena among the
-    # thousands of short-lived ones a second (a 1024-entry cache lived 17 minutes per entry).
+    # for many minutes (1,024 entries lived 17 minutes each) is the kind of long-lived object that can
+    # pin a 1 MiB pymalloc arena among the thousands of short-lived ones a second.
     CACHE = 16
 
     def __init__(self, tz: _dt.tzinfo):
