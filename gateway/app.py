@@ -53,8 +53,8 @@ def _malloc_trim() -> Callable[[], object] | None:
 
 def process_memory() -> dict[str, int]:
     """Memory for /healthz and /metrics: resident size, and the bytes the program really holds. The
-    pair tells a leak (both climb) from allocator fragmentation (RSS climbs alone). Under jemalloc (the
-    unit's allocator) that is jemalloc's `stats.allocated`; on pymalloc, Python's live block count."""
+    pair tells a leak (both climb) from allocator fragmentation (RSS climbs alone). On pymalloc (the
+    default) that is Python's live block count; under jemalloc (LD_PRELOAD) also its `stats.allocated`."""
     memory = {"python_allocated_blocks": sys.getallocatedblocks()}
     allocated = _jemalloc_allocated()
     if allocated is not None:

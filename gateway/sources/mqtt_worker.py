@@ -264,7 +264,6 @@ class FrameReader:
         self._buf = bytearray(size)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # first free byte
-        self._need = 0  # bytes of the frame that does not fit the buffer (grown to at the next read)
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next read may write: the free tail of the buffer (made room for first)."""
@@ -285,8 +284,6 @@ class FrameReader:
                     raise ValueError(f"frame of {size} bytes (more than {MAX_FRAME})")
                 begin = self._start + 4
                 if self._end - begin < size:
-                    if begin + size > len(self._buf):
-                        self._need = 4 + size
                     break
                 messages.append(pickle.loads(view[begin:begin + size]))
                 self._start = begin + size
@@ -310,7 +307,9 @@ class FrameReader:
 
     def _make_room(self) -> None:
         pending = self._end - self._start
-        need = max(pending + MIN_READ, self._need)
+        need = pending + MIN_READ
+        if pending >= 4:  # the partial frame's header says how big the whole frame is
+            need = max(need, 4 + _LENGTH.unpack_from(self._buf, self._start)[0])
         if need > len(self._buf):  # a frame larger than the buffer: grow to hold it whole
             grown = bytearray(max(need, 2 * len(self._buf)))
             grown[:pending] = self._buf[self._start:self._end]
@@ -318,7 +317,6 @@ class FrameReader:
         else:  # move the partial frame to the front, in place
             self._buf[:pending] = self._buf[self._start:self._end]
         self._start, self._end = 0, pending
-        self._need = 0
 
 
 class Worker:
