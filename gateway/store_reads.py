@@ -186,15 +186,16 @@ def outbox_fetch(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[O
 
 def outbox_stats(conn: sqlite3.Connection) -> dict:
     """depth (rows), bytes, oldest_at (created_at of the oldest row, None when empty), dropped (ever)."""
-    depth, size, oldest = conn.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_at) FROM outbox"
-                                       ).fetchone()
+    depth, size = conn.execute("SELECT depth, bytes FROM outbox_totals").fetchone()  # kept by triggers
+    first = conn.execute("SELECT created_at FROM outbox ORDER BY seq LIMIT 1").fetchone()  # rows come in time order
+    oldest = first[0] if first else None
     row = conn.execute("SELECT value FROM meta WHERE key = 'outbox_dropped'").fetchone()
     return {"depth": depth, "bytes": size, "oldest_at": oldest, "dropped": int(row[0]) if row else 0}
 
 
 def outbox_trim(conn: sqlite3.Connection, limit_bytes: int) -> int:
     """(Writer thread.) Drop the oldest measurement rows until the outbox holds at most limit_bytes."""
-    total = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()[0]
+    total = conn.execute("SELECT bytes FROM outbox_totals").fetchone()[0]
     excess = total - int(limit_bytes)
     if excess <= 0:
         return 0

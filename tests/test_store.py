@@ -238,6 +238,12 @@ def test_wait_room_holds_the_producer_until_rows_are_committed(tmp_path):
     asyncio.run(main())
 
 
+def recounted(path) -> tuple[int, int]:
+    """The outbox's depth and bytes the slow way, to check the totals the triggers keep."""
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox").fetchone()
+
+
 def test_outbox_trim_drops_only_measurements_and_counts_them(tmp_path):
     async def main():
         store = await opened(tmp_path)
@@ -249,19 +255,62 @@ def test_outbox_trim_drops_only_measurements_and_counts_them(tmp_path):
         await b.committed
         before = await store.outbox_stats()
         assert before["depth"] == 14 and before["dropped"] == 0 and before["oldest_at"] is not None
+        assert (before["depth"], before["bytes"]) == recounted(store.path)
         assert await store.outbox_trim(before["bytes"]) == 0
         dropped = await store.outbox_trim(0)
         assert dropped == 10
+        stats = await store.outbox_stats()
+        assert (stats["depth"], stats["bytes"]) == recounted(store.path) and stats["depth"] == 4
         rows = await store.outbox_fetch(0, 100)
         assert {r.kind for r in rows} == {"alert"} and [r.seq for r in rows] == sorted(r.seq for r in rows)
         store.outbox_delete([rows[0].seq, rows[1].seq])
         with store.batch() as b:
-            b.outbox_delete([rows[2].seq])
+            b.outbox_delete([rows[2].seq, rows[2].seq, 10_000])  # twice, and one that is not there
         await b.committed
         after = await store.outbox_stats()
         assert after["depth"] == 1 and after["dropped"] == 10
+        assert (after["depth"], after["bytes"]) == recounted(store.path) == (1, len(rows[3].payload))
+        assert after["oldest_at"] is not None
+        store.outbox_delete([rows[3].seq])
+        await store.close()
+        store = await opened(tmp_path)
+        assert await store.outbox_stats() == {"depth": 0, "bytes": 0, "oldest_at": None, "dropped": 10}
         await store.close()
     asyncio.run(main())
+
+
+def test_outbox_stats_cost_the_same_with_a_full_outbox(tmp_path):
+    """buffer_limit is checked once a second; during a broker outage the outbox holds millions of rows,
+    so the check must not read them (it did: COUNT and SUM over the outbox, O(rows) each second)."""
+    from gateway import store_reads
+
+    async def fill(name: str, rows: int) -> str:
+        store = Store(str(tmp_path / name))
+        await store.open()
+        for start in range(0, rows, 5000):
+            with store.batch() as b:
+                for n in range(start, start + 5000):
+                    add_measurement(b, n=n)
+            await b.committed
+        await store.close()
+        return store.path
+
+    def vm_steps(path: str) -> tuple[int, dict]:
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        with sqlite3.connect(path) as conn:
+            conn.set_progress_handler(count, 100)  # called every 100 SQLite VM instructions
+            stats = store_reads.outbox_stats(conn)
+        return steps[0], stats
+
+    small_steps, small = vm_steps(asyncio.run(fill("small.sqlite3", 5_000)))
+    big_steps, big = vm_steps(asyncio.run(fill("big.sqlite3", 60_000)))
+    assert small["depth"] == 5_000 and big["depth"] == 60_000 and big["oldest_at"] < time.time()
+    assert big_steps <= small_steps + 2, f"{big_steps} x 100 instructions on 60,000 rows, {small_steps} on 5,000"
 
 
 def test_a_row_the_schema_refuses_is_skipped_and_the_rest_is_written(tmp_path):

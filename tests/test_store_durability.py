@@ -198,7 +198,7 @@ def test_unusable_storage_paths_give_a_technician_sentence(tmp_path):
 
 
 def test_a_v1_database_opens_under_the_current_schema_and_keeps_its_rows(tmp_path):
-    assert LATEST >= 2
+    assert LATEST >= 3
     path = str(tmp_path / "old.sqlite3")
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
@@ -211,6 +211,8 @@ def test_a_v1_database_opens_under_the_current_schema_and_keeps_its_rows(tmp_pat
                  "'{\"id\":5,\"status\":\"OPEN\"}')")
     conn.execute("INSERT INTO control_limits (product_id, characteristic, effective_from, center, source, "
                  "stored_at) VALUES (1, 'd', 1.0, 10.0, 'fixed', 1.0)")
+    conn.executemany("INSERT INTO outbox VALUES (?, 'spc/measurement/A/d', ?, 'measurement', ?, ?)",
+                     [(seq, b"x" * seq, seq, float(seq)) for seq in (70, 71, 72)])  # a broker was away
     conn.close()
 
     async def main():
@@ -222,6 +224,7 @@ def test_a_v1_database_opens_under_the_current_schema_and_keeps_its_rows(tmp_pat
         assert (await store.alert(5))["status"] == "OPEN"
         assert (await store.latest_limits(1, "d"))["center"] == 10.0
         assert store.last_seq == 77
+        assert await store.outbox_stats() == {"depth": 3, "bytes": 213, "oldest_at": 70.0, "dropped": 0}
         with store.batch() as b:
             mid = b.measurement(product_id=1, characteristic="d", value=1.0, measured_at=2.0, received_at=2.0,
                                 sample_number=51, subgroup_number=51, is_within_spec=True,
