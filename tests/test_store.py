@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from gateway import store_reads
 from gateway.store import Store, StoreError
+from tests.sqlite_cost import vm_steps, write_readings
 
 
 @dataclass(frozen=True)
@@ -282,33 +284,20 @@ def test_outbox_trim_drops_only_measurements_and_counts_them(tmp_path):
 def test_outbox_stats_cost_the_same_with_a_full_outbox(tmp_path):
     """buffer_limit is checked once a second; during a broker outage the outbox holds millions of rows,
     so the check must not read them (it did: COUNT and SUM over the outbox, O(rows) each second)."""
-    from gateway import store_reads
 
     async def fill(name: str, rows: int) -> str:
         store = Store(str(tmp_path / name))
         await store.open()
-        for start in range(0, rows, 5000):
-            with store.batch() as b:
-                for n in range(start, start + 5000):
-                    add_measurement(b, n=n)
-            await b.committed
+        await write_readings(store, rows, add_measurement)
         await store.close()
         return store.path
 
-    def vm_steps(path: str) -> tuple[int, dict]:
-        steps = [0]
-
-        def count() -> int:
-            steps[0] += 1
-            return 0
-
+    def check(path: str) -> tuple[int, dict]:
         with sqlite3.connect(path) as conn:
-            conn.set_progress_handler(count, 100)  # called every 100 SQLite VM instructions
-            stats = store_reads.outbox_stats(conn)
-        return steps[0], stats
+            return vm_steps(conn, store_reads.outbox_stats, conn)
 
-    small_steps, small = vm_steps(asyncio.run(fill("small.sqlite3", 5_000)))
-    big_steps, big = vm_steps(asyncio.run(fill("big.sqlite3", 60_000)))
+    small_steps, small = check(asyncio.run(fill("small.sqlite3", 5_000)))
+    big_steps, big = check(asyncio.run(fill("big.sqlite3", 60_000)))
     assert small["depth"] == 5_000 and big["depth"] == 60_000 and big["oldest_at"] < time.time()
     assert big_steps <= small_steps + 2, f"{big_steps} x 100 instructions on 60,000 rows, {small_steps} on 5,000"
 

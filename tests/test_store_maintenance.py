@@ -13,6 +13,7 @@ import pytest
 
 from gateway.maintenance import MaintenanceError, backup, export_csv
 from gateway.store import Store
+from tests.sqlite_cost import vm_steps, write_readings
 
 PRODUCTS = (SimpleNamespace(id=1, code="A-100", name="Shaft", characteristics=(SimpleNamespace(name="diameter"),)),
             SimpleNamespace(id=2, code="B-200", name="Bush", characteristics=(SimpleNamespace(name="bore"),)))
@@ -161,36 +162,19 @@ def test_a_prune_step_costs_the_same_in_a_big_file_as_in_a_small_one(tmp_path):
     """The writer prunes once a minute while every commit waits behind it: no step may scan a table.
     (It did: the high-water marks were a full scan, 0.4 s at 1.4 M events, growing with the file.)"""
 
-    async def vm_steps(rows: int) -> int:
+    async def steps_of_a_prune(rows: int) -> int:
         store = Store(str(tmp_path / f"spc-{rows}.sqlite3"), retention=3600.0, prune_interval=3600)
         await store.open()
-        for start in range(0, rows, 5000):
-            with store.batch() as b:
-                for n in range(start, start + 5000):
-                    add_measurement(b, n=n)
-            await b.committed
-
-        def one_step(conn: sqlite3.Connection) -> int:
-            steps = [0]
-
-            def count() -> int:
-                steps[0] += 1
-                return 0  # go on
-
-            conn.set_progress_handler(count, 100)  # called every 100 SQLite VM instructions
-            try:
-                assert store._writer.prune_step() is False  # nothing is old enough to go
-            finally:
-                conn.set_progress_handler(None, 0)
-            return steps[0]
-
-        steps = await store._write_job(one_step)
+        await write_readings(store, rows, add_measurement)
+        # on the writer thread, with the writer's own connection, as the once-a-minute tick runs it
+        steps, more = await store._write_job(lambda conn: vm_steps(conn, store._writer.prune_step))
+        assert more is False  # nothing is old enough to go
         meta = dict(await store._write_job(lambda c: c.execute("SELECT key, value FROM meta").fetchall()))
         assert int(meta["hw_measurements"]) == rows and int(meta["hw_events"]) == rows
         await store.close()
         return steps
 
-    small, big = asyncio.run(vm_steps(5_000)), asyncio.run(vm_steps(60_000))
+    small, big = asyncio.run(steps_of_a_prune(5_000)), asyncio.run(steps_of_a_prune(60_000))
     assert big < small * 1.3, f"a prune step ran {big} x 100 instructions on 60,000 rows, {small} x 100 on 5,000"
 
 
