@@ -46,7 +46,7 @@ bench: $(STAMP) system-deps
 	$(PY) bench/run_all.py
 
 soak: $(STAMP) system-deps
-	$(PY) bench/soak.py --minutes 30 --rate 2000 --clients 50
+	$(PY) bench/soak.py --minutes 30 --rate 2000 --clients 50 --results bench/soak-results.md
 
 install:
 	sh systemd/install.sh

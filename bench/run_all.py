@@ -59,6 +59,25 @@ def verdict(fig: dict) -> str:
     return "met" if ok else "MISSED"
 
 
+def machine_line() -> str:
+    """Cores, CPU model, Python, kernel and date: the line every results file starts with."""
+    return (f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}, {dt.date.today().isoformat()}")
+
+
+def table(rows: list[tuple[str, dict]]) -> list[str]:
+    """The markdown table of (script, figure) rows, with each target's verdict."""
+    lines = ["| benchmark | figure | value | unit | target | verdict |", "|---|---|---|---|---|---|"]
+    for script, fig in rows:
+        target = fig.get("target")
+        op = ">=" if fig.get("better", "higher") == "higher" else "<="
+        value = fig["value"]
+        shown = f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 100 else f"{value:.3g}"
+        lines.append(f"| {script} | {fig['name']} | {shown} | {fig.get('unit', '')} | "
+                     f"{'' if target is None else f'{op} {target:,}'} | {verdict(fig)} |")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     only = set(argv)
     scripts = sorted(p for p in BENCH.glob("bench_*.py") if not only or p.stem in only)
@@ -71,17 +90,7 @@ def main(argv: list[str]) -> int:
             failures.append(f"{script.name}: {status}")
         for fig in figures:
             rows.append((script.name, fig))
-    machine = (f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}, "
-               f"{platform.system()} {platform.release()}, {dt.date.today().isoformat()}")
-    lines = ["# Benchmark results", "", f"Machine: {machine}", "",
-             "| benchmark | figure | value | unit | target | verdict |", "|---|---|---|---|---|---|"]
-    for script, fig in rows:
-        target = fig.get("target")
-        op = ">=" if fig.get("better", "higher") == "higher" else "<="
-        value = fig["value"]
-        shown = f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 100 else f"{value:.3g}"
-        lines.append(f"| {script} | {fig['name']} | {shown} | {fig.get('unit', '')} | "
-                     f"{'' if target is None else f'{op} {target:,}'} | {verdict(fig)} |")
+    lines = ["# Benchmark results", "", f"Machine: {machine_line()}", "", *table(rows)]
     if failures:
         lines += ["", "Failed to run:", *[f"- {f}" for f in failures]]
     (BENCH / "results.md").write_text("\n".join(lines) + "\n")

@@ -12,6 +12,8 @@ again, as a screen does; what it still misses counts as lost.
 
 Figures: daemon RSS after the warm-up and at the end (target: growth under 10 %), events lost summed over
 the clients (target 0), measurements missing from SQLite, cut-offs. Last lines: JSON for bench/run_all.py.
+With `--results FILE` (what `make soak` passes: bench/soak-results.md) they are also written there as a
+table, with the machine, the commit and the run's summary lines.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import multiprocessing
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mqtt_in import (  # noqa: E402  (bench/ is not a package)
+    REPO,
     TOPIC,
     count_measurements,
     free_port,
@@ -46,6 +50,7 @@ from bench_mqtt_in import (  # noqa: E402  (bench/ is not a package)
     wait_source_connected,
     write_config,
 )
+from run_all import machine_line, table  # noqa: E402
 
 SETTLE_TIMEOUT = 60.0  # seconds after the last publish for the clients to receive the rest
 REPORT_EVERY = 60.0  # seconds between two progress lines
@@ -329,20 +334,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50, help="WebSocket clients (default 50)")
     parser.add_argument("--warmup", type=float, default=None,
                         help="seconds before the start RSS is taken (default 10 %% of the run, 10-120 s)")
+    parser.add_argument("--results", type=Path, default=None, help="also write the figures to this markdown file")
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else min(120.0, max(10.0, args.minutes * 6))
     r = asyncio.run(soak(args.minutes, args.rate, args.clients, warmup))
     growth = (r["rss_end"] - r["rss_start"]) / r["rss_start"] * 100
-    print(f"published {r['published']:,} at {r['publish_rate']:,.0f}/s, stored {r['stored']:,}; "
-          f"{args.clients} clients, slowest received {r['worst_client']:,}, lost {r['lost']:,} in total, "
-          f"{r['reconnects']} reconnects; RSS {r['rss_start']:.1f} -> {r['rss_end']:.1f} MB ({growth:+.1f} %); "
-          f"CPU: daemon {r['cpu_daemon']:.0f} %, clients {r['cpu_clients']:.0f} % of one core",
-          flush=True)
-    print(f"held by the program: {r['held_start']} -> {r['held_end']}", flush=True)
+    summary = [f"published {r['published']:,} at {r['publish_rate']:,.0f}/s, stored {r['stored']:,}; "
+               f"{args.clients} clients, slowest received {r['worst_client']:,}, lost {r['lost']:,} in total, "
+               f"{r['reconnects']} reconnects; RSS {r['rss_start']:.1f} -> {r['rss_end']:.1f} MB "
+               f"({growth:+.1f} %); CPU: daemon {r['cpu_daemon']:.0f} %, clients {r['cpu_clients']:.0f} % of one core",
+               f"held by the program: {r['held_start']} -> {r['held_end']}"]
     if r["rss_trend"] is not None:
-        print(f"RSS trend over the last third of the run: {r['rss_trend']:+.1f} MB/h", flush=True)
-    for error in r["errors"]:
-        print(f"client error: {error}", flush=True)
+        summary.append(f"RSS trend over the last third of the run: {r['rss_trend']:+.1f} MB/h")
+    summary += [f"client error: {error}" for error in r["errors"]]
+    print("\n".join(summary), flush=True)
     tag = f"{args.rate}hz_{args.clients}clients_{args.minutes:g}min"
     figures = [
         {"name": f"soak_rss_start_{tag}", "value": round(r["rss_start"], 1), "unit": "MB", "target": None,
@@ -363,7 +368,24 @@ def main(argv: list[str] | None = None) -> int:
                         "unit": "MB/h", "target": None, "better": "lower"})
     for figure in figures:
         print(json.dumps(figure))
+    if args.results is not None:
+        command = f"python bench/soak.py --minutes {args.minutes:g} --rate {args.rate} --clients {args.clients}"
+        args.results.write_text("\n".join([
+            "# Soak results", "", f"Machine: {machine_line()}", f"Commit: {commit()}", f"Command: `{command}`", "",
+            *table([("soak.py", figure) for figure in figures]), "", *[f"- {line}" for line in summary]]) + "\n")
     return 0
+
+
+def commit() -> str:
+    """The commit the soak ran, marked when the tree had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (with uncommitted changes)" if dirty else "")
 
 
 if __name__ == "__main__":
