@@ -19,14 +19,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from gateway.store_batch import ORDER, SQL, Batch
+from gateway.store_batch import COUNTERS, ORDER, SQL, Batch
 
 log = logging.getLogger("gateway.store")
 
 RETRY_MIN = 0.05  # seconds before the first retry of a failed commit
 RETRY_MAX = 5.0  # seconds between retries at most
 PRUNE_CHUNK = 2000  # rows deleted per table per prune transaction: keeps each prune step short
-HIGH_WATER_MARKS = (("hw_measurements", "measurements", "id"), ("hw_events", "events", "seq"))
+PRUNED_COUNTERS = ("measurement", "seq")  # counters of the tables retention prunes: their marks go to meta
 # Errors that a retry cannot cure (a row the schema refuses): such rows are skipped one by one and
 # logged, so one bad row cannot jam the store forever.
 _POISON = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
@@ -263,10 +263,11 @@ class Writer:
         # High-water marks keep ids and seq growing even when every row of a table is pruned. A bare
         # MAX() is one index lookup; wrapped in HAVING, SQLite scans the whole table instead, which held
         # this thread (and every commit behind it) 0.4 s a minute at 1.4 M events and grew with the file.
-        for key, table, column in HIGH_WATER_MARKS:
+        # The keys are the ones Store._load_counters reads back: hw_<table>.
+        for table, column in (COUNTERS[kind] for kind in PRUNED_COUNTERS):
             high = conn.execute(f"SELECT MAX({column}) FROM {table}").fetchone()[0]
             if high is not None:
-                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, high))
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"hw_{table}", high))
         counts = {"measurements": 0, "events": 0, "subgroups": 0}
         if self.retention is not None:
             cutoff = time.time() - self.retention

@@ -293,7 +293,8 @@ class FrameReader:
         return messages
 
     def feed(self, data: bytes) -> list[Any]:
-        """Add bytes read elsewhere (the worker's blocking socket, tests); return the complete messages."""
+        """Copy in bytes read elsewhere; return the complete messages. Only tests use it: the daemon and
+        the worker read straight into `get_buffer()`."""
         messages: list[Any] = []
         view = memoryview(data)
         while view:
