@@ -98,6 +98,7 @@ class Store:
         self._writer: Writer | None = None
         self._next: dict[str, int] = {}
         self._pending_rows = 0
+        self._queued_seq = 0  # the highest seq queued for the writer: seq order must be commit order
         self._room = asyncio.Event()
         self._room.set()
 
@@ -238,6 +239,14 @@ class Store:
     def _enqueue(self, batch: Batch) -> None:
         if self._writer is None:
             raise StoreError(f"the store {self.path} is closed; the batch was not written")
+        seqs = batch._allocated.get("seq")
+        if seqs is not None:
+            # The hub and the `since` replay rely on events being committed in seq order; a batch held
+            # open across an await would break that. Say so loudly; the rows are written all the same.
+            if seqs[0] <= self._queued_seq:
+                log.error("events %d..%d were queued after event %d: a batch was held open across an await",
+                          seqs[0], seqs[1], self._queued_seq)
+            self._queued_seq = max(self._queued_seq, seqs[1])
         batch.enqueued_at = time.monotonic()
         self._pending_rows += batch.n_rows
         if self._pending_rows >= self.max_pending:

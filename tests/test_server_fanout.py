@@ -127,6 +127,41 @@ def test_since_during_heavy_traffic_has_no_gap_and_no_duplicate(tmp_path):
     run(body)
 
 
+def test_since_sends_no_event_twice_when_a_commit_is_on_disk_before_its_fan_out(tmp_path):
+    """The replay reads the file; a commit's fan-out comes a moment later on the loop. Hold that moment
+    open (as a busy machine does when the writer thread loses the GIL right after COMMIT): events the
+    replay already sent must not go out again live. CI saw exactly this once after a SIGKILL restart."""
+    async def body():
+        async with Rig(make_config(tmp_path)) as rig:
+            loop = asyncio.get_running_loop()
+            writer = rig.store._writer
+            fan_out = writer.on_done
+            writer.on_done = lambda group: loop.call_later(0.05, fan_out, group)
+            await rig.measurements([11.0] * 20, notable=True)
+
+            async def produce() -> None:
+                batches = []
+                for _ in range(10):  # not waiting for each commit: they keep coming, as from a line
+                    batches.append(asyncio.ensure_future(rig.measurements([11.0] * 5, notable=True)))
+                    await asyncio.sleep(0.01)
+                await asyncio.gather(*batches)
+
+            producer = asyncio.create_task(produce())
+            await asyncio.sleep(0.03)
+            ws = await open_client(rig.url, "/ws/spc/notifications/?since=0")
+            await producer
+            await asyncio.sleep(0.2)
+            final = rig.store.last_seq
+            seqs = []
+            while not seqs or seqs[-1] < final:
+                message = await recv_json(ws)
+                if message["type"] != "replay_complete":
+                    seqs.append(message["seq"])
+            assert seqs == list(range(1, final + 1))
+            await ws.close()
+    run(body)
+
+
 def test_since_older_than_what_is_kept_says_complete_false(tmp_path):
     async def body():
         async with Rig(make_config(tmp_path)) as rig:

@@ -210,6 +210,22 @@ def test_abandoned_batch_gives_its_numbers_back(tmp_path):
     asyncio.run(main())
 
 
+def test_a_batch_queued_out_of_seq_order_is_reported(tmp_path, caplog):
+    """The hub's `since` replay relies on seq order being commit order: a batch held open across
+    another one's commit breaks it, and the log says so (the rows are still written)."""
+    async def main():
+        store = await opened(tmp_path)
+        held = store.batch()
+        add_measurement(held)
+        with store.batch() as b:
+            add_measurement(b)
+        held.submit()
+        assert [e.seq for e in await held.committed] == [1] and [e.seq for e in await b.committed] == [2]
+        assert "events 1..1 were queued after event 2" in caplog.text
+        await store.close()
+    asyncio.run(main())
+
+
 def test_numpy_numbers_are_stored_as_plain_numbers(tmp_path):
     np = pytest.importorskip("numpy")
 

@@ -65,6 +65,7 @@ class Client:
     subscriptions: set[int] = field(default_factory=set)
     queue: deque[tuple[int, bytes]] = field(default_factory=deque)
     live: bool = False  # False while the handler still sends connection/snapshot/replay
+    replayed_through: int = 0  # the `since` replay sent every event up to this seq: never send those again
     closed: bool = False
     sent: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -95,8 +96,14 @@ class Hub:
         return client
 
     def go_live(self, client: Client, after_seq: int | None) -> None:
-        """Start live delivery; queued events up to `after_seq` were already replayed and are dropped."""
+        """Start live delivery; events up to `after_seq` were already replayed and are not sent again.
+
+        The replay reads the file, and a commit reaches the file a moment before its fan-out reaches
+        `publish` (the writer thread hands it to the loop after COMMIT). So the replay may already have
+        sent events that are neither queued here yet nor published: `publish` drops those too.
+        """
         if after_seq is not None:
+            client.replayed_through = after_seq
             while client.queue and client.queue[0][0] <= after_seq:
                 client.queue.popleft()
         client.live = True
@@ -144,6 +151,11 @@ class Hub:
                 self._offer(client, *selection)
 
     def _offer(self, client: Client, chunks: list[tuple[int, bytes]], joined: bytes) -> None:
+        if chunks[0][0] <= client.replayed_through:  # only the commits right after a replay
+            chunks = [chunk for chunk in chunks if chunk[0] > client.replayed_through]
+            if not chunks:
+                return
+            joined = b"".join(data for _, data in chunks)
         if client.live and not client.queue and _can_write(client.connection):
             # one write (one syscall) for the whole commit, however many events it holds
             client.connection.transport.write(joined)
