@@ -197,12 +197,13 @@ def test_unusable_storage_paths_give_a_technician_sentence(tmp_path):
     assert not_db.read_bytes() == before  # refused, and left exactly as it was
 
 
-def test_a_v1_database_opens_under_the_current_schema_and_keeps_its_rows(tmp_path):
+@pytest.mark.parametrize("version", range(1, LATEST))
+def test_a_database_of_every_earlier_schema_opens_under_the_current_one_and_keeps_its_rows(tmp_path, version):
     assert LATEST >= 3
     path = str(tmp_path / "old.sqlite3")
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    assert migrate(conn, target=1) == (0, 1)
+    assert migrate(conn, target=version) == (0, version)
     conn.executemany("INSERT INTO measurements (id, product_id, characteristic, value, measured_at, received_at, "
                      "sample_number, subgroup_number, is_within_spec, is_within_control) "
                      "VALUES (?, 1, 'd', ?, 1.0, 1.0, ?, ?, 1, 1)", [(i, 10.0 + i, i, i) for i in range(1, 51)])
@@ -218,7 +219,7 @@ def test_a_v1_database_opens_under_the_current_schema_and_keeps_its_rows(tmp_pat
     async def main():
         store = Store(path)
         await store.open()
-        assert store.schema_upgraded == (1, LATEST)
+        assert store.schema_upgraded == (version, LATEST)
         rows = await store.measurements(1, "d", limit=100)
         assert len(rows) == 50 and rows[-1]["measurement_value"] == 60.0 and rows[0]["source_key"] is None
         assert (await store.alert(5))["status"] == "OPEN"
