@@ -65,6 +65,18 @@ def machine_line() -> str:
             f"{platform.system()} {platform.release()}, {dt.date.today().isoformat()}")
 
 
+def commit() -> str:
+    """The commit measured, marked when the tree had uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
 def table(rows: list[tuple[str, dict]]) -> list[str]:
     """The markdown table of (script, figure) rows, with each target's verdict."""
     lines = ["| benchmark | figure | value | unit | target | verdict |", "|---|---|---|---|---|---|"]
@@ -90,7 +102,7 @@ def main(argv: list[str]) -> int:
             failures.append(f"{script.name}: {status}")
         for fig in figures:
             rows.append((script.name, fig))
-    lines = ["# Benchmark results", "", f"Machine: {machine_line()}", "", *table(rows)]
+    lines = ["# Benchmark results", "", f"Machine: {machine_line()}", f"Commit: {commit()}", "", *table(rows)]
     if failures:
         lines += ["", "Failed to run:", *[f"- {f}" for f in failures]]
     (BENCH / "results.md").write_text("\n".join(lines) + "\n")

@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mqtt_in import (  # noqa: E402  (bench/ is not a package)
-    REPO,
     TOPIC,
     count_measurements,
     free_port,
@@ -50,7 +48,7 @@ from bench_mqtt_in import (  # noqa: E402  (bench/ is not a package)
     wait_source_connected,
     write_config,
 )
-from run_all import machine_line, table  # noqa: E402
+from run_all import commit, machine_line, table  # noqa: E402
 
 SETTLE_TIMEOUT = 60.0  # seconds after the last publish for the clients to receive the rest
 REPORT_EVERY = 60.0  # seconds between two progress lines
@@ -374,18 +372,6 @@ def main(argv: list[str] | None = None) -> int:
             "# Soak results", "", f"Machine: {machine_line()}", f"Commit: {commit()}", f"Command: `{command}`", "",
             *table([("soak.py", figure) for figure in figures]), "", *[f"- {line}" for line in summary]]) + "\n")
     return 0
-
-
-def commit() -> str:
-    """The commit the soak ran, marked when the tree had uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (with uncommitted changes)" if dirty else "")
 
 
 if __name__ == "__main__":

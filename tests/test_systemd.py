@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -78,11 +79,20 @@ def test_daemon_speaks_sd_notify(tmp_path: Path) -> None:
     daemon.start()
     try:
         systemd.collect_until("READY=1", 20)
+        # READY means serving: the port answers at once, without waiting for it
+        try:
+            status = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).status
+        except urllib.error.HTTPError as exc:  # 503 until the source connects: it answers all the same
+            status = exc.code
+        assert status in (200, 503)
         # WATCHDOG_USEC of 1 s: a ping every 0.5 s, from the event loop
         systemd.collect_for(1.6)
         assert sum("WATCHDOG=1" in m for m in systemd.messages) >= 3, systemd.messages
+        systemd.messages.clear()
         daemon.signal(signal.SIGHUP)
         systemd.collect_until("RELOADING=1", 5)
+        assert "MONOTONIC_USEC=" in next(m for m in systemd.messages if "RELOADING=1" in m)
+        systemd.collect_until("READY=1", 5)  # the reload is over: systemd lets the next one in
         daemon.signal(signal.SIGTERM)
         systemd.collect_until("STOPPING=1", 5)
         assert daemon.wait(5) == 0
