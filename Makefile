@@ -7,8 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl fonts-nanum
-SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl
+SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl curl fonts-nanum
+SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl /usr/bin/curl
 
 .PHONY: demo test lint bench soak install system-deps clean
 

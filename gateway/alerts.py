@@ -270,8 +270,10 @@ class AlertService:
         batch = self.store.batch(on_commit=self._published)
         with batch:
             batch.alert(alert)
+            via = ACTING_CLIENT.get()  # the screen, token or address it came through, as for every transition
             batch.alert_transition(alert_id=alert["id"], at=now, who=user or "unknown", action="create",
-                                   from_status=None, to_status="OPEN")
+                                   from_status=None, to_status="OPEN",
+                                   details={"via": via} if via is not None else None)
             self._remember(alert, None)
             self._emit(batch, alert, now, record=False)
         await batch.committed

@@ -77,12 +77,13 @@ def test_paths_outside_the_static_folder_are_never_served(tmp_path):
     run(body)
 
 
-def test_post_gets_405_naming_the_websocket_and_cli(tmp_path):
+def test_a_write_anywhere_but_post_alerts_gets_405_naming_where_writes_go(tmp_path):
     async def body():
         async with Rig(make_config(tmp_path)) as rig:
-            status, headers, payload = await http_get(rig.server.port, "/api/spc/alerts/", method="POST")
-            assert status == 405 and headers["allow"] == "GET"
-            assert b"create_alert" in payload and b"spc-gateway alert create" in payload
+            for method in ("POST", "DELETE"):
+                status, headers, payload = await http_get(rig.server.port, "/api/spc/products/", method=method)
+                assert status == 405 and headers["allow"] == "GET"
+                assert b"POST /api/spc/alerts/" in payload and b"spc-gateway alert create" in payload
     run(body)
 
 

@@ -90,6 +90,16 @@ def test_seed_client_frames_against_the_daemon(tmp_path: Path, line: int) -> Non
             await ws.send(json.dumps({"type": "unsubscribe_product", "product_id": 1}))
             got = await receive_until(ws, lambda m: any(x["type"] == "unsubscribed" for x in m), 5)
             assert any(x["type"] == "unsubscribed" and x["product_id"] == 1 for x in got)
+            # the seed's third way to make a test alert: its curl command, as written
+            curl = await asyncio.create_subprocess_exec(
+                "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                f"http://localhost:{http_port}/api/spc/alerts/", "-H", "Content-Type: application/json", "-d",
+                '{"product": 1, "alert_type": "OUT_OF_SPEC", "priority": 4, "title": "Test Alert", '
+                '"message": "WebSocket test alert"}', stdout=asyncio.subprocess.PIPE)
+            assert (await curl.communicate())[0] == b"201"
+            got = await receive_until(
+                ws, lambda m: any(x["type"] == "alert" and x["alert"]["title"] == "Test Alert" for x in m), 5)
+            assert any(x["type"] == "alert" and x["alert"]["message"] == "WebSocket test alert" for x in got)
 
     try:
         asyncio.run(seed_client())

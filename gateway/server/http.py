@@ -1,8 +1,9 @@
-"""Read-only HTTP on the WebSocket port: the HMI page and its files, /healthz, /metrics, /api/spc/...
+"""Plain HTTP on the WebSocket port: the HMI page and its files, /healthz, /metrics, /api/spc/...
 
-websockets answers plain HTTP through `process_request` only, one request per connection, and cannot
-read request bodies: every write goes over the WebSocket, and any other method gets 405 with a
-sentence saying so.
+websockets answers plain HTTP through `process_request` only, one request per connection. These routes
+are read-only (GET, HEAD). The one write, the seed's `POST /api/spc/alerts/`, is answered in ws.py
+(it is a `create_alert` command; http_body.py reads its body); any other method gets 405 with a
+sentence saying where writes go.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from gateway.server.protocol import ALERT_STATUSES
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_STATIC_BYTES = 4 << 20  # the page's files are small; anything bigger is not ours to serve
-POST_REFUSED = ("This gateway's HTTP API is read-only (GET). To create an alert, send a `create_alert` "
-                "message over the WebSocket (/ws/spc/notifications/) or run `spc-gateway alert create "
-                "--product ID --type T --priority P --title ... --message ...`.\n")
+POST_REFUSED = ("This gateway's HTTP API is read-only (GET), except POST /api/spc/alerts/ with a JSON body "
+                "to create an alert. Every other write goes over the WebSocket (/ws/spc/notifications/), "
+                "e.g. `acknowledge_alert`; or run `spc-gateway alert create --product ID --type T --priority P "
+                "--title ... --message ...`.\n")
 PLACEHOLDER = ("<!doctype html><meta charset=utf-8><title>spc-gateway</title>"
                "<h1>spc-gateway</h1><p>The HMI page is not installed. WebSocket: /ws/spc/notifications/</p>")
 _PRODUCT_PATH = re.compile(r"^/api/spc/products/(\d{1,9})/(measurements|capability)/$")
@@ -97,9 +99,10 @@ class HttpRoutes:
 
     async def handle(self, method: str, target: str, headers: Any) -> Response:
         """Answer one plain HTTP request."""
-        if method not in ("GET", "HEAD"):
-            return response(405, POST_REFUSED, extra={"Allow": "GET"})
         parts = urlsplit(target)
+        if method not in ("GET", "HEAD"):
+            allow = "GET, POST" if parts.path == "/api/spc/alerts/" else "GET"
+            return response(405, POST_REFUSED, extra={"Allow": allow})
         path, query = parts.path, parse_qs(parts.query, max_num_fields=20)
         try:
             if path == "/healthz":

@@ -173,6 +173,17 @@ class Protocol:
         except Reject as rejected:
             return self.error(rejected.code, rejected.message, request_id)
 
+    def http_command(self, session: Session, type_: str, body: Any) -> Command | dict[str, Any]:
+        """A command whose fields came as an HTTP request body (a JSON object, no `type`): the Command
+        to run, or the `error` message. The same checks as over the WebSocket."""
+        try:
+            if not isinstance(body, dict):
+                raise Reject("invalid_json", text(self.language, "error.invalid_json",
+                                                  detail=f"got {type(body).__name__}"))
+            return self._command(session, {**body, "type": type_}, None)
+        except Reject as rejected:
+            return self.error(rejected.code, rejected.message)
+
     def flooding(self, session: Session) -> bool:
         """True when a client keeps sending after being told to slow down: close it (1008)."""
         return session.limited_in_a_row >= FLOOD_CLOSE_AFTER

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import logging
 import re
 import ssl
@@ -34,6 +35,7 @@ from gateway.server.http import (
     render_metrics,
     response,
 )
+from gateway.server.http_body import BodyReadingConnection
 from gateway.server.hub import Hub, carries, encode, event_json
 from gateway.server.protocol import Command, Protocol, Session
 
@@ -47,6 +49,8 @@ FLOOD_CLOSE_CODE = 1008
 _PRODUCT_ENDPOINT = re.compile(r"^/ws/spc/product/(\d{1,9})/?$")
 _GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
 HISTORY_SUBGROUPS = 500  # charted points sent with a `measurements` reply (the page draws 500)
+ALERTS_PATH = "/api/spc/alerts/"  # GET lists alerts; POST creates one (the seed's third way)
+HTTP_STATUS_OF_ERROR = {"unauthorized": 403, "rate_limited": 429}  # other protocol errors are the body's: 400
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,8 @@ class LineServer:
             self._handler, settings.listen.host, settings.listen.port, process_request=self._process_request,
             select_subprotocol=self._select_subprotocol, compression=None, max_size=settings.max_frame,
             max_queue=MAX_INCOMING_FRAMES, ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_interval, close_timeout=CLOSE_TIMEOUT, server_header=None, ssl=tls)
+            ping_timeout=settings.ping_interval, close_timeout=CLOSE_TIMEOUT, server_header=None, ssl=tls,
+            create_connection=BodyReadingConnection)
         log.info("serving %s://%s:%d/ (WebSocket /ws/spc/notifications/, /ws/spc/product/{id}/)",
                  "https" if tls else "http", settings.listen.host, self.port)
 
@@ -130,9 +135,11 @@ class LineServer:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        if request.method == "POST" and path == ALERTS_PATH:
+            return await self._post_alert(connection, request)
         if not path.startswith("/ws/"):
-            return await self.http.handle(getattr(request, "method", "GET"), request.path, request.headers)
-        if getattr(request, "method", "GET") != "GET":
+            return await self.http.handle(request.method, request.path, request.headers)
+        if request.method != "GET":
             return await self.http.handle(request.method, request.path, request.headers)
         general, product = _GENERAL_ENDPOINT.match(path), _PRODUCT_ENDPOINT.match(path)
         product_id = int(product.group(1)) if product else None
@@ -172,6 +179,39 @@ class LineServer:
                                              int(since_raw) if since_raw else None, subprotocol, subscribe)
         return None
 
+    async def _post_alert(self, connection: ServerConnection, request: Request) -> Response:
+        """The seed's `POST /api/spc/alerts/`: its JSON body is a `create_alert` command's fields."""
+        error = getattr(connection, "http_body_error", None)
+        if error is not None:
+            return json_response(error[0], {"error": error[1]})
+        if not self._origin_allowed(request):  # a page of another site must not raise alerts
+            self.refused["origin"] += 1
+            log.warning("refused a POST from %s: Origin %r is not in server.allowed_origins", _peer(connection),
+                        request.headers.get("Origin"))
+            return json_response(403, {"error": "this Origin may not create alerts (server.allowed_origins)"})
+        identity = self._http_identity(request.path, request.headers)
+        if identity is None:
+            self.refused["token"] += 1
+            return json_response(401, {"error": "a valid token is required (?token= or Authorization: Bearer)"},
+                                 extra={"WWW-Authenticate": 'Bearer realm="spc-gateway"'})
+        content_type = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+        if content_type != "application/json":  # also keeps plain cross-site form posts out
+            return json_response(415, {"error": "send the alert as JSON, with Content-Type: application/json"})
+        try:
+            body = json.loads(getattr(connection, "http_body", None) or b"")
+        except (ValueError, RecursionError) as exc:
+            return json_response(400, {"error": f"the body is not JSON: {exc}", "code": "invalid_json"})
+        name, role, _ = identity
+        session = Session(role=role, client_name=name)
+        outcome = self.protocol.http_command(session, "create_alert", body)
+        if isinstance(outcome, Command):
+            ACTING_CLIENT.set(name or _peer(connection))
+            outcome = await self._run(outcome, session)
+        if outcome["type"] == "error":
+            status = HTTP_STATUS_OF_ERROR.get(outcome["code"], 400)
+            return json_response(status, {"error": outcome["message"], "code": outcome["code"]})
+        return json_response(201, outcome["alert"])
+
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
         handshake = getattr(connection, "spc_handshake", None)
         return handshake.subprotocol if handshake is not None else None
@@ -202,13 +242,15 @@ class LineServer:
         return None
 
     def _http_authorized(self, target: str, headers: Any) -> bool:
-        if not self.tokens:
-            return True
+        return self._http_identity(target, headers) is not None
+
+    def _http_identity(self, target: str, headers: Any) -> tuple[str | None, str, str | None] | None:
+        """Who sends a plain HTTP request (?token= or Authorization: Bearer); None when refused."""
         token = parse_qs(urlsplit(target).query).get("token", [None])[-1]
         auth = headers.get("Authorization") if headers is not None else None
         if token is None and auth and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
-        return token is not None and self._identify(token, []) is not None
+        return self._identify(token, [])
 
     # ------------------------------------------------------------------ one connection
 

@@ -1,0 +1,102 @@
+"""Request bodies, for the one plain HTTP write the seed defines (`POST /api/spc/alerts/`).
+
+websockets parses each HTTP request itself and drops one with a body ("unsupported request body")
+before any hook of ours runs. This connection class reads the body of a request that is not a GET off
+the socket first (at most MAX_BODY bytes), keeps it on the connection (`http_body`), and hands
+websockets the same request head with `Content-Length: 0`. The request then reaches `process_request`
+like any other and is answered there (the alert, or a 405 that says where writes go), with websockets'
+own response writing and closing. GET requests, every WebSocket handshake among them, pass through
+untouched, byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+
+MAX_HEAD = 16 * 1024  # bytes of request line and headers examined; a longer head is websockets' to refuse
+MAX_BODY = 64 * 1024  # an alert is a few hundred bytes; the same bound as a WebSocket frame
+_GET = b"GET "
+_END = b"\r\n\r\n"
+_DROPPED = (b"content-length", b"transfer-encoding", b"expect")
+
+
+class BodyReadingConnection(ServerConnection):
+    """A ServerConnection that reads a request's body before websockets parses the request."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.http_body: bytes | None = None
+        self.http_body_error: tuple[int, str] | None = None  # (status, reason): the body was not read
+        self._state = "head"  # head -> body -> done, or head -> through (not a POST with a body)
+        self._buffer = bytearray()
+        self._length = 0
+        self._head = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self._state == "through":
+            super().data_received(data)
+        elif self._state == "body":
+            self._buffer += data
+            if len(self._buffer) >= self._length:
+                self.http_body = bytes(self._buffer[:self._length])
+                self._finish()
+        elif self._state == "head":
+            self._buffer += data
+            self._examine_head()
+        # "done": bytes after the body (a pipelined request) are dropped; websockets answers once, closes
+
+    def eof_received(self) -> bool | None:
+        if self._state == "head" and self._buffer:
+            self._pass_through()
+        return super().eof_received()
+
+    def _examine_head(self) -> None:
+        buffer = self._buffer
+        if _GET.startswith(bytes(buffer[:len(_GET)])):  # every WebSocket handshake: through at once
+            if len(buffer) >= len(_GET):
+                self._pass_through()
+            return
+        end = buffer.find(_END)
+        if end < 0:
+            if len(buffer) > MAX_HEAD:
+                self._pass_through()
+            return
+        lines = bytes(buffer[:end]).split(b"\r\n")
+        headers: dict[bytes, list[bytes]] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+        lengths = set(headers.get(b"content-length", []))
+        if b"transfer-encoding" not in headers and lengths <= {b"0"}:
+            self._pass_through()  # no body: websockets reads it as it is
+            return
+        kept = [line for line in lines[1:] if line.partition(b":")[0].strip().lower() not in _DROPPED]
+        self._head = b"\r\n".join([lines[0], *kept, b"Content-Length: 0"]) + _END
+        body = buffer[end + len(_END):]
+        if b"transfer-encoding" in headers:
+            self._refuse(411, "send the body with a Content-Length header, not chunked")
+        elif len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            self._refuse(400, "the Content-Length header is not one whole number")
+        elif int(next(iter(lengths))) > MAX_BODY:
+            self._refuse(413, f"the body is larger than {MAX_BODY} bytes")
+        else:
+            self._length = int(next(iter(lengths)))
+            if b"100-continue" in (v.lower() for v in headers.get(b"expect", [])):
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._state, self._buffer = "body", bytearray()
+            self.data_received(bytes(body))
+
+    def _refuse(self, status: int, reason: str) -> None:
+        self.http_body_error = (status, reason)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._state, self._buffer = "done", bytearray()
+        super().data_received(self._head)
+
+    def _pass_through(self) -> None:
+        self._state = "through"
+        data, self._buffer = bytes(self._buffer), bytearray()
+        super().data_received(data)
