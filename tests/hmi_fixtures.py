@@ -381,7 +381,7 @@ class HmiFixtureServer:
             return self._measurements(message)
         if kind in ("subscribe_product", "unsubscribe_product"):
             return {"type": kind.split("_")[0] + "d", "product_id": message.get("product_id")}
-        if kind in ("acknowledge_alert", "shelve_alert", "resolve_alert"):
+        if kind in ("acknowledge_alert", "shelve_alert", "resolve_alert", "comment_alert"):
             return self._transition(kind, message)
         return {"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"}
 
@@ -402,6 +402,10 @@ class HmiFixtureServer:
             alert.update(status="ACKNOWLEDGED", acknowledged_by=message["user"], acknowledged_at=now_iso())
             if message.get("comment"):
                 alert["comment"] = message["comment"]
+        elif kind == "comment_alert":
+            if not str(message.get("comment", "")).strip():
+                return {"type": "error", "code": "invalid_field", "message": "comment is required"}
+            alert["comment"] = message["comment"]
         elif kind == "shelve_alert":
             duration = message.get("duration_s")
             if not isinstance(duration, int | float) or not 0 < duration <= MAX_SHELVE_S or not message.get("reason"):

@@ -184,6 +184,28 @@ def test_shelve_resolve_ack_all_and_errors_are_reported(browser, gateway, screen
     assert screen.unexpected_errors() == []
 
 
+def test_a_comment_can_be_added_in_any_state_and_shows_on_the_row(browser, gateway, screens):
+    alert = gateway.raise_alert(priority=3, title="런 규칙 위반")
+    screen = open_screen(browser, gateway, screens)
+    page = screen.page
+    assert page.is_disabled("#btn-act-comment")  # nothing selected yet
+    page.click(f".alert-row[data-id='{alert['id']}']")
+    page.click("#btn-act-comment")
+    page.fill("#modal input[name=operator]", "이민수")
+    page.click("#modal .modal-ok")
+    assert page.inner_text("#modal .modal-error") == "메모를 입력하세요"  # an empty comment is not sent
+    assert gateway.commands("comment_alert") == []
+    page.fill("#modal textarea[name=comment]", "척 압력 확인, 정상")
+    screen.shot("comment-dialog-1280x800")
+    page.click("#modal .modal-ok")
+    sent = gateway.wait_for(lambda: gateway.commands("comment_alert"))
+    assert sent[0] == {**sent[0], "alert_id": alert["id"], "user": "이민수", "comment": "척 압력 확인, 정상"}
+    page.wait_for_selector(f".alert-row[data-id='{alert['id']}']:has-text('척 압력 확인, 정상')", timeout=2000)
+    assert "메모 저장됨" in page.inner_text("#feedback")
+    assert page.locator(f".alert-row.s-open[data-id='{alert['id']}']").count() == 1  # the state is unchanged
+    assert screen.unexpected_errors() == []
+
+
 def test_flood_indicator_and_product_filter(browser, gateway, screens):
     screen = open_screen(browser, gateway, screens)
     page = screen.page

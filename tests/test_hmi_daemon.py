@@ -131,6 +131,15 @@ def test_page_against_the_running_daemon(tmp_path: Path, mosquitto, browser) -> 
                    alert_id)
         assert who == [("박영희", "게이지 점검")]
         second.page.wait_for_selector(f".alert-row.s-acknowledged[data-id='{alert_id}']", timeout=3000)
+        # A finding added later: stored as its own step, shown on the other screen.
+        page.click(f".alert-row[data-id='{alert_id}']")
+        page.click("#btn-act-comment")
+        page.fill("#modal textarea[name=comment]", "마스터 게이지로 재측정: 10.88")
+        page.click("#modal .modal-ok")
+        wait_for(lambda: rows(db, "select who, comment from alert_history where alert_id = ? and action = 'comment'",
+                              alert_id) == [("박영희", "마스터 게이지로 재측정: 10.88")], 5, "the comment in SQLite")
+        second.page.wait_for_selector(f".alert-row[data-id='{alert_id}']:has-text('마스터 게이지로 재측정')",
+                                      timeout=3000)
         first.shot("daemon-alarms-1280x800")
         second.shot("daemon-alarms-1920x1080")
 

@@ -1,4 +1,4 @@
-// Operator actions on alerts: acknowledge (one or all visible), shelve, resolve. Every action's
+// Operator actions on alerts: acknowledge (one or all visible), shelve, resolve, comment. Every action's
 // result or error is reported in the feedback strip; an error also stays in the open dialog.
 import { t } from './i18n.js';
 
@@ -25,7 +25,7 @@ export function actionOpener({ feed, book, dialog, feedback, ui }) {
     dialog.open(kind, alerts, async (fields) => {
       if (kind === 'ack_all') return ackAll(alerts, fields);
       const alert = alerts[0];
-      const type = { ack: 'acknowledge_alert', shelve: 'shelve_alert', resolve: 'resolve_alert' }[kind];
+      const type = { ack: 'acknowledge_alert', shelve: 'shelve_alert', resolve: 'resolve_alert', comment: 'comment_alert' }[kind];
       try {
         const reply = await command({ type, alert_id: alert.id, ...fields });
         const updated = book.get(alert.id) || alert;
@@ -33,6 +33,7 @@ export function actionOpener({ feed, book, dialog, feedback, ui }) {
           ack: () => t('res_acknowledged', { id: alert.id, who: fields.user }),
           shelve: () => t('res_shelved', { id: alert.id, time: (reply.alert?.shelved_until || updated.shelved_until || '').slice(11, 16) }),
           resolve: () => t('res_resolved', { id: alert.id }),
+          comment: () => t('res_commented', { id: alert.id }),
         }[kind]();
         feedback.show(text, 'ok');
       } catch (err) {

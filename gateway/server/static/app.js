@@ -254,6 +254,7 @@ function renderAlarms() {
   $('#btn-act-ack').disabled = !canAct || selected.status !== 'OPEN';
   $('#btn-act-shelve').disabled = !canAct || selected.status === 'RESOLVED' || selected.status === 'SHELVED';
   $('#btn-act-resolve').disabled = !canAct || selected.status === 'RESOLVED';
+  $('#btn-act-comment').disabled = !canAct; // a finding can be added in any state, resolved included
   $('#btn-act-chart').disabled = !selected || selected.product_id === undefined;
 }
 
@@ -323,6 +324,7 @@ $('#btn-ack-all').addEventListener('click', () => {
 $('#btn-act-ack').addEventListener('click', () => openAction('ack', [book.get(ui.selectedId)]));
 $('#btn-act-shelve').addEventListener('click', () => openAction('shelve', [book.get(ui.selectedId)]));
 $('#btn-act-resolve').addEventListener('click', () => openAction('resolve', [book.get(ui.selectedId)]));
+$('#btn-act-comment').addEventListener('click', () => openAction('comment', [book.get(ui.selectedId)]));
 $('#btn-act-chart').addEventListener('click', () => {
   const alert = book.get(ui.selectedId);
   if (alert) openChart(alert.product_id, alert.characteristic || null);

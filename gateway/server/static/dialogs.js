@@ -1,4 +1,4 @@
-// Acknowledge / shelve / resolve forms, and the strip that reports the result of every action.
+// Acknowledge / shelve / resolve / comment forms, and the strip that reports the result of every action.
 import { t } from './i18n.js';
 import { esc } from './format.js';
 import { priorityBadge } from './alerts.js';
@@ -73,7 +73,7 @@ export class ActionDialog {
     return !this.root.hidden;
   }
 
-  /** Open a form. kind: ack | ack_all | shelve | resolve; submit(fields) does the work and may throw. */
+  /** Open a form. kind: ack | ack_all | shelve | resolve | comment; submit(fields) does the work and may throw. */
   open(kind, alerts, submit) {
     this.current = { kind, alerts, submit };
     const title = {
@@ -81,11 +81,12 @@ export class ActionDialog {
       ack_all: t('dlg_ack_all_title', { n: alerts.length }),
       shelve: t('dlg_shelve_title'),
       resolve: t('dlg_resolve_title'),
+      comment: t('dlg_comment_title'),
     }[kind];
     this.root.querySelector('.modal-title').textContent = title;
     this.root.querySelector('.modal-subject').innerHTML = this._subject(alerts);
     this.body.innerHTML = this._fields(kind);
-    this.ok.textContent = { ack: t('act_acknowledge'), ack_all: t('act_acknowledge'), shelve: t('act_shelve'), resolve: t('act_resolve') }[kind];
+    this.ok.textContent = { ack: t('act_acknowledge'), ack_all: t('act_acknowledge'), shelve: t('act_shelve'), resolve: t('act_resolve'), comment: t('act_save_comment') }[kind];
     this.ok.className = `btn modal-ok ${kind === 'resolve' ? 'btn-resolve' : kind === 'shelve' ? 'btn-shelve' : 'btn-primary'}`;
     this.cancel.textContent = t('act_cancel');
     this.error.textContent = '';
@@ -115,6 +116,7 @@ export class ActionDialog {
     const operator = `<label class="field"><span>${esc(t('field_operator'))}</span>
       <input name="operator" autocomplete="off" maxlength="80" spellcheck="false"></label>`;
     if (kind === 'ack' || kind === 'ack_all') return operator + text('comment', 'field_comment');
+    if (kind === 'comment') return operator + text('comment', 'field_finding', 4);
     if (kind === 'shelve') {
       const choices = SHELVE_DURATIONS.map(
         ([label, seconds]) => `<button type="button" class="btn choice" data-duration="${seconds}" aria-pressed="false">${esc(t(label))}</button>`,
@@ -140,6 +142,9 @@ export class ActionDialog {
       if (!chosen) problem = problem || 'need_duration';
       else fields.duration_s = Math.min(MAX_SHELVE_S, Number(chosen.dataset.duration));
       if (!fields.reason) problem = problem || 'need_reason';
+    } else if (kind === 'comment') {
+      fields.comment = value('comment');
+      if (!fields.comment) problem = problem || 'need_comment';
     } else if (kind === 'resolve') {
       fields.cause = value('cause');
       if (value('action')) fields.action = value('action');
