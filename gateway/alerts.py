@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
-from gateway.server.i18n import number, rule_description, text
+from gateway.server.i18n import LANGUAGES, number, rule_description, text
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
 # sets it for its connection, and every transition it causes records it as `via` beside the typed `user`.
@@ -97,8 +98,12 @@ class AlertService:
 
     def raise_alert(self, batch: Any, *, product: Product | None, characteristic: Characteristic | str | None,
                     alert_type: str, priority: int, title: str, message: str, rule: int | None = None,
-                    value: float | None = None, limit: float | None = None) -> dict[str, Any]:
-        """Raise an alert in `batch`, or count one more occurrence of the unresolved one with the same key."""
+                    value: float | None = None, limit: float | None = None,
+                    texts: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+        """Raise an alert in `batch`, or count one more occurrence of the unresolved one with the same key.
+
+        `texts` ({language: {title, message}}) lets a screen in another language than the gateway's show
+        the alert in its own; `title` and `message` stay in `gateway.language`, as the seed has them."""
         name = characteristic.name if isinstance(characteristic, Characteristic) else characteristic
         key: Key = (product.id if product else None, name, alert_type, rule)
         now = self.clock()
@@ -117,6 +122,8 @@ class AlertService:
                 self._dirty.add(existing)
             return alert
         alert = self._new_alert(product, name, alert_type, priority, title, message, now)
+        if texts is not None:
+            alert["texts"] = texts
         for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit))):
             if x is not None:
                 alert[field] = x
@@ -131,59 +138,60 @@ class AlertService:
     def on_ingest(self, batch: Any, product: Product, characteristic: Characteristic, result: Any,
                   value: float) -> None:
         """Turn one SPC result into OUT_OF_SPEC / OUT_OF_CONTROL / RUN_RULE_VIOLATION / CAPABILITY_LOW alerts."""
-        lang = self.config.gateway.language
         priorities = characteristic.alert_priority
         common = {"characteristic": characteristic.name, "unit": characteristic.unit}
         if result.is_within_spec is False:
             spec = characteristic.spec
             upper = spec.usl is not None and value > spec.usl
             limit = spec.usl if upper else spec.lsl
-            message = text(lang, "alert.OUT_OF_SPEC." + ("upper" if upper else "lower"), value=number(value),
-                           limit=number(limit), **common)
             self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="OUT_OF_SPEC",
-                             priority=priorities.out_of_spec, title=text(lang, "alert.OUT_OF_SPEC.title"),
-                             message=message, value=value, limit=limit)
+                             priority=priorities.out_of_spec, value=value, limit=limit,
+                             **self._worded("alert.OUT_OF_SPEC.title",
+                                            "alert.OUT_OF_SPEC." + ("upper" if upper else "lower"),
+                                            value=number(value), limit=number(limit), **common))
         point = result.subgroup
         if result.is_within_control is False and point is not None:
             plotted, limit, which = _beyond(point)
-            message = text(lang, f"alert.OUT_OF_CONTROL.{which}", value=number(plotted), limit=number(limit),
-                           **common)
             self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="OUT_OF_CONTROL",
-                             priority=priorities.out_of_control, title=text(lang, "alert.OUT_OF_CONTROL.title"),
-                             message=message, value=plotted, limit=limit)
+                             priority=priorities.out_of_control, value=plotted, limit=limit,
+                             **self._worded("alert.OUT_OF_CONTROL.title", f"alert.OUT_OF_CONTROL.{which}",
+                                            value=number(plotted), limit=number(limit), **common))
         for violation in result.violations:
             if violation.rule == 1:  # a point beyond the limits is the OUT_OF_CONTROL alert above
                 continue
-            description = rule_description(lang, characteristic.rules.convention, violation.rule,
-                                           violation.rule_name)
-            if getattr(violation, "chart", "location") == "dispersion":
-                description += " (R/S/MR)"
-            points = ", ".join(str(p) for p in violation.points[-15:])
             self.raise_alert(
                 batch, product=product, characteristic=characteristic, alert_type="RUN_RULE_VIOLATION",
-                priority=priorities.run_rule, rule=violation.rule,
-                title=text(lang, "alert.RUN_RULE_VIOLATION.title", rule=violation.rule),
-                message=text(lang, "alert.RUN_RULE_VIOLATION.message", description=description, points=points,
-                             **common),
-                value=_plotted(point))
+                priority=priorities.run_rule, rule=violation.rule, value=_plotted(point),
+                **self._worded("alert.RUN_RULE_VIOLATION.title", "alert.RUN_RULE_VIOLATION.message",
+                               rule=violation.rule,
+                               description=functools.partial(_rule_words, characteristic.rules.convention, violation),
+                               points=", ".join(str(p) for p in violation.points[-15:]), **common))
         capability = result.capability
         cpk = getattr(capability, "cpk", None) if capability is not None else None
         min_cpk = characteristic.capability.min_cpk
         if cpk is not None and math.isfinite(cpk) and cpk < min_cpk:
             self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="CAPABILITY_LOW",
-                             priority=priorities.capability, title=text(lang, "alert.CAPABILITY_LOW.title"),
-                             message=text(lang, "alert.CAPABILITY_LOW.message", cpk=f"{cpk:.2f}",
-                                          min_cpk=f"{min_cpk:.2f}", **common),
-                             value=cpk, limit=min_cpk)
+                             priority=priorities.capability, value=cpk, limit=min_cpk,
+                             **self._worded("alert.CAPABILITY_LOW.title", "alert.CAPABILITY_LOW.message",
+                                            cpk=f"{cpk:.2f}", min_cpk=f"{min_cpk:.2f}", **common))
+
+    def _worded(self, title_key: str, message_key: str, **values: Any) -> dict[str, Any]:
+        """`title` and `message` in gateway.language, and `texts` in every language. A callable value is
+        called with the language (a rule's description is worded per language too)."""
+        texts = {}
+        for lang in LANGUAGES:
+            filled = {k: v(lang) if callable(v) else v for k, v in values.items()}
+            texts[lang] = {"title": text(lang, title_key, **filled), "message": text(lang, message_key, **filled)}
+        own = texts.get(self.config.gateway.language, texts["en"])
+        return {"title": own["title"], "message": own["message"], "texts": texts}
 
     def source_stale(self, batch: Any, product: Product, characteristic: Characteristic, age: float) -> None:
         """No good value for too long: a SOURCE_STALE alert for the characteristic."""
-        lang = self.config.gateway.language
         self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="SOURCE_STALE",
-                         priority=characteristic.alert_priority.source_stale,
-                         title=text(lang, "alert.SOURCE_STALE.title"),
-                         message=text(lang, "alert.SOURCE_STALE.message", characteristic=characteristic.name,
-                                      age=f"{age:.0f}", source=characteristic.source), value=round(age, 1))
+                         priority=characteristic.alert_priority.source_stale, value=round(age, 1),
+                         **self._worded("alert.SOURCE_STALE.title", "alert.SOURCE_STALE.message",
+                                        characteristic=characteristic.name, age=f"{age:.0f}",
+                                        source=characteristic.source))
 
     def source_fresh(self, batch: Any, product: Product, characteristic: Characteristic) -> None:
         """Values arrive again: the gateway resolves its own SOURCE_STALE alert."""
@@ -454,6 +462,12 @@ def _beyond(point: Any) -> tuple[float | None, float | None, str]:
     if dispersion is not None and d_lcl is not None and dispersion < d_lcl:
         return dispersion, d_lcl, "dispersion"
     return dispersion, d_ucl, "dispersion"
+
+
+def _rule_words(convention: str, violation: Any, lang: str) -> str:
+    """What the broken rule detects, in `lang`; a rule broken on the dispersion chart says so."""
+    words = rule_description(lang, convention, violation.rule, violation.rule_name)
+    return words + " (R/S/MR)" if getattr(violation, "chart", "location") == "dispersion" else words
 
 
 def _finite(x: float | None) -> float | None:

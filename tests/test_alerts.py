@@ -69,8 +69,16 @@ def test_engine_results_raise_the_configured_alerts_in_korean(tmp_path):
         rule = [a for a in await ingest(store, alerts, engine, [10.05] * 9) if a["alert_type"] == "RUN_RULE_VIOLATION"]
         assert [(a["rule"], a["priority"]) for a in rule] == [(2, 2)]
         assert rule[0]["title"] == "Run Rule 위반 (규칙 2)" and "9점 연속 중심선 한쪽" in rule[0]["message"]
+        # every language rides along, for a screen switched to the other one; the gateway's is title/message
+        assert spec["texts"]["ko"] == {"title": spec["title"], "message": spec["message"]}
+        assert spec["texts"]["en"]["title"] == "Out of specification"
+        assert spec["texts"]["en"]["message"].startswith("The measured value exceeds the upper specification limit")
+        assert "10.7" in spec["texts"]["en"]["message"] and "10.5" in spec["texts"]["en"]["message"]
+        assert rule[0]["texts"]["en"]["title"] == "Run rule violation (rule 2)", rule[0]["texts"]
+        assert "nine points in a row on one side" in rule[0]["texts"]["en"]["message"], rule[0]["texts"]
         stored = {a["id"]: a for a in await store.unresolved_alerts()}
         assert set(stored) == set(alerts._unresolved) and stored[spec["id"]]["status"] == "OPEN"
+        assert stored[spec["id"]]["texts"] == spec["texts"]  # kept with the alert, so a reload has them too
         await alerts.stop()
         await store.close()
     run(body)

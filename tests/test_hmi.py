@@ -283,15 +283,24 @@ def test_language_follows_the_gateway_and_switches_on_the_page(browser, screens)
         screen = open_screen(browser, english, screens)
         page = screen.page
         assert page.inner_text("#conn .conn-state") == "LIVE"
-        alert = english.raise_alert(priority=5, title="Out of spec", message="Value above the upper spec limit")
+        alert = english.raise_alert(priority=5, title="Out of spec", message="Value above the upper spec limit",
+                                    texts={"en": {"title": "Out of spec", "message": "Value above the upper spec limit"},
+                                           "ko": {"title": "규격 이탈", "message": "측정값이 상한 규격을 초과했습니다"}})
+        typed = english.raise_alert(priority=3, title="Fixture check", message="typed in by a person")  # no texts
         page.wait_for_selector(f".toast[data-id='{alert['id']}']")
         assert page.inner_text(f".toast[data-id='{alert['id']}'] .toast-title") == "Quality alert: BOLT-M10"
         assert page.inner_text("#tile-open span") == "Unacknowledged"
+        row = f".alert-row[data-id='{alert['id']}']"
+        assert page.inner_text(f"{row} .title") == "Out of spec"
         screen.shot("alarms-english-1280x800")
         page.click("#btn-lang")
         assert page.inner_text("#tile-open span") == "미확인"
         assert page.inner_text("#conn .conn-state") == "실시간"
         assert page.evaluate("document.documentElement.lang") == "ko"
+        # the gateway's alerts follow the switch; a person's words stay as written
+        assert page.inner_text(f"{row} .title") == "규격 이탈"
+        assert page.inner_text(f"{row} .l2") == "측정값이 상한 규격을 초과했습니다"
+        assert page.inner_text(f".alert-row[data-id='{typed['id']}'] .title") == "Fixture check"
         page.reload()  # the operator's choice is kept on this screen
         page.wait_for_selector("#conn[data-state=live]")
         assert page.inner_text("#tile-open span") == "미확인"

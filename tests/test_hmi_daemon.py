@@ -171,6 +171,8 @@ def test_page_against_the_running_daemon(tmp_path: Path, mosquitto, browser) -> 
 
         page.click("#btn-lang")
         assert page.inner_text("#conn .conn-state") == "LIVE"
+        # the gateway (Korean) sent its alerts' words in English too: the switched screen shows those
+        assert page.inner_text(f".alert-row[data-id='{alert_id}'] .title") == "Out of specification"
         first.shot("daemon-english-1280x800")
         assert first.unexpected_errors(EXPECTED_WHILE_DOWN) == []
         assert second.unexpected_errors(EXPECTED_WHILE_DOWN) == []

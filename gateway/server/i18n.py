@@ -1,6 +1,7 @@
 """Texts the gateway itself says to people: server messages and alert titles, in Korean and English.
 
-The language is `gateway.language` of the config. A missing key is a programming error and fails
+The language is `gateway.language` of the config; alerts the gateway raises also carry their title and
+message in every language (`texts`), so a screen switched to the other language shows them in it. A missing key is a programming error and fails
 loudly in tests; a missing placeholder value likewise.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 Language = Literal["ko", "en"]
+LANGUAGES: tuple[Language, ...] = ("ko", "en")  # every text below has both
 
 _TEXTS: dict[str, dict[str, str]] = {
     # ------------------------------------------------------------------ connection and errors

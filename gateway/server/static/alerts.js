@@ -1,6 +1,12 @@
 // The alarm book (what alerts exist, in what state) and the alarm list view.
-import { t } from './i18n.js';
+import { t, language } from './i18n.js';
 import { esc, clockTime, dayTime, ago, epochMs, num } from './format.js';
+
+/** An alert's title or message in the page's language: the gateway sends every language in `texts` for
+ * the alerts it raises; alerts from people or other systems have only their own words. */
+export function alertText(alert, field) {
+  return alert.texts?.[language()]?.[field] ?? alert[field] ?? '';
+}
 
 export const MAX_ALERTS = 2000; // alerts held in the page at most; resolved ones are dropped first
 export const FLOOD_WINDOW_MS = 10 * 60 * 1000;
@@ -257,8 +263,8 @@ export class AlertListView {
       <div class="c-state"><span class="state-label">${esc(TEXT_OR(`state_${status}`, status))}</span>
         <span class="time">${esc(clockTime(alert.created_at))}</span><small class="ago"></small></div>
       <div class="c-what">
-        <div class="l1"><span class="code">${esc(alert.product_code ?? '')}</span><span class="title">${esc(alert.title ?? '')}</span>${occurrences}<span class="aid">#${esc(alert.id)}</span></div>
-        <div class="l2">${esc(alert.message ?? '')}</div>
+        <div class="l1"><span class="code">${esc(alert.product_code ?? '')}</span><span class="title">${esc(alertText(alert, 'title'))}</span>${occurrences}<span class="aid">#${esc(alert.id)}</span></div>
+        <div class="l2">${esc(alertText(alert, 'message'))}</div>
         <div class="l3">${alertMeta(alert)}</div>
       </div>
       <div class="c-act">${ackButton}</div>`;

@@ -2,7 +2,7 @@
 import { t, language, setLanguage, applyTexts } from './i18n.js';
 import { esc, localClock, learnZone } from './format.js';
 import { GatewayConnection, PING_INTERVAL_MS } from './connection.js';
-import { AlertBook, AlertListView, FLOOD_THRESHOLD, priorityBadge } from './alerts.js';
+import { AlertBook, AlertListView, FLOOD_THRESHOLD, alertText, priorityBadge } from './alerts.js';
 import { ActionDialog, Feedback } from './dialogs.js';
 import { actionOpener } from './actions.js';
 import { Toaster } from './toasts.js';
@@ -249,7 +249,7 @@ function renderAlarms() {
   const selected = ui.selectedId !== null ? book.get(ui.selectedId) : null;
   const canAct = Boolean(selected) && ui.role !== 'viewer';
   $('#selection').innerHTML = selected
-    ? `${priorityBadge(selected.priority)}<span class="code">${esc(selected.product_code ?? '')}</span><span class="sel-title">${esc(selected.title ?? '')}</span><span class="aid">#${esc(selected.id)}</span>`
+    ? `${priorityBadge(selected.priority)}<span class="code">${esc(selected.product_code ?? '')}</span><span class="sel-title">${esc(alertText(selected, 'title'))}</span><span class="aid">#${esc(selected.id)}</span>`
     : `<span class="muted">${esc(ui.role === 'viewer' ? t('conn_view_only') : t('select_hint'))}</span>`;
   $('#btn-act-ack').disabled = !canAct || selected.status !== 'OPEN';
   $('#btn-act-shelve').disabled = !canAct || selected.status === 'RESOLVED' || selected.status === 'SHELVED';

@@ -1,7 +1,7 @@
 // Acknowledge / shelve / resolve / comment forms, and the strip that reports the result of every action.
 import { t } from './i18n.js';
 import { esc } from './format.js';
-import { priorityBadge } from './alerts.js';
+import { alertText, priorityBadge } from './alerts.js';
 
 export const MAX_SHELVE_S = 8 * 3600; // the contract's limit
 export const SHELVE_DURATIONS = [
@@ -107,7 +107,7 @@ export class ActionDialog {
     if (alerts.length !== 1) return '';
     const a = alerts[0];
     return `${priorityBadge(a.priority)}<span class="code">${esc(a.product_code ?? '')}</span>
-      <span>${esc(a.title ?? '')}</span><span class="aid">#${esc(a.id)}</span>`;
+      <span>${esc(alertText(a, 'title'))}</span><span class="aid">#${esc(a.id)}</span>`;
   }
 
   _fields(kind) {

@@ -1,7 +1,7 @@
 // Toasts for new alerts, as the seed's RealtimeNotifications does: title "품질 경고: {product_code}".
 import { t } from './i18n.js';
 import { esc, clockTime } from './format.js';
-import { priorityBadge, priorityLevel } from './alerts.js';
+import { alertText, priorityBadge, priorityLevel } from './alerts.js';
 
 export const MAX_TOASTS = 3; // on screen at once; older ones make room
 // The list keeps every alert; a toast only has to catch the eye, so it does not linger.
@@ -30,8 +30,8 @@ export class Toaster {
     el.innerHTML = `${priorityBadge(p)}
       <div class="toast-body">
         <div class="toast-title">${esc(t('toast_title', { code: alert.product_code ?? '' }))}</div>
-        <div class="toast-msg">${esc(alert.message ?? alert.title ?? '')}</div>
-        <div class="toast-time">${esc(clockTime(alert.created_at))} · ${esc(alert.title ?? '')}</div>
+        <div class="toast-msg">${esc(alertText(alert, 'message') || alertText(alert, 'title'))}</div>
+        <div class="toast-time">${esc(clockTime(alert.created_at))} · ${esc(alertText(alert, 'title'))}</div>
       </div>
       <button class="toast-close" aria-label="${esc(t('act_close'))}">✕</button>`;
     // Newest at the bottom, nearest the operator's hands; the oldest make room at the top.
