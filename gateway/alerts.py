@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
-import functools
 import logging
 import math
 import time
@@ -20,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alert_causes import spc_alerts, stale_alert
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
-from gateway.server.i18n import LANGUAGES, number, rule_description, text
+from gateway.server.i18n import text
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
 # sets it for its connection, and every transition it causes records it as `via` beside the typed `user`.
@@ -137,61 +137,14 @@ class AlertService:
 
     def on_ingest(self, batch: Any, product: Product, characteristic: Characteristic, result: Any,
                   value: float) -> None:
-        """Turn one SPC result into OUT_OF_SPEC / OUT_OF_CONTROL / RUN_RULE_VIOLATION / CAPABILITY_LOW alerts."""
-        priorities = characteristic.alert_priority
-        common = {"characteristic": characteristic.name, "unit": characteristic.unit}
-        if result.is_within_spec is False:
-            spec = characteristic.spec
-            upper = spec.usl is not None and value > spec.usl
-            limit = spec.usl if upper else spec.lsl
-            self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="OUT_OF_SPEC",
-                             priority=priorities.out_of_spec, value=value, limit=limit,
-                             **self._worded("alert.OUT_OF_SPEC.title",
-                                            "alert.OUT_OF_SPEC." + ("upper" if upper else "lower"),
-                                            value=number(value), limit=number(limit), **common))
-        point = result.subgroup
-        if result.is_within_control is False and point is not None:
-            plotted, limit, which = _beyond(point)
-            self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="OUT_OF_CONTROL",
-                             priority=priorities.out_of_control, value=plotted, limit=limit,
-                             **self._worded("alert.OUT_OF_CONTROL.title", f"alert.OUT_OF_CONTROL.{which}",
-                                            value=number(plotted), limit=number(limit), **common))
-        for violation in result.violations:
-            if violation.rule == 1:  # a point beyond the limits is the OUT_OF_CONTROL alert above
-                continue
-            self.raise_alert(
-                batch, product=product, characteristic=characteristic, alert_type="RUN_RULE_VIOLATION",
-                priority=priorities.run_rule, rule=violation.rule, value=_plotted(point),
-                **self._worded("alert.RUN_RULE_VIOLATION.title", "alert.RUN_RULE_VIOLATION.message",
-                               rule=violation.rule,
-                               description=functools.partial(_rule_words, characteristic.rules.convention, violation),
-                               points=", ".join(str(p) for p in violation.points[-15:]), **common))
-        capability = result.capability
-        cpk = getattr(capability, "cpk", None) if capability is not None else None
-        min_cpk = characteristic.capability.min_cpk
-        if cpk is not None and math.isfinite(cpk) and cpk < min_cpk:
-            self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="CAPABILITY_LOW",
-                             priority=priorities.capability, value=cpk, limit=min_cpk,
-                             **self._worded("alert.CAPABILITY_LOW.title", "alert.CAPABILITY_LOW.message",
-                                            cpk=f"{cpk:.2f}", min_cpk=f"{min_cpk:.2f}", **common))
-
-    def _worded(self, title_key: str, message_key: str, **values: Any) -> dict[str, Any]:
-        """`title` and `message` in gateway.language, and `texts` in every language. A callable value is
-        called with the language (a rule's description is worded per language too)."""
-        texts = {}
-        for lang in LANGUAGES:
-            filled = {k: v(lang) if callable(v) else v for k, v in values.items()}
-            texts[lang] = {"title": text(lang, title_key, **filled), "message": text(lang, message_key, **filled)}
-        own = texts.get(self.config.gateway.language, texts["en"])
-        return {"title": own["title"], "message": own["message"], "texts": texts}
+        """Raise the alerts one SPC result calls for (alert_causes.spc_alerts)."""
+        for fields in spc_alerts(characteristic, result, value, self.config.gateway.language):
+            self.raise_alert(batch, product=product, characteristic=characteristic, **fields)
 
     def source_stale(self, batch: Any, product: Product, characteristic: Characteristic, age: float) -> None:
         """No good value for too long: a SOURCE_STALE alert for the characteristic."""
-        self.raise_alert(batch, product=product, characteristic=characteristic, alert_type="SOURCE_STALE",
-                         priority=characteristic.alert_priority.source_stale, value=round(age, 1),
-                         **self._worded("alert.SOURCE_STALE.title", "alert.SOURCE_STALE.message",
-                                        characteristic=characteristic.name, age=f"{age:.0f}",
-                                        source=characteristic.source))
+        self.raise_alert(batch, product=product, characteristic=characteristic,
+                         **stale_alert(characteristic, age, self.config.gateway.language))
 
     def source_fresh(self, batch: Any, product: Product, characteristic: Characteristic) -> None:
         """Values arrive again: the gateway resolves its own SOURCE_STALE alert."""
@@ -440,34 +393,6 @@ class AlertService:
 
     def _iso(self, ts: float) -> str:
         return iso_time(ts, ZoneInfo(self.config.gateway.timezone))
-
-
-def _plotted(point: Any) -> float | None:
-    """The charted location value: the subgroup mean, or the individual value."""
-    if point is None:
-        return None
-    value = getattr(point, "value", None)
-    return value if value is not None else getattr(point, "mean", None)
-
-
-def _beyond(point: Any) -> tuple[float | None, float | None, str]:
-    """Which limit a charted point crossed: (plotted value, limit, upper|lower|dispersion)."""
-    value, ucl, lcl = _plotted(point), point.ucl, point.lcl
-    if value is not None and ucl is not None and value > ucl:
-        return value, ucl, "upper"
-    if value is not None and lcl is not None and value < lcl:
-        return value, lcl, "lower"
-    dispersion = getattr(point, "dispersion", None)
-    d_ucl, d_lcl = getattr(point, "dispersion_ucl", None), getattr(point, "dispersion_lcl", None)
-    if dispersion is not None and d_lcl is not None and dispersion < d_lcl:
-        return dispersion, d_lcl, "dispersion"
-    return dispersion, d_ucl, "dispersion"
-
-
-def _rule_words(convention: str, violation: Any, lang: str) -> str:
-    """What the broken rule detects, in `lang`; a rule broken on the dispersion chart says so."""
-    words = rule_description(lang, convention, violation.rule, violation.rule_name)
-    return words + " (R/S/MR)" if getattr(violation, "chart", "location") == "dispersion" else words
 
 
 def _finite(x: float | None) -> float | None:
