@@ -124,3 +124,21 @@ def test_expect_100_continue_and_a_stalled_body_that_holds_up_nobody(tmp_path):
             stalled.close()
             assert alert_count(rig) == 1
     run(body)
+
+
+def test_a_sender_that_posts_too_fast_gets_429_and_the_rest_are_served(tmp_path):
+    async def body():
+        async with Rig(make_config(tmp_path, rate=1.0)) as rig:  # a burst of 2, then one a second
+            port = rig.server.port
+            good = json.dumps(SEED_BODY).encode()
+            answers = []
+            for _ in range(4):
+                got, _, payload = await http_get(port, "/api/spc/alerts/", method="POST", headers=JSON, body=good)
+                answers.append(got)
+            assert answers == [201, 201, 429, 429], answers
+            assert "rate_limited" in payload.decode()
+            assert alert_count(rig) == 2
+            screen = await open_client(rig.url)  # a screen on the same address is not held back
+            assert len(screen.snapshot["alerts"]) == 2
+            await screen.close()
+    run(body)

@@ -175,7 +175,10 @@ class Protocol:
 
     def http_command(self, session: Session, type_: str, body: Any) -> Command | dict[str, Any]:
         """A command whose fields came as an HTTP request body (a JSON object, no `type`): the Command
-        to run, or the `error` message. The same checks as over the WebSocket."""
+        to run, or the `error` message. The same checks as over the WebSocket, the rate limit included
+        (the caller keeps one session per sender)."""
+        if not self._take_token(session):
+            return self.error("rate_limited", text(self.language, "error.rate_limited", rate=self.rate))
         try:
             if not isinstance(body, dict):
                 raise Reject("invalid_json", text(self.language, "error.invalid_json",

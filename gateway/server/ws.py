@@ -51,6 +51,7 @@ _GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
 HISTORY_SUBGROUPS = 500  # charted points sent with a `measurements` reply (the page draws 500)
 ALERTS_PATH = "/api/spc/alerts/"  # GET lists alerts; POST creates one (the seed's third way)
 HTTP_STATUS_OF_ERROR = {"unauthorized": 403, "rate_limited": 429}  # other protocol errors are the body's: 400
+HTTP_SENDERS = 256  # rate-limit buckets kept for senders of POST /api/spc/alerts/ (a plant has a few)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class LineServer:
                                static_dir=static_dir, authorized=self._http_authorized)
         self.server: Server | None = None
         self.refused = {"origin": 0, "token": 0, "capacity": 0}
+        self._http_sessions: dict[str, Session] = {}  # rate-limit buckets of HTTP writers, oldest first
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,15 +204,23 @@ class LineServer:
         except (ValueError, RecursionError) as exc:
             return json_response(400, {"error": f"the body is not JSON: {exc}", "code": "invalid_json"})
         name, role, _ = identity
-        session = Session(role=role, client_name=name)
-        outcome = self.protocol.http_command(session, "create_alert", body)
+        outcome = self.protocol.http_command(self._http_session(connection, name, role), "create_alert", body)
         if isinstance(outcome, Command):
             ACTING_CLIENT.set(name or _peer(connection))
-            outcome = await self._run(outcome, session)
+            outcome = await self._run(outcome, Session(role=role, client_name=name))
         if outcome["type"] == "error":
             status = HTTP_STATUS_OF_ERROR.get(outcome["code"], 400)
             return json_response(status, {"error": outcome["message"], "code": outcome["code"]})
         return json_response(201, outcome["alert"])
+
+    def _http_session(self, connection: ServerConnection, name: str | None, role: str) -> Session:
+        """One rate-limit bucket per sender (token name, else address) across its one-shot HTTP requests."""
+        sender = name or str(connection.remote_address[0])
+        session = self._http_sessions.pop(sender, None) or Session(role=role, client_name=name)
+        self._http_sessions[sender] = session  # most recent last: the oldest sender is forgotten first
+        while len(self._http_sessions) > HTTP_SENDERS:
+            del self._http_sessions[next(iter(self._http_sessions))]
+        return session
 
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
         handshake = getattr(connection, "spc_handshake", None)
