@@ -29,7 +29,7 @@ class BodyReadingConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         self.http_body: bytes | None = None
         self.http_body_error: tuple[int, str] | None = None  # (status, reason): the body was not read
-        self._state = "head"  # head -> body -> done, or head -> through (not a POST with a body)
+        self._state = "head"  # head -> body -> done (a body to read or refuse), or head -> through
         self._buffer = bytearray()
         self._length = 0
         self._head = b""

@@ -1,8 +1,8 @@
 """Texts the gateway itself says to people: server messages and alert titles, in Korean and English.
 
 The language is `gateway.language` of the config; alerts the gateway raises also carry their title and
-message in every language (`texts`), so a screen switched to the other language shows them in it. A missing key is a programming error and fails
-loudly in tests; a missing placeholder value likewise.
+message in every language (`texts`), so a screen switched to the other language shows them in it. A
+missing key is a programming error and fails loudly in tests; a missing placeholder value likewise.
 """
 
 from __future__ import annotations

@@ -139,9 +139,7 @@ class LineServer:
         path = urlsplit(request.path).path
         if request.method == "POST" and path == ALERTS_PATH:
             return await self._post_alert(connection, request)
-        if not path.startswith("/ws/"):
-            return await self.http.handle(request.method, request.path, request.headers)
-        if request.method != "GET":
+        if not path.startswith("/ws/") or request.method != "GET":
             return await self.http.handle(request.method, request.path, request.headers)
         general, product = _GENERAL_ENDPOINT.match(path), _PRODUCT_ENDPOINT.match(path)
         product_id = int(product.group(1)) if product else None
