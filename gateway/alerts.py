@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.alert_causes import spc_alerts, stale_alert
+from gateway.alert_causes import spc_alerts, stale_alert, worded
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
 from gateway.server.i18n import text
@@ -153,10 +153,12 @@ class AlertService:
             cause = text(self.config.gateway.language, "alert.SOURCE_STALE.fresh")
             self._resolve_now(batch, self._unresolved[alert_id], "gateway", cause, None)
 
-    def storage_problem(self, batch: Any, message: str, kind: str = "storage") -> None:
-        """Storage or outbox trouble (disk, size, broker backlog): a STORAGE alert, one per kind while open."""
+    def storage_problem(self, batch: Any, kind: str, **values: Any) -> None:
+        """Storage or outbox trouble: a STORAGE alert, one per kind while open. `kind` is store_failing,
+        outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
         self.raise_alert(batch, product=None, characteristic=kind, alert_type="STORAGE", priority=STORAGE_PRIORITY,
-                         title=text(self.config.gateway.language, "alert.STORAGE.title"), message=message)
+                         **worded(self.config.gateway.language, "alert.STORAGE.title", f"alert.STORAGE.{kind}",
+                                  **values))
 
     # ------------------------------------------------------------------ operator acts
 

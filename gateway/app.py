@@ -232,9 +232,9 @@ class Gateway:
         if self.northbound is not None:
             self.northbound.wake()
 
-    def _northbound_alert(self, kind: str, text: str) -> None:
+    def _northbound_alert(self, kind: str, **values: Any) -> None:
         with self.store.batch(on_commit=self._publish) as batch:
-            self.alerts.storage_problem(batch, text, kind=kind)
+            self.alerts.storage_problem(batch, kind, **values)
 
     async def _watch_storage(self) -> None:
         while True:
@@ -244,8 +244,7 @@ class Gateway:
                 self._storage_alerted = True
                 log.error("storage is failing, retrying: %s", stats.get("last_error"))
                 with self.store.batch(on_commit=self._publish) as batch:
-                    self.alerts.storage_problem(batch, f"storage write failing: {stats.get('last_error')}",
-                                                kind="store_failing")
+                    self.alerts.storage_problem(batch, "store_failing", error=stats.get("last_error"))
             elif not stats.get("failing"):
                 self._storage_alerted = False
 

@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import NorthboundMQTT
+from gateway.server.i18n import text
 from gateway.sources.base import Backoff
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,7 @@ TOPIC_TYPES = ("alert", "violation", "capability", "measurement", "subgroup")
 PER_CHARACTERISTIC = ("measurement", "subgroup")  # topics with a characteristic level
 _UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
-AlertCallback = Callable[[str, str], Any]
-HIGH_TEXT = ("MQTT 전송 대기열이 한도의 {fill:.0%}입니다 ({depth}건, {size} / {limit}). 플랜트 브로커 연결을 "
-             "확인하세요. / MQTT outbox at {fill:.0%} of its limit ({depth} messages, {size} / {limit}). "
-             "Check the plant broker connection.")
-DROPPED_TEXT = ("MQTT 전송 대기열이 한도({limit})를 넘어 가장 오래된 측정값 {n}건을 버렸습니다. "
-                "플랜트 브로커 연결을 확인하세요. / MQTT outbox over its limit ({limit}): "
-                "dropped the {n} oldest measurements. Check the plant broker connection.")
+AlertCallback = Callable[..., Any]  # on_alert(kind, **values): worded as the STORAGE alert alert.STORAGE.<kind>
 
 
 class NorthboundError(Exception):
@@ -427,14 +422,14 @@ class Northbound:
                     dropped = await self.store.outbox_trim(limit)
                     if dropped:
                         self.dropped += dropped
-                        await self._alert("outbox_dropped", DROPPED_TEXT.format(n=dropped, limit=_mb(limit)))
+                        await self._alert("outbox_dropped", n=dropped, limit=_mb(limit))
                         outbox = await self.store.outbox_stats()
                 self._outbox = outbox
                 fill = outbox["bytes"] / limit if limit else 0.0
                 if fill >= HIGH_WATER and not self._high:
                     self._high = True
-                    await self._alert("outbox_high", HIGH_TEXT.format(
-                        fill=fill, depth=outbox["depth"], size=_mb(outbox["bytes"]), limit=_mb(limit)))
+                    await self._alert("outbox_high", fill=f"{fill:.0%}", depth=outbox["depth"],
+                                      size=_mb(outbox["bytes"]), limit=_mb(limit))
                 elif fill < LOW_WATER:
                     self._high = False
             except asyncio.CancelledError:
@@ -443,10 +438,10 @@ class Northbound:
                 log.exception("northbound: outbox check failed")
             await asyncio.sleep(MONITOR_INTERVAL)
 
-    async def _alert(self, kind: str, text: str) -> None:
-        log.warning("northbound: %s: %s", kind, text)
+    async def _alert(self, kind: str, **values: Any) -> None:
+        log.warning("northbound: %s: %s", kind, text("en", f"alert.STORAGE.{kind}", **values))
         try:
-            result = self.on_alert(kind, text)
+            result = self.on_alert(kind, **values)
             if inspect.isawaitable(result):
                 await result
         except Exception:
@@ -468,4 +463,5 @@ async def _first(*events: asyncio.Event, timeout: float) -> None:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+    """Bytes for people: MB, or kB below one (a small test limit would read "0.0 MB")."""
+    return f"{n / 1e6:.1f} MB" if n >= 1_000_000 else f"{n / 1e3:.0f} kB"

@@ -163,11 +163,14 @@ def test_stale_source_and_storage_alerts(tmp_path):
         store, alerts, published = await service(tmp_path)
         with store.batch() as batch:
             alerts.source_stale(batch, BOLT, DIAMETER, 31.2)
-            alerts.storage_problem(batch, "outbox above 80 %", kind="outbox_high")
-            alerts.storage_problem(batch, "outbox above 80 %", kind="outbox_high")
+            for _ in range(2):
+                alerts.storage_problem(batch, "outbox_high", fill="85%", depth=1200, size="0.9 MB", limit="1.0 MB")
         await batch.committed
         kinds = sorted((a["alert_type"], a["occurrences"]) for a in alerts._unresolved.values())
         assert kinds == [("SOURCE_STALE", 1), ("STORAGE", 2)]
+        storage = next(a for a in alerts._unresolved.values() if a["alert_type"] == "STORAGE")
+        assert storage["title"] == "저장소 문제" and storage["message"].startswith("MQTT 전송 대기열이 한도의 85%")
+        assert storage["texts"]["en"]["message"].startswith("MQTT outbox at 85% of its limit (1200 messages")
         with store.batch() as batch:
             alerts.source_fresh(batch, BOLT, DIAMETER)
         await batch.committed

@@ -49,3 +49,4 @@ def test_full_disk_keeps_serving_raises_storage_alert_and_loses_nothing(tmp_path
         storage = [json.loads(r[0]) for r in conn.execute("select body from alerts where alert_type='STORAGE'")]
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert len(storage) == 1 and "full" in storage[0]["message"].lower(), storage
+    assert storage[0]["texts"]["en"]["message"].startswith("The database cannot be written (")  # both languages

@@ -20,6 +20,7 @@ from test_northbound_harness import (
 
 from gateway.config import NorthboundMQTT
 from gateway.northbound import Northbound, NorthboundError, mark_replayed, read_password, topic_for
+from gateway.server.i18n import text
 from gateway.store import Store
 
 mosquitto = pytest.fixture(persistent_broker, name="mosquitto")
@@ -94,7 +95,7 @@ def test_broker_outage_of_10000_events_delivers_all_in_seq_order(tmp_path: Path,
         await store.open()
         cfg = config(mosquitto.port)
         northbound = Northbound(cfg, store, gateway_name="line3", version="t", product_codes=[PRODUCT],
-                                on_alert=lambda k, t: None)
+                                on_alert=lambda kind, **values: None)
         await northbound.start()
         await until(lambda: northbound.stats()["connected"], 5, "connected")
         await produce(store, northbound, cfg, 1000, pause=0.01)  # live
@@ -135,7 +136,7 @@ def test_protocols_and_qos(tmp_path: Path, mosquitto, protocol: str, qos: int):
         await store.open()
         cfg = config(mosquitto.port, protocol=protocol, qos=qos, max_inflight=10)
         northbound = Northbound(cfg, store, gateway_name="line3", version="t", product_codes=[PRODUCT],
-                                on_alert=lambda k, t: None)
+                                on_alert=lambda kind, **values: None)
         await northbound.start()
         await until(lambda: northbound.stats()["connected"], 5, "connected")
         await produce(store, northbound, cfg, 500, per_batch=50)
@@ -155,14 +156,14 @@ def test_buffer_limit_drops_only_oldest_measurements_and_alerts(tmp_path: Path, 
     subscriber = Subscriber(mosquitto.port).start()  # a persistent session: kept while the broker is away
     subscriber.wait_for(lambda s: s.client.is_connected(), 5, "subscriber connected")
     mosquitto.stop()  # the plant broker is away for the whole fill
-    alerts: list[tuple[str, str]] = []
+    alerts: list[tuple[str, dict]] = []
 
     async def scenario() -> tuple[list[int], list[int]]:
         store = Store(str(tmp_path / "gw.db"))
         await store.open()
         cfg = config(mosquitto.port, buffer_limit=40_000)
         northbound = Northbound(cfg, store, gateway_name="line3", version="t", product_codes=[PRODUCT],
-                                on_alert=lambda kind, text: alerts.append((kind, text)))
+                                on_alert=lambda kind, **values: alerts.append((kind, values)))
         await northbound.start()
         await produce(store, northbound, cfg, 20, per_batch=10, event_type="alert")  # seq 1..20
         await produce(store, northbound, cfg, 250)  # ~35 kB: past 80 %
@@ -170,6 +171,8 @@ def test_buffer_limit_drops_only_oldest_measurements_and_alerts(tmp_path: Path, 
         await produce(store, northbound, cfg, 20, per_batch=10, event_type="alert")  # seq 271..290
         await produce(store, northbound, cfg, 400)  # well past the limit
         await until(lambda: any(k == "outbox_dropped" for k, _ in alerts), 5, "outbox_dropped alert")
+        high, dropped = dict(alerts)["outbox_high"], dict(alerts)["outbox_dropped"]
+        assert high["fill"].endswith("%") and high["depth"] > 0 and dropped["n"] > 0  # what the alert words
         await until(lambda: northbound.stats()["bytes"] <= 40_000, 5, "outbox trimmed")
         stats = northbound.stats()
         assert stats["dropped"] > 0 and stats["depth"] > 0 and stats["oldest_age_s"] is not None
@@ -193,8 +196,9 @@ def test_buffer_limit_drops_only_oldest_measurements_and_alerts(tmp_path: Path, 
     assert kept_measurements == produced[-len(kept_measurements):]
     kinds = [k for k, _ in alerts]
     assert kinds.count("outbox_high") == 1  # once per crossing, not once per check
-    text = dict(alerts)["outbox_dropped"]
-    assert "측정값" in text and "measurements" in text
+    dropped = dict(alerts)["outbox_dropped"]  # worded in both languages by the alert service
+    assert "측정값 " in text("ko", "alert.STORAGE.outbox_dropped", **dropped)
+    assert "oldest measurements" in text("en", "alert.STORAGE.outbox_dropped", **dropped)
 
 
 def test_status_retained_online_and_will_on_kill(tmp_path: Path, mosquitto):

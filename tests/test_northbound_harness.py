@@ -197,7 +197,7 @@ async def _produce(args: argparse.Namespace) -> None:
     config = NorthboundMQTT(host="127.0.0.1", port=args.port, keepalive=args.keepalive,
                             reconnect_min=0.1, reconnect_max=0.3)
     northbound = Northbound(config, store, gateway_name="line3", version="test", product_codes=[PRODUCT],
-                            on_alert=lambda kind, text: print("alert", kind, flush=True))
+                            on_alert=lambda kind, **values: print("alert", kind, flush=True))
     await northbound.start()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

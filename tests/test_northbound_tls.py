@@ -79,7 +79,7 @@ async def run_gateway(tmp_path: Path, cfg: NorthboundMQTT, count: int, until, ti
     store = Store(str(tmp_path / "gw.db"))
     await store.open()
     northbound = Northbound(cfg, store, gateway_name="line3", version="t", product_codes=[PRODUCT],
-                            on_alert=lambda k, t: None)
+                            on_alert=lambda kind, **values: None)
     await northbound.start()
     topic = topic_for(cfg, "measurement", PRODUCT, CHARACTERISTIC)
     with store.batch() as batch:

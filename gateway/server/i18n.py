@@ -113,6 +113,21 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "values arrive again",
     },
     "alert.STORAGE.title": {"ko": "저장소 문제", "en": "Storage problem"},
+    "alert.STORAGE.store_failing": {
+        "ko": "데이터베이스에 쓰지 못하고 있습니다 ({error}). 측정값은 메모리에 두고 다시 시도합니다. 디스크를 확인하세요",
+        "en": "The database cannot be written ({error}). Readings are kept in memory and retried: check the disk",
+    },
+    "alert.STORAGE.outbox_high": {
+        "ko": "MQTT 전송 대기열이 한도의 {fill}입니다 ({depth}건, {size} / {limit}). 플랜트 브로커 연결을 확인하세요",
+        "en": "MQTT outbox at {fill} of its limit ({depth} messages, {size} / {limit}). Check the plant broker "
+              "connection",
+    },
+    "alert.STORAGE.outbox_dropped": {
+        "ko": "MQTT 전송 대기열이 한도({limit})를 넘어 가장 오래된 측정값 {n}건을 버렸습니다. 플랜트 브로커 연결을 "
+              "확인하세요",
+        "en": "MQTT outbox over its limit ({limit}): dropped the {n} oldest measurements. Check the plant broker "
+              "connection",
+    },
 }
 
 # Nelson tests by number, and the Western Electric rules in their own numbering.
