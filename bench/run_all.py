@@ -92,6 +92,7 @@ def table(rows: list[tuple[str, dict]]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     only = set(argv)
+    measured = commit()  # before the runs: the code they measure
     scripts = sorted(p for p in BENCH.glob("bench_*.py") if not only or p.stem in only)
     rows, failures = [], []
     for script in scripts:
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
             failures.append(f"{script.name}: {status}")
         for fig in figures:
             rows.append((script.name, fig))
-    lines = ["# Benchmark results", "", f"Machine: {machine_line()}", f"Commit: {commit()}", "", *table(rows)]
+    lines = ["# Benchmark results", "", f"Machine: {machine_line()}", f"Commit: {measured}", "", *table(rows)]
     if failures:
         lines += ["", "Failed to run:", *[f"- {f}" for f in failures]]
     (BENCH / "results.md").write_text("\n".join(lines) + "\n")

@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=None, help="also write the figures to this markdown file")
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else min(120.0, max(10.0, args.minutes * 6))
+    measured = commit()  # the code the daemon starts with, not whatever HEAD is half an hour later
     r = asyncio.run(soak(args.minutes, args.rate, args.clients, warmup))
     growth = (r["rss_end"] - r["rss_start"]) / r["rss_start"] * 100
     summary = [f"published {r['published']:,} at {r['publish_rate']:,.0f}/s, stored {r['stored']:,}; "
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.results is not None:
         command = f"python bench/soak.py --minutes {args.minutes:g} --rate {args.rate} --clients {args.clients}"
         args.results.write_text("\n".join([
-            "# Soak results", "", f"Machine: {machine_line()}", f"Commit: {commit()}", f"Command: `{command}`", "",
+            "# Soak results", "", f"Machine: {machine_line()}", f"Commit: {measured}", f"Command: `{command}`", "",
             *table([("soak.py", figure) for figure in figures]), "", *[f"- {line}" for line in summary]]) + "\n")
     return 0
 
