@@ -1,15 +1,17 @@
 """Which SPC results and source states raise which alerts, with their words in every language.
 
-Pure functions: each returns the fields of the alerts to raise (`alert_type`, `priority`, `title`,
-`message`, `texts`, and `rule`/`value`/`limit` where they apply); the AlertService raises them, counts
-repeats as occurrences and keeps their lifecycle. `title` and `message` are in the gateway's language;
-`texts` holds both, for a screen switched to the other one.
+Pure functions: each returns the fields of the alerts to raise (`alert_type`, `priority`, `words`, and
+`rule`/`value`/`limit` where they apply); the AlertService raises them, counts repeats as occurrences
+and keeps their lifecycle. `words()` gives `title` and `message` in the gateway's language and `texts`
+in both, for a screen switched to the other one. It is called only for a new alert: a repeat is
+counted, never reworded, so a chattering rule costs no string formatting.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from gateway.config import Characteristic
@@ -25,34 +27,34 @@ def spc_alerts(characteristic: Characteristic, result: Any, value: float, langua
         spec = characteristic.spec
         upper = spec.usl is not None and value > spec.usl
         limit = spec.usl if upper else spec.lsl
+        message = "alert.OUT_OF_SPEC." + ("upper" if upper else "lower")
         alerts.append({"alert_type": "OUT_OF_SPEC", "priority": priorities.out_of_spec, "value": value,
-                       "limit": limit,
-                       **worded(language, "alert.OUT_OF_SPEC.title", "alert.OUT_OF_SPEC." + ("upper" if upper else "lower"),
-                                value=number(value), limit=number(limit), **common)})
+                       "limit": limit, "words": _later(language, "alert.OUT_OF_SPEC.title", message,
+                                                       value=number(value), limit=number(limit), **common)})
     point = result.subgroup
     if result.is_within_control is False and point is not None:
         plotted, limit, which = _beyond(point)
         alerts.append({"alert_type": "OUT_OF_CONTROL", "priority": priorities.out_of_control, "value": plotted,
                        "limit": limit,
-                       **worded(language, "alert.OUT_OF_CONTROL.title", f"alert.OUT_OF_CONTROL.{which}",
-                                value=number(plotted), limit=number(limit), **common)})
+                       "words": _later(language, "alert.OUT_OF_CONTROL.title", f"alert.OUT_OF_CONTROL.{which}",
+                                       value=number(plotted), limit=number(limit), **common)})
     for violation in result.violations:
         if violation.rule == 1:  # a point beyond the limits is the OUT_OF_CONTROL alert above
             continue
+        description = functools.partial(_rule_words, characteristic.rules.convention, violation)
         alerts.append({"alert_type": "RUN_RULE_VIOLATION", "priority": priorities.run_rule, "rule": violation.rule,
                        "value": _plotted(point),
-                       **worded(language, "alert.RUN_RULE_VIOLATION.title", "alert.RUN_RULE_VIOLATION.message",
-                                rule=violation.rule,
-                                description=functools.partial(_rule_words, characteristic.rules.convention, violation),
-                                points=", ".join(str(p) for p in violation.points[-15:]), **common)})
+                       "words": _later(language, "alert.RUN_RULE_VIOLATION.title", "alert.RUN_RULE_VIOLATION.message",
+                                       rule=violation.rule, description=description,
+                                       points=", ".join(str(p) for p in violation.points[-15:]), **common)})
     capability = result.capability
     cpk = getattr(capability, "cpk", None) if capability is not None else None
     min_cpk = characteristic.capability.min_cpk
     if cpk is not None and math.isfinite(cpk) and cpk < min_cpk:
         alerts.append({"alert_type": "CAPABILITY_LOW", "priority": priorities.capability, "value": cpk,
                        "limit": min_cpk,
-                       **worded(language, "alert.CAPABILITY_LOW.title", "alert.CAPABILITY_LOW.message",
-                                cpk=f"{cpk:.2f}", min_cpk=f"{min_cpk:.2f}", **common)})
+                       "words": _later(language, "alert.CAPABILITY_LOW.title", "alert.CAPABILITY_LOW.message",
+                                       cpk=f"{cpk:.2f}", min_cpk=f"{min_cpk:.2f}", **common)})
     return alerts
 
 
@@ -60,8 +62,13 @@ def stale_alert(characteristic: Characteristic, age: float, language: str) -> di
     """SOURCE_STALE: no good value for `age` seconds."""
     return {"alert_type": "SOURCE_STALE", "priority": characteristic.alert_priority.source_stale,
             "value": round(age, 1),
-            **worded(language, "alert.SOURCE_STALE.title", "alert.SOURCE_STALE.message",
-                     characteristic=characteristic.name, age=f"{age:.0f}", source=characteristic.source)}
+            "words": _later(language, "alert.SOURCE_STALE.title", "alert.SOURCE_STALE.message",
+                            characteristic=characteristic.name, age=f"{age:.0f}", source=characteristic.source)}
+
+
+def _later(language: str, title_key: str, message_key: str, **values: Any) -> Callable[[], dict[str, Any]]:
+    """The words of an alert, formatted when called."""
+    return functools.partial(worded, language, title_key, message_key, **values)
 
 
 def worded(language: str, title_key: str, message_key: str, **values: Any) -> dict[str, Any]:

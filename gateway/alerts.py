@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import logging
 import math
 import time
@@ -97,13 +98,14 @@ class AlertService:
     # ------------------------------------------------------------------ raising (hot path, synchronous)
 
     def raise_alert(self, batch: Any, *, product: Product | None, characteristic: Characteristic | str | None,
-                    alert_type: str, priority: int, title: str, message: str, rule: int | None = None,
+                    alert_type: str, priority: int, title: str = "", message: str = "", rule: int | None = None,
                     value: float | None = None, limit: float | None = None,
-                    texts: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+                    words: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
         """Raise an alert in `batch`, or count one more occurrence of the unresolved one with the same key.
 
-        `texts` ({language: {title, message}}) lets a screen in another language than the gateway's show
-        the alert in its own; `title` and `message` stay in `gateway.language`, as the seed has them."""
+        `words()` (alert_causes) gives `title`, `message` in `gateway.language` and `texts` ({language:
+        {title, message}}), which lets a screen in the other language show the alert in its own. It is
+        called for a new alert only; a repeat is counted, not reworded."""
         name = characteristic.name if isinstance(characteristic, Characteristic) else characteristic
         key: Key = (product.id if product else None, name, alert_type, rule)
         now = self.clock()
@@ -121,9 +123,10 @@ class AlertService:
             else:
                 self._dirty.add(existing)
             return alert
-        alert = self._new_alert(product, name, alert_type, priority, title, message, now)
-        if texts is not None:
-            alert["texts"] = texts
+        wording = words() if words is not None else {"title": title, "message": message}
+        alert = self._new_alert(product, name, alert_type, priority, wording["title"], wording["message"], now)
+        if "texts" in wording:
+            alert["texts"] = wording["texts"]
         for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit))):
             if x is not None:
                 alert[field] = x
@@ -157,8 +160,8 @@ class AlertService:
         """Storage or outbox trouble: a STORAGE alert, one per kind while open. `kind` is store_failing,
         outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
         self.raise_alert(batch, product=None, characteristic=kind, alert_type="STORAGE", priority=STORAGE_PRIORITY,
-                         **worded(self.config.gateway.language, "alert.STORAGE.title", f"alert.STORAGE.{kind}",
-                                  **values))
+                         words=functools.partial(worded, self.config.gateway.language, "alert.STORAGE.title",
+                                                 f"alert.STORAGE.{kind}", **values))
 
     # ------------------------------------------------------------------ operator acts
 

@@ -106,17 +106,24 @@ def test_repeats_count_occurrences_until_resolved(tmp_path):
         events_before = len(published)
         await ingest(store, alerts, engine, [10.8, 10.9])  # within a second: counted, sent once a second
         assert first["occurrences"] == 3 and first["value"] == 10.9
+        assert "10.7" in first["message"]  # a repeat is counted, not reworded (words are for new alerts only)
+        worded: list[int] = []
+        with store.batch() as batch:
+            alerts.raise_alert(batch, product=BOLT, characteristic=DIAMETER, alert_type="OUT_OF_SPEC", priority=5,
+                               words=lambda: worded.append(1) or {"title": "x", "message": "y"})
+        await batch.committed
+        assert worded == [] and first["occurrences"] == 4
         clock.now += 2
         await ingest(store, alerts, engine, [10.6])
-        assert first["occurrences"] == 4
+        assert first["occurrences"] == 5
         sent = [e.body["alert"] for e in published[events_before:] if e.body["alert"]["id"] == first["id"]]
-        assert sent and sent[-1]["occurrences"] == 4
-        assert (await store.alert(first["id"]))["occurrences"] == 4
+        assert sent and sent[-1]["occurrences"] == 5
+        assert (await store.alert(first["id"]))["occurrences"] == 5
         await alerts.acknowledge(first["id"], "kim")
         await ingest(store, alerts, engine, [10.0])  # back to normal does not close an alert by itself
         clock.now += 2
         await ingest(store, alerts, engine, [10.7])  # still ACKNOWLEDGED: deduplicated
-        assert first["occurrences"] == 5 and first["status"] == "ACKNOWLEDGED"
+        assert first["occurrences"] == 6 and first["status"] == "ACKNOWLEDGED"
         await alerts.resolve(first["id"], "kim", "burr on the part", "deburring station checked")
         again = [a for a in await ingest(store, alerts, engine, [10.7]) if a["alert_type"] == "OUT_OF_SPEC"]
         assert len(again) == 1 and again[0]["id"] != first["id"] and again[0]["occurrences"] == 1
