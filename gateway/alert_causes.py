@@ -17,6 +17,8 @@ from typing import Any
 from gateway.config import Characteristic
 from gateway.server.i18n import LANGUAGES, number, rule_description, text
 
+STORAGE_PRIORITY = 4  # losing data threatens every characteristic at once
+
 
 def spc_alerts(characteristic: Characteristic, result: Any, value: float, language: str) -> list[dict[str, Any]]:
     """OUT_OF_SPEC / OUT_OF_CONTROL / RUN_RULE_VIOLATION / CAPABILITY_LOW for one SPC result."""
@@ -64,6 +66,12 @@ def stale_alert(characteristic: Characteristic, age: float, language: str) -> di
             "value": round(age, 1),
             "words": _later(language, "alert.SOURCE_STALE.title", "alert.SOURCE_STALE.message",
                             characteristic=characteristic.name, age=f"{age:.0f}", source=characteristic.source)}
+
+
+def storage_alert(kind: str, language: str, **values: Any) -> dict[str, Any]:
+    """STORAGE: `kind` is store_failing, outbox_high or outbox_dropped; `values` fill alert.STORAGE.<kind>."""
+    return {"alert_type": "STORAGE", "priority": STORAGE_PRIORITY,
+            "words": _later(language, "alert.STORAGE.title", f"alert.STORAGE.{kind}", **values)}
 
 
 def _later(language: str, title_key: str, message_key: str, **values: Any) -> Callable[[], dict[str, Any]]:

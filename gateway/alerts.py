@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
-import functools
 import logging
 import math
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.alert_causes import spc_alerts, stale_alert, worded
+from gateway.alert_causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
 from gateway.server.i18n import text
@@ -33,7 +32,6 @@ log = logging.getLogger("gateway.alerts")
 
 MAX_SHELVE_S = 8 * 3600.0
 OCCURRENCE_EMIT_INTERVAL = 1.0  # seconds: a chattering rule sends its updated alert at most this often
-STORAGE_PRIORITY = 4
 UNRESOLVED = ("OPEN", "ACKNOWLEDGED", "SHELVED")
 
 Key = tuple[int | None, str | None, str, int | None]  # product, characteristic, alert_type, rule
@@ -159,9 +157,8 @@ class AlertService:
     def storage_problem(self, batch: Any, kind: str, **values: Any) -> None:
         """Storage or outbox trouble: a STORAGE alert, one per kind while open. `kind` is store_failing,
         outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
-        self.raise_alert(batch, product=None, characteristic=kind, alert_type="STORAGE", priority=STORAGE_PRIORITY,
-                         words=functools.partial(worded, self.config.gateway.language, "alert.STORAGE.title",
-                                                 f"alert.STORAGE.{kind}", **values))
+        self.raise_alert(batch, product=None, characteristic=kind,
+                         **storage_alert(kind, self.config.gateway.language, **values))
 
     # ------------------------------------------------------------------ operator acts
 
