@@ -1,4 +1,4 @@
-"""Which SPC results and source states raise which alerts, with their words in every language.
+"""Which SPC results, source states and storage troubles raise which alerts, worded in every language.
 
 Pure functions: each returns the fields of the alerts to raise (`alert_type`, `priority`, `words`, and
 `rule`/`value`/`limit` where they apply); the AlertService raises them, counts repeats as occurrences
