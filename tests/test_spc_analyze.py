@@ -212,7 +212,7 @@ subgroup_values = st.lists(st.floats(-50, 50, allow_nan=False).map(lambda v: rou
        st.sampled_from(["xbar_r", "xbar_s", "imr"]),
        st.sampled_from(["nelson", "western_electric"]))
 def test_streaming_and_batch_agree(groups, k, chart, rules):
-    assume(k <= len(groups))
+    k = min(k, len(groups))  # mapped, not filtered: filtering half the inputs failed Hypothesis' health check
     if chart == "imr":
         groups = [g[:1] for g in groups]
     labelled = [(str(i + 1), list(g)) for i, g in enumerate(groups)]
