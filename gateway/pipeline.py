@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway.config import Characteristic, Config, Product
 from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
+from gateway.spc.numeric import reading_problem
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -172,9 +172,12 @@ class Pipeline:
                         self.duplicates += 1
                         continue
                     self._remember(reading.source_key)
-                if reading.quality != "good" or not math.isfinite(reading.value):
+                problem = None if reading.quality != "good" else reading_problem(reading.value)
+                if reading.quality != "good" or problem is not None:
                     state.rejected += 1
                     self.rejected += 1
+                    if problem is not None:
+                        self._log_rejected(state, problem)
                     continue
                 try:
                     self._ingest(batch, state, reading, now, monotonic)
@@ -183,6 +186,13 @@ class Pipeline:
                 touched[reading.key] = state
             for key, state in touched.items():
                 batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
+
+    @staticmethod
+    def _log_rejected(state: CharacteristicState, problem: str) -> None:
+        # A faulty decoder repeats its fault on every poll: the first one and then every 1000th say so.
+        if state.rejected % 1000 == 1:
+            log.warning("%s/%s: reading rejected, never charted: %s (%d rejected so far)",
+                        state.product.code, state.characteristic.name, problem, state.rejected)
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)

@@ -24,11 +24,14 @@ import math
 from typing import NamedTuple
 
 from gateway.spc import constants
+from gateway.spc.numeric import SMALLEST_NORMAL, limits_problem
 
 CHARTS = ("imr", "xbar_r", "xbar_s")
 DISPERSION_CHART = {"imr": "mr", "xbar_r": "r", "xbar_s": "s"}
 LOCATION_CHART = {"imr": "i", "xbar_r": "xbar", "xbar_s": "xbar"}
 # A zero sigma would divide by zero; its inverse is replaced by this, so any deviation is beyond limits.
+# So is a subnormal one: 1/5e-324 overflows to infinity, and 0 * infinity (a point on the center line)
+# is NaN, which would flag every point.
 HUGE_INVERSE = 1e300
 
 
@@ -80,6 +83,11 @@ class LimitsVersion(NamedTuple):
     to_subgroup: int | None
     effective_from: float
 
+    def problem(self) -> str | None:
+        """Why this version must not be put in force (NaN or infinite numbers), or None."""
+        return limits_problem(self.center, self.sigma, (self.ucl, self.lcl, self.dispersion_center,
+                                                        self.dispersion_ucl, self.dispersion_lcl))
+
     def to_dict(self) -> dict:
         """JSON-able form (also what engine.state() keeps)."""
         return self._asdict()
@@ -118,7 +126,7 @@ def dispersion_limits(chart: str, sigma: float, n: int) -> tuple[float, float, f
 def point_limits(chart: str, center: float, sigma: float, n: int) -> PointLimits:
     """Location and dispersion limits for one subgroup size."""
     se = sigma / math.sqrt(n)
-    inverse = 1.0 / se if se > 0.0 else HUGE_INVERSE
+    inverse = 1.0 / se if se >= SMALLEST_NORMAL else HUGE_INVERSE
     disp = dispersion_limits(chart, sigma, n)
     if disp is None:
         return PointLimits(inverse, center + 3.0 * se, center - 3.0 * se, None, None, None)
@@ -176,7 +184,20 @@ def estimate_sigma(chart: str, summaries: list[SubgroupSummary]) -> float:
 def estimate_limits(chart: str, n: int, summaries: list[SubgroupSummary], *, source: str,
                     effective_from: float, from_subgroup: int | None = None,
                     to_subgroup: int | None = None) -> LimitsVersion:
-    """Limits learned from subgroups (phase I), for nominal subgroup size n."""
-    return make_limits(chart, n, estimate_center(summaries), estimate_sigma(chart, summaries),
-                       source=source, effective_from=effective_from, from_subgroup=from_subgroup,
-                       to_subgroup=to_subgroup)
+    """Limits learned from subgroups (phase I), for nominal subgroup size n.
+
+    EstimateError when the data give limits that are not finite: such limits are never put in force.
+    """
+    try:
+        center, sigma = estimate_center(summaries), estimate_sigma(chart, summaries)
+    except EstimateError:
+        raise
+    except (OverflowError, ValueError):  # math.fsum refuses sums beyond the float range, and inf - inf
+        raise EstimateError("no control limits can be drawn from these subgroups: "
+                            "their sums overflow (values far beyond any measurement)") from None
+    version = make_limits(chart, n, center, sigma, source=source, effective_from=effective_from,
+                          from_subgroup=from_subgroup, to_subgroup=to_subgroup)
+    problem = version.problem()
+    if problem is not None:
+        raise EstimateError(f"no control limits can be drawn from these subgroups: {problem}")
+    return version

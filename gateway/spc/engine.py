@@ -21,6 +21,7 @@ from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts import (
     CHARTS,
+    EstimateError,
     LimitsVersion,
     PointLimits,
     SubgroupSummary,
@@ -65,6 +66,11 @@ class EngineSettings:
             raise ValueError("fixed limits need both center and sigma")
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"sigma must be positive, not {self.sigma}")
+        if self.center is not None and self.sigma is not None:
+            problem = make_limits(self.chart, self.subgroup_size, self.center, self.sigma, source="fixed",
+                                  effective_from=0.0).problem()
+            if problem is not None:
+                raise ValueError(f"fixed limits cannot be used: {problem}")
         if self.baseline_subgroups < (2 if self.chart == "imr" else 1):
             raise ValueError(f"baseline_subgroups {self.baseline_subgroups} is too small")
         if self.lsl is not None and self.usl is not None and not self.lsl < self.usl:
@@ -157,6 +163,7 @@ class CharacteristicEngine:
         self._limits: LimitsVersion | None = None
         self._table: list[PointLimits | None] = []
         self._announce = False  # fixed limits not yet reported as a version
+        self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
         if state is not None and self._restore(state):
             return
         if s.fixed:
@@ -181,7 +188,10 @@ class CharacteristicEngine:
     def recalculate(self, subgroups: list[list[float]], *, source: str = "recalculated",
                     at: float | None = None, from_subgroup: int | None = None,
                     to_subgroup: int | None = None) -> LimitsVersion:
-        """Estimate new limits from the given subgroups' values; they apply from now on."""
+        """Estimate new limits from the given subgroups' values; they apply from now on.
+
+        EstimateError (a ValueError), and the limits in force stay, when the values give no finite limits.
+        """
         summaries = [summarize(list(v)) for v in subgroups if len(v) > 0]
         version = estimate_limits(self.chart, self.size, summaries, source=source,
                                   effective_from=self.last_at if at is None else at,
@@ -298,10 +308,15 @@ class CharacteristicEngine:
             self.baseline.append(SubgroupSummary(1, mean, 0.0, 0.0) if self.individuals else summary)
             if len(self.baseline) >= self.settings.baseline_subgroups:
                 k = len(self.baseline)
-                new_limits = estimate_limits(self.chart, self.size, self.baseline, source="learned",
-                                             effective_from=at, from_subgroup=number - k + 1,
-                                             to_subgroup=number)
-                self._install(new_limits)
+                try:
+                    new_limits = estimate_limits(self.chart, self.size, self.baseline, source="learned",
+                                                 effective_from=at, from_subgroup=number - k + 1,
+                                                 to_subgroup=number)
+                    self._install(new_limits)
+                except EstimateError:
+                    # NaN/infinite limits would be frozen and stop all detection: learn afresh instead
+                    self.baseline = []
+                    self.refused_baselines += 1
             point = SubgroupPoint(number, n, mean, rng, stdev, None, None, None, (), dispersion, None,
                                   None, None, (), None, None, at)
             return IngestResult(sample, number, in_spec, None, point, NO_VIOLATIONS, new_limits, capability)
@@ -385,11 +400,16 @@ class CharacteristicEngine:
         self.last_at = float(state["last_at"])
         if state["settings"] != self._fingerprint():
             return False  # the chart, size, fixed limits or rules were changed: start afresh
+        restored = LimitsVersion.from_dict(state["limits"]) if state["limits"] is not None else None
+        if restored is not None and restored.problem() is not None:
+            # NaN/infinite limits frozen by an earlier version: only numbering survives, limits are
+            # learned again from new data (the old window holds the values that broke them)
+            return False
+        if restored is not None:
+            self._install(restored)
         if state["open"]:
             self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high = state["open"]
         self.previous = state["previous"]
-        if state["limits"] is not None:
-            self._install(LimitsVersion.from_dict(state["limits"]))
         self._announce = bool(state["announce"])
         self.window.restore(state["rules"])
         self.baseline = [SubgroupSummary(*b) for b in state["baseline"]]
