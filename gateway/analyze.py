@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
+import re
 import sys
 from collections import Counter
 from typing import TextIO
 
+from gateway.analyze_input import DecimalMarks, NumberError, separator_of
 from gateway.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
-from gateway.spc.charts import DISPERSION_CHART, EstimateError, point_limits
+from gateway.spc.charts import DISPERSION_CHART, point_limits
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 class InputError(Exception):
@@ -48,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--usl", type=float, metavar="Y", help="upper specification limit")
     parser.add_argument("--target", type=float, metavar="T", help="target (for Cpm; default the midpoint)")
     parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
+    # argparse takes `-6e1` for an option (its negative-number pattern knows no exponent), so
+    # `--lsl -6e1` was refused; this pattern also accepts negative numbers in scientific notation.
+    parser._negative_number_matcher = NEGATIVE_NUMBER
 
 
 def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:
@@ -64,19 +72,31 @@ def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[str, list[float]]]:
-    """Rows -> [(label, values)], in order of first appearance; InputError names the offending line."""
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)") from None
+    """Rows -> [(label, values)], in order of first appearance; InputError names the offending line.
+
+    The separator is `,`, or `;`/tab when the header uses it (then `1,5` is one and a half: see
+    gateway.analyze_input). Subgroups come from a `subgroup` column, else from `subgroup_number` (as
+    `spc-gateway export` writes it), else from cutting consecutive rows into `subgroup_size`. A
+    `characteristic` column (also from export) must name one characteristic only.
+    """
+    first_line = stream.readline()
+    if not first_line.strip():
+        raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
+    separator = separator_of(first_line)
+    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
+    header = next(reader)
     columns = [h.strip() for h in header]
     if "value" not in columns:
         raise InputError(f"{name}:1: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
     value_at = columns.index("value")
-    label_at = columns.index("subgroup") if "subgroup" in columns else None
+    label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
+        else None
+    label_at = columns.index(label_column) if label_column is not None else None
+    characteristic_at = columns.index("characteristic") if "characteristic" in columns else None
+    characteristics: dict[str, int] = {}  # name -> line of its first row
+    marks = DecimalMarks(separator)
     groups: dict[str, list[float]] = {}
-    first_line: dict[str, int] = {}
+    first_line_of: dict[str, int] = {}
     current: str | None = None
     rows = 0
     for row in reader:
@@ -84,28 +104,46 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
         rows += 1
+        if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns):]):
+            hint = ""
+            if separator == "," and len(row) > value_at + 1 and row[value_at].strip().lstrip("+-").isdigit() \
+                    and row[value_at + 1].strip()[:1].isdigit():
+                hint = (f"; is {row[value_at].strip()},{row[value_at + 1].strip()} a number with a decimal "
+                        "comma? write it with '.', or separate the columns with ';'")
+            raise InputError(f"{name}:{line}: row {rows} has {len(row)} cells but the header has "
+                             f"{len(columns)} column{'s' if len(columns) > 1 else ''}{hint}")
         if value_at >= len(row) or not row[value_at].strip():
             raise InputError(f"{name}:{line}: row {rows} has no value")
         text = row[value_at].strip()
         try:
-            value = float(text)
-        except ValueError:
-            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is not a finite number")
+            value = marks.number(text, rows)
+        except NumberError as e:
+            raise InputError(f"{name}:{line}: row {rows}: {e}") from None
+        problem = reading_problem(value)
+        if problem is not None:
+            what = "not a finite number" if not math.isfinite(value) else f"beyond +-{MAX_MAGNITUDE:g}"
+            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {what}: SPC statistics "
+                             "cannot be computed from it")
+        if characteristic_at is not None and characteristic_at < len(row) and row[characteristic_at].strip():
+            characteristics.setdefault(row[characteristic_at].strip(), line)
+            if len(characteristics) > 1:
+                named = ", ".join(f"{c!r} (from line {at})" for c, at in characteristics.items())
+                raise InputError(f"{name}:{line}: the rows mix characteristics: {named}. Their values "
+                                 "cannot share one chart: analyze one characteristic at a time (spc-gateway "
+                                 "export --characteristic NAME writes one)")
         if label_at is None:
             label = str((rows - 1) // subgroup_size + 1)
         else:
             label = row[label_at].strip() if label_at < len(row) else ""
             if not label:
-                raise InputError(f"{name}:{line}: row {rows} has an empty subgroup label")
+                raise InputError(f"{name}:{line}: row {rows} has an empty {label_column} label")
             if label != current and label in groups:
                 raise InputError(f"{name}:{line}: row {rows}: subgroup {label!r} appears again after "
-                                 f"subgroup {current!r} (it started on line {first_line[label]}); "
+                                 f"subgroup {current!r} (it started on line {first_line_of[label]}); "
                                  "the rows of a subgroup must be consecutive")
         if label not in groups:
             groups[label] = []
-            first_line[label] = line
+            first_line_of[label] = line
         if len(groups[label]) >= MAX_SUBGROUP_SIZE:
             raise InputError(f"{name}:{line}: subgroup {label!r} has more than {MAX_SUBGROUP_SIZE} values")
         groups[label].append(value)
@@ -146,6 +184,12 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None 
         raise UsageError(f"--lsl {lsl} must be below --usl {usl}")
     if phase1 is not None and phase1 < 1:
         raise UsageError(f"--phase1 {phase1}: at least 1 subgroup")
+    for option, number in (("--center", center), ("--lsl", lsl), ("--usl", usl), ("--target", target)):
+        if number is not None and reading_problem(number) is not None:
+            raise UsageError(f"{option} {number!r}: give a finite number within +-{MAX_MAGNITUDE:g}")
+    if sigma is not None and not SMALLEST_NORMAL <= sigma <= MAX_MAGNITUDE:
+        raise UsageError(f"--sigma {sigma!r}: give a positive number from {SMALLEST_NORMAL:.4g} to "
+                         f"{MAX_MAGNITUDE:g}")
     sizes = Counter(len(v) for _, v in subgroups)
     nominal = max(sizes, key=lambda n: (sizes[n], n))  # the most common size; ties: the larger
     largest = max(sizes)
@@ -157,6 +201,12 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None 
     k = len(subgroups) if phase1 is None else phase1
     if k > len(subgroups):
         raise InputError(f"--phase1 {phase1}: the file has only {len(subgroups)} subgroups")
+    if chart == "imr" and center is None and k < 2:
+        # sigma of an I-MR chart comes from moving ranges: one value has none
+        raise InputError(f"--phase1 {phase1}: an imr chart estimates sigma from moving ranges and needs at "
+                         "least 2 subgroups" if phase1 is not None else
+                         "the file has only 1 value: an imr chart needs at least 2 to estimate limits "
+                         "(or give fixed limits with --center and --sigma)")
     common = {"chart": chart, "subgroup_size": largest, "lsl": lsl, "usl": usl, "target": target,
               "convention": convention, "tests": tests}
     try:
@@ -175,11 +225,16 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None 
             if not sigma > 0.0:
                 raise InputError(f"the first {k} subgroups show no variation: sigma is zero, "
                                  "so no control limits can be drawn")
+            if sigma < SMALLEST_NORMAL:
+                # subnormal: 1/sigma overflows and every z is infinite or NaN
+                raise InputError(f"the variation of the first {k} subgroups is too small to chart: sigma "
+                                 f"{sigma!r} is below {SMALLEST_NORMAL:.4g}, the smallest normal float; "
+                                 "give the values in a smaller unit")
         capability = learner.capability_now()
         # pass 2: every subgroup against the frozen limits
         evaluator = CharacteristicEngine(EngineSettings(**{**common, "lsl": None, "usl": None},
                                                         center=center, sigma=sigma))
-    except EstimateError as e:
+    except ValueError as e:  # EstimateError, or settings the engine refuses: never a traceback
         raise InputError(str(e)) from None
     points = [(label, _feed(evaluator, values)) for label, values in subgroups]
     location = point_limits(chart, center, sigma, nominal)

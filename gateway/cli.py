@@ -158,9 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="database file (default: storage.path of --config)")
 
     p = add("export", cmd_export, "measurements of one product as CSV, for quality engineers")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", default=None, help=f"configuration file (default {DEFAULT_CONFIG})")
     p.add_argument("--db", default=None)
+    p.add_argument("--timezone", default=None, metavar="ZONE",
+                   help="zone of --from/--to without an offset and of the times written (default: "
+                        "gateway.timezone of the config; UTC when --db is given and no config is found)")
     p.add_argument("--product", type=int, required=True)
+    p.add_argument("--characteristic", default=None, metavar="NAME",
+                   help="only this characteristic (the file is then an `analyze` input)")
     p.add_argument("--from", dest="start", default=None, help="ISO 8601 date or time")
     p.add_argument("--to", dest="end", default=None, help="ISO 8601 date or time")
     p.add_argument("--format", choices=["csv"], default="csv")

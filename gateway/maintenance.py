@@ -105,6 +105,8 @@ def export_csv(db_path: str, product_id: int, start: float | None, end: float | 
             known = ", ".join(f"{i} ({c})" for i, c in conn.execute("SELECT id, code FROM products ORDER BY id"))
             raise MaintenanceError(f"product {product_id} is not in {db_path} (known products: {known or 'none'})")
         code = row[0]
+        if characteristic is not None:
+            _check_characteristic(conn, db_path, int(product_id), code, characteristic)
         where, args = ["product_id = ?"], [int(product_id)]
         for clause, value in (("measured_at >= ?", start), ("measured_at < ?", end),
                               ("characteristic = ?", characteristic)):
@@ -125,6 +127,20 @@ def export_csv(db_path: str, product_id: int, start: float | None, end: float | 
         return count
     finally:
         conn.close()
+
+
+def _check_characteristic(conn: sqlite3.Connection, db_path: str, product_id: int, code: str, name: str) -> None:
+    """A misspelt name would give an empty file that looks like "no data": name the known ones instead."""
+    known = [n for (n,) in conn.execute("SELECT name FROM characteristics WHERE product_id = ? ORDER BY name",
+                                        (product_id,))]
+    if name in known:
+        return
+    # a characteristic removed from the configuration still has its measurements
+    if conn.execute("SELECT 1 FROM measurements WHERE product_id = ? AND characteristic = ? LIMIT 1",
+                    (product_id, name)).fetchone() is not None:
+        return
+    raise MaintenanceError(f"product {product_id} ({code}) has no characteristic {name!r} in {db_path} "
+                           f"(known: {', '.join(known) or 'none'})")
 
 
 # ---------------------------------------------------------------- the command line (`spc-gateway backup/export`)
@@ -149,6 +165,46 @@ def _database_and_zone(args) -> tuple[str, _dt.tzinfo]:
     except (KeyError, ValueError):
         zone = _dt.UTC
     return config.storage.path, zone
+
+
+def _export_database_and_zone(args) -> tuple[str, _dt.tzinfo, str]:
+    """The database, the zone of export's times, and where that zone came from (said on stderr).
+
+    The zone is --timezone, else gateway.timezone of the config: of --config, or of the default config
+    when it exists, also with --db (a backup of this gateway's database is in this gateway's zone).
+    Only with --db and no config at all is it UTC, and the summary line says so.
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from gateway.cli import DEFAULT_CONFIG
+    from gateway.config import ConfigError, load_config
+
+    zone: _dt.tzinfo | None = None
+    origin = ""
+    if args.timezone is not None:
+        try:
+            zone = ZoneInfo(args.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise MaintenanceError(f"--timezone {args.timezone!r} is not a known time zone (for example "
+                                   "Asia/Seoul, Europe/Berlin, UTC)") from None
+        origin = "--timezone"
+    config_path = args.config or DEFAULT_CONFIG
+    wanted = args.db is None or (zone is None and (args.config is not None or os.path.isfile(config_path)))
+    db_path = args.db
+    if wanted:
+        try:
+            config, _warnings = load_config(config_path)
+        except ConfigError as exc:
+            raise MaintenanceError(f"{config_path} is not valid:\n{exc}") from exc
+        except OSError as exc:
+            raise MaintenanceError(f"cannot read the config file {config_path} ({exc.strerror}): give --config, "
+                                   "or --db FILE with --timezone ZONE") from exc
+        db_path = db_path or config.storage.path
+        if zone is None:
+            zone, origin = ZoneInfo(config.gateway.timezone), f"gateway.timezone of {config_path}"
+    if zone is None:
+        zone, origin = _dt.UTC, "no --timezone and no config; give --timezone ZONE for local times"
+    return db_path, zone, origin
 
 
 def _parse_time(text: str | None, option: str, zone: _dt.tzinfo) -> float | None:
@@ -193,14 +249,16 @@ def export_command(args) -> int:
     import sys
 
     try:
-        db_path, zone = _database_and_zone(args)
+        db_path, zone, origin = _export_database_and_zone(args)
         start = _parse_time(args.start, "--from", zone)
         end = _parse_time(args.end, "--to", zone)
         if args.output in (None, "-"):
-            count = export_csv(db_path, args.product, start, end, sys.stdout, tz=zone)
+            count = export_csv(db_path, args.product, start, end, sys.stdout, tz=zone,
+                               characteristic=args.characteristic)
         else:
             with open(args.output, "w", newline="", encoding="utf-8") as out:
-                count = export_csv(db_path, args.product, start, end, out, tz=zone)
+                count = export_csv(db_path, args.product, start, end, out, tz=zone,
+                                   characteristic=args.characteristic)
     except OSError as exc:
         print(f"spc-gateway export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
         return 1
@@ -209,5 +267,7 @@ def export_command(args) -> int:
             os.remove(args.output)  # no half-written CSV that looks like a result
         print(f"spc-gateway export: {exc}", file=sys.stderr)
         return 1
-    print(f"{count} measurements of product {args.product} exported", file=sys.stderr)
+    which = f" ({args.characteristic})" if args.characteristic else ""
+    print(f"{count} measurements of product {args.product}{which} exported; times in {zone} ({origin})",
+          file=sys.stderr)
     return 0
