@@ -28,6 +28,7 @@ from gateway.config import (
 )
 from gateway.config_loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
 from gateway.config_values import choice, duration, integer, list_of, name, number, section, text
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
 
 Known = dict[str, tuple[str, str]] | None  # source name -> (type, transport); None: sources unusable
 INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
@@ -185,6 +186,13 @@ def check_limits(r: Reader, values: dict[str, Any], path: str) -> bool:
     if "sigma" in values and values["sigma"] <= 0:
         r.at(f"{path}.sigma", f"sigma {values['sigma']:g} must be more than 0: it is the process standard "
              "deviation of single values", "a positive number")
+    for key in ("center", "sigma"):  # limits from such numbers overflow to infinity (gateway/spc/numeric.py)
+        if key in values and abs(values[key]) > MAX_MAGNITUDE:
+            r.at(f"{path}.{key}", f"{values[key]:g} is beyond +-{MAX_MAGNITUDE:g}: control limits from it "
+                 "would overflow", "a number in the unit of the measurements")
+    if "sigma" in values and 0 < values["sigma"] < SMALLEST_NORMAL:
+        r.at(f"{path}.sigma", f"sigma {values['sigma']:g} is too small to divide by", "a positive number "
+             "from 2.2e-308; better, give the values in a smaller unit")
     if "baseline_subgroups" in values and values["baseline_subgroups"] < 2:
         r.at(f"{path}.baseline_subgroups", f"{values['baseline_subgroups']} is too few: control limits need "
              "at least 2 subgroups to estimate the process spread", "2 or more; 20 to 25 is usual")

@@ -141,3 +141,67 @@ def test_subnormal_sigma_does_not_flag_points_on_the_center_line():
     results = [engine.ingest(0.0, float(i)) for i in range(5)]
     assert all(r.is_within_control is True for r in results)
     assert engine.ingest(1.0, 6.0).is_within_control is False  # a real deviation is still beyond
+
+
+@pytest.mark.parametrize(("limits", "words"), [
+    ({"center": 1e308, "sigma": 1e308}, ["limits.center", "limits.sigma", "would overflow"]),
+    ({"center": 10.0, "sigma": 1e-320}, ["limits.sigma", "too small to divide by"]),
+])
+def test_check_config_refuses_fixed_limits_that_overflow(tmp_path, limits, words):
+    import os
+    import subprocess
+    import sys
+
+    from tests.daemon_helpers import REPO
+
+    config = minimal_config(tmp_path)
+    config["products"][0]["characteristics"][0]["limits"] = limits
+    path = write_config(tmp_path, config)
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(path)], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    for word in words:
+        assert word in result.stdout + result.stderr
+
+
+def test_daemon_answers_recalculate_limits_from_overflowing_subgroups_with_an_error(tmp_path):
+    """The real daemon over a database that holds 1e308 readings from before they were rejected."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    from tests.daemon_helpers import REPO, Daemon
+
+    port = free_port()
+    config = minimal_config(tmp_path, port=port)
+    path = write_config(tmp_path, config)
+    loaded, _warnings = load_config(str(path))
+
+    async def old_data() -> None:
+        store = Store(loaded.storage.path)
+        await store.open()
+        store.sync_catalog(loaded.products)
+        with store.batch() as batch:
+            for n, value in enumerate([1e308, -1e308, 1e308, -1e308, 1e308], start=1):
+                batch.measurement(product_id=1, characteristic="diameter", value=value, measured_at=1e9 + n,
+                                  received_at=1e9 + n, sample_number=n, subgroup_number=n, is_within_spec=None,
+                                  is_within_control=None)
+        await batch.committed
+        await store.close()
+
+    asyncio.run(old_data())
+    daemon = Daemon(path).start(wait_for_port=port)
+    try:
+        result = subprocess.run([sys.executable, "-m", "gateway.cli", "limits", "recalculate", "--url",
+                                 f"ws://127.0.0.1:{port}", "--product", "1", "--characteristic", "diameter",
+                                 "--user", "qe", "--reason", "test", "--from-subgroup", "1", "--subgroups", "5"],
+                                cwd=REPO, capture_output=True, text=True, timeout=30,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert result.returncode == 1, result.stdout
+        assert "no control limits can be drawn" in result.stderr
+        with sqlite3.connect(f"file:{loaded.storage.path}?mode=ro", uri=True) as conn:
+            sources = [s for (s,) in conn.execute("SELECT source FROM control_limits ORDER BY id")]
+        assert "recalculated" not in sources
+    finally:
+        assert daemon.stop() == 0
