@@ -205,3 +205,21 @@ def test_daemon_answers_recalculate_limits_from_overflowing_subgroups_with_an_er
         assert "recalculated" not in sources
     finally:
         assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("chart", ["imr", "xbar_r"])
+def test_a_stored_state_holding_overflowing_readings_starts_afresh(chart):
+    # fixed limits were fine, but readings of 1e308 from before the bound sit in the capability window
+    # (and in the open subgroup): capability over them raised OverflowError on every later reading
+    size = 1 if chart == "imr" else 3
+    settings = EngineSettings(chart=chart, subgroup_size=size, center=10.0, sigma=0.1, lsl=9.0, usl=11.0,
+                              capability_every=5)
+    engine = CharacteristicEngine(settings)
+    for i, v in enumerate([10.0, 1e308, -1e308, 10.1, 9.9, 1e308, 10.0]):
+        engine.ingest(v, float(i))
+    state = json.loads(json.dumps(engine.state()))
+    restored = CharacteristicEngine(settings, state=state)
+    assert restored.sample_number == state["sample_number"] and len(restored.capability_window) == 0
+    results = [restored.ingest(10.0 + 0.01 * (i % 3), 100.0 + i) for i in range(30)]
+    assert results[-1].is_within_control is True
+    assert restored.limits is not None and restored.limits.center == 10.0

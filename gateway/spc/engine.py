@@ -30,6 +30,7 @@ from gateway.spc.charts import (
     point_limits,
     summarize,
 )
+from gateway.spc.numeric import MAX_MAGNITUDE
 from gateway.spc.rules import DISPERSION_NAME, RuleSet, RuleWindow, Violation
 
 STATE_VERSION = 1
@@ -391,6 +392,26 @@ class CharacteristicEngine:
             "since_capability": self.since_capability,
         }
 
+    def _numbers_fit(self, state: dict) -> bool:
+        """Whether the kept values are all ones a reading within +-MAX_MAGNITUDE can produce."""
+        spread = 2.0 * MAX_MAGNITUDE
+
+        def fits(n: float, mean: float, m2: float, rng: float) -> bool:
+            # m2 may come out a rounding error below zero, never above what bounded readings give
+            return abs(mean) <= MAX_MAGNITUDE and 0.0 <= rng <= spread and abs(m2) <= n * spread * spread
+
+        summaries = list(state["baseline"])
+        if not self.individuals:
+            summaries += state["capability"]
+        if state["open"]:
+            n, mean, m2, low, high = state["open"]
+            summaries.append([n, mean, m2, high - low])
+        singles = list(state["capability"]) if self.individuals else []
+        if state["previous"] is not None:
+            singles.append(state["previous"])
+        return (all(abs(x) <= MAX_MAGNITUDE for x in singles)
+                and all(fits(*b) for b in summaries))
+
     def _restore(self, state: dict) -> bool:
         """Continue from a saved state; returns False when the settings changed so only numbering survives."""
         if state.get("version") != STATE_VERSION:
@@ -401,9 +422,10 @@ class CharacteristicEngine:
         if state["settings"] != self._fingerprint():
             return False  # the chart, size, fixed limits or rules were changed: start afresh
         restored = LimitsVersion.from_dict(state["limits"]) if state["limits"] is not None else None
-        if restored is not None and restored.problem() is not None:
-            # NaN/infinite limits frozen by an earlier version: only numbering survives, limits are
-            # learned again from new data (the old window holds the values that broke them)
+        if (restored is not None and restored.problem() is not None) or not self._numbers_fit(state):
+            # NaN/infinite limits frozen by an earlier version, or readings beyond +-1e100 kept from
+            # before they were rejected (capability over them overflows): only numbering survives, and
+            # the limits are learned again (fixed ones are put in force again) from new data
             return False
         if restored is not None:
             self._install(restored)
