@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway.config import Characteristic, Config, Product
 from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from gateway.spc.numeric import reading_problem
+from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -172,12 +172,12 @@ class Pipeline:
                         self.duplicates += 1
                         continue
                     self._remember(reading.source_key)
-                problem = None if reading.quality != "good" else reading_problem(reading.value)
-                if reading.quality != "good" or problem is not None:
+                # one chained comparison: also false for NaN and infinity (the reason is worked out only then)
+                if reading.quality != "good" or not -MAX_MAGNITUDE <= reading.value <= MAX_MAGNITUDE:
                     state.rejected += 1
                     self.rejected += 1
-                    if problem is not None:
-                        self._log_rejected(state, problem)
+                    if reading.quality == "good":
+                        self._log_rejected(state, reading_problem(reading.value) or "")
                     continue
                 try:
                     self._ingest(batch, state, reading, now, monotonic)
