@@ -190,9 +190,10 @@ class Pipeline:
     @staticmethod
     def _log_rejected(state: CharacteristicState, problem: str) -> None:
         # A faulty decoder repeats its fault on every poll: the first one and then every 1000th say so.
-        if state.rejected % 1000 == 1:
-            log.warning("%s/%s: reading rejected, never charted: %s (%d rejected so far)",
-                        state.product.code, state.characteristic.name, problem, state.rejected)
+        count = state.extra["out_of_range"] = state.extra.get("out_of_range", 0) + 1
+        if count % 1000 == 1:
+            log.warning("%s/%s: reading rejected, never charted: %s (%d such readings so far)",
+                        state.product.code, state.characteristic.name, problem, count)
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)
