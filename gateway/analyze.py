@@ -26,6 +26,25 @@ from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target"})
+
+
+def join_negative_numbers(argv: list[str]) -> list[str]:
+    """`--lsl -6e1` -> `--lsl=-6e1`, so argparse reads the value instead of taking it for an option.
+
+    argparse's own negative-number pattern knows no exponent; rewriting the arguments keeps to its
+    public behaviour (`--opt=value` is always a value) instead of replacing its private matcher.
+    """
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in NUMBER_OPTIONS and i + 1 < len(argv) and NEGATIVE_NUMBER.match(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        joined.append(argv[i])
+        i += 1
+    return joined
 
 
 class InputError(Exception):
@@ -53,9 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--usl", type=float, metavar="Y", help="upper specification limit")
     parser.add_argument("--target", type=float, metavar="T", help="target (for Cpm; default the midpoint)")
     parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
-    # argparse takes `-6e1` for an option (its negative-number pattern knows no exponent), so
-    # `--lsl -6e1` was refused; this pattern also accepts negative numbers in scientific notation.
-    parser._negative_number_matcher = NEGATIVE_NUMBER
 
 
 def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:

@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["analyze"]:
+        from gateway import analyze
+        argv = analyze.join_negative_numbers(argv)
     args = parser.parse_args(argv)
     return int(args.handler(args) or 0)
 
