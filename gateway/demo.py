@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,26 @@ OPCUA_NODE = f"ns=2;s={OPCUA_PREFIX}.Shaft.OD"
 # take parts out of spec, and CAPABILITY_LOW (min_cpk 1.33) fires only after one.
 CAPABLE_CP = 5.0 / 3.0
 
-# The planned disturbances, by characteristic, and what each is there to trip.
-PLAN: dict[str, tuple[Disturbance, ...]] = {
-    "diameter": (Disturbance("shift", start=160, length=60, size=1.5),  # test 2 (9 on one side), 5, 6
-                 Disturbance("variance", start=300, length=40, size=3.0)),  # test 1 on R, out of spec
-    "length": (Disturbance("trend", start=80, length=12, size=0.5),  # test 3, then out of spec
-               Disturbance("shift", start=200, length=30, size=-2.0)),
-    "outer_diameter": (Disturbance("alternate", start=120, length=20, size=1.2),
-                       Disturbance("shift", start=220, length=40, size=2.5)),
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One demo gauge's random seed and planned disturbances. The seeds are picked so that the limits
+    learned from the baseline are close to the gauge's true sigma (a baseline that happens to be calm
+    would learn limits so tight that the chart raises false alarms before any disturbance)."""
+
+    seed: int
+    disturbances: tuple[Disturbance, ...]
+
+
+# What happens on the demo line, by characteristic, and what each disturbance is there to trip.
+PLAN: dict[str, Plan] = {
+    "diameter": Plan(1, (Disturbance("shift", start=160, length=60, size=1.5),  # test 2 (9 on one side), 5, 6
+                         Disturbance("variance", start=300, length=40, size=3.0))),  # test 1 on R, out of spec
+    "length": Plan(1, (Disturbance("trend", start=80, length=12, size=0.5),  # test 3, then out of spec
+                       Disturbance("shift", start=200, length=30, size=-2.0))),
+    "outer_diameter": Plan(5, (Disturbance("alternate", start=120, length=20, size=1.2),
+                               Disturbance("shift", start=220, length=40, size=2.5))),
 }
 
 
@@ -109,10 +122,11 @@ def demo_gauges(config: Config) -> dict[str, Gauge]:
     """A gauge per characteristic, by name: its own mean and spread, and the planned disturbances."""
     gauges: dict[str, Gauge] = {}
     characteristics = [c for p in config.products for c in p.characteristics]
-    for seed, characteristic in enumerate(characteristics, start=1):
+    for number, characteristic in enumerate(characteristics, start=1):
+        plan = PLAN.get(characteristic.name, Plan(number, ()))
         mean, sigma = nominal(characteristic)
-        gauge = Gauge(mean, sigma, seed=seed)
-        for disturbance in PLAN.get(characteristic.name, ()):
+        gauge = Gauge(mean, sigma, seed=plan.seed)
+        for disturbance in plan.disturbances:
             gauge.schedule(disturbance)
         gauges[characteristic.name] = gauge
     return gauges
