@@ -38,7 +38,7 @@ async def probe(config: Config, source_cfg: MqttSourceConfig, address: str | Non
         topics = [characteristics[address].topic]
     else:  # a topic (filter): decode with every characteristic it feeds, raw otherwise
         watched = {name: a for name, a in characteristics.items()
-                   if paho.topic_matches_sub(a.topic, address) or a.topic == address}
+                   if paho.topic_matches_sub(address, a.topic) or paho.topic_matches_sub(a.topic, address)}
         topics = [address]
     received: list[paho.MQTTMessage] = []
     state: dict[str, Any] = {}

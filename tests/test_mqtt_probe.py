@@ -66,6 +66,8 @@ async def test_probe_decodes_with_the_configured_paths(tmp_path: Path, mosquitto
 
     status, one = await run_probe(config, "runout")  # a characteristic's name stands for its topic
     assert status == 0 and "runout: value 0.0123" in one and "bore" not in one
+    status, both = await run_probe(config, "line3/#")  # a filter: decoded for each characteristic it feeds
+    assert status == 0 and "  runout: value 0.0123" in both and "  bore: value 10.004" in both
 
 
 async def test_probe_fails_when_nothing_arrives_or_nothing_is_readable(tmp_path: Path, mosquitto) -> None:
