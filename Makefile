@@ -1,5 +1,6 @@
 # spc-gateway: two commands for a fresh Debian/Ubuntu machine with Python 3.11+
 #   make demo   the embedded demo: simulated line over real OPC UA + Modbus, page at http://127.0.0.1:8000/
+#               (another port: make demo PORT=8001)
 #   make test   the whole test suite (installs what it needs; system packages via apt-get when root)
 
 PYTHON ?= python3
@@ -32,8 +33,9 @@ system-deps:
 	  fi; \
 	fi
 
+PORT ?= 8000
 demo: $(STAMP)
-	$(VENV)/bin/spc-gateway demo
+	$(VENV)/bin/spc-gateway demo --listen 127.0.0.1:$(PORT)
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check gateway tests bench

@@ -22,6 +22,7 @@ from typing import Any
 from gateway import __version__
 from gateway.alerts import AlertService
 from gateway.config import Config, ConfigError, load_config
+from gateway.listen_error import ListenError, is_bind_error, listen_error
 from gateway.model import Event
 from gateway.northbound import Northbound
 from gateway.northbound import topic_for as northbound_topic
@@ -136,7 +137,13 @@ class Gateway:
         await self.pipeline.start()
         self.server = LineServer(self.config, self.store, self.alerts, self.hub, health=self.health,
                                  metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
-        await self.server.start()
+        try:
+            await self.server.start()
+        except OSError as exc:  # a taken port is one line for the journal, not a traceback
+            if not is_bind_error(exc):
+                raise
+            listen = self.config.server.listen
+            raise listen_error("server.listen", listen.host, listen.port, exc) from None
         if self.northbound is not None:
             await self.northbound.start()
         for source_config in self.config.sources:
@@ -306,9 +313,13 @@ async def serve(config_path: str, *, notifier: Notifier | None = None,
     loop.add_signal_handler(signal.SIGHUP, lambda: reloads.full() or reloads.put_nowait(None))
     try:
         await gateway.start()
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, ListenError):
+            log.error("%s", exc)
         with contextlib.suppress(Exception):
             await gateway.stop()
+        if isinstance(exc, ListenError):
+            return 1  # systemd restarts us (Restart=on-failure): the port may be free by then
         raise
     if on_started is not None:
         on_started(gateway)

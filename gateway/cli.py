@@ -68,7 +68,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     try:
-        return asyncio.run(run_demo(args.listen, args.db))
+        return asyncio.run(run_demo(args.listen, args.db, modbus_port=args.modbus_port,
+                                    opcua_port=args.opcua_port, simulators_only=args.simulators_only))
     except KeyboardInterrupt:
         return 0
 
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "a simulated line over real OPC UA and Modbus, with the HMI page")
     p.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT")
     p.add_argument("--db", default=None, help="SQLite file to keep (default: a temporary one)")
+    p.add_argument("--modbus-port", type=int, default=0, help="the simulated PLC's port (default: any free one)")
+    p.add_argument("--opcua-port", type=int, default=0, help="the simulated CMM's port (default: any free one)")
+    p.add_argument("--simulators-only", action="store_true",
+                   help="serve the simulated line without the gateway (for run --config config/demo.yaml)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
 
     from gateway import analyze

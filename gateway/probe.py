@@ -1,15 +1,15 @@
 """`spc-gateway probe --config FILE SOURCE [ADDRESS]`: read one source (or one address) now.
 
 For Modbus registers it prints the raw registers and the value under all four byte orders, so a
-technician can pick the right `byte_order` at the machine. OPC UA and MQTT are probed by their own
-modules (`gateway.sources.opcua.probe`, `gateway.sources.mqtt.probe`).
+technician can pick the right `byte_order` at the machine. OPC UA (browse the Objects tree, or read a
+node) and MQTT (listen to the configured topics, decode with the configured paths) are probed by
+`gateway.probe_opcua` and `gateway.probe_mqtt`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import re
 import sys
 from typing import TextIO
@@ -39,8 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="configuration file")
     parser.add_argument("source", help="name of a source in the configuration")
     parser.add_argument("address", nargs="?", default=None,
-                        help=f"Modbus: a characteristic name or {ADDRESS_FORM}; OPC UA: a node id; "
-                             "MQTT: a topic. Without it: every characteristic of the source.")
+                        help=f"a characteristic name, or: Modbus {ADDRESS_FORM}; OPC UA a node id (a variable "
+                             "is read, an object browsed); MQTT a topic. Without it: Modbus every "
+                             "characteristic of the source, OPC UA the server's Objects tree, MQTT the "
+                             "configured topics.")
+    parser.add_argument("--wait", type=float, default=5.0, metavar="SECONDS",
+                        help="MQTT: how long to listen for a message (default 5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,22 +63,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"no source named {args.source!r} in {args.config} (sources: {', '.join(names) or 'none'})",
               file=sys.stderr)
         return 1
-    return asyncio.run(probe_source(config, args.source, args.address, out))
+    return asyncio.run(probe_source(config, args.source, args.address, out, wait=args.wait))
 
 
-async def probe_source(config: Config, source_name: str, address: str | None, out: TextIO) -> int:
+async def probe_source(config: Config, source_name: str, address: str | None, out: TextIO, *,
+                       wait: float = 5.0) -> int:
     """Probe one source of a loaded config; returns the exit status."""
     source_cfg = config.source(source_name)
     if source_cfg.type == "modbus":
         return await probe_modbus(config, source_cfg, address, out)  # type: ignore[arg-type]
     if source_cfg.type == "opcua":
-        from gateway.sources import opcua as module
-    else:
-        from gateway.sources import mqtt as module  # type: ignore[no-redef]
-    result = module.probe(source_cfg, address, out)
-    if inspect.isawaitable(result):
-        result = await result
-    return int(result or 0)
+        from gateway import probe_opcua
+
+        return await probe_opcua.probe(config, source_cfg, address, out)  # type: ignore[arg-type]
+    if source_cfg.type == "mqtt":
+        from gateway import probe_mqtt
+
+        return await probe_mqtt.probe(config, source_cfg, address, out, wait=wait)  # type: ignore[arg-type]
+    out.write(f"{source_name}: probe cannot read a source of type {source_cfg.type!r} "
+              "(it reads modbus, opcua and mqtt)\n")
+    return 1
 
 
 def parse_address(text: str) -> ModbusAddress | None:

@@ -198,25 +198,3 @@ async def test_security_policy_with_certificates_and_password(tmp_path: Path, po
         await source.stop()
         await refused.stop()
         await sim.stop()
-
-
-async def test_probe_reads_one_node_and_the_server(capsys: pytest.CaptureFixture[str]) -> None:
-    import io
-
-    sim = await _simulator()
-    try:
-        await sim.write("OD", 20.005, at=_at(1))
-        config = OpcUaSourceConfig("cmm", sim.endpoint)
-        out = io.StringIO()
-        assert await opcua.probe(config, sim.node_ids["OD"], out) == 0
-        assert "value=20.005" in out.getvalue() and "status=Good" in out.getvalue()
-        out = io.StringIO()
-        assert await opcua.probe(config, None, out) == 0
-        assert "urn:spc-gateway:simulator" in out.getvalue()
-        assert await opcua.probe(config, "ns=2;s=Nope", io.StringIO()) == 1
-        down = OpcUaSourceConfig("cmm", f"opc.tcp://127.0.0.1:{free_port()}", timeout=1.0)
-        out = io.StringIO()
-        assert await opcua.probe(down, None, out) == 1
-        assert "connection failed" in out.getvalue()
-    finally:
-        await sim.stop()

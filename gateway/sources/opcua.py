@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
@@ -458,36 +458,3 @@ class OpcUaSource(Source):
             log.info("%s: node %s readable again", self.config.name, node_id)
             self.health.details["failed_nodes"] = {k: v for r in self.readers for k, v in r.failed.items()}
 
-
-async def probe(source_cfg: OpcUaSourceConfig, address: str | None, out: TextIO) -> int:
-    """Read one node (or the server's status) now and print what came back; 0 ok, 1 failed."""
-    try:
-        client = await build_client(source_cfg)
-        await asyncio.wait_for(client.connect(), source_cfg.timeout * 3)
-    except Exception as exc:
-        out.write(f"{source_cfg.name}: {_describe(exc)}\n")
-        return 1
-    try:
-        if address is None:
-            state = await client.nodes.server_state.read_value()
-            namespaces = await client.get_namespace_array()
-            out.write(f"{source_cfg.name}: {source_cfg.endpoint}: server state {ua.ServerState(state).name}\n")
-            for index, uri in enumerate(namespaces):
-                out.write(f"  ns={index}  {uri}\n")
-            return 0
-        try:
-            nodeid = ua.NodeId.from_string(address)
-        except Exception:
-            out.write(f"{address}: not a valid node id (example: ns=2;s=Line3.CMM.Shaft.OD)\n")
-            return 1
-        data = await client.get_node(nodeid).read_data_value(raise_on_bad_status=False)
-        value = data.Value.Value if data.Value is not None else None
-        variant = data.Value.VariantType.name if data.Value is not None else "-"
-        out.write(f"{address}: value={value!r} type={variant} status={_status_name(data.StatusCode)} "
-                  f"source_time={data.SourceTimestamp} server_time={data.ServerTimestamp}\n")
-        return 0 if data.StatusCode is None or data.StatusCode.is_good() else 1
-    except Exception as exc:
-        out.write(f"{source_cfg.name}: {_describe(exc)}\n")
-        return 1
-    finally:
-        await _close(client)

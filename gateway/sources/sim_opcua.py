@@ -21,6 +21,7 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
+from gateway.listen_error import ListenError, check_bindable
 from gateway.sources.simulator import Disturbance, Gauge
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,12 @@ class OpcUaSimulator:
                         raise
             await asyncio.sleep(0.1)
 
-    async def _serve(self) -> None:
-        await self._wait_bindable()
+    async def _serve(self, *, first: bool = False) -> None:
+        if first:
+            # nothing of ours can hold the port yet: a taken port is someone else's, say so at once
+            check_bindable("OPC UA simulator", self.host, self.port)
+        else:
+            await self._wait_bindable()
         server = Server(user_manager=_Users(self.security.users) if self.security and self.security.users
                         else None)
         await server.init()
@@ -111,8 +116,8 @@ class OpcUaSimulator:
         self.running = True
 
     async def start(self) -> None:
-        """Start serving and making parts every `interval` seconds."""
-        await self._serve()
+        """Start serving and making parts every `interval` seconds; ListenError when the port is taken."""
+        await self._serve(first=True)
         self._ticker = asyncio.create_task(self._tick(), name="sim_opcua")
 
     async def _halt(self) -> None:
@@ -216,5 +221,8 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between parts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args.port, args.interval))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_main(args.port, args.interval))
+    except ListenError as exc:
+        raise SystemExit(str(exc)) from None

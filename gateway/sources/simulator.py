@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import random
+import sys
 from dataclasses import dataclass
 
 from pymodbus.constants import ExcCodes
@@ -19,6 +20,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from gateway.listen_error import ListenError, check_bindable
 from gateway.sources.modbus_codec import encode
 
 log = logging.getLogger(__name__)
@@ -232,9 +234,12 @@ class ModbusSimulator:
             self._publish(served)
 
     async def start(self) -> None:
-        """Listen (TCP) or open the serial port (RTU)."""
+        """Listen (TCP) or open the serial port (RTU); ListenError when the TCP port is taken."""
         if self._server is not None:
             return
+        if not self.serial_port:
+            # pymodbus only says "Could not start listen": find out why ourselves, in one line
+            check_bindable("Modbus simulator", self.host, self.port)
         if self.serial_port:
             server = ModbusSerialServer(_placeholder_device(), framer=FramerType.RTU, port=self.serial_port,
                                         baudrate=self.baudrate, ignore_missing_devices=True)
@@ -332,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:
         pass
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 
