@@ -3,6 +3,7 @@ demo's simulated PLC and CMM with that file (the demo as a subprocess, probe as 
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import signal
@@ -16,16 +17,19 @@ from tests.daemon_helpers import REPO
 
 
 def read_banner(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The demo's banner, read from the pipe's file descriptor: a text-mode readline would buffer the
+    following lines where select() no longer sees them."""
     assert proc.stdout is not None
-    text, deadline = "", time.monotonic() + timeout
-    while "read them yourself" not in text:
-        assert time.monotonic() < deadline, f"no banner within {timeout}s: {text!r}"
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+    fd = proc.stdout.fileno()
+    data, deadline = b"", time.monotonic() + timeout
+    while b"read them yourself" not in data:
+        assert time.monotonic() < deadline, f"no banner within {timeout}s: {data!r}"
+        ready, _, _ = select.select([fd], [], [], 0.5)
         if ready:
-            line = proc.stdout.readline()
-            assert line, f"the demo ended: {text!r}"
-            text += line
-    return text
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the demo ended: {data!r}"
+            data += chunk
+    return data.decode()
 
 
 def test_demo_prints_endpoints_and_a_config_that_probe_reads(tmp_path: Path) -> None:
