@@ -5,6 +5,7 @@ polling it, and the HMI page, all in one process. Disturbances are scheduled so 
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -79,10 +80,19 @@ def demo_gauges() -> dict[str, Gauge]:
 
 async def run_demo(listen: str, db: str | None) -> int:
     """Start the simulators and the gateway; run until Ctrl-C / SIGTERM."""
+    # the generated config, and the database unless --db names one: removed when the demo ends, however
+    # it ends (Ctrl-C, SIGTERM, a port in use); a --db file lives elsewhere and is kept
+    workdir = Path(tempfile.mkdtemp(prefix="spc-gateway-demo-"))
+    try:
+        return await _run_demo_in(workdir, listen, db)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run_demo_in(workdir: Path, listen: str, db: str | None) -> int:
     from gateway.app import serve
     from gateway.sources.sim_opcua import start_opcua_simulator
 
-    workdir = Path(tempfile.mkdtemp(prefix="spc-gateway-demo-"))
     db_path = db or str(workdir / "demo.sqlite3")
     gauges = demo_gauges()
     modbus = ModbusSimulator(port=_free_port())
