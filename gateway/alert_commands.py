@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,15 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _width(text: str) -> int:
+    """Columns the text takes in a terminal: Korean (wide) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())  # a message with newlines stays one row
     return text if len(text) <= width else text[:width - 1] + "…"
@@ -73,8 +83,8 @@ def format_table(alerts: list[dict[str, Any]]) -> str:
                      _cell(a.get("product_code")), _cell(a.get("characteristic")),
                      str(a.get("created_at", ""))[:19].replace("T", " "), _cell(a.get("occurrences", 1)),
                      _clip(_cell(a.get("title")), TITLE_WIDTH)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(_pad(cell, w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
                      for row in rows)
 
 
