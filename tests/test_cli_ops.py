@@ -191,3 +191,22 @@ def test_runtime_dependencies_hold_no_test_tool() -> None:
     for tool in ("playwright", "pytest", "hypothesis", "ruff"):
         assert tool not in runtime
         assert any(tool in d.lower() for d in project["optional-dependencies"]["test"])
+
+
+def test_every_gateway_module_imports_without_the_test_tools() -> None:
+    """What `make demo` installs is enough: no module of the gateway needs a test extra."""
+    script = """
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('pytest', 'hypothesis', 'playwright', 'ruff', '_pytest', 'tests'):
+            raise ImportError('test tool ' + name)
+sys.meta_path.insert(0, Block())
+import gateway
+for info in pkgutil.walk_packages(gateway.__path__, 'gateway.'):
+    importlib.import_module(info.name)
+print('ok')
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env=ENV)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
