@@ -196,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # --help prints too
-        if args.handler is cmd_run:  # the daemon's sockets are not the terminal: a broken pipe there is a bug
-            return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    if args.handler is cmd_run:  # the daemon prints nothing; a broken pipe there is a socket's, and a bug
+        return int(args.handler(args) or 0)
+    try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe found at exit is a closed pipe too
         return code
