@@ -210,3 +210,40 @@ print('ok')
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO,
                           env=ENV)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_cli_reference_names_every_command_and_option() -> None:
+    """docs/cli.md keeps up with the parser: every command, alert action and long option is in it."""
+    import argparse
+
+    from gateway.cli import build_parser
+
+    doc = (REPO / "docs" / "cli.md").read_text()
+    missing: list[str] = []
+    seen: set[int] = set()
+
+    def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
+        seen.add(id(parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if id(sub) not in seen:  # an alias is the same parser again
+                        walk(sub, [*words, name])
+            else:
+                missing.extend(f"{' '.join(words)} {o}" for o in action.option_strings
+                               if o.startswith("--") and o not in ("--help", "--version") and f"{o}" not in doc)
+        if words and f"`{' '.join(words)}" not in doc and f"spc-gateway {' '.join(words)}" not in doc:
+            missing.append(" ".join(words))
+
+    walk(build_parser(), [])
+    assert missing == []
+
+
+def test_the_http_api_reference_names_every_route() -> None:
+    doc = (REPO / "docs" / "http-api.md").read_text()
+    for route in ("GET /healthz", "GET /metrics", "GET /api/spc/products/", "GET /api/spc/alerts/",
+                  "POST /api/spc/alerts/", "GET /api/spc/products/{id}/measurements/",
+                  "GET /api/spc/products/{id}/capability/", "GET /static/"):
+        assert route in doc, route
+    for parameter in ("status", "product", "limit", "before_id", "characteristic"):
+        assert f"| `{parameter}` |" in doc, parameter
