@@ -5,6 +5,8 @@ and changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from gateway.cli import main
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
 OPERATOR, VIEWER = "op-secret-7c1e", "view-secret-93ab"
@@ -29,14 +32,29 @@ class Gateway:
         self.url = f"ws://127.0.0.1:{port}"
 
     def cli(self, *argv: str, token: str | None = OPERATOR, user: str | None = "김철수",
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        args = [sys.executable, "-m", "gateway.cli", *argv, "--url", self.url]
+            env: dict[str, str] | None = None, subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+        """`spc-gateway ARGV --url ... [--token] [--user]`: in this process (fast), or as a subprocess."""
+        args = [*argv, "--url", self.url]
         if token is not None:
             args += ["--token", token]
         if user is not None and argv[:2] != ("alert", "list") and argv[:2] != ("alert", "create"):
             args += ["--user", user]
-        return subprocess.run(args, capture_output=True, text=True, timeout=30, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+        if subprocess_:
+            return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+                                  timeout=30, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+        out, err = io.StringIO(), io.StringIO()
+        saved = dict(os.environ)
+        os.environ.update(env or {})
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(args)
+                except SystemExit as exc:  # argparse: usage errors
+                    code = int(exc.code or 0)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
     def create(self, title: str, product: int = 1) -> int:
         done = self.cli("alert", "create", "--product", str(product), "--type", "MANUAL", "--priority", "3",
@@ -88,7 +106,7 @@ def test_list_filters_and_prints_a_table(gateway: Gateway) -> None:
     first = gateway.create("누름쇠 마모 확인")
     second = gateway.create("Shaft gauge re-zero", product=2)
     third = gateway.create("third one")
-    table = gateway.cli("alert", "list")
+    table = gateway.cli("alert", "list", subprocess_=True)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["ID", "P", "STATUS", "TYPE", "PRODUCT", "CHARACTERISTIC", "CREATED", "N", "TITLE"]
@@ -186,7 +204,7 @@ def test_refusals_say_why_and_change_nothing(gateway: Gateway) -> None:
 def test_alert_json_and_the_token_from_the_environment(gateway: Gateway) -> None:
     alert_id = gateway.create("json")
     done = gateway.cli("alert", "acknowledge", str(alert_id), "--json", token=None,
-                       env={"SPC_GATEWAY_TOKEN": OPERATOR})
+                       env={"SPC_GATEWAY_TOKEN": OPERATOR}, subprocess_=True)
     assert done.returncode == 0, done.stderr
     alert = json.loads(done.stdout)
     assert alert["id"] == alert_id and alert["status"] == "ACKNOWLEDGED" and alert["acknowledged_by"] == "김철수"
