@@ -8,18 +8,26 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl curl fonts-nanum
 SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl /usr/bin/curl
 
 .PHONY: demo test lint bench soak install system-deps clean
 
+# one venv: `make demo` installs the runtime dependencies only; the test tools (pytest, hypothesis,
+# playwright, ruff) come on top with the first `make test`. Each stamp is redone when pyproject.toml
+# changes, and the test stamp also after the runtime one (a newer runtime install).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "spc-gateway needs Python 3.11 or newer (found: $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e .
 	@touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install --quiet -e '.[test]'
+	@touch $(TEST_STAMP)
 
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
@@ -37,17 +45,17 @@ PORT ?= 8000
 demo: $(STAMP)
 	$(VENV)/bin/spc-gateway demo --listen 127.0.0.1:$(PORT)
 
-test: $(STAMP) system-deps
+test: $(TEST_STAMP) system-deps
 	$(VENV)/bin/ruff check gateway tests bench
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check gateway tests bench
 
-bench: $(STAMP) system-deps
+bench: $(TEST_STAMP) system-deps
 	$(PY) bench/run_all.py
 
-soak: $(STAMP) system-deps
+soak: $(TEST_STAMP) system-deps
 	$(PY) bench/soak.py --minutes 30 --rate 2000 --clients 50 --results bench/soak-results.md
 
 install:

@@ -1,6 +1,7 @@
 """`spc-gateway`: argument parsing only; each command calls one function elsewhere.
 
-Exit status: 0 success, 1 the input is wrong (config, CSV, data), 2 usage error.
+Exit status: 0 success, 1 the input is wrong (config, CSV, data), 2 usage error, 141 the reader of
+the output went away (`| head`), as for any Unix tool ended by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -8,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 
 from gateway import __version__
 
 DEFAULT_CONFIG = "/etc/spc-gateway/gateway.yaml"
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what the shell reports for `seq 1 100000 | head`
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -140,8 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     alert_sub = alert.add_subparsers(dest="alert_command", metavar="ACTION")
     alert_sub.required = True
     p = alert_sub.add_parser("create", help="create an alert through the WebSocket")
-    p.set_defaults(handler=clients.run_create_alert)
+    p.set_defaults(handler=clients.run_create_alert, alert_action="create")
     clients.add_create_alert_arguments(p)
+    from gateway import alert_commands
+
+    def add_alert(name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        p = alert_sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
+        p.set_defaults(handler=alert_commands.run, alert_action=name)
+        return p
+
+    alert_commands.add_parsers(add_alert)
 
     limits = sub.add_parser("limits", help="control limit versions")
     limits_sub = limits.add_subparsers(dest="limits_command", metavar="ACTION")
@@ -178,14 +189,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout (or stderr) is gone: end without a traceback, and without the one Python
+    would print when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # replaced or closed stream (tests capture them)
+            pass
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["analyze"]:
         from gateway import analyze
         argv = analyze.join_negative_numbers(argv)
-    args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        args = parser.parse_args(argv)  # --help prints too
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    if args.handler is cmd_run:  # the daemon prints nothing; a broken pipe there is a socket's, and a bug
+        return int(args.handler(args) or 0)
+    try:
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe found at exit is a closed pipe too
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
 
 
 if __name__ == "__main__":

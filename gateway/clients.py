@@ -31,6 +31,17 @@ class ClientError(Exception):
     """The gateway refused or could not be reached; the message says which."""
 
 
+class ReaderGone(BrokenPipeError):
+    """Whoever read our output closed it (`watch | head`): unlike a broken socket, no reason to retry."""
+
+
+def _emit(out: Callable[[str], None], line: str) -> None:
+    try:
+        out(line)
+    except BrokenPipeError as exc:
+        raise ReaderGone(*exc.args) from None
+
+
 def endpoint(url: str, product: int | None = None) -> str:
     """ws://host:port[/...] -> the endpoint URL (general feed, or one product's)."""
     parts = urlsplit(url if "://" in url else f"ws://{url}")
@@ -114,15 +125,17 @@ async def watch(url: str, product: int | None = None, token: str | None = None, 
                         since = message["seq"]
                     line = json.dumps(message, ensure_ascii=False) if raw else format_message(message)
                     if line:
-                        out(line)
+                        _emit(out, line)
                     count += 1
                     if max_messages is not None and count >= max_messages:
                         return 0
         except InvalidStatus as exc:
             raise ClientError(f"the gateway refused the connection: HTTP {exc.response.status_code} "
                               f"{exc.response.body.decode(errors='replace').strip()}") from None
+        except ReaderGone:  # our reader (`| head`) is gone, not the gateway: stop, do not reconnect
+            raise
         except (OSError, ConnectionClosed, TimeoutError) as exc:
-            out(f"connection lost ({exc}); retrying in {delay:.1f} s")
+            _emit(out, f"connection lost ({exc}); retrying in {delay:.1f} s")
         await asyncio.sleep(delay)
         delay = min(RECONNECT_MAX, delay * 2)
 
@@ -135,10 +148,16 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", action="store_true", help="print each message as JSON")
 
 
+def _print_now(line: str) -> None:
+    print(line, flush=True)
+
+
 def run_watch(args: argparse.Namespace) -> int:
     """`spc-gateway watch`: until Ctrl-C."""
     try:
-        return asyncio.run(watch(args.url, args.product, args.token, raw=args.raw))
+        # flushed line by line: `watch | grep ALERT` shows each alert at once, and `watch | head` ends
+        # at the first line after head has gone
+        return asyncio.run(watch(args.url, args.product, args.token, raw=args.raw, out=_print_now))
     except KeyboardInterrupt:
         return 0
     except (ClientError, InvalidURI) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 import socket
 import tempfile
@@ -183,10 +184,21 @@ async def _until_signalled() -> None:
 async def run_demo(listen: str, db: str | None, *, modbus_port: int = 0, opcua_port: int = 0,
                    simulators_only: bool = False) -> int:
     """Start the simulators and the gateway; run until Ctrl-C / SIGTERM. Ports 0: any free port."""
+    # the generated config, and the database unless --db names one: removed when the demo ends, however
+    # it ends (Ctrl-C, SIGTERM, a port in use); a --db file lives elsewhere and is kept
+    workdir = Path(tempfile.mkdtemp(prefix="spc-gateway-demo-"))
+    try:
+        return await _run_demo_in(workdir, listen, db, modbus_port=modbus_port, opcua_port=opcua_port,
+                                  simulators_only=simulators_only)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run_demo_in(workdir: Path, listen: str, db: str | None, *, modbus_port: int, opcua_port: int,
+                       simulators_only: bool) -> int:
     from gateway.app import serve
     from gateway.sources.sim_opcua import OpcUaSimulator, start_opcua_simulator
 
-    workdir = Path(tempfile.mkdtemp(prefix="spc-gateway-demo-"))
     db_path = db or str(workdir / "demo.sqlite3")
     modbus_port = modbus_port or _free_port()
     opcua_port = opcua_port or _free_port()

@@ -6,6 +6,7 @@ import csv
 import datetime as _dt
 import os
 import sqlite3
+import stat
 from collections.abc import Callable
 from typing import TextIO
 
@@ -13,6 +14,9 @@ from gateway.model import iso_time
 from gateway.store_schema import StoreError
 
 BACKUP_STEP_PAGES = 1024  # pages copied per step: progress is reported between steps
+# A backup holds every measurement: never readable by other users of the PC. It gets the database's own
+# permissions (0640 under systemd's UMask=0027) without the bits for others, 0600 while it is written.
+BACKUP_MODE_MASK = 0o640
 
 
 class MaintenanceError(StoreError):
@@ -32,6 +36,14 @@ def _connect_existing(db_path: str) -> sqlite3.Connection:
     return conn
 
 
+def backup_mode(db_path: str) -> int:
+    """The permissions of a backup of db_path: the database's own, less anything for others."""
+    try:
+        return stat.S_IMODE(os.stat(db_path).st_mode) & BACKUP_MODE_MASK | 0o600
+    except OSError:  # a source connection given without its file: the strictest
+        return 0o600
+
+
 def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None = None,
            *, source: sqlite3.Connection | None = None, step_pages: int = BACKUP_STEP_PAGES) -> None:
     """Copy the database consistently into dest while it may be written; progress(copied, total) pages."""
@@ -45,6 +57,8 @@ def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None 
     try:
         if os.path.exists(partial):
             os.remove(partial)
+        # created 0600 before SQLite opens it: the copy is never readable by others, not even half-written
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         dst = sqlite3.connect(partial, isolation_level=None)
     except (OSError, sqlite3.Error) as exc:
         if source is None:
@@ -72,6 +86,7 @@ def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None 
         dst.close()
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(partial, backup_mode(db_path))
         os.replace(partial, dest)
     except (OSError, sqlite3.Error) as exc:
         dst.close()
@@ -259,6 +274,8 @@ def export_command(args) -> int:
             with open(args.output, "w", newline="", encoding="utf-8") as out:
                 count = export_csv(db_path, args.product, start, end, out, tz=zone,
                                    characteristic=args.characteristic)
+    except BrokenPipeError:  # `export | head`: the reader is gone; the command line ends quietly
+        raise
     except OSError as exc:
         print(f"spc-gateway export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
         return 1

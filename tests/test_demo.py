@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gateway.config import load_config
@@ -41,8 +43,11 @@ def test_demo_runs_all_sources_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     db = tmp_path / "demo.sqlite3"
     log = tmp_path / "demo.log"
+    tmp = tmp_path / "tmp"  # the demo's own temporary folder goes here, to see it removed
+    tmp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--listen", f"127.0.0.1:{port}",
-                             "--db", str(db)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+                             "--db", str(db)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+                            env={**os.environ, "TMPDIR": str(tmp)})
     try:
         wait_port(port, timeout=30)
         deadline = time.monotonic() + 30
@@ -64,4 +69,28 @@ def test_demo_runs_all_sources_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert "Traceback" not in log.read_text()
+    assert list(tmp.iterdir()) == [] and db.stat().st_size > 0  # the --db file is kept, the folder is gone
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_demo_without_db_leaves_no_temporary_folder(tmp_path: Path, stop: signal.Signals) -> None:
+    """Each `make demo` used to leave a spc-gateway-demo-* folder with its database in /tmp."""
+    port = free_port()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log = tmp_path / "demo.log"
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--listen", f"127.0.0.1:{port}"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    try:
+        wait_port(port, timeout=30)
+        folders = list(tmp.glob("spc-gateway-demo-*"))
+        assert len(folders) == 1 and (folders[0] / "demo.sqlite3").exists()
+        proc.send_signal(stop)
+        assert proc.wait(10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(tmp.iterdir()) == [], log.read_text()
     assert "Traceback" not in log.read_text()

@@ -26,7 +26,7 @@ ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
 ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
                "STORAGE", "MANUAL")
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
-                            "create_alert", "recalculate_limits"})
+                            "create_alert", "recalculate_limits", "unshelve_alert"})
 MAX_SHELVE_S = 8 * 3600.0
 MAX_REQUEST_ID = 100  # characters of a string request_id
 FLOOD_CLOSE_AFTER = 200  # rate-limited frames in a row before the connection is closed (1008)
@@ -101,6 +101,8 @@ SCHEMA: dict[str, dict[str, F]] = {
     "comment_alert": {"alert_id": F("id", True), "user": _USER, "comment": F("text", True, 1, LONG_TEXT)},
     "shelve_alert": {"alert_id": F("id", True), "user": _USER, "duration_s": F("number", True, 0, MAX_SHELVE_S),
                      "reason": F("text", True, 1, LONG_TEXT)},
+    # an extension of the contract: ends a shelve before its time (the line restarted early)
+    "unshelve_alert": {"alert_id": F("id", True), "user": _USER},
     "resolve_alert": {"alert_id": F("id", True), "user": _USER, "cause": F("text", True, 1, LONG_TEXT),
                       "action": F("text", False, 0, LONG_TEXT)},
     "create_alert": {"product_id": F("id", True), "alert_type": F("choice", True, choices=ALERT_TYPES),

@@ -345,6 +345,8 @@ class LineServer:
                 alert = await self.alerts.comment(f["alert_id"], f["user"], f["comment"])
             elif command.type == "shelve_alert":
                 alert = await self.alerts.shelve(f["alert_id"], f["user"], f["duration_s"], f["reason"])
+            elif command.type == "unshelve_alert":
+                alert = await self.alerts.unshelve(f["alert_id"], f["user"])
             elif command.type == "resolve_alert":
                 alert = await self.alerts.resolve(f["alert_id"], f["user"], f["cause"], f["action"])
             elif command.type == "create_alert":
