@@ -36,7 +36,7 @@ from gateway.server.http import (
     response,
 )
 from gateway.server.http_body import BodyReadingConnection
-from gateway.server.hub import Hub, carries, encode, event_json
+from gateway.server.hub import Client, Hub, carries, encode, event_json
 from gateway.server.inputs import INT64_MAX, request_problem, whole_number
 from gateway.server.protocol import Command, Protocol, Session
 
@@ -285,7 +285,7 @@ class LineServer:
             horizon = None
             if handshake.since is not None:
                 horizon = await self._replay(connection, handshake.product_id, handshake.since,
-                                             session.subscriptions)
+                                             session.subscriptions, client)
             if not client.closed:
                 self.hub.go_live(client, horizon)
             async for frame in connection:
@@ -307,8 +307,12 @@ class LineServer:
         await connection.send(encode(message), text=True)
 
     async def _replay(self, connection: ServerConnection, product_id: int | None, since: int,
-                      subscriptions: set[int]) -> int | None:
-        """Send the stored events after `since` this endpoint carries; returns the seq the replay covered."""
+                      subscriptions: set[int], client: Client) -> int | None:
+        """Send the stored events after `since` this endpoint carries; returns the seq the replay covered.
+
+        Live events published meanwhile wait in the client's queue; those its bound had no room for
+        (`client.dropped_through`) are read from the store here too, so the replay runs until it has
+        sent them, however long the socket takes to drain."""
         last = self.store.last_seq
         oldest = await self.store.oldest_event_seq()
         gap = since > last or (since < last and (oldest is None or since + 1 < oldest))
@@ -317,20 +321,27 @@ class LineServer:
                                                                complete=False))
             return None
         cursor, sent, complete = since, 0, True
-        while cursor < last:
-            events = await self.store.events_after(cursor, REPLAY_PAGE)
-            if not events:
-                break
-            for event in events:
-                if carries(product_id, subscriptions, event):
-                    await connection.send(event_json(event), text=True)
-                    sent += 1
-            cursor = events[-1].seq
-            if sent > self.config.server.replay_limit:
-                complete = False
-                break
+
+        async def send_through(target: int) -> None:
+            nonlocal cursor, sent, complete
+            while cursor < target and complete:
+                events = await self.store.events_after(cursor, REPLAY_PAGE)
+                if not events:
+                    break
+                for event in events:
+                    if carries(product_id, subscriptions, event):
+                        await connection.send(event_json(event), text=True)
+                        sent += 1
+                cursor = events[-1].seq
+                if sent > self.config.server.replay_limit:
+                    complete = False
+                target = max(target, client.dropped_through)
+
+        await send_through(last)
         await self._send(connection, self.protocol.message("replay_complete", from_seq=since, to_seq=cursor,
                                                            complete=complete))
+        # dropped from the queue while replay_complete was being sent: they follow it, as live events would
+        await send_through(client.dropped_through)
         return cursor
 
     async def _run(self, command: Command, session: Session) -> dict[str, Any]:
