@@ -214,7 +214,7 @@ _HEADER_NAMES = ["Host", "Origin", "Authorization", "Content-Type", "If-None-Mat
 _header_values = (st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"),
                           max_size=40)
                   | st.sampled_from(["websocket", "Upgrade", "13", "dGhlIHNhbXBsZSBub25jZQ==", "application/json",
-                                     "0", "5", "99999999999999999999", "chunked", "100-continue",
+                                     "0", "5", "99999999999999999999", "9" * 5000, "chunked", "100-continue",
                                      "http://evil.example", "Bearer x", "bearer.x"]))
 _query_values = st.text(max_size=12) | _odd_texts.map(lambda t: t[:50]) | _ints.map(str)
 

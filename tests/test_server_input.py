@@ -29,10 +29,10 @@ def no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     assert not bad, [(r.name, r.getMessage()) for r in bad]
 
 
-async def raw_http(port: int, target: str, headers: list[tuple[str, str]]) -> tuple[int, bytes]:
+async def raw_http(port: int, target: str, headers: list[tuple[str, str]], method: str = "GET") -> tuple[int, bytes]:
     """One request with exactly these header lines (repeats kept), as bytes on a socket."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
     writer.write(head.encode())
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()
@@ -124,6 +124,9 @@ def test_http_input_gets_a_precise_4xx_never_500(tmp_path, caplog):
                 for target in (ws_path, "/api/spc/products/", "/static/app.js"):
                     got, payload = await raw_http(port, target, headers)
                     assert got == 400 and what in payload, (target, headers, got, payload)
+            got, payload = await raw_http(port, "/api/spc/alerts/", [("Host", "127.0.0.1"), ("Content-Length", "9" * 5000),
+                                                                   ("Content-Type", "application/json")], "POST")
+            assert got == 413, payload  # int() of 5,000 digits raised inside data_received
             ws = await open_client(rig.url, f"{ws_path}?since={rig.store.last_seq}")  # still serving
             await ws.close()
     run(body)
