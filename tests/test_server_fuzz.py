@@ -168,6 +168,8 @@ class Clients:
             assert answer["code"] in ERROR_CODES and isinstance(answer["message"], str) and answer["message"]
         if kind == "binary":
             assert answer["type"] == "error" and answer["code"] == "invalid_json"
+        if "request_id" in answer:  # an echo is the very value sent
+            assert answer["request_id"] == json.loads(payload)["request_id"], (payload[:200], answer)
 
     def close(self) -> None:
         self.ws.close()
