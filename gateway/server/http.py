@@ -25,17 +25,19 @@ from websockets.http11 import Response
 
 from gateway.config import Config
 from gateway.model import iso_time
+from gateway.server.inputs import INT64_MAX, MAX_QUERY_FIELDS, whole_number
 from gateway.server.protocol import ALERT_STATUSES
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_STATIC_BYTES = 4 << 20  # the page's files are small; anything bigger is not ours to serve
+MAX_STATIC_NAME = 200  # characters of a static file's path; ours are short, the file system's limit is 255 bytes
 POST_REFUSED = ("This gateway's HTTP API is read-only (GET), except POST /api/spc/alerts/ with a JSON body "
                 "to create an alert. Every other write goes over the WebSocket (/ws/spc/notifications/), "
                 "e.g. `acknowledge_alert`; or run `spc-gateway alert create --product ID --type T --priority P "
                 "--title ... --message ...`.\n")
 PLACEHOLDER = ("<!doctype html><meta charset=utf-8><title>spc-gateway</title>"
                "<h1>spc-gateway</h1><p>The HMI page is not installed. WebSocket: /ws/spc/notifications/</p>")
-_PRODUCT_PATH = re.compile(r"^/api/spc/products/(\d{1,9})/(measurements|capability)/$")
+_PRODUCT_PATH = re.compile(r"^/api/spc/products/([0-9]{1,9})/(measurements|capability)/$")  # ASCII digits
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html",
           ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon",
           ".woff2": "font/woff2", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
@@ -103,7 +105,10 @@ class HttpRoutes:
         if method not in ("GET", "HEAD"):
             allow = "GET, POST" if parts.path == "/api/spc/alerts/" else "GET"
             return response(405, POST_REFUSED, extra={"Allow": allow})
-        path, query = parts.path, parse_qs(parts.query, max_num_fields=20)
+        try:
+            path, query = parts.path, parse_qs(parts.query, max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
+            return json_response(400, {"error": f"at most {MAX_QUERY_FIELDS} query parameters"})
         try:
             if path == "/healthz":
                 report = self.health()
@@ -135,7 +140,7 @@ class HttpRoutes:
             product = _int(query, "product", 1, 10**9)
             alerts = await self.store.alerts(status=status.upper() if status else None, product_id=product,
                                              limit=_int(query, "limit", 1, 500) or 10,
-                                             before_id=_int(query, "before_id", 1, 10**12))
+                                             before_id=_int(query, "before_id", 1, INT64_MAX))
             return json_response(200, {"alerts": alerts})
         match = _PRODUCT_PATH.match(path)
         if match is None:
@@ -199,12 +204,15 @@ class HttpRoutes:
         name = unquote(relative)
         if unquote(name) != name:  # double-encoded (%252e): refuse rather than guess
             return None
-        if not name or "\\" in name or "\0" in name or name.startswith("/"):
+        if not name or len(name) > MAX_STATIC_NAME or "\\" in name or "\0" in name or name.startswith("/"):
             return None
         if any(part in ("", ".", "..") for part in name.split("/")):
             return None
-        candidate = (self.static_dir / name).resolve()
-        if not candidate.is_relative_to(self.static_dir) or not candidate.is_file():
+        try:
+            candidate = (self.static_dir / name).resolve()
+            if not candidate.is_relative_to(self.static_dir) or not candidate.is_file():
+                return None
+        except (OSError, ValueError):  # a name the file system refuses (too long, undecodable): not ours
             return None
         return candidate
 
@@ -218,9 +226,10 @@ def _int(query: dict[str, list[str]], name: str, lo: int, hi: int) -> int | None
     raw = _one(query, name)
     if raw is None:
         return None
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    value = whole_number(raw, lo, hi)
+    if value is None:  # ASCII digits only: '²'.isdigit() is True, but int('²') fails
         raise BadQuery(f"{name} must be a whole number from {lo} to {hi}")
-    return int(raw)
+    return value
 
 
 

@@ -7,6 +7,12 @@ websockets the same request head with `Content-Length: 0`. The request then reac
 like any other and is answered there (the alert, or a 405 that says where writes go), with websockets'
 own response writing and closing. GET requests, every WebSocket handshake among them, pass through
 untouched, byte for byte.
+
+Bytes a client sends after its request head and before the server's response (a body without a
+Content-Length, a frame before the 101) are dropped: websockets would parse them as WebSocket frames
+while the handshake is still running, fail, and then trip its own assertion when the response goes
+out ("unexpected internal error", a traceback per request anyone can send). A conforming client
+sends nothing there.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
 
 MAX_HEAD = 16 * 1024  # bytes of request line and headers examined; a longer head is websockets' to refuse
 MAX_BODY = 64 * 1024  # an alert is a few hundred bytes; the same bound as a WebSocket frame
@@ -33,10 +40,14 @@ class BodyReadingConnection(ServerConnection):
         self._buffer = bytearray()
         self._length = 0
         self._head = b""
+        self._head_seen = False  # "through": the request head has ended
+        self._tail = b""  # "through": the last bytes seen, to find a head's end split across reads
 
     def data_received(self, data: bytes) -> None:
         if self._state == "through":
-            super().data_received(data)
+            data = self._until_response(data)
+            if data:
+                super().data_received(data)
         elif self._state == "body":
             self._buffer += data
             if len(self._buffer) >= self._length:
@@ -79,6 +90,8 @@ class BodyReadingConnection(ServerConnection):
             self._refuse(411, "send the body with a Content-Length header, not chunked")
         elif len(lengths) != 1 or not next(iter(lengths)).isdigit():
             self._refuse(400, "the Content-Length header is not one whole number")
+        elif len(next(iter(lengths))) > 19:  # int() of over 4,300 digits raises; far over MAX_BODY anyway
+            self._refuse(413, f"the body is larger than {MAX_BODY} bytes")
         elif int(next(iter(lengths))) > MAX_BODY:
             self._refuse(413, f"the body is larger than {MAX_BODY} bytes")
         else:
@@ -98,5 +111,18 @@ class BodyReadingConnection(ServerConnection):
 
     def _pass_through(self) -> None:
         self._state = "through"
-        data, self._buffer = bytes(self._buffer), bytearray()
-        super().data_received(data)
+        data, self._buffer = self._until_response(bytes(self._buffer)), bytearray()
+        if data:
+            super().data_received(data)
+
+    def _until_response(self, data: bytes) -> bytes:
+        """`data` without what follows the request head while the handshake is still running."""
+        if self._head_seen:
+            return b"" if self.protocol.state is State.CONNECTING else data
+        seen = self._tail + data
+        end = seen.find(_END)
+        if end < 0:
+            self._tail = seen[-(len(_END) - 1):]
+            return data
+        self._head_seen = True
+        return data[:end + len(_END) - len(self._tail)]

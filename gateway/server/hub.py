@@ -6,6 +6,11 @@ write buffer is above the library's high-water mark, its messages wait in its ow
 small writer task feeds them as the socket drains. A client whose queue reaches the bound is cut off
 (close 1013) and logged with its address and user agent: it never holds more than the bound, and no
 one else ever waits for it.
+
+The bound is about live events. While a client is still being sent its `since` replay, events that
+would overflow its queue are dropped from the queue instead (`dropped_through`): they are already in
+the store, and the replay reads on until it has sent them. The replay itself is paced by the socket's
+own backpressure, so a screen catching up on 90,000 events is never taken for a slow one.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Client:
     queue: deque[tuple[int, bytes]] = field(default_factory=deque)
     live: bool = False  # False while the handler still sends connection/snapshot/replay
     replayed_through: int = 0  # the `since` replay sent every event up to this seq: never send those again
+    dropped_through: int = 0  # before going live, events up to this seq left the queue: the replay sends them
     closed: bool = False
     sent: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -163,6 +169,10 @@ class Hub:
             self.deliveries += len(chunks)
             return
         if len(client.queue) + len(chunks) > self.queue_limit:
+            if not client.live:  # still replaying: the replay reads these from the store instead
+                client.dropped_through = max(client.dropped_through, chunks[-1][0])
+                client.queue.clear()
+                return
             self._cut_off(client)
             return
         client.queue.extend(chunks)

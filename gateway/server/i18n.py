@@ -70,6 +70,21 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "처리하지 못했습니다: {detail}",
         "en": "could not be done: {detail}",
     },
+    "error.bad_character": {
+        "ko": "필드 {field!r}에 허용되지 않는 문자 {char}가 있습니다 (제어 문자와 방향 제어 문자는 쓸 수 없습니다)",
+        "en": "field {field!r} contains a character that is not allowed: {char} (no control or bidi control "
+              "characters)",
+    },
+    "error.bad_character_lines": {
+        "ko": "필드 {field!r}에 허용되지 않는 문자 {char}가 있습니다 (줄바꿈과 탭 외의 제어 문자와 방향 제어 문자는 "
+              "쓸 수 없습니다)",
+        "en": "field {field!r} contains a character that is not allowed: {char} (no control or bidi control "
+              "characters other than newline and tab)",
+    },
+    "error.gateway_type": {
+        "ko": "{alert_type} 경고는 게이트웨이가 직접 발생시킵니다. 만들 수 있는 유형: {allowed}",
+        "en": "{alert_type} alerts are raised by the gateway itself; alert types you may create: {allowed}",
+    },
     # ------------------------------------------------------------------ alert titles and messages
     "alert.OUT_OF_SPEC.title": {"ko": "규격 이탈", "en": "Out of specification"},
     "alert.OUT_OF_SPEC.upper": {

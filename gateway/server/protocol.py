@@ -19,12 +19,16 @@ from typing import Any
 from gateway.config import Product
 from gateway.model import iso_time
 from gateway.server.i18n import text
+from gateway.server.inputs import INT64_MAX, bad_character
 
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
                "too_large")
 ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
 ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
                "STORAGE", "MANUAL")
+# The types a person or another system may create; the others are raised (and resolved) by the gateway
+# itself, and an operator's alert typed like them would pass for the gateway's own.
+OPERATOR_ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "MANUAL")
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
                             "create_alert", "recalculate_limits", "unshelve_alert"})
 MAX_SHELVE_S = 8 * 3600.0
@@ -70,11 +74,16 @@ class Command:
 # ---------------------------------------------------------------- field checks
 
 def _id(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    # ids are SQLite INTEGERs: a larger one would raise OverflowError in the store
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= INT64_MAX else None
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # math.isfinite(10**400) raises OverflowError; SQLite stops at int64 anyway
+        return -INT64_MAX - 1 <= value <= INT64_MAX
+    return isinstance(value, float) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,12 @@ class F:
     hi: float | None = None
     default: Any = None
     choices: tuple[str, ...] = ()
+    lines: bool = False  # text that may span lines: newline, carriage return and tab are allowed
+
+
+def _long(required: bool, lo: int) -> F:
+    """A long text (message, comment, reason...), which may span lines."""
+    return F("text", required, lo, LONG_TEXT, lines=True)
 
 
 _USER = F("text", True, 1, USER)
@@ -97,20 +112,20 @@ SCHEMA: dict[str, dict[str, F]] = {
                    "product_id": F("id"), "before_id": F("id")},
     "get_measurements": {"product_id": F("id", True), "characteristic": F("text", False, 1, TITLE),
                          "limit": F("int", False, 1, 5000, 100)},
-    "acknowledge_alert": {"alert_id": F("id", True), "user": _USER, "comment": F("text", False, 0, LONG_TEXT)},
-    "comment_alert": {"alert_id": F("id", True), "user": _USER, "comment": F("text", True, 1, LONG_TEXT)},
+    "acknowledge_alert": {"alert_id": F("id", True), "user": _USER, "comment": _long(False, 0)},
+    "comment_alert": {"alert_id": F("id", True), "user": _USER, "comment": _long(True, 1)},
     "shelve_alert": {"alert_id": F("id", True), "user": _USER, "duration_s": F("number", True, 0, MAX_SHELVE_S),
-                     "reason": F("text", True, 1, LONG_TEXT)},
+                     "reason": _long(True, 1)},
     # an extension of the contract: ends a shelve before its time (the line restarted early)
     "unshelve_alert": {"alert_id": F("id", True), "user": _USER},
-    "resolve_alert": {"alert_id": F("id", True), "user": _USER, "cause": F("text", True, 1, LONG_TEXT),
-                      "action": F("text", False, 0, LONG_TEXT)},
-    "create_alert": {"product_id": F("id", True), "alert_type": F("choice", True, choices=ALERT_TYPES),
+    "resolve_alert": {"alert_id": F("id", True), "user": _USER, "cause": _long(True, 1),
+                      "action": _long(False, 0)},
+    "create_alert": {"product_id": F("id", True), "alert_type": F("choice", True, choices=OPERATOR_ALERT_TYPES),
                      "priority": F("int", True, 1, 5), "title": F("text", True, 1, TITLE),
-                     "message": F("text", True, 1, LONG_TEXT), "characteristic": F("text", False, 1, TITLE),
+                     "message": _long(True, 1), "characteristic": F("text", False, 1, TITLE),
                      "user": F("text", False, 1, USER)},
     "recalculate_limits": {"product_id": F("id", True), "characteristic": F("text", True, 1, TITLE),
-                           "user": _USER, "reason": F("text", True, 1, LONG_TEXT),
+                           "user": _USER, "reason": _long(True, 1),
                            "from_subgroup": F("id"), "subgroups": F("int", False, 2, 1000, 25)},
     "ping": {},
 }
@@ -210,12 +225,14 @@ class Protocol:
         rid = data.get("request_id")
         if rid is None:
             return None
-        if isinstance(rid, bool) or not isinstance(rid, str | int | float):
+        if not (isinstance(rid, str) or _is_number(rid)):  # echoed back: NaN would come back as null
             raise Reject("invalid_field", text(self.language, "error.wrong", field="request_id",
                                                expected="a string or a number"))
-        if isinstance(rid, str) and len(rid) > MAX_REQUEST_ID:
-            raise Reject("too_large", text(self.language, "error.too_long", field="request_id",
-                                           length=len(rid), limit=MAX_REQUEST_ID))
+        if isinstance(rid, str):
+            if len(rid) > MAX_REQUEST_ID:
+                raise Reject("too_large", text(self.language, "error.too_long", field="request_id",
+                                               length=len(rid), limit=MAX_REQUEST_ID))
+            self._check_characters("request_id", rid, multiline=False)
         return rid
 
     def _command(self, session: Session, data: dict[str, Any], request_id: str | int | None) -> Command | dict:
@@ -231,6 +248,10 @@ class Protocol:
             raise Reject("unauthorized", text(self.language, "error.unauthorized", role=session.role, type=type_))
         if type_ == "create_alert" and "product_id" not in data and "product" in data:
             data = {**data, "product_id": data["product"]}  # the seed's POST /api/spc/alerts/ body
+        if type_ == "create_alert" and data.get("alert_type") in ALERT_TYPES \
+                and data["alert_type"] not in OPERATOR_ALERT_TYPES:
+            raise Reject("invalid_field", text(self.language, "error.gateway_type", alert_type=data["alert_type"],
+                                               allowed=", ".join(OPERATOR_ALERT_TYPES)))
         fields = {name: self._field(name, spec, data.get(name)) for name, spec in schema.items()}
         self._check_references(type_, fields)
         command = Command(type_, fields, request_id)
@@ -274,11 +295,18 @@ class Protocol:
         value = value.strip()
         if spec.hi is not None and len(value) > spec.hi:
             raise Reject("too_large", text(lang, "error.too_long", field=name, length=len(value), limit=int(spec.hi)))
+        self._check_characters(name, value, multiline=spec.lines)
         if spec.lo and len(value) < spec.lo:
             if spec.required:
                 raise Reject("invalid_field", text(lang, "error.missing", field=name, expected=_expected(spec)))
             return spec.default
         return value
+
+    def _check_characters(self, name: str, value: str, *, multiline: bool) -> None:
+        bad = bad_character(value, multiline=multiline)
+        if bad is not None:
+            key = "error.bad_character_lines" if multiline else "error.bad_character"
+            raise Reject("invalid_field", text(self.language, key, field=name, char=bad))
 
     def _check_references(self, type_: str, fields: dict[str, Any]) -> None:
         product_id = fields.get("product_id")
@@ -295,7 +323,7 @@ class Protocol:
 
 def _expected(spec: F) -> str:
     if spec.kind == "id":
-        return "a positive whole number"
+        return f"a whole number from 1 to {INT64_MAX}"
     if spec.kind == "int":
         return f"a whole number from {spec.lo:g} to {spec.hi:g}"
     if spec.kind == "number":

@@ -36,7 +36,8 @@ from gateway.server.http import (
     response,
 )
 from gateway.server.http_body import BodyReadingConnection
-from gateway.server.hub import Hub, carries, encode, event_json
+from gateway.server.hub import Client, Hub, carries, encode, event_json
+from gateway.server.inputs import INT64_MAX, request_problem, whole_number
 from gateway.server.protocol import Command, Protocol, Session
 
 log = logging.getLogger("gateway.server")
@@ -46,7 +47,7 @@ SNAPSHOT_LIMIT = 1000  # unresolved alerts sent after `connection` at most
 MAX_INCOMING_FRAMES = 8  # frames buffered per connection before websockets stops reading the socket
 CLOSE_TIMEOUT = 2.0
 FLOOD_CLOSE_CODE = 1008
-_PRODUCT_ENDPOINT = re.compile(r"^/ws/spc/product/(\d{1,9})/?$")
+_PRODUCT_ENDPOINT = re.compile(r"^/ws/spc/product/([0-9]{1,9})/?$")  # ASCII digits: \d takes '١' too
 _GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
 HISTORY_SUBGROUPS = 500  # charted points sent with a `measurements` reply (the page draws 500)
 ALERTS_PATH = "/api/spc/alerts/"  # GET lists alerts; POST creates one (the seed's third way)
@@ -136,6 +137,9 @@ class LineServer:
     # ------------------------------------------------------------------ handshake
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        problem = request_problem(request.path, request.headers)
+        if problem is not None:  # before any route reads the head: a clear 400, never a 500
+            return json_response(400, {"error": problem})
         path = urlsplit(request.path).path
         if request.method == "POST" and path == ALERTS_PATH:
             return await self._post_alert(connection, request)
@@ -164,19 +168,19 @@ class LineServer:
                         len(self.hub.clients))
             return response(503, "Too many connections; try again later.\n", extra={"Retry-After": "5"})
         since_raw = query.get("since", [None])[-1]
-        if since_raw is not None and not since_raw.isdigit():
-            return json_response(400, {"error": "since must be the last seq the client saw (a whole number)"})
+        since = whole_number(since_raw) if since_raw else None
+        if since_raw and since is None:
+            return json_response(400, {"error": f"since must be the last seq the client saw (a whole number "
+                                                f"from 0 to {INT64_MAX}, ASCII digits)"})
         subscribe_raw = query.get("subscribe", [""])[-1]
-        try:
-            subscribe = frozenset(int(p) for p in subscribe_raw.split(",") if p.strip())
-        except ValueError:
-            subscribe = frozenset({-1})
+        parts = [whole_number(p.strip(), 1) for p in subscribe_raw.split(",") if p.strip()]
+        subscribe = frozenset(p if p is not None else -1 for p in parts)
         if not subscribe <= self.protocol.products.keys():
             return json_response(400, {"error": "subscribe must list configured product ids, e.g. ?subscribe=1,2"})
         name, role, subprotocol = identity
         # kept on the connection itself: a handshake that fails after this point leaves nothing behind
         connection.spc_handshake = Handshake(product_id, role, name,  # type: ignore[attr-defined]
-                                             int(since_raw) if since_raw else None, subprotocol, subscribe)
+                                             since, subprotocol, subscribe)
         return None
 
     async def _post_alert(self, connection: ServerConnection, request: Request) -> Response:
@@ -281,7 +285,7 @@ class LineServer:
             horizon = None
             if handshake.since is not None:
                 horizon = await self._replay(connection, handshake.product_id, handshake.since,
-                                             session.subscriptions)
+                                             session.subscriptions, client)
             if not client.closed:
                 self.hub.go_live(client, horizon)
             async for frame in connection:
@@ -303,8 +307,12 @@ class LineServer:
         await connection.send(encode(message), text=True)
 
     async def _replay(self, connection: ServerConnection, product_id: int | None, since: int,
-                      subscriptions: set[int]) -> int | None:
-        """Send the stored events after `since` this endpoint carries; returns the seq the replay covered."""
+                      subscriptions: set[int], client: Client) -> int | None:
+        """Send the stored events after `since` this endpoint carries; returns the seq the replay covered.
+
+        Live events published meanwhile wait in the client's queue; those its bound had no room for
+        (`client.dropped_through`) are read from the store here too, so the replay runs until it has
+        sent them, however long the socket takes to drain."""
         last = self.store.last_seq
         oldest = await self.store.oldest_event_seq()
         gap = since > last or (since < last and (oldest is None or since + 1 < oldest))
@@ -313,20 +321,27 @@ class LineServer:
                                                                complete=False))
             return None
         cursor, sent, complete = since, 0, True
-        while cursor < last:
-            events = await self.store.events_after(cursor, REPLAY_PAGE)
-            if not events:
-                break
-            for event in events:
-                if carries(product_id, subscriptions, event):
-                    await connection.send(event_json(event), text=True)
-                    sent += 1
-            cursor = events[-1].seq
-            if sent > self.config.server.replay_limit:
-                complete = False
-                break
+
+        async def send_through(target: int) -> None:
+            nonlocal cursor, sent, complete
+            while cursor < target and complete:
+                events = await self.store.events_after(cursor, REPLAY_PAGE)
+                if not events:
+                    break
+                for event in events:
+                    if carries(product_id, subscriptions, event):
+                        await connection.send(event_json(event), text=True)
+                        sent += 1
+                cursor = events[-1].seq
+                if sent > self.config.server.replay_limit:
+                    complete = False
+                target = max(target, client.dropped_through)
+
+        await send_through(last)
         await self._send(connection, self.protocol.message("replay_complete", from_seq=since, to_seq=cursor,
                                                            complete=complete))
+        # dropped from the queue while replay_complete was being sent: they follow it, as live events would
+        await send_through(client.dropped_through)
         return cursor
 
     async def _run(self, command: Command, session: Session) -> dict[str, Any]:
