@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.config import Product
 from gateway.model import iso_time
-from gateway.server.i18n import text
+from gateway.server.i18n import error_texts, text, texts
 
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
                "too_large")
@@ -26,7 +26,7 @@ ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
 ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
                "STORAGE", "MANUAL")
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
-                            "create_alert", "recalculate_limits"})
+                            "create_alert", "recalculate_limits", "unshelve_alert"})
 MAX_SHELVE_S = 8 * 3600.0
 MAX_REQUEST_ID = 100  # characters of a string request_id
 FLOOD_CLOSE_AFTER = 200  # rate-limited frames in a row before the connection is closed (1008)
@@ -37,12 +37,13 @@ LONG_TEXT = 2000
 
 
 class Reject(Exception):
-    """A frame that cannot be served: becomes an `error` reply with a stable code."""
+    """A frame that cannot be served: becomes an `error` reply with a stable code and its words in
+    every language ({language: text})."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
+    def __init__(self, code: str, words: Mapping[str, str]):
+        super().__init__(words.get("en", ""))
         self.code = code
-        self.message = message
+        self.words = words
 
 
 @dataclass
@@ -101,6 +102,7 @@ SCHEMA: dict[str, dict[str, F]] = {
     "comment_alert": {"alert_id": F("id", True), "user": _USER, "comment": F("text", True, 1, LONG_TEXT)},
     "shelve_alert": {"alert_id": F("id", True), "user": _USER, "duration_s": F("number", True, 0, MAX_SHELVE_S),
                      "reason": F("text", True, 1, LONG_TEXT)},
+    "unshelve_alert": {"alert_id": F("id", True), "user": _USER},  # end a shelve now (the page's Unshelve)
     "resolve_alert": {"alert_id": F("id", True), "user": _USER, "cause": F("text", True, 1, LONG_TEXT),
                       "action": F("text", False, 0, LONG_TEXT)},
     "create_alert": {"product_id": F("id", True), "alert_type": F("choice", True, choices=ALERT_TYPES),
@@ -135,10 +137,16 @@ class Protocol:
             body["request_id"] = request_id
         return body
 
-    def error(self, code: str, message: str, request_id: str | int | None = None) -> dict[str, Any]:
-        """An `error` message with a stable code."""
+    def error(self, code: str, message: str | Mapping[str, str],
+              request_id: str | int | None = None) -> dict[str, Any]:
+        """An `error` message with a stable code. Given the words in every language ({language: text}),
+        `message` is the configured language's and `texts` carries them all, like an alert's, so a
+        client in the other language (the English CLI, a screen switched over) shows its own."""
         assert code in ERROR_CODES, code
-        return self.message("error", request_id=request_id, code=code, message=message)
+        if isinstance(message, str):
+            return self.message("error", request_id=request_id, code=code, message=message)
+        own = message.get(self.language) or message["en"]
+        return self.message("error", request_id=request_id, code=code, message=own, texts=error_texts(message))
 
     def connection(self, *, gateway: str, seq: int, role: str) -> dict[str, Any]:
         """The first message after the handshake, with the seed's text in the configured language."""
@@ -156,36 +164,37 @@ class Protocol:
     def receive(self, session: Session, frame: str | bytes) -> Command | dict[str, Any]:
         """One client frame -> a Command to run, or the reply to send right away (often an error)."""
         if not self._take_token(session):
-            return self.error("rate_limited", text(self.language, "error.rate_limited", rate=self.rate))
+            return self.error("rate_limited", texts("error.rate_limited", rate=self.rate))
         request_id = None
         try:
             if isinstance(frame, bytes):
-                raise Reject("invalid_json", text(self.language, "error.binary"))
+                raise Reject("invalid_json", texts("error.binary"))
             try:
                 data = json.loads(frame)
-            except (ValueError, RecursionError) as exc:
-                raise Reject("invalid_json", text(self.language, "error.invalid_json", detail=str(exc))) from None
+            except json.JSONDecodeError as exc:
+                raise Reject("invalid_json", texts("error.json_syntax", detail=str(exc), line=exc.lineno,
+                                                   column=exc.colno)) from None
+            except (ValueError, RecursionError):
+                raise Reject("invalid_json", texts("error.json_deep")) from None
             if not isinstance(data, dict):
-                raise Reject("invalid_json", text(self.language, "error.invalid_json",
-                                                  detail=f"got {type(data).__name__}"))
+                raise Reject("invalid_json", _not_object(data))
             request_id = self._request_id(data)
             return self._command(session, data, request_id)
         except Reject as rejected:
-            return self.error(rejected.code, rejected.message, request_id)
+            return self.error(rejected.code, rejected.words, request_id)
 
     def http_command(self, session: Session, type_: str, body: Any) -> Command | dict[str, Any]:
         """A command whose fields came as an HTTP request body (a JSON object, no `type`): the Command
         to run, or the `error` message. The same checks as over the WebSocket, the rate limit included
         (the caller keeps one session per sender)."""
         if not self._take_token(session):
-            return self.error("rate_limited", text(self.language, "error.rate_limited", rate=self.rate))
+            return self.error("rate_limited", texts("error.rate_limited", rate=self.rate))
         try:
             if not isinstance(body, dict):
-                raise Reject("invalid_json", text(self.language, "error.invalid_json",
-                                                  detail=f"got {type(body).__name__}"))
+                raise Reject("invalid_json", _not_object(body))
             return self._command(session, {**body, "type": type_}, None)
         except Reject as rejected:
-            return self.error(rejected.code, rejected.message)
+            return self.error(rejected.code, rejected.words)
 
     def flooding(self, session: Session) -> bool:
         """True when a client keeps sending after being told to slow down: close it (1008)."""
@@ -209,24 +218,22 @@ class Protocol:
         if rid is None:
             return None
         if isinstance(rid, bool) or not isinstance(rid, str | int | float):
-            raise Reject("invalid_field", text(self.language, "error.wrong", field="request_id",
-                                               expected="a string or a number"))
+            raise Reject("invalid_field", texts("error.wrong", field="request_id",
+                                                expected=texts("expect.request_id")))
         if isinstance(rid, str) and len(rid) > MAX_REQUEST_ID:
-            raise Reject("too_large", text(self.language, "error.too_long", field="request_id",
-                                           length=len(rid), limit=MAX_REQUEST_ID))
+            raise Reject("too_large", texts("error.too_long", field="request_id", length=len(rid),
+                                            limit=MAX_REQUEST_ID))
         return rid
 
     def _command(self, session: Session, data: dict[str, Any], request_id: str | int | None) -> Command | dict:
         type_ = data.get("type")
         if not isinstance(type_, str):
-            raise Reject("invalid_field", text(self.language, "error.missing", field="type",
-                                               expected="a string such as 'get_alerts'"))
+            raise Reject("invalid_field", texts("error.missing", field="type", expected=texts("expect.type")))
         schema = SCHEMA.get(type_)
         if schema is None:
-            raise Reject("unknown_type", text(self.language, "error.unknown_type", type=type_[:50],
-                                              allowed=", ".join(SCHEMA)))
+            raise Reject("unknown_type", texts("error.unknown_type", type=type_[:50], allowed=", ".join(SCHEMA)))
         if type_ in WRITE_COMMANDS and session.role != "operator":
-            raise Reject("unauthorized", text(self.language, "error.unauthorized", role=session.role, type=type_))
+            raise Reject("unauthorized", texts("error.unauthorized", role=session.role, type=type_))
         if type_ == "create_alert" and "product_id" not in data and "product" in data:
             data = {**data, "product_id": data["product"]}  # the seed's POST /api/spc/alerts/ body
         fields = {name: self._field(name, spec, data.get(name)) for name, spec in schema.items()}
@@ -245,14 +252,13 @@ class Protocol:
         return command
 
     def _field(self, name: str, spec: F, value: Any) -> Any:
-        lang = self.language
         if value is None:
             if spec.required:
-                raise Reject("invalid_field", text(lang, "error.missing", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         if spec.kind == "id":
             if _id(value) is None:
-                raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind in ("int", "number"):
             ok = _is_number(value) and (spec.kind == "number" or isinstance(value, int))
@@ -261,20 +267,20 @@ class Protocol:
             elif ok:
                 ok = (spec.lo is None or value >= spec.lo) and (spec.hi is None or value <= spec.hi)
             if not ok:
-                raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind == "choice":
             if value not in spec.choices:
-                raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if not isinstance(value, str):
-            raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+            raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
         value = value.strip()
         if spec.hi is not None and len(value) > spec.hi:
-            raise Reject("too_large", text(lang, "error.too_long", field=name, length=len(value), limit=int(spec.hi)))
+            raise Reject("too_large", texts("error.too_long", field=name, length=len(value), limit=int(spec.hi)))
         if spec.lo and len(value) < spec.lo:
             if spec.required:
-                raise Reject("invalid_field", text(lang, "error.missing", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         return value
 
@@ -284,20 +290,30 @@ class Protocol:
             return
         product = self.products.get(product_id)
         if product is None:
-            raise Reject("not_found", text(self.language, "error.no_product", product_id=product_id))
+            raise Reject("not_found", texts("error.no_product", product_id=product_id))
         name = fields.get("characteristic")
         if name is not None and all(c.name != name for c in product.characteristics):
-            raise Reject("not_found", text(self.language, "error.no_characteristic", product_id=product_id,
-                                           characteristic=name))
+            raise Reject("not_found", texts("error.no_characteristic", product_id=product_id, characteristic=name))
 
 
-def _expected(spec: F) -> str:
+def _expected(spec: F) -> dict[str, str]:
+    """What a field must be, in every language (spliced into error.wrong / error.missing)."""
     if spec.kind == "id":
-        return "a positive whole number"
+        return texts("expect.id")
     if spec.kind == "int":
-        return f"a whole number from {spec.lo:g} to {spec.hi:g}"
+        return texts("expect.int", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
     if spec.kind == "number":
-        return f"a number above {spec.lo:g} and at most {spec.hi:g}"
+        return texts("expect.number", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
     if spec.kind == "choice":
-        return "one of " + ", ".join(spec.choices)
-    return f"text of at most {spec.hi:g} characters" if spec.hi else "text"
+        return texts("expect.choice", choices=", ".join(spec.choices))
+    return texts("expect.text", hi=f"{spec.hi:g}") if spec.hi else texts("expect.any_text")
+
+
+def _not_object(value: Any) -> dict[str, str]:
+    """'not a JSON object: got list', in every language."""
+    kind = type(value).__name__
+    return texts("error.invalid_json", detail=texts(f"json.{kind}") if f"json.{kind}" in _JSON_KINDS
+                 else f"got {kind}")
+
+
+_JSON_KINDS = frozenset(f"json.{k}" for k in ("list", "str", "int", "float", "bool", "NoneType"))

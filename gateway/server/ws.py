@@ -37,6 +37,7 @@ from gateway.server.http import (
 )
 from gateway.server.http_body import BodyReadingConnection
 from gateway.server.hub import Hub, carries, encode, event_json
+from gateway.server.i18n import TextError
 from gateway.server.protocol import Command, Protocol, Session
 
 log = logging.getLogger("gateway.server")
@@ -208,7 +209,10 @@ class LineServer:
             outcome = await self._run(outcome, Session(role=role, client_name=name))
         if outcome["type"] == "error":
             status = HTTP_STATUS_OF_ERROR.get(outcome["code"], 400)
-            return json_response(status, {"error": outcome["message"], "code": outcome["code"]})
+            body = {"error": outcome["message"], "code": outcome["code"]}
+            if "texts" in outcome:  # the same words in every language, as on the WebSocket
+                body["texts"] = outcome["texts"]
+            return json_response(status, body)
         return json_response(201, outcome["alert"])
 
     def _http_session(self, connection: ServerConnection, name: str | None, role: str) -> Session:
@@ -345,6 +349,8 @@ class LineServer:
                 alert = await self.alerts.comment(f["alert_id"], f["user"], f["comment"])
             elif command.type == "shelve_alert":
                 alert = await self.alerts.shelve(f["alert_id"], f["user"], f["duration_s"], f["reason"])
+            elif command.type == "unshelve_alert":
+                alert = await self.alerts.unshelve(f["alert_id"], f["user"])
             elif command.type == "resolve_alert":
                 alert = await self.alerts.resolve(f["alert_id"], f["user"], f["cause"], f["action"])
             elif command.type == "create_alert":
@@ -360,7 +366,9 @@ class LineServer:
                 raise AssertionError(command.type)
             return self.protocol.reply(command, "result", alert=alert)
         except AlertError as exc:
-            return self.protocol.error(exc.code, exc.message, command.request_id)
+            return self.protocol.error(exc.code, exc.texts or exc.message, command.request_id)
+        except TextError as exc:
+            return self.protocol.error(exc.code, exc.texts, command.request_id)
         except LookupError as exc:
             return self.protocol.error("not_found", str(exc), command.request_id)
         except ValueError as exc:

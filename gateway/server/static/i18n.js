@@ -62,7 +62,7 @@ export const TEXTS = {
   priority_1: { ko: '정보', en: 'Info' },
   type_OUT_OF_SPEC: { ko: '규격 이탈', en: 'Out of spec' },
   type_OUT_OF_CONTROL: { ko: '관리한계 이탈', en: 'Out of control' },
-  type_RUN_RULE_VIOLATION: { ko: '런 규칙 위반', en: 'Run rule' },
+  type_RUN_RULE_VIOLATION: { ko: '런 규칙 위반', en: 'Run rule violation' },
   type_CAPABILITY_LOW: { ko: '공정능력 부족', en: 'Low capability' },
   type_SOURCE_STALE: { ko: '계측 중단', en: 'Gauge silent' },
   type_STORAGE: { ko: '저장소', en: 'Storage' },
