@@ -99,7 +99,7 @@ class AlertService:
 
     def raise_alert(self, batch: Any, *, product: Product | None, characteristic: Characteristic | str | None,
                     alert_type: str, priority: int, title: str = "", message: str = "", rule: int | None = None,
-                    value: float | None = None, limit: float | None = None,
+                    value: float | None = None, limit: float | None = None, chart: str | None = None,
                     words: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
         """Raise an alert in `batch`, or count one more occurrence of the unresolved one with the same key.
 
@@ -117,6 +117,8 @@ class AlertService:
                 alert["value"] = _finite(value)
             if limit is not None:
                 alert["limit"] = _finite(limit)
+            if chart is not None:  # the latest value's chart (location or dispersion), shown beside it
+                alert["chart"] = chart
             if now - self._last_emit.get(existing, 0.0) >= OCCURRENCE_EMIT_INTERVAL:
                 self._emit(batch, alert, now)
                 self._dirty.discard(existing)
@@ -127,7 +129,7 @@ class AlertService:
         alert = self._new_alert(product, name, alert_type, priority, wording["title"], wording["message"], now)
         if "texts" in wording:
             alert["texts"] = wording["texts"]
-        for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit))):
+        for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit)), ("chart", chart)):
             if x is not None:
                 alert[field] = x
         batch.alert(alert)
