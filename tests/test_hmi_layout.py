@@ -6,11 +6,14 @@ test-artifacts/hmi/ for a human to look at.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.hmi_fixtures import HmiFixtureServer, Screen, launch_chromium
+from tests.hmi_fixtures import REPO, HmiFixtureServer, Screen, launch_chromium
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -116,3 +119,23 @@ def test_page_names_fonts_that_cover_hangul_on_windows_and_linux(browser):
         for name in ("Malgun Gothic", "Noto Sans CJK KR", "Noto Sans KR", "NanumGothic", "Apple SD Gothic Neo"):
             assert name in stack, (name, stack)
             assert stack.index(name) < stack.index("sans-serif"), (name, stack)
+
+
+def test_make_installs_a_korean_font_when_none_is_found(tmp_path):
+    """`make test` checks for a Korean font too: without one it asks for fonts-nanum (as root it installs it)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "fc-list").write_text("#!/bin/sh\nexit 0\n")  # fontconfig knows no Korean font
+    (fake / "id").write_text("#!/bin/sh\necho 1000\n")  # not root: report, do not install
+    for tool in fake.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    missing = subprocess.run(["make", "-s", "system-deps", f"KOREAN_FONT={tmp_path / 'NanumGothic.ttf'}"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    assert missing.returncode != 0, missing
+    assert "NanumGothic.ttf" in missing.stdout and "fonts-nanum" in missing.stdout, missing.stdout
+    (tmp_path / "NanumGothic.ttf").write_bytes(b"")  # the font file is there: nothing is missing
+    found = subprocess.run(["make", "-s", "system-deps", f"KOREAN_FONT={tmp_path / 'NanumGothic.ttf'}"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    if shutil.which("chromium") and shutil.which("mosquitto", path="/usr/sbin"):
+        assert found.returncode == 0, found
