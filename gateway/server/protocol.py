@@ -102,7 +102,8 @@ SCHEMA: dict[str, dict[str, F]] = {
     "comment_alert": {"alert_id": F("id", True), "user": _USER, "comment": F("text", True, 1, LONG_TEXT)},
     "shelve_alert": {"alert_id": F("id", True), "user": _USER, "duration_s": F("number", True, 0, MAX_SHELVE_S),
                      "reason": F("text", True, 1, LONG_TEXT)},
-    "unshelve_alert": {"alert_id": F("id", True), "user": _USER},  # end a shelve now (the page's Unshelve)
+    # an extension of the contract: ends a shelve before its time (the line restarted early)
+    "unshelve_alert": {"alert_id": F("id", True), "user": _USER},
     "resolve_alert": {"alert_id": F("id", True), "user": _USER, "cause": F("text", True, 1, LONG_TEXT),
                       "action": F("text", False, 0, LONG_TEXT)},
     "create_alert": {"product_id": F("id", True), "alert_type": F("choice", True, choices=ALERT_TYPES),
