@@ -82,33 +82,6 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "처리하지 못했습니다: {detail}",
         "en": "could not be done: {detail}",
     },
-    "error.too_few_subgroups": {
-        "ko": "부분군 {from_subgroup}부터 저장된 부분군이 {n}개뿐입니다. 한계를 계산하려면 2개 이상 필요합니다",
-        "en": "only {n} stored subgroups from subgroup {from_subgroup}: need at least 2",
-    },
-    # the parts spliced into the errors above, each in both languages
-    "expect.id": {"ko": "양의 정수", "en": "a positive whole number"},
-    "expect.int": {"ko": "{lo}부터 {hi}까지의 정수", "en": "a whole number from {lo} to {hi}"},
-    "expect.number": {"ko": "{lo}보다 크고 {hi} 이하인 수", "en": "a number above {lo} and at most {hi}"},
-    "expect.choice": {"ko": "{choices} 중 하나", "en": "one of {choices}"},
-    "expect.text": {"ko": "{hi}자 이하의 텍스트", "en": "text of at most {hi} characters"},
-    "expect.any_text": {"ko": "텍스트", "en": "text"},
-    "expect.request_id": {"ko": "문자열 또는 숫자", "en": "a string or a number"},
-    "expect.type": {"ko": "'get_alerts' 같은 문자열", "en": "a string such as 'get_alerts'"},
-    "json.list": {"ko": "배열을 받았습니다", "en": "got list"},
-    "json.str": {"ko": "문자열을 받았습니다", "en": "got str"},
-    "json.int": {"ko": "숫자를 받았습니다", "en": "got int"},
-    "json.float": {"ko": "숫자를 받았습니다", "en": "got float"},
-    "json.bool": {"ko": "참/거짓 값을 받았습니다", "en": "got bool"},
-    "json.NoneType": {"ko": "null을 받았습니다", "en": "got NoneType"},
-    "status.OPEN": {"ko": "미확인", "en": "OPEN"},
-    "status.ACKNOWLEDGED": {"ko": "확인됨", "en": "ACKNOWLEDGED"},
-    "status.SHELVED": {"ko": "보류", "en": "SHELVED"},
-    "status.RESOLVED": {"ko": "해결됨", "en": "RESOLVED"},
-    "action.acknowledged": {"ko": "확인", "en": "acknowledged"},
-    "action.shelved": {"ko": "보류", "en": "shelved"},
-    "action.unshelved": {"ko": "보류 해제", "en": "unshelved"},
-    "action.resolved": {"ko": "해결", "en": "resolved"},
     # ------------------------------------------------------------------ alert titles and messages
     "alert.OUT_OF_SPEC.title": {"ko": "규격 이탈", "en": "Out of specification"},
     "alert.OUT_OF_SPEC.upper": {
@@ -168,6 +141,34 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "MQTT outbox over its limit ({limit}): dropped the {n} oldest measurements. Check the plant broker "
               "connection",
     },
+    # ------------------------------------------------------------------ refusals worded per language
+    "error.too_few_subgroups": {
+        "ko": "부분군 {from_subgroup}부터 저장된 부분군이 {n}개뿐입니다. 한계를 계산하려면 2개 이상 필요합니다",
+        "en": "only {n} stored subgroups from subgroup {from_subgroup}: need at least 2",
+    },
+    # the parts spliced into the errors above, each in both languages
+    "expect.id": {"ko": "양의 정수", "en": "a positive whole number"},
+    "expect.int": {"ko": "{lo}부터 {hi}까지의 정수", "en": "a whole number from {lo} to {hi}"},
+    "expect.number": {"ko": "{lo}보다 크고 {hi} 이하인 수", "en": "a number above {lo} and at most {hi}"},
+    "expect.choice": {"ko": "{choices} 중 하나", "en": "one of {choices}"},
+    "expect.text": {"ko": "{hi}자 이하의 텍스트", "en": "text of at most {hi} characters"},
+    "expect.any_text": {"ko": "텍스트", "en": "text"},
+    "expect.request_id": {"ko": "문자열 또는 숫자", "en": "a string or a number"},
+    "expect.type": {"ko": "'get_alerts' 같은 문자열", "en": "a string such as 'get_alerts'"},
+    "json.list": {"ko": "배열을 받았습니다", "en": "got list"},
+    "json.str": {"ko": "문자열을 받았습니다", "en": "got str"},
+    "json.int": {"ko": "숫자를 받았습니다", "en": "got int"},
+    "json.float": {"ko": "숫자를 받았습니다", "en": "got float"},
+    "json.bool": {"ko": "참/거짓 값을 받았습니다", "en": "got bool"},
+    "json.NoneType": {"ko": "null을 받았습니다", "en": "got NoneType"},
+    "status.OPEN": {"ko": "미확인", "en": "OPEN"},
+    "status.ACKNOWLEDGED": {"ko": "확인됨", "en": "ACKNOWLEDGED"},
+    "status.SHELVED": {"ko": "보류", "en": "SHELVED"},
+    "status.RESOLVED": {"ko": "해결됨", "en": "RESOLVED"},
+    "action.acknowledged": {"ko": "확인", "en": "acknowledged"},
+    "action.shelved": {"ko": "보류", "en": "shelved"},
+    "action.unshelved": {"ko": "보류 해제", "en": "unshelved"},
+    "action.resolved": {"ko": "해결", "en": "resolved"},
 }
 
 # Nelson tests by number, and the Western Electric rules in their own numbering.

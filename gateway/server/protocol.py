@@ -18,7 +18,8 @@ from typing import Any
 
 from gateway.config import Product
 from gateway.model import iso_time
-from gateway.server.i18n import error_texts, text, texts
+from gateway.server import i18n
+from gateway.server.i18n import text
 
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
                "too_large")
@@ -40,10 +41,10 @@ class Reject(Exception):
     """A frame that cannot be served: becomes an `error` reply with a stable code and its words in
     every language ({language: text})."""
 
-    def __init__(self, code: str, words: Mapping[str, str]):
-        super().__init__(words.get("en", ""))
+    def __init__(self, code: str, words: str | Mapping[str, str]):
+        super().__init__(words if isinstance(words, str) else words.get("en", ""))
         self.code = code
-        self.words = words
+        self.words = words  # a plain str is one language only (kept working for older call sites)
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Protocol:
         if isinstance(message, str):
             return self.message("error", request_id=request_id, code=code, message=message)
         own = message.get(self.language) or message["en"]
-        return self.message("error", request_id=request_id, code=code, message=own, texts=error_texts(message))
+        return self.message("error", request_id=request_id, code=code, message=own, texts=i18n.error_texts(message))
 
     def connection(self, *, gateway: str, seq: int, role: str) -> dict[str, Any]:
         """The first message after the handshake, with the seed's text in the configured language."""
@@ -165,18 +166,18 @@ class Protocol:
     def receive(self, session: Session, frame: str | bytes) -> Command | dict[str, Any]:
         """One client frame -> a Command to run, or the reply to send right away (often an error)."""
         if not self._take_token(session):
-            return self.error("rate_limited", texts("error.rate_limited", rate=self.rate))
+            return self.error("rate_limited", i18n.texts("error.rate_limited", rate=self.rate))
         request_id = None
         try:
             if isinstance(frame, bytes):
-                raise Reject("invalid_json", texts("error.binary"))
+                raise Reject("invalid_json", i18n.texts("error.binary"))
             try:
                 data = json.loads(frame)
             except json.JSONDecodeError as exc:
-                raise Reject("invalid_json", texts("error.json_syntax", detail=str(exc), line=exc.lineno,
+                raise Reject("invalid_json", i18n.texts("error.json_syntax", detail=str(exc), line=exc.lineno,
                                                    column=exc.colno)) from None
             except (ValueError, RecursionError):
-                raise Reject("invalid_json", texts("error.json_deep")) from None
+                raise Reject("invalid_json", i18n.texts("error.json_deep")) from None
             if not isinstance(data, dict):
                 raise Reject("invalid_json", _not_object(data))
             request_id = self._request_id(data)
@@ -189,7 +190,7 @@ class Protocol:
         to run, or the `error` message. The same checks as over the WebSocket, the rate limit included
         (the caller keeps one session per sender)."""
         if not self._take_token(session):
-            return self.error("rate_limited", texts("error.rate_limited", rate=self.rate))
+            return self.error("rate_limited", i18n.texts("error.rate_limited", rate=self.rate))
         try:
             if not isinstance(body, dict):
                 raise Reject("invalid_json", _not_object(body))
@@ -219,22 +220,22 @@ class Protocol:
         if rid is None:
             return None
         if isinstance(rid, bool) or not isinstance(rid, str | int | float):
-            raise Reject("invalid_field", texts("error.wrong", field="request_id",
-                                                expected=texts("expect.request_id")))
+            raise Reject("invalid_field", i18n.texts("error.wrong", field="request_id",
+                                                expected=i18n.texts("expect.request_id")))
         if isinstance(rid, str) and len(rid) > MAX_REQUEST_ID:
-            raise Reject("too_large", texts("error.too_long", field="request_id", length=len(rid),
+            raise Reject("too_large", i18n.texts("error.too_long", field="request_id", length=len(rid),
                                             limit=MAX_REQUEST_ID))
         return rid
 
     def _command(self, session: Session, data: dict[str, Any], request_id: str | int | None) -> Command | dict:
         type_ = data.get("type")
         if not isinstance(type_, str):
-            raise Reject("invalid_field", texts("error.missing", field="type", expected=texts("expect.type")))
+            raise Reject("invalid_field", i18n.texts("error.missing", field="type", expected=i18n.texts("expect.type")))
         schema = SCHEMA.get(type_)
         if schema is None:
-            raise Reject("unknown_type", texts("error.unknown_type", type=type_[:50], allowed=", ".join(SCHEMA)))
+            raise Reject("unknown_type", i18n.texts("error.unknown_type", type=type_[:50], allowed=", ".join(SCHEMA)))
         if type_ in WRITE_COMMANDS and session.role != "operator":
-            raise Reject("unauthorized", texts("error.unauthorized", role=session.role, type=type_))
+            raise Reject("unauthorized", i18n.texts("error.unauthorized", role=session.role, type=type_))
         if type_ == "create_alert" and "product_id" not in data and "product" in data:
             data = {**data, "product_id": data["product"]}  # the seed's POST /api/spc/alerts/ body
         fields = {name: self._field(name, spec, data.get(name)) for name, spec in schema.items()}
@@ -255,11 +256,11 @@ class Protocol:
     def _field(self, name: str, spec: F, value: Any) -> Any:
         if value is None:
             if spec.required:
-                raise Reject("invalid_field", texts("error.missing", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         if spec.kind == "id":
             if _id(value) is None:
-                raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind in ("int", "number"):
             ok = _is_number(value) and (spec.kind == "number" or isinstance(value, int))
@@ -268,20 +269,20 @@ class Protocol:
             elif ok:
                 ok = (spec.lo is None or value >= spec.lo) and (spec.hi is None or value <= spec.hi)
             if not ok:
-                raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind == "choice":
             if value not in spec.choices:
-                raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if not isinstance(value, str):
-            raise Reject("invalid_field", texts("error.wrong", field=name, expected=_expected(spec)))
+            raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
         value = value.strip()
         if spec.hi is not None and len(value) > spec.hi:
-            raise Reject("too_large", texts("error.too_long", field=name, length=len(value), limit=int(spec.hi)))
+            raise Reject("too_large", i18n.texts("error.too_long", field=name, length=len(value), limit=int(spec.hi)))
         if spec.lo and len(value) < spec.lo:
             if spec.required:
-                raise Reject("invalid_field", texts("error.missing", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         return value
 
@@ -291,29 +292,29 @@ class Protocol:
             return
         product = self.products.get(product_id)
         if product is None:
-            raise Reject("not_found", texts("error.no_product", product_id=product_id))
+            raise Reject("not_found", i18n.texts("error.no_product", product_id=product_id))
         name = fields.get("characteristic")
         if name is not None and all(c.name != name for c in product.characteristics):
-            raise Reject("not_found", texts("error.no_characteristic", product_id=product_id, characteristic=name))
+            raise Reject("not_found", i18n.texts("error.no_characteristic", product_id=product_id, characteristic=name))
 
 
 def _expected(spec: F) -> dict[str, str]:
     """What a field must be, in every language (spliced into error.wrong / error.missing)."""
     if spec.kind == "id":
-        return texts("expect.id")
+        return i18n.texts("expect.id")
     if spec.kind == "int":
-        return texts("expect.int", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
+        return i18n.texts("expect.int", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
     if spec.kind == "number":
-        return texts("expect.number", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
+        return i18n.texts("expect.number", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
     if spec.kind == "choice":
-        return texts("expect.choice", choices=", ".join(spec.choices))
-    return texts("expect.text", hi=f"{spec.hi:g}") if spec.hi else texts("expect.any_text")
+        return i18n.texts("expect.choice", choices=", ".join(spec.choices))
+    return i18n.texts("expect.text", hi=f"{spec.hi:g}") if spec.hi else i18n.texts("expect.any_text")
 
 
 def _not_object(value: Any) -> dict[str, str]:
     """'not a JSON object: got list', in every language."""
     kind = type(value).__name__
-    return texts("error.invalid_json", detail=texts(f"json.{kind}") if f"json.{kind}" in _JSON_KINDS
+    return i18n.texts("error.invalid_json", detail=i18n.texts(f"json.{kind}") if f"json.{kind}" in _JSON_KINDS
                  else f"got {kind}")
 
 

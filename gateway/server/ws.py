@@ -37,7 +37,6 @@ from gateway.server.http import (
 )
 from gateway.server.http_body import BodyReadingConnection
 from gateway.server.hub import Hub, carries, encode, event_json
-from gateway.server.i18n import TextError
 from gateway.server.protocol import Command, Protocol, Session
 
 log = logging.getLogger("gateway.server")
@@ -367,12 +366,11 @@ class LineServer:
             return self.protocol.reply(command, "result", alert=alert)
         except AlertError as exc:
             return self.protocol.error(exc.code, exc.texts or exc.message, command.request_id)
-        except TextError as exc:
-            return self.protocol.error(exc.code, exc.texts, command.request_id)
         except LookupError as exc:
             return self.protocol.error("not_found", str(exc), command.request_id)
-        except ValueError as exc:
-            return self.protocol.error("invalid_field", str(exc), command.request_id)
+        except ValueError as exc:  # an i18n.TextError carries its words in every language
+            return self.protocol.error(getattr(exc, "code", "invalid_field"), getattr(exc, "texts", None) or str(exc),
+                                       command.request_id)
 
     async def _measurements(self, command: Command) -> dict[str, Any]:
         f = command.fields
