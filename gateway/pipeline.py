@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
 from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
-from gateway.server.i18n import TextError, texts
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 
 log = logging.getLogger("gateway.pipeline")
@@ -324,6 +323,8 @@ class Pipeline:
             from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
         if len(values) < 2:
+            from gateway.server.i18n import TextError, texts  # the refusal's words, in every language
+
             raise TextError("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))
         limits = state.engine.recalculate(values, source="recalculated", from_subgroup=from_subgroup,
