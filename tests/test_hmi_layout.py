@@ -101,6 +101,31 @@ def test_top_bar_and_chips_fit_on_panel_pcs(browser, language):
         gateway.stop()
 
 
+@pytest.mark.parametrize("language", ["ko", "en"])
+def test_top_bar_fits_at_1024_while_the_gateway_is_away(browser, language):
+    """The longest connection text (no network, last update, retry in N s) gives way, not the buttons."""
+    gateway = _gateway(language)
+    screen = Screen(browser, gateway.url, size=(1024, 600))
+    try:
+        page = screen.page
+        screen.context.set_offline(True)
+        gateway.stop()
+        page.wait_for_selector("#conn[data-state=offline] .conn-detail:has-text('·')", timeout=20_000)
+        assert ("네트워크 없음" if language == "ko" else "no network") in page.inner_text("#conn .conn-detail")
+        boxes = page.evaluate(TOPBAR_BOXES)
+        assert boxes.pop("titleLines") == 1
+        names = list(boxes)
+        for i, a in enumerate(names):
+            assert 0 <= boxes[a]["left"] and boxes[a]["right"] <= 1024, (language, a, boxes[a])
+            for b in names[i + 1:]:
+                assert not _overlap(boxes[a], boxes[b]), (language, a, b, boxes)
+        assert page.evaluate(OUTSIDE) == [], language
+        screen.shot(f"layout-offline-{language}-1024x600")
+    finally:
+        screen.close()
+        gateway.stop()
+
+
 def test_page_names_fonts_that_cover_hangul_on_windows_and_linux(browser):
     gateway = _gateway("ko")
     try:
