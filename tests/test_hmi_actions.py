@@ -52,7 +52,8 @@ def test_unshelve_a_shelved_alarm_from_the_page(browser, gateway, screens):
     page = open_screen(browser, gateway, screens).page
     page.wait_for_selector(f".alert-row[data-id='{alert['id']}']")
     page.click(f".alert-row[data-id='{alert['id']}']")
-    assert page.is_visible("#btn-act-shelve") and not page.is_visible("#btn-act-unshelve")
+    page.wait_for_selector("#btn-act-shelve:enabled")  # the bar is redrawn on the next frame
+    assert not page.is_visible("#btn-act-unshelve")
     page.click("#btn-act-shelve")
     page.fill("#modal input[name=operator]", "김철수")
     page.click("#modal button[data-duration='900']")
@@ -63,7 +64,8 @@ def test_unshelve_a_shelved_alarm_from_the_page(browser, gateway, screens):
     page.click("#list-tabs [data-tab=shelved]")
     page.click(f".alert-row.s-shelved[data-id='{alert['id']}']")
     # Unshelve takes Shelve's place for a shelved alarm
-    assert not page.is_visible("#btn-act-shelve") and page.is_enabled("#btn-act-unshelve")
+    page.wait_for_selector("#btn-act-unshelve:enabled")
+    assert not page.is_visible("#btn-act-shelve")
     page.click("#btn-act-unshelve")
     assert page.inner_text("#modal .modal-title") == "경보 보류 해제"
     assert page.input_value("#modal input[name=operator]") == "김철수"  # remembered for this screen
@@ -82,7 +84,7 @@ def test_recalculate_limits_confirms_and_asks_the_reason(browser, gateway, scree
     page.click("#nav-charts")
     page.click(".pv-products .chip[data-product='1']")
     page.wait_for_selector(".chart-location .chart-sub:has-text('200')")
-    assert page.is_enabled("#btn-recalc")
+    page.wait_for_selector("#btn-recalc:enabled")
     page.click("#btn-recalc")
     assert page.inner_text("#modal .modal-title") == "관리한계 재계산"
     assert "diameter" in page.inner_text("#modal .modal-subject")
@@ -99,7 +101,7 @@ def test_recalculate_limits_confirms_and_asks_the_reason(browser, gateway, scree
     page.fill("#modal input[name=subgroups]", "50")
     page.click("#modal .modal-ok")
     page.wait_for_selector("#feedback.ok:has-text('관리한계 2판')")
-    assert page.is_hidden("#modal")
+    page.wait_for_selector("#modal", state="hidden")
     (sent,) = gateway.commands("recalculate_limits")
     assert {k: sent[k] for k in ("product_id", "characteristic", "user", "reason", "subgroups")} == {
         "product_id": 1, "characteristic": "diameter", "user": "이품질", "reason": "신규 공구 검증 완료",
@@ -115,10 +117,13 @@ def test_a_view_only_screen_has_no_recalculate_or_unshelve(browser, screens):
         page = open_screen(browser, gateway, screens).page
         page.click("#list-tabs [data-tab=shelved]")
         page.click(f".alert-row[data-id='{alert['id']}']")
+        page.wait_for_selector(f".alert-row.selected[data-id='{alert['id']}']")
+        page.wait_for_selector("#btn-act-unshelve:visible")
         assert page.is_disabled("#btn-act-unshelve")
         page.click("#nav-charts")
         page.click(".pv-products .chip[data-product='1']")
-        assert page.is_hidden("#btn-recalc")
+        page.wait_for_selector(".chart-location .chart-sub:has-text('200')")
+        page.wait_for_selector("#btn-recalc", state="hidden")
     finally:
         gateway.stop()
 
@@ -135,7 +140,7 @@ def test_a_refusal_shows_in_the_screens_language(browser, gateway, screens):
     page.click("#modal .modal-ok")
     page.wait_for_selector("#feedback.error")
     assert page.inner_text("#feedback").endswith("alert 1 is RESOLVED; it cannot be acknowledged")
-    assert page.inner_text("#modal .modal-error").endswith("it cannot be acknowledged")
+    page.wait_for_selector("#modal .modal-error:has-text('alert 1 is RESOLVED; it cannot be acknowledged')")
 
 
 def test_an_out_of_control_card_says_which_chart_its_value_is_on(browser, gateway, screens):
