@@ -10,7 +10,7 @@ missing key is a programming error and fails loudly in tests; a missing placehol
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Literal
 
 Language = Literal["ko", "en"]
@@ -197,9 +197,6 @@ def text(language: str, key: str, **values: object) -> str:
     entry = _TEXTS[key]
     template = entry.get(language) or entry["en"]
     return template.format(**values) if values else template
-
-
-Worded = Mapping[str, str] | Callable[[str], str]  # a value given per language
 
 
 def texts(key: str, **values: object) -> dict[str, str]:
