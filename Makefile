@@ -11,6 +11,8 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl curl fonts-nanum
 SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl /usr/bin/curl
+# the HMI tests' Chromium draws Hangul only with a Korean font (else empty boxes): fonts-nanum's, or any
+KOREAN_FONT := /usr/share/fonts/truetype/nanum/NanumGothic.ttf
 
 .PHONY: demo test lint bench soak install system-deps clean
 
@@ -31,6 +33,7 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 
 system-deps:
 	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing="$$missing $$b"; done; \
+	[ -f $(KOREAN_FONT) ] || fc-list :lang=ko 2>/dev/null | grep -q . || missing="$$missing $(KOREAN_FONT)"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system packages for the tests: $(SYSTEM_PACKAGES)"; \

@@ -1,7 +1,7 @@
 """Which SPC results, source states and storage troubles raise which alerts, worded in every language.
 
 Pure functions: each returns the fields of the alerts to raise (`alert_type`, `priority`, `words`, and
-`rule`/`value`/`limit` where they apply); the AlertService raises them, counts repeats as occurrences
+`rule`/`value`/`limit`/`chart` where they apply; `chart` is location or dispersion); the AlertService raises them, counts repeats as occurrences
 and keeps their lifecycle. `words()` gives `title` and `message` in the gateway's language and `texts`
 in both, for a screen switched to the other one. It is called only for a new alert: a repeat is
 counted, never reworded, so a chattering rule costs no string formatting.
@@ -36,8 +36,9 @@ def spc_alerts(characteristic: Characteristic, result: Any, value: float, langua
     point = result.subgroup
     if result.is_within_control is False and point is not None:
         plotted, limit, which = _beyond(point)
+        # `chart` says which chart the value and limit belong to: one alert counts the repeats of both
         alerts.append({"alert_type": "OUT_OF_CONTROL", "priority": priorities.out_of_control, "value": plotted,
-                       "limit": limit,
+                       "limit": limit, "chart": "dispersion" if which == "dispersion" else "location",
                        "words": _later(language, "alert.OUT_OF_CONTROL.title", f"alert.OUT_OF_CONTROL.{which}",
                                        value=number(plotted), limit=number(limit), **common)})
     for violation in result.violations:
@@ -45,7 +46,7 @@ def spc_alerts(characteristic: Characteristic, result: Any, value: float, langua
             continue
         description = functools.partial(_rule_words, characteristic.rules.convention, violation)
         alerts.append({"alert_type": "RUN_RULE_VIOLATION", "priority": priorities.run_rule, "rule": violation.rule,
-                       "value": _plotted(point),
+                       "value": _plotted(point), "chart": getattr(violation, "chart", "location"),
                        "words": _later(language, "alert.RUN_RULE_VIOLATION.title", "alert.RUN_RULE_VIOLATION.message",
                                        rule=violation.rule, description=description,
                                        points=", ".join(str(p) for p in violation.points[-15:]), **common)})

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from gateway.alert_causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
-from gateway.server.i18n import text
+from gateway.server.i18n import text, texts
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
 # sets it for its connection, and every transition it causes records it as `via` beside the typed `user`.
@@ -39,12 +39,14 @@ Publish = Callable[[list[Event]], None]
 
 
 class AlertError(Exception):
-    """An operator act that cannot be done; `code` is a protocol error code (not_found, invalid_field)."""
+    """An operator act that cannot be done; `code` is a protocol error code (not_found, invalid_field).
+    `texts` has the message in every language ({language: text}) for the error reply."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, texts: dict[str, str] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.texts = texts or {}
 
 
 class AlertService:
@@ -97,7 +99,7 @@ class AlertService:
 
     def raise_alert(self, batch: Any, *, product: Product | None, characteristic: Characteristic | str | None,
                     alert_type: str, priority: int, title: str = "", message: str = "", rule: int | None = None,
-                    value: float | None = None, limit: float | None = None,
+                    value: float | None = None, limit: float | None = None, chart: str | None = None,
                     words: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
         """Raise an alert in `batch`, or count one more occurrence of the unresolved one with the same key.
 
@@ -115,6 +117,8 @@ class AlertService:
                 alert["value"] = _finite(value)
             if limit is not None:
                 alert["limit"] = _finite(limit)
+            if chart is not None:  # the latest value's chart (location or dispersion), shown beside it
+                alert["chart"] = chart
             if now - self._last_emit.get(existing, 0.0) >= OCCURRENCE_EMIT_INTERVAL:
                 self._emit(batch, alert, now)
                 self._dirty.discard(existing)
@@ -125,7 +129,7 @@ class AlertService:
         alert = self._new_alert(product, name, alert_type, priority, wording["title"], wording["message"], now)
         if "texts" in wording:
             alert["texts"] = wording["texts"]
-        for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit))):
+        for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit)), ("chart", chart)):
             if x is not None:
                 alert[field] = x
         batch.alert(alert)
@@ -181,15 +185,15 @@ class AlertService:
         """Add a comment (any state, resolved ones included); the status does not change."""
         alert = self._unresolved.get(alert_id) or await self.store.alert(alert_id)
         if alert is None:
-            raise AlertError("not_found", text(self.config.gateway.language, "error.no_alert", alert_id=alert_id))
+            raise self._error("not_found", "error.no_alert", alert_id=alert_id)
         alert["comment"] = comment
         return await self._commit(alert, self.clock(), user, "comment", alert["status"], comment)
 
     async def shelve(self, alert_id: int, user: str, duration_s: float, reason: str) -> dict[str, Any]:
         """Hide an alert for `duration_s` (at most 8 h); it then returns to the state it had."""
         if not (isinstance(duration_s, int | float) and 0 < duration_s <= MAX_SHELVE_S):
-            raise AlertError("invalid_field", text(self.config.gateway.language, "error.wrong", field="duration_s",
-                                                   expected=f"a number above 0 and at most {MAX_SHELVE_S:g}"))
+            raise self._error("invalid_field", "error.wrong", field="duration_s",
+                              expected=texts("expect.number", lo="0", hi=f"{MAX_SHELVE_S:g}"))
         alert = await self._unresolved_or_fail(alert_id, "shelved")
         now = self.clock()
         from_status = alert["status"]
@@ -223,11 +227,10 @@ class AlertService:
         """An alert from a person or another system: the seed's POST /api/spc/alerts/ body."""
         product = next((p for p in self.config.products if p.id == product_id), None)
         if product is None:
-            raise AlertError("not_found", text(self.config.gateway.language, "error.no_product",
-                                               product_id=product_id))
+            raise self._error("not_found", "error.no_product", product_id=product_id)
         if not (isinstance(priority, int) and 1 <= priority <= 5):
-            raise AlertError("invalid_field", text(self.config.gateway.language, "error.wrong", field="priority",
-                                                   expected="a whole number from 1 to 5"))
+            raise self._error("invalid_field", "error.wrong", field="priority",
+                              expected=texts("expect.int", lo="1", hi="5"))
         now = self.clock()
         alert = self._new_alert(product, characteristic, alert_type, priority, title, message, now)
         batch = self.store.batch(on_commit=self._published)
@@ -364,12 +367,17 @@ class AlertService:
             return alert
         stored = await self.store.alert(alert_id)
         if stored is None:
-            raise AlertError("not_found", text(self.config.gateway.language, "error.no_alert", alert_id=alert_id))
+            raise self._error("not_found", "error.no_alert", alert_id=alert_id)
         raise self._state_error(stored, action)
 
     def _state_error(self, alert: dict[str, Any], action: str) -> AlertError:
-        return AlertError("invalid_field", text(self.config.gateway.language, "error.state", alert_id=alert["id"],
-                                                status=alert["status"], action=action))
+        return self._error("invalid_field", "error.state", alert_id=alert["id"],
+                           status=texts(f"status.{alert['status']}"), action=texts(f"action.{action}"))
+
+    def _error(self, code: str, key: str, **values: Any) -> AlertError:
+        """An AlertError worded in every language; its message in the gateway's."""
+        words = texts(key, **values)
+        return AlertError(code, words.get(self.config.gateway.language, words["en"]), words)
 
     def _published(self, events: list[Event]) -> None:
         if self.publish is not None and events:

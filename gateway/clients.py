@@ -179,13 +179,18 @@ async def command(url: str, message: dict[str, Any], token: str | None = None) -
                     if reply.get("request_id") != request_id:
                         continue  # the connection message, the snapshot, live events
                     if reply["type"] == "error":
-                        raise ClientError(f"{reply['code']}: {reply['message']}")
+                        raise ClientError(f"{reply['code']}: {_english(reply)}")
                     return reply
     except InvalidStatus as exc:
         raise ClientError(f"the gateway refused the connection: HTTP {exc.response.status_code}") from None
     except (OSError, TimeoutError, ConnectionClosed) as exc:
         raise ClientError(f"cannot reach the gateway at {url}: {exc}") from None
     raise ClientError("the gateway closed the connection without replying")
+
+
+def _english(reply: dict[str, Any]) -> str:
+    """The gateway's error in English, the CLI's language (`texts`), whatever `gateway.language` is."""
+    return (reply.get("texts") or {}).get("en", {}).get("message") or reply["message"]
 
 
 async def create_alert(url: str, *, product: int, alert_type: str, priority: int, title: str, message: str,

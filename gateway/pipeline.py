@@ -334,7 +334,10 @@ class Pipeline:
             from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
         if len(values) < 2:
-            raise ValueError(f"only {len(values)} stored subgroups from subgroup {from_subgroup}: need at least 2")
+            from gateway.server.i18n import TextError, texts  # the refusal's words, in every language
+
+            raise TextError("invalid_field", texts("error.too_few_subgroups", n=len(values),
+                                                   from_subgroup=from_subgroup))
         limits = state.engine.recalculate(values, source="recalculated", from_subgroup=from_subgroup,
                                           to_subgroup=from_subgroup + len(values) - 1)
         with self.store.batch() as batch:

@@ -139,7 +139,9 @@ class HmiFixtureServer:
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.connects: list[str] = []
         self.answer_pings = True
-        self.errors_for: dict[str, tuple[str, str]] = {}  # command type -> (code, message)
+        # command type -> (code, message); a message given as {language: text} is sent with `texts` too
+        self.errors_for: dict[str, tuple[str, str | dict[str, str]]] = {}
+        self.limits_version = 1
         self.history = diameter_history()
         self.clients: set[tuple[ServerConnection, str]] = set()
         self.outboxes: dict[ServerConnection, asyncio.Queue[str | None]] = {}
@@ -370,6 +372,9 @@ class HmiFixtureServer:
             return {"type": "pong"} if self.answer_pings else None
         if kind in self.errors_for:
             code, text = self.errors_for[kind]
+            if isinstance(text, dict):  # as the gateway words its refusals: `message` and `texts`
+                return {"type": "error", "code": code, "message": text[self.language],
+                        "texts": {lang: {"message": m} for lang, m in text.items()}}
             return {"type": "error", "code": code, "message": text}
         if kind == "get_alerts":
             limit = min(int(message.get("limit", 10)), 500)
@@ -381,8 +386,10 @@ class HmiFixtureServer:
             return self._measurements(message)
         if kind in ("subscribe_product", "unsubscribe_product"):
             return {"type": kind.split("_")[0] + "d", "product_id": message.get("product_id")}
-        if kind in ("acknowledge_alert", "shelve_alert", "resolve_alert", "comment_alert"):
+        if kind in ("acknowledge_alert", "shelve_alert", "unshelve_alert", "resolve_alert", "comment_alert"):
             return self._transition(kind, message)
+        if kind == "recalculate_limits":
+            return self._recalculate(message)
         return {"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"}
 
     def _measurements(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -391,6 +398,15 @@ class HmiFixtureServer:
         rows = self.history if (message.get("product_id"), characteristic) == (1, "diameter") else []
         return {"type": "measurements", "product_id": message.get("product_id"), "characteristic": characteristic,
                 "measurements": rows[-limit:], "limits": diameter_limits() if rows else None}
+
+    def _recalculate(self, message: dict[str, Any]) -> dict[str, Any]:
+        if not str(message.get("user", "")).strip() or not str(message.get("reason", "")).strip():
+            return {"type": "error", "code": "invalid_field", "message": "user and reason are required"}
+        self.limits_version += 1
+        limits = {**diameter_limits(), "version": self.limits_version, "product_id": message.get("product_id"),
+                  "characteristic": message.get("characteristic"), "who": message["user"],
+                  "reason": message["reason"]}
+        return {"type": "result", "success": True, "limits": limits}
 
     def _transition(self, kind: str, message: dict[str, Any]) -> dict[str, Any]:
         alert = self.alerts.get(message.get("alert_id"))  # type: ignore[arg-type]
@@ -410,7 +426,13 @@ class HmiFixtureServer:
             duration = message.get("duration_s")
             if not isinstance(duration, int | float) or not 0 < duration <= MAX_SHELVE_S or not message.get("reason"):
                 return {"type": "error", "code": "invalid_field", "message": "duration_s (at most 8 h) and reason"}
-            alert.update(status="SHELVED", shelved_until=now_iso(time.time() + duration))
+            alert.update(status="SHELVED", shelved_until=now_iso(time.time() + duration),
+                         shelved_from=alert.get("shelved_from") or alert["status"])
+        elif kind == "unshelve_alert":
+            if alert["status"] != "SHELVED":
+                return {"type": "error", "code": "invalid_field", "message": f"alert {alert['id']} is not shelved"}
+            alert.update(status=alert.pop("shelved_from", None) or "OPEN")
+            alert.pop("shelved_until", None)
         else:
             if not message.get("cause"):
                 return {"type": "error", "code": "invalid_field", "message": "cause is required"}

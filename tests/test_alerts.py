@@ -68,7 +68,7 @@ def test_engine_results_raise_the_configured_alerts_in_korean(tmp_path):
         # nine points above the center line: Nelson test 2
         rule = [a for a in await ingest(store, alerts, engine, [10.05] * 9) if a["alert_type"] == "RUN_RULE_VIOLATION"]
         assert [(a["rule"], a["priority"]) for a in rule] == [(2, 2)]
-        assert rule[0]["title"] == "Run Rule 위반 (규칙 2)" and "9점 연속 중심선 한쪽" in rule[0]["message"]
+        assert rule[0]["title"] == "런 규칙 위반 (규칙 2)" and "9점 연속 중심선 한쪽" in rule[0]["message"]
         # every language rides along, for a screen switched to the other one; the gateway's is title/message
         assert spec["texts"]["ko"] == {"title": spec["title"], "message": spec["message"]}
         assert spec["texts"]["en"]["title"] == "Out of specification"

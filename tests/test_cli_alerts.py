@@ -184,7 +184,7 @@ def test_refusals_say_why_and_change_nothing(gateway: Gateway) -> None:
         (("alert", "ack", str(alert_id)), VIEWER, 1, "unauthorized"),
         (("alert", "unshelve", str(alert_id)), VIEWER, 1, "unauthorized"),
         (("alert", "ack", str(alert_id)), "wrong-token", 1, "HTTP 401"),
-        (("alert", "unshelve", str(alert_id)), OPERATOR, 1, "OPEN 상태라서 unshelved"),
+        (("alert", "unshelve", str(alert_id)), OPERATOR, 1, "is OPEN; it cannot be unshelved"),  # the English CLI prints the English text
         (("alert", "resolve", "999999", "--cause", "x"), OPERATOR, 1, "not_found"),
         (("alert", "shelve", str(alert_id), "--duration", "9h", "--reason", "x"), OPERATOR, 2, "at most 8h"),
         (("alert", "shelve", str(alert_id), "--duration", "30m"), OPERATOR, 2, "--reason"),

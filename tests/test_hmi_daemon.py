@@ -181,3 +181,72 @@ def test_page_against_the_running_daemon(tmp_path: Path, mosquitto, browser) -> 
             screen.close()
         gauges.close()
         daemon.stop()
+
+
+def test_chart_named_unshelve_and_new_limits_from_the_page_against_the_daemon(tmp_path: Path, mosquitto,
+                                                                              browser) -> None:
+    """An individual beyond its UCL, then a moving range beyond its own: one OUT_OF_CONTROL alert whose card
+    says the value is the moving range's; shelved and unshelved on the page; new limits calculated on the
+    chart view after the confirmation. Each act is checked in SQLite."""
+    http_port = free_port()
+    db = tmp_path / "spc.sqlite3"
+    config = write_config(tmp_path, hmi_config(tmp_path, mosquitto.port, http_port))
+    daemon = Daemon(config).start(wait_for_port=http_port)
+    gauges = Gauges(mosquitto.port)
+    screen = None
+    try:
+        wait_for(lambda: "connected to" in daemon.log(), 10, "the MQTT source to connect")
+        time.sleep(0.3)
+        # I chart of diameter: center 10, sigma 0.1 -> UCL 10.3; MR chart UCL 3.267 * 1.128 * 0.1 = 0.369
+        for value in (10.0, 10.02, 9.98, 10.0, 10.35, 9.95):
+            gauges.reading("diameter", value)
+        alert_id = wait_for(lambda: rows(db, "select id from alerts where alert_type = 'OUT_OF_CONTROL' "
+                                             "and json_extract(body, '$.occurrences') = 2"), 10,
+                            "the out-of-control alert counted twice")[0][0]
+        chart = rows(db, "select json_extract(body, '$.chart'), json_extract(body, '$.value') from alerts "
+                         "where id = ?", alert_id)
+        assert chart == [("dispersion", pytest.approx(0.4))]
+
+        screen = Screen(browser, f"http://127.0.0.1:{http_port}", size=(1024, 600))
+        page = screen.page
+        row = f".alert-row[data-id='{alert_id}']"
+        page.wait_for_selector(f"{row} .chart-name:has-text('이동범위 (MR) 관리도')")
+        assert "이동범위 (MR) 관리도: 값 0.4 / 한계 0.3686" in page.inner_text(f"{row} .l3")
+        screen.shot("daemon-chart-named-1024x600")
+
+        page.click(row)
+        page.click("#btn-act-shelve")
+        page.fill("#modal input[name=operator]", "박영희")
+        page.click("#modal button[data-duration='1800']")
+        page.fill("#modal textarea[name=reason]", "게이지 교정")
+        page.click("#modal .modal-ok")
+        wait_for(lambda: rows(db, "select status from alerts where id = ?", alert_id) == [("SHELVED",)], 5,
+                 "the shelve in SQLite")
+        page.click("#list-tabs [data-tab=shelved]")
+        page.click(f"{row}.s-shelved")
+        page.click("#btn-act-unshelve")
+        page.click("#modal .modal-ok")
+        page.wait_for_selector("#feedback.ok")
+        wait_for(lambda: rows(db, "select status from alerts where id = ?", alert_id) == [("OPEN",)], 5,
+                 "the unshelve in SQLite")
+        assert rows(db, "select who, from_status, to_status from alert_history where alert_id = ? and "
+                        "action = 'unshelve'", alert_id) == [("박영희", "SHELVED", "OPEN")]
+
+        page.click("#nav-charts")
+        page.click(".pv-products .chip[data-product='1']")
+        page.click(".pv-chars .chip[data-characteristic='diameter']")
+        page.click("#btn-recalc")
+        page.fill("#modal input[name=subgroups]", "4")
+        page.fill("#modal textarea[name=reason]", "신규 공구 검증 완료")
+        page.click("#modal .modal-ok")
+        page.wait_for_selector("#feedback.ok:has-text('관리한계')")
+        stored = rows(db, "select who, reason, source, from_subgroup, to_subgroup from control_limits "
+                          "where product_id = 1 and characteristic = 'diameter' order by id desc limit 1")
+        assert stored == [("박영희", "신규 공구 검증 완료", "recalculated", 3, 6)]
+        screen.shot("daemon-recalculated-1024x600")
+        assert screen.unexpected_errors() == []
+    finally:
+        if screen is not None:
+            screen.close()
+        gauges.close()
+        daemon.stop()

@@ -1,12 +1,16 @@
 """Texts the gateway itself says to people: server messages and alert titles, in Korean and English.
 
 The language is `gateway.language` of the config; alerts the gateway raises also carry their title and
-message in every language (`texts`), so a screen switched to the other language shows them in it. A
+message in every language (`texts`), so a screen switched to the other language shows them in it, and
+so do `error` replies (`texts`: {language: {message}}), so an English CLI or screen never prints a
+Korean refusal. Every part of a message is worded in its own language: `texts()` fills a value that is
+itself per language (a dict of languages, or a callable of the language) language by language. A
 missing key is a programming error and fails loudly in tests; a missing placeholder value likewise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 Language = Literal["ko", "en"]
@@ -22,6 +26,14 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "JSON 객체가 아닙니다: {detail}",
         "en": "not a JSON object: {detail}",
     },
+    "error.json_syntax": {
+        "ko": "JSON으로 읽을 수 없습니다 ({line}행 {column}열)",
+        "en": "not JSON: {detail}",
+    },
+    "error.json_deep": {
+        "ko": "JSON이 너무 깊게 중첩되어 있습니다",
+        "en": "not JSON: nested too deeply",
+    },
     "error.binary": {
         "ko": "바이너리 프레임은 받지 않습니다. JSON 텍스트를 보내십시오",
         "en": "binary frames are not accepted; send JSON text",
@@ -35,7 +47,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "field {field!r} is required ({expected})",
     },
     "error.wrong": {
-        "ko": "필드 {field!r}가 잘못되었습니다: {expected} 이어야 합니다",
+        "ko": "필드 {field!r}가 잘못되었습니다 (허용: {expected})",
         "en": "field {field!r} is wrong: it must be {expected}",
     },
     "error.too_long": {
@@ -108,7 +120,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "산포 관리도 점이 관리한계를 벗어났습니다 ({characteristic}: {value}, 한계 {limit})",
         "en": "The dispersion chart point is beyond its control limit ({characteristic}: {value}, limit {limit})",
     },
-    "alert.RUN_RULE_VIOLATION.title": {"ko": "Run Rule 위반 (규칙 {rule})", "en": "Run rule violation (rule {rule})"},
+    # one term per language everywhere (page, alerts, docs): 런 규칙 위반 / run rule violation
+    "alert.RUN_RULE_VIOLATION.title": {"ko": "런 규칙 위반 (규칙 {rule})", "en": "Run rule violation (rule {rule})"},
     "alert.RUN_RULE_VIOLATION.message": {
         "ko": "{characteristic}: {description} (부분군 {points})",
         "en": "{characteristic}: {description} (subgroups {points})",
@@ -143,6 +156,34 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "MQTT outbox over its limit ({limit}): dropped the {n} oldest measurements. Check the plant broker "
               "connection",
     },
+    # ------------------------------------------------------------------ refusals worded per language
+    "error.too_few_subgroups": {
+        "ko": "부분군 {from_subgroup}부터 저장된 부분군이 {n}개뿐입니다. 한계를 계산하려면 2개 이상 필요합니다",
+        "en": "only {n} stored subgroups from subgroup {from_subgroup}: need at least 2",
+    },
+    # the parts spliced into the errors above, each in both languages
+    "expect.id": {"ko": "양의 정수", "en": "a positive whole number"},
+    "expect.int": {"ko": "{lo}부터 {hi}까지의 정수", "en": "a whole number from {lo} to {hi}"},
+    "expect.number": {"ko": "{lo}보다 크고 {hi} 이하인 수", "en": "a number above {lo} and at most {hi}"},
+    "expect.choice": {"ko": "{choices} 중 하나", "en": "one of {choices}"},
+    "expect.text": {"ko": "{hi}자 이하의 텍스트", "en": "text of at most {hi} characters"},
+    "expect.any_text": {"ko": "텍스트", "en": "text"},
+    "expect.request_id": {"ko": "문자열 또는 숫자", "en": "a string or a number"},
+    "expect.type": {"ko": "'get_alerts' 같은 문자열", "en": "a string such as 'get_alerts'"},
+    "json.list": {"ko": "배열을 받았습니다", "en": "got list"},
+    "json.str": {"ko": "문자열을 받았습니다", "en": "got str"},
+    "json.int": {"ko": "숫자를 받았습니다", "en": "got int"},
+    "json.float": {"ko": "숫자를 받았습니다", "en": "got float"},
+    "json.bool": {"ko": "참/거짓 값을 받았습니다", "en": "got bool"},
+    "json.NoneType": {"ko": "null을 받았습니다", "en": "got NoneType"},
+    "status.OPEN": {"ko": "미확인", "en": "OPEN"},
+    "status.ACKNOWLEDGED": {"ko": "확인됨", "en": "ACKNOWLEDGED"},
+    "status.SHELVED": {"ko": "보류", "en": "SHELVED"},
+    "status.RESOLVED": {"ko": "해결됨", "en": "RESOLVED"},
+    "action.acknowledged": {"ko": "확인", "en": "acknowledged"},
+    "action.shelved": {"ko": "보류", "en": "shelved"},
+    "action.unshelved": {"ko": "보류 해제", "en": "unshelved"},
+    "action.resolved": {"ko": "해결", "en": "resolved"},
 }
 
 # Nelson tests by number, and the Western Electric rules in their own numbering.
@@ -171,6 +212,39 @@ def text(language: str, key: str, **values: object) -> str:
     entry = _TEXTS[key]
     template = entry.get(language) or entry["en"]
     return template.format(**values) if values else template
+
+
+def texts(key: str, **values: object) -> dict[str, str]:
+    """The text `key` in every language. A value that is a mapping of languages, or a callable of the
+    language, is filled in each language's own words, so no message mixes two languages."""
+    out = {}
+    for lang in LANGUAGES:
+        filled = {k: _in(lang, v) for k, v in values.items()}
+        out[lang] = text(lang, key, **filled)
+    return out
+
+
+def _in(language: str, value: object) -> object:
+    if callable(value):
+        return value(language)
+    if isinstance(value, Mapping) and language in value:
+        return value[language]
+    return value
+
+
+def error_texts(message: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The `texts` of an `error` reply, shaped like an alert's: {language: {"message": ...}}."""
+    return {lang: {"message": message[lang]} for lang in LANGUAGES if lang in message}
+
+
+class TextError(ValueError):
+    """A refusal worded in every language: `code` is a protocol error code, `texts` {language: text}.
+    str() is the English text, for logs."""
+
+    def __init__(self, code: str, texts_: Mapping[str, str]):
+        super().__init__(texts_.get("en", next(iter(texts_.values()))))
+        self.code = code
+        self.texts = dict(texts_)
 
 
 def rule_description(language: str, convention: str, rule: int, fallback: str = "") -> str:

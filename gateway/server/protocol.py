@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.config import Product
 from gateway.model import iso_time
+from gateway.server import i18n
 from gateway.server.i18n import text
 from gateway.server.inputs import INT64_MAX, bad_character
 
@@ -41,12 +42,13 @@ LONG_TEXT = 2000
 
 
 class Reject(Exception):
-    """A frame that cannot be served: becomes an `error` reply with a stable code."""
+    """A frame that cannot be served: becomes an `error` reply with a stable code and its words in
+    every language ({language: text})."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
+    def __init__(self, code: str, words: str | Mapping[str, str]):
+        super().__init__(words if isinstance(words, str) else words.get("en", ""))
         self.code = code
-        self.message = message
+        self.words = words  # a plain str is one language only (kept working for older call sites)
 
 
 @dataclass
@@ -152,10 +154,16 @@ class Protocol:
             body["request_id"] = request_id
         return body
 
-    def error(self, code: str, message: str, request_id: str | int | None = None) -> dict[str, Any]:
-        """An `error` message with a stable code."""
+    def error(self, code: str, message: str | Mapping[str, str],
+              request_id: str | int | None = None) -> dict[str, Any]:
+        """An `error` message with a stable code. Given the words in every language ({language: text}),
+        `message` is the configured language's and `texts` carries them all, like an alert's, so a
+        client in the other language (the English CLI, a screen switched over) shows its own."""
         assert code in ERROR_CODES, code
-        return self.message("error", request_id=request_id, code=code, message=message)
+        if isinstance(message, str):
+            return self.message("error", request_id=request_id, code=code, message=message)
+        own = message.get(self.language) or message["en"]
+        return self.message("error", request_id=request_id, code=code, message=own, texts=i18n.error_texts(message))
 
     def connection(self, *, gateway: str, seq: int, role: str) -> dict[str, Any]:
         """The first message after the handshake, with the seed's text in the configured language."""
@@ -173,36 +181,37 @@ class Protocol:
     def receive(self, session: Session, frame: str | bytes) -> Command | dict[str, Any]:
         """One client frame -> a Command to run, or the reply to send right away (often an error)."""
         if not self._take_token(session):
-            return self.error("rate_limited", text(self.language, "error.rate_limited", rate=self.rate))
+            return self.error("rate_limited", i18n.texts("error.rate_limited", rate=self.rate))
         request_id = None
         try:
             if isinstance(frame, bytes):
-                raise Reject("invalid_json", text(self.language, "error.binary"))
+                raise Reject("invalid_json", i18n.texts("error.binary"))
             try:
                 data = json.loads(frame)
-            except (ValueError, RecursionError) as exc:
-                raise Reject("invalid_json", text(self.language, "error.invalid_json", detail=str(exc))) from None
+            except json.JSONDecodeError as exc:
+                raise Reject("invalid_json", i18n.texts("error.json_syntax", detail=str(exc), line=exc.lineno,
+                                                   column=exc.colno)) from None
+            except (ValueError, RecursionError):
+                raise Reject("invalid_json", i18n.texts("error.json_deep")) from None
             if not isinstance(data, dict):
-                raise Reject("invalid_json", text(self.language, "error.invalid_json",
-                                                  detail=f"got {type(data).__name__}"))
+                raise Reject("invalid_json", _not_object(data))
             request_id = self._request_id(data)
             return self._command(session, data, request_id)
         except Reject as rejected:
-            return self.error(rejected.code, rejected.message, request_id)
+            return self.error(rejected.code, rejected.words, request_id)
 
     def http_command(self, session: Session, type_: str, body: Any) -> Command | dict[str, Any]:
         """A command whose fields came as an HTTP request body (a JSON object, no `type`): the Command
         to run, or the `error` message. The same checks as over the WebSocket, the rate limit included
         (the caller keeps one session per sender)."""
         if not self._take_token(session):
-            return self.error("rate_limited", text(self.language, "error.rate_limited", rate=self.rate))
+            return self.error("rate_limited", i18n.texts("error.rate_limited", rate=self.rate))
         try:
             if not isinstance(body, dict):
-                raise Reject("invalid_json", text(self.language, "error.invalid_json",
-                                                  detail=f"got {type(body).__name__}"))
+                raise Reject("invalid_json", _not_object(body))
             return self._command(session, {**body, "type": type_}, None)
         except Reject as rejected:
-            return self.error(rejected.code, rejected.message)
+            return self.error(rejected.code, rejected.words)
 
     def flooding(self, session: Session) -> bool:
         """True when a client keeps sending after being told to slow down: close it (1008)."""
@@ -226,32 +235,30 @@ class Protocol:
         if rid is None:
             return None
         if not (isinstance(rid, str) or _is_number(rid)):  # echoed back: NaN would come back as null
-            raise Reject("invalid_field", text(self.language, "error.wrong", field="request_id",
-                                               expected="a string or a number"))
+            raise Reject("invalid_field", i18n.texts("error.wrong", field="request_id",
+                                                     expected=i18n.texts("expect.request_id")))
         if isinstance(rid, str):
             if len(rid) > MAX_REQUEST_ID:
-                raise Reject("too_large", text(self.language, "error.too_long", field="request_id",
-                                               length=len(rid), limit=MAX_REQUEST_ID))
+                raise Reject("too_large", i18n.texts("error.too_long", field="request_id", length=len(rid),
+                                                     limit=MAX_REQUEST_ID))
             self._check_characters("request_id", rid, multiline=False)
         return rid
 
     def _command(self, session: Session, data: dict[str, Any], request_id: str | int | None) -> Command | dict:
         type_ = data.get("type")
         if not isinstance(type_, str):
-            raise Reject("invalid_field", text(self.language, "error.missing", field="type",
-                                               expected="a string such as 'get_alerts'"))
+            raise Reject("invalid_field", i18n.texts("error.missing", field="type", expected=i18n.texts("expect.type")))
         schema = SCHEMA.get(type_)
         if schema is None:
-            raise Reject("unknown_type", text(self.language, "error.unknown_type", type=type_[:50],
-                                              allowed=", ".join(SCHEMA)))
+            raise Reject("unknown_type", i18n.texts("error.unknown_type", type=type_[:50], allowed=", ".join(SCHEMA)))
         if type_ in WRITE_COMMANDS and session.role != "operator":
-            raise Reject("unauthorized", text(self.language, "error.unauthorized", role=session.role, type=type_))
+            raise Reject("unauthorized", i18n.texts("error.unauthorized", role=session.role, type=type_))
         if type_ == "create_alert" and "product_id" not in data and "product" in data:
             data = {**data, "product_id": data["product"]}  # the seed's POST /api/spc/alerts/ body
         if type_ == "create_alert" and data.get("alert_type") in ALERT_TYPES \
                 and data["alert_type"] not in OPERATOR_ALERT_TYPES:
-            raise Reject("invalid_field", text(self.language, "error.gateway_type", alert_type=data["alert_type"],
-                                               allowed=", ".join(OPERATOR_ALERT_TYPES)))
+            raise Reject("invalid_field", i18n.texts("error.gateway_type", alert_type=data["alert_type"],
+                                                     allowed=", ".join(OPERATOR_ALERT_TYPES)))
         fields = {name: self._field(name, spec, data.get(name)) for name, spec in schema.items()}
         self._check_references(type_, fields)
         command = Command(type_, fields, request_id)
@@ -268,14 +275,13 @@ class Protocol:
         return command
 
     def _field(self, name: str, spec: F, value: Any) -> Any:
-        lang = self.language
         if value is None:
             if spec.required:
-                raise Reject("invalid_field", text(lang, "error.missing", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         if spec.kind == "id":
             if _id(value) is None:
-                raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind in ("int", "number"):
             ok = _is_number(value) and (spec.kind == "number" or isinstance(value, int))
@@ -284,21 +290,21 @@ class Protocol:
             elif ok:
                 ok = (spec.lo is None or value >= spec.lo) and (spec.hi is None or value <= spec.hi)
             if not ok:
-                raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind == "choice":
             if value not in spec.choices:
-                raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if not isinstance(value, str):
-            raise Reject("invalid_field", text(lang, "error.wrong", field=name, expected=_expected(spec)))
+            raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
         value = value.strip()
         if spec.hi is not None and len(value) > spec.hi:
-            raise Reject("too_large", text(lang, "error.too_long", field=name, length=len(value), limit=int(spec.hi)))
+            raise Reject("too_large", i18n.texts("error.too_long", field=name, length=len(value), limit=int(spec.hi)))
         self._check_characters(name, value, multiline=spec.lines)
         if spec.lo and len(value) < spec.lo:
             if spec.required:
-                raise Reject("invalid_field", text(lang, "error.missing", field=name, expected=_expected(spec)))
+                raise Reject("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         return value
 
@@ -306,7 +312,7 @@ class Protocol:
         bad = bad_character(value, multiline=multiline)
         if bad is not None:
             key = "error.bad_character_lines" if multiline else "error.bad_character"
-            raise Reject("invalid_field", text(self.language, key, field=name, char=bad))
+            raise Reject("invalid_field", i18n.texts(key, field=name, char=bad))
 
     def _check_references(self, type_: str, fields: dict[str, Any]) -> None:
         product_id = fields.get("product_id")
@@ -314,20 +320,30 @@ class Protocol:
             return
         product = self.products.get(product_id)
         if product is None:
-            raise Reject("not_found", text(self.language, "error.no_product", product_id=product_id))
+            raise Reject("not_found", i18n.texts("error.no_product", product_id=product_id))
         name = fields.get("characteristic")
         if name is not None and all(c.name != name for c in product.characteristics):
-            raise Reject("not_found", text(self.language, "error.no_characteristic", product_id=product_id,
-                                           characteristic=name))
+            raise Reject("not_found", i18n.texts("error.no_characteristic", product_id=product_id, characteristic=name))
 
 
-def _expected(spec: F) -> str:
+def _expected(spec: F) -> dict[str, str]:
+    """What a field must be, in every language (spliced into error.wrong / error.missing)."""
     if spec.kind == "id":
-        return f"a whole number from 1 to {INT64_MAX}"
+        return i18n.texts("expect.int", lo="1", hi=str(INT64_MAX))
     if spec.kind == "int":
-        return f"a whole number from {spec.lo:g} to {spec.hi:g}"
+        return i18n.texts("expect.int", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
     if spec.kind == "number":
-        return f"a number above {spec.lo:g} and at most {spec.hi:g}"
+        return i18n.texts("expect.number", lo=f"{spec.lo:g}", hi=f"{spec.hi:g}")
     if spec.kind == "choice":
-        return "one of " + ", ".join(spec.choices)
-    return f"text of at most {spec.hi:g} characters" if spec.hi else "text"
+        return i18n.texts("expect.choice", choices=", ".join(spec.choices))
+    return i18n.texts("expect.text", hi=f"{spec.hi:g}") if spec.hi else i18n.texts("expect.any_text")
+
+
+def _not_object(value: Any) -> dict[str, str]:
+    """'not a JSON object: got list', in every language."""
+    kind = type(value).__name__
+    return i18n.texts("error.invalid_json", detail=i18n.texts(f"json.{kind}") if f"json.{kind}" in _JSON_KINDS
+                 else f"got {kind}")
+
+
+_JSON_KINDS = frozenset(f"json.{k}" for k in ("list", "str", "int", "float", "bool", "NoneType"))

@@ -212,7 +212,10 @@ class LineServer:
             outcome = await self._run(outcome, Session(role=role, client_name=name))
         if outcome["type"] == "error":
             status = HTTP_STATUS_OF_ERROR.get(outcome["code"], 400)
-            return json_response(status, {"error": outcome["message"], "code": outcome["code"]})
+            body = {"error": outcome["message"], "code": outcome["code"]}
+            if "texts" in outcome:  # the same words in every language, as on the WebSocket
+                body["texts"] = outcome["texts"]
+            return json_response(status, body)
         return json_response(201, outcome["alert"])
 
     def _http_session(self, connection: ServerConnection, name: str | None, role: str) -> Session:
@@ -377,11 +380,12 @@ class LineServer:
                 raise AssertionError(command.type)
             return self.protocol.reply(command, "result", alert=alert)
         except AlertError as exc:
-            return self.protocol.error(exc.code, exc.message, command.request_id)
+            return self.protocol.error(exc.code, exc.texts or exc.message, command.request_id)
         except LookupError as exc:
             return self.protocol.error("not_found", str(exc), command.request_id)
-        except ValueError as exc:
-            return self.protocol.error("invalid_field", str(exc), command.request_id)
+        except ValueError as exc:  # an i18n.TextError carries its words in every language
+            return self.protocol.error(getattr(exc, "code", "invalid_field"), getattr(exc, "texts", None) or str(exc),
+                                       command.request_id)
 
     async def _measurements(self, command: Command) -> dict[str, Any]:
         f = command.fields

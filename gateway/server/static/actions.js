@@ -1,6 +1,8 @@
-// Operator actions on alerts: acknowledge (one or all visible), shelve, resolve, comment. Every action's
-// result or error is reported in the feedback strip; an error also stays in the open dialog.
-import { t } from './i18n.js';
+// Operator actions on alerts: acknowledge (one or all visible), shelve, unshelve, resolve, comment; and
+// recalculating a chart's control limits. Every action's result or error is reported in the feedback
+// strip; an error also stays in the open dialog.
+import { t, language } from './i18n.js';
+import { num } from './format.js';
 
 const ACK_ALL_PACING_MS = 60; // stays under the gateway's per-connection command rate
 
@@ -9,7 +11,7 @@ export function actionOpener({ feed, book, dialog, feedback, ui }) {
   function describeError(err) {
     if (err.code === 'not_connected') return t('err_not_connected');
     if (err.code === 'timeout') return t('err_timeout');
-    return err.message || String(err.code);
+    return err.texts?.[language()]?.message || err.message || String(err.code);
   }
 
   async function command(message) {
@@ -25,13 +27,17 @@ export function actionOpener({ feed, book, dialog, feedback, ui }) {
     dialog.open(kind, alerts, async (fields) => {
       if (kind === 'ack_all') return ackAll(alerts, fields);
       const alert = alerts[0];
-      const type = { ack: 'acknowledge_alert', shelve: 'shelve_alert', resolve: 'resolve_alert', comment: 'comment_alert' }[kind];
+      const type = {
+        ack: 'acknowledge_alert', shelve: 'shelve_alert', unshelve: 'unshelve_alert', resolve: 'resolve_alert',
+        comment: 'comment_alert',
+      }[kind];
       try {
         const reply = await command({ type, alert_id: alert.id, ...fields });
         const updated = book.get(alert.id) || alert;
         const text = {
           ack: () => t('res_acknowledged', { id: alert.id, who: fields.user }),
           shelve: () => t('res_shelved', { id: alert.id, time: (reply.alert?.shelved_until || updated.shelved_until || '').slice(11, 16) }),
+          unshelve: () => t('res_unshelved', { id: alert.id }),
           resolve: () => t('res_resolved', { id: alert.id }),
           comment: () => t('res_commented', { id: alert.id }),
         }[kind]();
@@ -66,5 +72,24 @@ export function actionOpener({ feed, book, dialog, feedback, ui }) {
     }
   }
 
+  /** The confirmation and the `recalculate_limits` command for one chart; then(limits) refreshes it. */
+  function openRecalculate(product, characteristic, then) {
+    if (ui.role === 'viewer' || !product || !characteristic) return;
+    const subject = { code: product.code, characteristic };
+    dialog.open('recalc', [], async (fields) => {
+      try {
+        const reply = await feed.request({ type: 'recalculate_limits', product_id: product.id, characteristic, ...fields });
+        const l = reply.limits || {};
+        feedback.show(t('res_recalculated', { characteristic, version: l.version ?? '?', center: num(l.center), ucl: num(l.ucl), lcl: num(l.lcl) }), 'ok');
+        then?.(l);
+      } catch (err) {
+        const text = t('err_recalc', { message: describeError(err) });
+        feedback.show(text, 'error');
+        throw new Error(text);
+      }
+    }, { subject });
+  }
+
+  openAction.recalculate = openRecalculate;
   return openAction;
 }

@@ -8,6 +8,28 @@ export function alertText(alert, field) {
   return alert.texts?.[language()]?.[field] ?? alert[field] ?? '';
 }
 
+// Which chart type (xbar_r | xbar_s | imr) a product's characteristic is drawn on, when the page knows it
+// (app.js sets it from the catalog); the card then names the chart exactly (MR, R, S, I, X̄).
+let chartTypeOf = () => null;
+export function setChartTypeLookup(lookup) {
+  chartTypeOf = lookup;
+}
+
+/** The chart an alert's value and limit belong to (`chart`: location | dispersion), in words. */
+export function chartName(alert) {
+  if (alert.chart !== 'location' && alert.chart !== 'dispersion') return '';
+  const type = chartTypeOf(alert.product_id, alert.characteristic);
+  if (alert.chart === 'location') {
+    if (type === 'imr') return t('chart_named', { name: t('pv_location_imr') });
+    if (type === 'xbar_r' || type === 'xbar_s') return t('chart_named', { name: t('pv_location_xbar') });
+    return t('chart_location');
+  }
+  if (type === 'imr') return t('chart_named', { name: t('pv_dispersion_mr') });
+  if (type === 'xbar_r') return t('chart_named', { name: t('pv_dispersion_r') });
+  if (type === 'xbar_s') return t('chart_named', { name: t('pv_dispersion_s') });
+  return t('chart_dispersion');
+}
+
 export const MAX_ALERTS = 2000; // alerts held in the page at most; resolved ones are dropped first
 export const FLOOD_WINDOW_MS = 10 * 60 * 1000;
 export const FLOOD_THRESHOLD = 10; // more than this many new alerts in the window is a flood (EEMUA 191)
@@ -158,9 +180,16 @@ function alertMeta(alert) {
   if (alert.characteristic) parts.push(`<span class="char">${esc(alert.characteristic)}</span>`);
   if (alert.alert_type) parts.push(esc(TEXT_OR(`type_${alert.alert_type}`, alert.alert_type)));
   if (alert.rule !== undefined && alert.rule !== null) parts.push(`<b class="rule">${esc(t('rule_n', { n: alert.rule }))}</b>`);
+  // One alert counts repeats on both charts: say whose value this is (a moving range under a message
+  // about the individual value would otherwise read as a wrong number).
+  const chart = chartName(alert);
+  const chartHtml = chart ? `<b class="chart-name">${esc(chart)}</b>` : '';
   if (alert.value !== undefined && alert.value !== null) {
     const hasLimit = alert.limit !== undefined && alert.limit !== null;
-    parts.push(esc(hasLimit ? t('value_limit', { value: num(alert.value), limit: num(alert.limit) }) : t('value_only', { value: num(alert.value) })));
+    const value = esc(hasLimit ? t('value_limit', { value: num(alert.value), limit: num(alert.limit) }) : t('value_only', { value: num(alert.value) }));
+    parts.push(chart ? `${chartHtml}: ${value}` : value);
+  } else if (chart) {
+    parts.push(chartHtml);
   }
   if (alert.status === 'SHELVED' && alert.shelved_until) {
     const left = Math.max(0, Math.ceil(((epochMs(alert.shelved_until) ?? 0) - Date.now()) / 60000));

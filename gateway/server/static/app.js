@@ -2,7 +2,7 @@
 import { t, language, setLanguage, applyTexts } from './i18n.js';
 import { esc, localClock, learnZone } from './format.js';
 import { GatewayConnection, PING_INTERVAL_MS } from './connection.js';
-import { AlertBook, AlertListView, FLOOD_THRESHOLD, alertText, priorityBadge } from './alerts.js';
+import { AlertBook, AlertListView, FLOOD_THRESHOLD, alertText, priorityBadge, setChartTypeLookup } from './alerts.js';
 import { ActionDialog, Feedback } from './dialogs.js';
 import { actionOpener } from './actions.js';
 import { Toaster } from './toasts.js';
@@ -49,6 +49,8 @@ const products = new ProductView($('#view-charts'), {
   onConnectionState: () => renderConnection(),
   onSelect: () => ui.view === 'charts' && showView('charts'), // keeps the URL hash a deep link
 });
+// Alarm cards name the exact chart (MR, R, S, I, X̄) of a characteristic the catalog describes.
+setChartTypeLookup((productId, name) => products.products.get(productId)?.characteristics.get(name)?.chart ?? null);
 
 // ---------------------------------------------------------------- language
 
@@ -183,6 +185,7 @@ function showView(view) {
     ? `#charts/${products.productId}/${encodeURIComponent(products.characteristic || '')}` : `#${view}`;
   if (location.hash !== hash) history.replaceState(null, '', hash);
   if (view === 'charts') products.render();
+  renderRecalc();
 }
 
 function openChart(productId, characteristic) {
@@ -253,9 +256,22 @@ function renderAlarms() {
     : `<span class="muted">${esc(ui.role === 'viewer' ? t('conn_view_only') : t('select_hint'))}</span>`;
   $('#btn-act-ack').disabled = !canAct || selected.status !== 'OPEN';
   $('#btn-act-shelve').disabled = !canAct || selected.status === 'RESOLVED' || selected.status === 'SHELVED';
+  // A shelved alarm offers Unshelve in Shelve's place: the bar keeps its width on a small panel.
+  const shelved = Boolean(selected) && selected.status === 'SHELVED';
+  $('#btn-act-shelve').hidden = shelved;
+  $('#btn-act-unshelve').hidden = !shelved;
+  $('#btn-act-unshelve').disabled = !canAct || !shelved;
   $('#btn-act-resolve').disabled = !canAct || selected.status === 'RESOLVED';
   $('#btn-act-comment').disabled = !canAct; // a finding can be added in any state, resolved included
   $('#btn-act-chart').disabled = !selected || selected.product_id === undefined;
+  renderRecalc();
+}
+
+/** New control limits are a quality engineer's act on the open chart; a view-only screen has no button. */
+function renderRecalc() {
+  const button = $('#btn-recalc');
+  button.hidden = ui.role === 'viewer';
+  button.disabled = products.productId === null || !products.characteristic || feed.state !== 'live';
 }
 
 function renderTools() {
@@ -296,6 +312,7 @@ function renderConnection() {
     $('.stale-text').textContent = t('conn_stale_banner', { time: feed.lastUpdate ? localClock(feed.lastUpdate) : '—' });
   }
   products.renderStale();
+  renderRecalc();
 }
 
 // ---------------------------------------------------------------- controls
@@ -325,6 +342,11 @@ $('#btn-act-ack').addEventListener('click', () => openAction('ack', [book.get(ui
 $('#btn-act-shelve').addEventListener('click', () => openAction('shelve', [book.get(ui.selectedId)]));
 $('#btn-act-resolve').addEventListener('click', () => openAction('resolve', [book.get(ui.selectedId)]));
 $('#btn-act-comment').addEventListener('click', () => openAction('comment', [book.get(ui.selectedId)]));
+$('#btn-act-unshelve').addEventListener('click', () => openAction('unshelve', [book.get(ui.selectedId)]));
+$('#btn-recalc').addEventListener('click', () => {
+  const product = products.products.get(products.productId);
+  openAction.recalculate(product, products.characteristic, () => products.refresh());
+});
 $('#btn-act-chart').addEventListener('click', () => {
   const alert = book.get(ui.selectedId);
   if (alert) openChart(alert.product_id, alert.characteristic || null);

@@ -149,13 +149,17 @@ export class ControlChart {
     ctx.fillStyle = C.text;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (const v of niceTicks(range.lo, range.hi, ph > 260 ? 6 : 4)) {
+    // one value label per ~36 px at most: a short dispersion chart on a 600-pixel panel gets two, not a pile
+    let lastLabel = -Infinity;
+    for (const v of niceTicks(range.lo, range.hi, Math.max(2, Math.min(6, Math.floor(ph / 36))))) {
       const yy = Math.round(y(v)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(PAD.left, yy);
       ctx.lineTo(PAD.left + pw, yy);
       ctx.stroke();
+      if (Math.abs(yy - lastLabel) < 18) continue; // labels closer than a line of text would overprint
       ctx.fillText(num(v), PAD.left - 8, yy);
+      lastLabel = yy;
     }
     // Subgroup numbers along the bottom.
     ctx.textAlign = 'center';

@@ -215,7 +215,8 @@ export class GatewayConnection extends EventTarget {
         this._pending.delete(String(message.request_id));
         clearTimeout(pending.timer);
         if (type === 'result') pending.resolve(message);
-        else pending.reject(Object.assign(new Error(message.message || message.code), { code: message.code }));
+        // `texts` has the refusal in every language (a Korean gateway, a screen switched to English)
+        else pending.reject(Object.assign(new Error(message.message || message.code), { code: message.code, texts: message.texts }));
       }
     }
     this.dispatchEvent(new CustomEvent('message', { detail: message }));

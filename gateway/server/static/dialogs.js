@@ -1,4 +1,5 @@
-// Acknowledge / shelve / resolve / comment forms, and the strip that reports the result of every action.
+// Acknowledge / shelve / unshelve / resolve / comment forms, the confirmation before new control limits, and
+// the strip that reports the result of every action.
 import { t } from './i18n.js';
 import { esc } from './format.js';
 import { alertText, priorityBadge } from './alerts.js';
@@ -73,21 +74,30 @@ export class ActionDialog {
     return !this.root.hidden;
   }
 
-  /** Open a form. kind: ack | ack_all | shelve | resolve | comment; submit(fields) does the work and may throw. */
-  open(kind, alerts, submit) {
-    this.current = { kind, alerts, submit };
+  /** Open a form. kind: ack | ack_all | shelve | unshelve | resolve | comment | recalc; submit(fields) does
+   * the work and may throw. `subject` names what a form without an alert is about (recalc: the chart). */
+  open(kind, alerts, submit, { subject = null } = {}) {
+    this.current = { kind, alerts, submit, subject };
     const title = {
       ack: t('dlg_ack_title'),
       ack_all: t('dlg_ack_all_title', { n: alerts.length }),
       shelve: t('dlg_shelve_title'),
+      unshelve: t('dlg_unshelve_title'),
       resolve: t('dlg_resolve_title'),
       comment: t('dlg_comment_title'),
+      recalc: t('dlg_recalc_title'),
     }[kind];
     this.root.querySelector('.modal-title').textContent = title;
-    this.root.querySelector('.modal-subject').innerHTML = this._subject(alerts);
-    this.body.innerHTML = this._fields(kind);
-    this.ok.textContent = { ack: t('act_acknowledge'), ack_all: t('act_acknowledge'), shelve: t('act_shelve'), resolve: t('act_resolve'), comment: t('act_save_comment') }[kind];
-    this.ok.className = `btn modal-ok ${kind === 'resolve' ? 'btn-resolve' : kind === 'shelve' ? 'btn-shelve' : 'btn-primary'}`;
+    this.root.querySelector('.modal-subject').innerHTML = subject
+      ? `<span class="code">${esc(subject.code)}</span><span>${esc(subject.characteristic)}</span>`
+      : this._subject(alerts);
+    this.body.innerHTML = this._fields(kind, subject);
+    this.ok.textContent = {
+      ack: t('act_acknowledge'), ack_all: t('act_acknowledge'), shelve: t('act_shelve'), unshelve: t('act_unshelve'),
+      resolve: t('act_resolve'), comment: t('act_save_comment'), recalc: t('act_recalculate'),
+    }[kind];
+    const style = { resolve: 'btn-resolve', shelve: 'btn-shelve', unshelve: 'btn-shelve', recalc: 'btn-warn' }[kind];
+    this.ok.className = `btn modal-ok ${style || 'btn-primary'}`;
     this.cancel.textContent = t('act_cancel');
     this.error.textContent = '';
     this.ok.disabled = false;
@@ -110,13 +120,21 @@ export class ActionDialog {
       <span>${esc(alertText(a, 'title'))}</span><span class="aid">#${esc(a.id)}</span>`;
   }
 
-  _fields(kind) {
+  _fields(kind, subject) {
     const text = (name, label, rows = 2) =>
       `<label class="field"><span>${esc(t(label))}</span><textarea name="${name}" rows="${rows}" maxlength="${MAX_TEXT}"></textarea></label>`;
     const operator = `<label class="field"><span>${esc(t('field_operator'))}</span>
       <input name="operator" autocomplete="off" maxlength="80" spellcheck="false"></label>`;
     if (kind === 'ack' || kind === 'ack_all') return operator + text('comment', 'field_comment');
     if (kind === 'comment') return operator + text('comment', 'field_finding', 4);
+    if (kind === 'unshelve') return `<p class="modal-note">${esc(t('dlg_unshelve_note'))}</p>${operator}`;
+    if (kind === 'recalc') {
+      // A confirmation first: new limits change what every later point is judged against.
+      return `<p class="modal-note warn">${esc(t('dlg_recalc_note', { characteristic: subject?.characteristic ?? '' }))}</p>
+        ${operator}<label class="field"><span>${esc(t('field_subgroups'))}</span>
+        <input name="subgroups" type="number" inputmode="numeric" min="2" max="1000" step="1" value="25"></label>
+        ${text('reason', 'field_recalc_reason')}`;
+    }
     if (kind === 'shelve') {
       const choices = SHELVE_DURATIONS.map(
         ([label, seconds]) => `<button type="button" class="btn choice" data-duration="${seconds}" aria-pressed="false">${esc(t(label))}</button>`,
@@ -145,6 +163,12 @@ export class ActionDialog {
     } else if (kind === 'comment') {
       fields.comment = value('comment');
       if (!fields.comment) problem = problem || 'need_comment';
+    } else if (kind === 'recalc') {
+      const subgroups = Number(value('subgroups'));
+      fields.reason = value('reason');
+      if (!Number.isInteger(subgroups) || subgroups < 2 || subgroups > 1000) problem = problem || 'need_subgroups';
+      else fields.subgroups = subgroups;
+      if (!fields.reason) problem = problem || 'need_recalc_reason';
     } else if (kind === 'resolve') {
       fields.cause = value('cause');
       if (value('action')) fields.action = value('action');

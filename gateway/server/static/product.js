@@ -89,6 +89,11 @@ export class ProductView {
     this.onSelect();
   }
 
+  /** Ask for the chart's history and limits again (after new limits were calculated). */
+  refresh() {
+    this._requestHistory();
+  }
+
   _connect(productId) {
     this._disconnect();
     const connection = new GatewayConnection(`/ws/spc/product/${encodeURIComponent(productId)}/`, {
