@@ -8,7 +8,10 @@ The sections themselves are described in `gateway.config_sections`.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
+import re
+import stat
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +40,10 @@ _TYPE_NAMES = {
 }
 # libyaml: fast, and a nesting limit instead of Python's RecursionError on `[[[[...`
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A line's config is a few kB (the contract file is 4 kB); 1 MB is hundreds of products. Past it the
+# file is refused before it is parsed, so a wrong file (a log, a database) cannot stall a reload.
+MAX_CONFIG_BYTES = 1 << 20
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def kind(node: Node) -> str:
@@ -67,6 +74,12 @@ def peek(node: Node | None, key: str) -> Any:
     if isinstance(value, ScalarNode) and value.tag.rsplit(":", 1)[-1] in ("str", "int"):
         return value.value if value.tag.endswith(":str") else int(value.value) if value.value.isdigit() else None
     return None
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` safe for a log line or terminal: control characters escaped, cut at `limit` characters."""
+    text = _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def show(value: object) -> str:
@@ -103,7 +116,9 @@ class Reader:
             line, column = self.marks.get(where, (1, 1))
         else:
             line, column = where
-        self.problems.append(Problem(self.file, line, column, path, message, allowed, severity))  # type: ignore[arg-type]
+        # paths and messages quote the file's own text: an unknown key or a name may be huge or hold ESC
+        self.problems.append(Problem(self.file, line, column, printable(path), printable(message, 1000),
+                                     allowed and printable(allowed, 1000), severity))  # type: ignore[arg-type]  # type: ignore[arg-type]
 
     def error(self, node: Node, path: str, message: str, allowed: str | None = None) -> Any:
         """Record an error and return BAD, so converters can `return r.error(...)`."""
@@ -233,10 +248,12 @@ def load_config(path: str) -> tuple[Config, list[Problem]]:
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
     config = None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_limited(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         reader.problem((1, 1), "(file)", f"cannot read the file: {exc.strerror or exc}")
+    except TooLarge:
+        reader.problem((1, 1), "(file)", f"the file is larger than {MAX_CONFIG_BYTES >> 20} MB",
+                       "a config file of at most 1 MB; is this the right file?")
     else:
         root = _compose(reader, data)
         if root is not None:
@@ -248,6 +265,37 @@ def load_config(path: str) -> tuple[Config, list[Problem]]:
     config = Config(**{**config, "path": path, "marks": MappingProxyType(reader.marks),
                        "named_files": tuple(reader.files)})
     return config, [p for p in problems if p.severity == "warning"]
+
+
+class TooLarge(Exception):
+    """A file is longer than the caller accepts."""
+
+
+def read_limited(path: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; raises TooLarge, or OSError.
+
+    Opened with O_NONBLOCK so that a FIFO does not block the open, and refused unless it is a
+    regular file: /dev/zero or /dev/urandom would never end, a FIFO may never be written.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)", path)
+        if info.st_size > limit:
+            raise TooLarge(path)
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, 65536):  # the file may grow while it is read
+            total += len(chunk)
+            if total > limit:
+                raise TooLarge(path)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _compose(reader: Reader, data: bytes) -> Node | None:
