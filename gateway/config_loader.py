@@ -8,10 +8,8 @@ The sections themselves are described in `gateway.config_sections`.
 from __future__ import annotations
 
 import difflib
-import errno
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +18,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gateway.config import Config, ConfigError, Problem
+from gateway.config_files import SECRET_KEYS, TooLarge, read_limited, regular_file_problem
+from gateway.config_files import read_secret as read_secret
 
 
 class _Bad:
@@ -267,37 +267,6 @@ def load_config(path: str) -> tuple[Config, list[Problem]]:
     return config, [p for p in problems if p.severity == "warning"]
 
 
-class TooLarge(Exception):
-    """A file is longer than the caller accepts."""
-
-
-def read_limited(path: str, limit: int) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes; raises TooLarge, or OSError.
-
-    Opened with O_NONBLOCK so that a FIFO does not block the open, and refused unless it is a
-    regular file: /dev/zero or /dev/urandom would never end, a FIFO may never be written.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a device, FIFO or socket)", path)
-        if info.st_size > limit:
-            raise TooLarge(path)
-        chunks = []
-        total = 0
-        while chunk := os.read(fd, 65536):  # the file may grow while it is read
-            total += len(chunk)
-            if total > limit:
-                raise TooLarge(path)
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _compose(reader: Reader, data: bytes) -> Node | None:
     """The node tree of the file, or None with the problem recorded (syntax, empty, too deep)."""
     try:
@@ -331,20 +300,25 @@ def _compose(reader: Reader, data: bytes) -> Node | None:
 
 def check_files(file: str, named: Iterable[tuple[str, str]],
                 marks: dict[str, tuple[int, int]] | MappingProxyType) -> list[Problem]:
-    """A warning for every named file that is missing or unreadable right now."""
+    """A problem for every named file that cannot be used right now: a warning when it is missing or
+    unreadable, an error when it is a device, FIFO or socket, or a secret `read_secret` refuses."""
     problems = []
     for key_path, path in named:
-        if not os.path.exists(path):
-            what = f"file not found: {path}"
-        elif os.path.isdir(path):
-            what = f"is a folder, not a file: {path}"
-        elif not os.access(path, os.R_OK):
-            what = f"file not readable by this user: {path}"
-        else:
+        what = regular_file_problem(path)
+        if what is None and key_path.rsplit(".", 1)[-1] in SECRET_KEYS:
+            try:
+                read_secret(path)
+            except ConfigError as exc:
+                what = f"{exc.problems[0].message}: {path}"
+        if what is None:
             continue
         line, column = marks.get(key_path, (1, 1))
+        # missing or unreadable may be right on another machine or for the service's user: warnings;
+        # a device, a FIFO or a broken secret is wrong wherever the file is checked
+        later = what.startswith(("file not found", "file not readable"))
+        fix = "exists" if what.startswith("file not found") else "is fixed"
         problems.append(Problem(file, line, column, key_path, what,
-                                "the gateway refuses to start until it exists", "warning"))
+                                f"the gateway refuses to start until it {fix}", "warning" if later else "error"))
     return problems
 
 
@@ -361,18 +335,3 @@ def require_files(config: Config, warnings: list[Problem] | None = None) -> list
     """
     return [Problem(p.file, p.line, p.column, p.path, p.message, p.allowed, "error")
             for p in missing_files(config)]
-
-
-def read_secret(path: str) -> str:
-    """The secret in a file (token, password), without its trailing newline; never logged."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError([Problem(path, 1, 1, "(secret)", f"cannot read the secret file: {reason}",
-                                   "a readable UTF-8 text file")]) from None
-    if not secret:
-        raise ConfigError([Problem(path, 1, 1, "(secret)", "the secret file is empty",
-                                   "the secret on the first line")])
-    return secret

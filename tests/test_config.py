@@ -322,3 +322,82 @@ def test_same_client_id_on_one_broker_is_an_error(tmp_path: Path) -> None:
     assert "also used by northbound.mqtt" in exc.value.problems[0].message
     config, _ = load_config(write(tmp_path, text.replace("port: 1883, client_id: gw", "port: 1884, client_id: gw")))
     assert config.northbound.mqtt.client_id == config.sources[1].client_id == "gw"  # another broker
+
+
+# -------------------------------------------------------------------- secret files (issue 13, item 7)
+
+def _fifo(tmp_path: Path) -> str:
+    path = str(tmp_path / "fifo")
+    os.mkfifo(path)  # nobody ever writes: a blocking open or read would wait forever
+    return path
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/urandom", "/dev/null", "fifo", "folder", "big"])
+def test_read_secret_refuses_devices_fifos_and_big_files_at_once(tmp_path: Path, special: str) -> None:
+    if special == "fifo":
+        special = _fifo(tmp_path)
+    elif special == "folder":
+        special = str(tmp_path)
+    elif special == "big":
+        special = write(tmp_path, "x" * (64 * 1024 + 1), "big")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        read_secret(special)
+    assert time.perf_counter() - started < 1.0
+    assert exc.value.problems[0].message in (
+        "cannot read the secret file: not a regular file (a device, FIFO or socket)",
+        "cannot read the secret file: is a folder, not a file", "the secret file is larger than 64 KB")
+
+
+@pytest.mark.parametrize(("content", "secret"), [
+    ("s3cret\n", "s3cret"), ("s3cret\r\n", "s3cret"), ("s3cret", "s3cret"),
+    ("s3cret \n", "s3cret "), (" pass word", " pass word"), ("비밀\n", "비밀"),
+])
+def test_read_secret_takes_the_text_minus_one_line_ending(tmp_path: Path, content: str, secret: str) -> None:
+    assert read_secret(write(tmp_path, content, "secret")) == secret
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"Qx7one\nQx7two\n", b"Qx7\n\n", b"Qx7\x00Qx7", b"\xff\xfeQx7"])
+def test_read_secret_refuses_what_is_not_one_line(tmp_path: Path, content: bytes) -> None:
+    with pytest.raises(ConfigError) as exc:
+        read_secret(write(tmp_path, content, "secret"))
+    assert "Qx7" not in str(exc.value)  # never the secret itself
+
+
+def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
+    """A trailing space once counted for MQTT out (first line, newline cut) and not for MQTT in (strip)."""
+    from gateway.config import MqttSource as MqttSourceConfig
+    from gateway.northbound import NorthboundError, read_password
+    from gateway.sources.mqtt_worker import new_client
+    from gateway.sources.opcua import OpcUaConfigError, _read_secret
+
+    path = write(tmp_path, "pass word \n", "password")
+    client = new_client(MqttSourceConfig("gauges", "127.0.0.1", username="line3", password_file=path),
+                        "gw-in", persistent=False, manual_ack=False)
+    assert client._password == b"pass word "  # what paho sends in CONNECT
+    assert read_password(path) == _read_secret(path) == read_secret(path) == "pass word "
+    fifo = _fifo(tmp_path)
+    with pytest.raises(NorthboundError, match="not a regular file"):
+        read_password(fifo)
+    with pytest.raises(OpcUaConfigError, match="not a regular file"):
+        _read_secret(fifo)
+    with pytest.raises(ConfigError):
+        new_client(MqttSourceConfig("gauges", "127.0.0.1", username="line3", password_file=fifo),
+                   "gw-in", persistent=False, manual_ack=False)
+
+
+def test_check_config_refuses_secret_files_that_are_devices(tmp_path: Path) -> None:
+    fifo = _fifo(tmp_path)
+    text = MINIMAL + ("server:\n  auth:\n    - {name: a, role: operator, token_file: /dev/zero}\n"
+                      f"    - {{name: b, role: viewer, token_file: {fifo}}}\n"
+                      "    - {name: c, role: viewer, token_file: missing}\n")
+    code, lines = run_check(write(tmp_path, text))
+    assert code == 1, lines
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "server.auth[0].token_file: is not a regular file (a device, FIFO or socket): /dev/zero "
+        "(the gateway refuses to start until it is fixed)",
+        f"server.auth[1].token_file: is not a regular file (a device, FIFO or socket): {fifo} "
+        "(the gateway refuses to start until it is fixed)",
+        f"warning: server.auth[2].token_file: file not found: {tmp_path}/missing "
+        "(the gateway refuses to start until it exists)",
+        "2 errors, 1 warning"]
