@@ -293,7 +293,43 @@ def _compose(reader: Reader, data: bytes) -> Node | None:
         reader.problem((1, 1), "(file)", "the file is empty",
                        "a mapping with the sections gateway, storage, sources and products")
         return None
+    unique, expanded = node_counts(root) if b"*" in data else (0, 0)  # no '*': no alias to count
+    if expanded > max(MIN_EXPANSION, EXPANSION * unique):
+        reader.problem((1, 1), "(yaml)", f"aliases (*name) expand {unique:,} values into {expanded:,}",
+                       "use anchors and aliases for shared settings, not to multiply lists")
+        return None
     return root
+
+
+# An alias repeats a node where it stands, so a few lines of `[*a, *a, *a]` can stand for millions of
+# characteristics: the 1 MB limit would not bound the time a check takes. Shared settings (`<<: *defaults`
+# in every characteristic) expand a file a few times at most.
+EXPANSION = 4
+MIN_EXPANSION = 100_000
+
+
+def node_counts(root: Node) -> tuple[int, int]:
+    """(distinct nodes, nodes with every alias expanded) of a node graph; linear, cycles counted once."""
+    expanded: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            expanded[key] = min(1 + sum(expanded.get(id(c), 1) for c in _children(node)), 1 << 62)
+        elif key not in expanded:
+            expanded[key] = 1  # placeholder: a cycle back to this node counts once
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if id(c) not in expanded)
+    return len(expanded), expanded[id(root)]
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return node.value
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 # -------------------------------------------------------------------- files and secrets

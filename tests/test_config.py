@@ -401,3 +401,16 @@ def test_check_config_refuses_secret_files_that_are_devices(tmp_path: Path) -> N
         f"warning: server.auth[2].token_file: file not found: {tmp_path}/missing "
         "(the gateway refuses to start until it exists)",
         "2 errors, 1 warning"]
+
+
+def test_aliases_that_multiply_lists_are_refused_at_once(tmp_path: Path) -> None:
+    """300 aliases of a product with 300 aliases of one characteristic: 90,000 characteristics in 30 lines."""
+    text = MINIMAL.replace("products:\n", "x-char: &c {name: d, source: plc, modbus: {address: 0}, spec: {usl: 2}}\n"
+                           "x-product: &p {id: 1, code: P, name: N, characteristics: [" + ", ".join(["*c"] * 300)
+                           + "]}\nproducts: [" + ", ".join(["*p"] * 300) + "]\nx-old:\n")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert time.perf_counter() - started < 1.0
+    assert [(p.path, p.message) for p in exc.value.problems] == [
+        ("(yaml)", "aliases (*name) expand 70 values into 1,176,670")]
