@@ -194,7 +194,9 @@ class Gateway:
         """SIGHUP: re-read the config; on error keep the old one; restart only what changed."""
         self.notifier.reloading()
         try:
-            new, _warnings = load_config(path)
+            # reading and checking a file of up to 1 MB takes a second or two: on a thread, so the
+            # loop keeps serving WebSocket clients and sources meanwhile
+            new, _warnings = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             log.error("reload refused, still running on the previous config:\n%s", exc)
             self.notifier.ready("reload refused: invalid config")

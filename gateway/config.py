@@ -355,7 +355,7 @@ def require_files(config: Config, warnings: list[Problem] | None = None) -> list
 
 
 def read_secret(path: str) -> str:
-    """The secret held in a file, without its trailing newline; raises ConfigError. Never log it."""
-    from gateway.config_loader import read_secret as read
+    """The secret held in a file, without one trailing line ending; raises ConfigError. Never log it."""
+    from gateway.config_files import read_secret as read
 
     return read(path)

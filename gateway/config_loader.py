@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +18,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gateway.config import Config, ConfigError, Problem
+from gateway.config_files import SECRET_KEYS, TooLarge, read_limited, regular_file_problem
+from gateway.config_files import read_secret as read_secret
 
 
 class _Bad:
@@ -37,6 +40,10 @@ _TYPE_NAMES = {
 }
 # libyaml: fast, and a nesting limit instead of Python's RecursionError on `[[[[...`
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A line's config is a few kB (the contract file is 4 kB); 1 MB is hundreds of products. Past it the
+# file is refused before it is parsed, so a wrong file (a log, a database) cannot stall a reload.
+MAX_CONFIG_BYTES = 1 << 20
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def kind(node: Node) -> str:
@@ -67,6 +74,12 @@ def peek(node: Node | None, key: str) -> Any:
     if isinstance(value, ScalarNode) and value.tag.rsplit(":", 1)[-1] in ("str", "int"):
         return value.value if value.tag.endswith(":str") else int(value.value) if value.value.isdigit() else None
     return None
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` safe for a log line or terminal: control characters escaped, cut at `limit` characters."""
+    text = _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def show(value: object) -> str:
@@ -103,7 +116,9 @@ class Reader:
             line, column = self.marks.get(where, (1, 1))
         else:
             line, column = where
-        self.problems.append(Problem(self.file, line, column, path, message, allowed, severity))  # type: ignore[arg-type]
+        # paths and messages quote the file's own text: an unknown key or a name may be huge or hold ESC
+        self.problems.append(Problem(self.file, line, column, printable(path), printable(message, 1000),
+                                     allowed and printable(allowed, 1000), severity))  # type: ignore[arg-type]  # type: ignore[arg-type]
 
     def error(self, node: Node, path: str, message: str, allowed: str | None = None) -> Any:
         """Record an error and return BAD, so converters can `return r.error(...)`."""
@@ -233,10 +248,12 @@ def load_config(path: str) -> tuple[Config, list[Problem]]:
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
     config = None
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_limited(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         reader.problem((1, 1), "(file)", f"cannot read the file: {exc.strerror or exc}")
+    except TooLarge:
+        reader.problem((1, 1), "(file)", f"the file is larger than {MAX_CONFIG_BYTES >> 20} MB",
+                       "a config file of at most 1 MB; is this the right file?")
     else:
         root = _compose(reader, data)
         if root is not None:
@@ -276,27 +293,68 @@ def _compose(reader: Reader, data: bytes) -> Node | None:
         reader.problem((1, 1), "(file)", "the file is empty",
                        "a mapping with the sections gateway, storage, sources and products")
         return None
+    unique, expanded = node_counts(root) if b"*" in data else (0, 0)  # no '*': no alias to count
+    if expanded > max(MIN_EXPANSION, EXPANSION * unique):
+        reader.problem((1, 1), "(yaml)", f"aliases (*name) expand {unique:,} values into {expanded:,}",
+                       "use anchors and aliases for shared settings, not to multiply lists")
+        return None
     return root
+
+
+# An alias repeats a node where it stands, so a few lines of `[*a, *a, *a]` can stand for millions of
+# characteristics: the 1 MB limit would not bound the time a check takes. Shared settings (`<<: *defaults`
+# in every characteristic) expand a file a few times at most.
+EXPANSION = 4
+MIN_EXPANSION = 100_000
+
+
+def node_counts(root: Node) -> tuple[int, int]:
+    """(distinct nodes, nodes with every alias expanded) of a node graph; linear, cycles counted once."""
+    expanded: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            expanded[key] = min(1 + sum(expanded.get(id(c), 1) for c in _children(node)), 1 << 62)
+        elif key not in expanded:
+            expanded[key] = 1  # placeholder: a cycle back to this node counts once
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if id(c) not in expanded)
+    return len(expanded), expanded[id(root)]
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return node.value
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 # -------------------------------------------------------------------- files and secrets
 
 def check_files(file: str, named: Iterable[tuple[str, str]],
                 marks: dict[str, tuple[int, int]] | MappingProxyType) -> list[Problem]:
-    """A warning for every named file that is missing or unreadable right now."""
+    """A problem for every named file that cannot be used right now: a warning when it is missing or
+    unreadable, an error when it is a device, FIFO or socket, or a secret `read_secret` refuses."""
     problems = []
     for key_path, path in named:
-        if not os.path.exists(path):
-            what = f"file not found: {path}"
-        elif os.path.isdir(path):
-            what = f"is a folder, not a file: {path}"
-        elif not os.access(path, os.R_OK):
-            what = f"file not readable by this user: {path}"
-        else:
+        what = regular_file_problem(path)
+        if what is None and key_path.rsplit(".", 1)[-1] in SECRET_KEYS:
+            try:
+                read_secret(path)
+            except ConfigError as exc:
+                what = f"{exc.problems[0].message}: {path}"
+        if what is None:
             continue
         line, column = marks.get(key_path, (1, 1))
+        # missing or unreadable may be right on another machine or for the service's user: warnings;
+        # a device, a FIFO or a broken secret is wrong wherever the file is checked
+        later = what.startswith(("file not found", "file not readable"))
+        fix = "exists" if what.startswith("file not found") else "is fixed"
         problems.append(Problem(file, line, column, key_path, what,
-                                "the gateway refuses to start until it exists", "warning"))
+                                f"the gateway refuses to start until it {fix}", "warning" if later else "error"))
     return problems
 
 
@@ -313,18 +371,3 @@ def require_files(config: Config, warnings: list[Problem] | None = None) -> list
     """
     return [Problem(p.file, p.line, p.column, p.path, p.message, p.allowed, "error")
             for p in missing_files(config)]
-
-
-def read_secret(path: str) -> str:
-    """The secret in a file (token, password), without its trailing newline; never logged."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            secret = f.read().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ConfigError([Problem(path, 1, 1, "(secret)", f"cannot read the secret file: {reason}",
-                                   "a readable UTF-8 text file")]) from None
-    if not secret:
-        raise ConfigError([Problem(path, 1, 1, "(secret)", "the secret file is empty",
-                                   "the secret on the first line")])
-    return secret

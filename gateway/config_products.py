@@ -27,7 +27,21 @@ from gateway.config import (
     Spec,
 )
 from gateway.config_loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
-from gateway.config_values import choice, duration, integer, list_of, name, number, section, text
+from gateway.config_values import (
+    LABEL_MAX,
+    NAME_MAX,
+    UNIT_MAX,
+    bounded,
+    choice,
+    duration,
+    integer,
+    list_of,
+    name,
+    number,
+    section,
+    text,
+    text_of,
+)
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
 
 Known = dict[str, tuple[str, str]] | None  # source name -> (type, transport); None: sources unusable
@@ -231,7 +245,7 @@ def unit_text(r: Reader, node: Node, path: str) -> Any:
     value = r.scalar(node, path)
     if value is not BAD and not isinstance(value, str):
         return r.error(node, path, f"expected text, got {kind(node)}", f'put it in quotes: "{node.value}"')
-    return value
+    return value if value is BAD else bounded(r, node, path, value, UNIT_MAX)
 
 
 # -------------------------------------------------------------------- characteristic and product
@@ -249,7 +263,7 @@ def characteristic(r: Reader, node: Node, path: str, known: Known) -> Any:
     source_type, transport = (known or {}).get(source, (None, "tcp")) if isinstance(source, str) else (None, "tcp")
     unit = peek(key_node(node, "modbus"), "unit")
     converters: dict[str, Convert] = {
-        "name": name, "unit": unit_text, "source": text, "modbus": modbus_address(transport), "opcua": OPCUA_ADDRESS,
+        "name": name, "unit": unit_text, "source": text_of(NAME_MAX), "modbus": modbus_address(transport), "opcua": OPCUA_ADDRESS,
         "mqtt": MQTT_ADDRESS, "sampling": sampling(str(source), source_type, transport,
                                                    unit if isinstance(unit, int) else 1),
         "spec": SPEC, "chart": choice(*CHART_SIZES), "subgroup_size": integer(1, 1000), "limits": LIMITS,
@@ -317,7 +331,7 @@ def product(r: Reader, node: Node, path: str, known: Known) -> Any:
             first.setdefault(char_name, item_path)
         return BAD if any(c is BAD for c in found) else tuple(found)
 
-    return section(Product, {"id": integer(1, 2**31 - 1), "code": name, "name": text,
+    return section(Product, {"id": integer(1, 2**31 - 1), "code": name, "name": text_of(LABEL_MAX),
                              "characteristics": characteristics},
                    required=("id", "code", "name", "characteristics"))(r, node, path)
 

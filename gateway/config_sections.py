@@ -34,6 +34,8 @@ from gateway.config import (
 from gateway.config_loader import BAD, Convert, Reader, is_null, key_node, kind, one_of, peek, show
 from gateway.config_products import products_list
 from gateway.config_values import (
+    NAME_MAX,
+    PATH_MAX,
     boolean,
     both_or_neither,
     choice,
@@ -48,9 +50,14 @@ from gateway.config_values import (
     size,
     storage_path,
     text,
+    text_of,
 )
 
 PORT = integer(1, 65535)
+HOST = text_of(253)  # the longest DNS name
+CLIENT_ID = text_of(128)  # MQTT 3.1.1 brokers need only accept 23; mosquitto and EMQX take far more
+USERNAME = text_of(256)
+SOURCE_NAME = text_of(NAME_MAX)  # not `name`: spaces have always been allowed here
 
 
 # -------------------------------------------------------------------- gateway, storage, server
@@ -139,7 +146,7 @@ PROTOCOL = choice("3.1.1", "5")
 
 
 def topic_prefix(r: Reader, node: Node, path: str) -> Any:
-    value = text(r, node, path)
+    value = text(r, node, path, 200)  # the whole topic adds a type, a product code and a name
     if value is not BAD and (re.search(r"[+#\s]", value) or value.startswith("/") or value.endswith("/")):
         return r.error(node, path, f"{show(value)} is not a topic prefix",
                        "topic levels separated by '/', no wildcards, spaces or leading/trailing '/'")
@@ -165,7 +172,7 @@ def check_northbound_mqtt(r: Reader, values: dict[str, Any], path: str) -> bool:
 
 PUBLISH = choice("alert", "capability", "violation", "measurement", "subgroup")
 NORTHBOUND = section(NorthboundSection, {"mqtt": section(NorthboundMQTT, {
-    "host": text, "port": PORT, "client_id": text, "username": text, "password_file": file_path,
+    "host": HOST, "port": PORT, "client_id": CLIENT_ID, "username": USERNAME, "password_file": file_path,
     "tls": TLS, "topic_prefix": topic_prefix, "qos": QOS, "publish": list_of(PUBLISH, unique=True),
     "buffer_limit": size(lo=1 << 20), "protocol": PROTOCOL, "keepalive": duration(),
     "max_inflight": integer(1, 65535), "reconnect_min": duration(), "reconnect_max": duration(),
@@ -204,8 +211,8 @@ def check_modbus(r: Reader, values: dict[str, Any], path: str) -> bool:
 
 
 MODBUS_SOURCE = {
-    "name": text, "type": text, "transport": choice("tcp", "rtu"), "host": text, "port": PORT,
-    "serial_port": text, "baudrate": integer(300, 4_000_000), "parity": choice("N", "E", "O"),
+    "name": SOURCE_NAME, "type": text, "transport": choice("tcp", "rtu"), "host": HOST, "port": PORT,
+    "serial_port": text_of(PATH_MAX), "baudrate": integer(300, 4_000_000), "parity": choice("N", "E", "O"),
     "stop_bits": integer(1, 2), "bytesize": integer(5, 8), "poll_interval": duration(),
     "timeout": duration(), "request_delay": duration(above=None, lo=0), "merge_gap": integer(0, 125),
     "backoff": BACKOFF,
@@ -264,13 +271,13 @@ def check_opcua(r: Reader, values: dict[str, Any], path: str) -> bool:
 
 
 OPCUA_SOURCE = {
-    "name": text, "type": text, "endpoint": endpoint, "mode": choice("subscribe", "poll"),
+    "name": SOURCE_NAME, "type": text, "endpoint": endpoint, "mode": choice("subscribe", "poll"),
     "sampling_interval": duration(above=None, lo=0), "poll_interval": duration(), "timeout": duration(),
-    "security": SECURITY, "username": text, "password_file": file_path, "backoff": BACKOFF,
+    "security": SECURITY, "username": USERNAME, "password_file": file_path, "backoff": BACKOFF,
 }
 MQTT_SOURCE = {
-    "name": text, "type": text, "host": text, "port": PORT, "client_id": text, "qos": QOS,
-    "username": text, "password_file": file_path, "tls": TLS, "protocol": PROTOCOL,
+    "name": SOURCE_NAME, "type": text, "host": HOST, "port": PORT, "client_id": CLIENT_ID, "qos": QOS,
+    "username": USERNAME, "password_file": file_path, "tls": TLS, "protocol": PROTOCOL,
     "keepalive": duration(), "backoff": BACKOFF,
 }
 SOURCE_TYPES: dict[str, tuple[type, dict[str, Convert], tuple[str, ...], Callable[..., bool]]] = {
@@ -353,10 +360,39 @@ def build_config(r: Reader, root: Node) -> dict[str, Any] | None:
         values["sources"], known = sources_list(r, items["sources"], "sources")
     if "products" in items and not is_null(items["products"]):
         values["products"] = products_list(r, items["products"], "products", known)
+    _client_ids(r, values)
     if r.ok(values) and not any(p.severity == "error" for p in r.problems):
         _warnings(r, values)
         return values
     return None
+
+
+def _client_ids(r: Reader, values: dict[str, Any]) -> None:
+    """Two MQTT connections with one client_id on one broker: each login makes the broker drop the
+    other (the MQTT rule for a repeated client id), so both reconnect and kick each other off forever.
+
+    The broker is compared as written (host without case or trailing dot, and port): two spellings
+    of one machine (localhost and 127.0.0.1) are not caught.
+    """
+    clients: list[tuple[str, str, int, str]] = []  # (key path, host, port, client_id)
+    northbound = values.get("northbound")
+    if isinstance(northbound, NorthboundSection):
+        mqtt = northbound.mqtt
+        clients.append(("northbound.mqtt", mqtt.host, mqtt.port, mqtt.client_id))
+    sources = values.get("sources")
+    if isinstance(sources, tuple):
+        clients += [(f"sources[{i}]", s.host, s.port, s.client_id)
+                    for i, s in enumerate(sources) if isinstance(s, MqttSource)]
+    first: dict[tuple[str, int, str], str] = {}
+    for path, host, port, client_id in clients:
+        key = (host.lower().rstrip("."), port, client_id)
+        if key not in first:
+            first[key] = path
+            continue
+        where = f"{path}.client_id" if f"{path}.client_id" in r.marks else f"{path}.host"
+        r.at(where, f"client_id {show(client_id)} is also used by {first[key]} on the same broker "
+             f"{host}:{port}; the broker would keep dropping one of the two connections",
+             "each MQTT connection to one broker its own client_id", report_as=f"{path}.client_id")
 
 
 def _warnings(r: Reader, values: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.config import NorthboundMQTT
+from gateway.config import ConfigError, NorthboundMQTT, read_secret
 from gateway.server.i18n import text
 from gateway.sources.base import Backoff
 
@@ -78,12 +78,11 @@ def mark_replayed(payload: bytes) -> bytes:
 
 
 def read_password(path: str) -> str:
-    """The broker password: the file's first line (a trailing newline is not part of it)."""
+    """The broker password, by the one rule for every secret file (gateway.config_files.read_secret)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\r\n")
-    except OSError as e:
-        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.strerror}") from e
+        return read_secret(path)
+    except ConfigError as e:
+        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.problems[0].message}") from None
 
 
 @dataclass(eq=False)

@@ -24,7 +24,6 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -32,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.config import MqttAddress
+from gateway.config import MqttAddress, read_secret
 from gateway.config import MqttSource as MqttSourceConfig
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
@@ -234,7 +233,7 @@ def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, ma
                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
     client.connect_timeout = CONNECT_TIMEOUT
     if config.username:
-        password = Path(config.password_file).read_text(encoding="utf-8").strip() if config.password_file else None
+        password = read_secret(config.password_file) if config.password_file else None  # same rule as northbound
         client.username_pw_set(config.username, password)
     if config.tls is not None:
         client.tls_set(ca_certs=config.tls.ca_file, certfile=config.tls.certificate, keyfile=config.tls.private_key)

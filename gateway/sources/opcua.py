@@ -23,6 +23,7 @@ from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto import security_policies
 
+from gateway.config import ConfigError, read_secret
 from gateway.config import OpcUaSource as OpcUaSourceConfig
 from gateway.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
@@ -89,11 +90,11 @@ def _number(value: Any) -> float | None:
 
 
 def _read_secret(path: str) -> str:
-    """The secret a *_file key names: the file's text without the trailing newline."""
+    """The secret a *_file key names, by the one rule for every secret file (config_files.read_secret)."""
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise OpcUaConfigError(f"cannot read password file {path}: {exc.strerror}") from exc
+        return read_secret(path)
+    except ConfigError as exc:
+        raise OpcUaConfigError(f"cannot read password file {path}: {exc.problems[0].message}") from None
 
 
 def _certificate_uri(path: str) -> str | None:
