@@ -90,6 +90,7 @@ class Store:
         self.prune_interval = prune_interval
         self.synchronous = synchronous.upper()
         self.schema_upgraded: tuple[int, int] | None = None  # (from, to) when open() migrated the file
+        self.epoch = ""  # the database's random id (meta 'epoch'), carried in every event beside its seq
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_fd: int | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -132,6 +133,7 @@ class Store:
                 self.schema_upgraded = (before, after)
                 log.info("database %s upgraded from schema version %d to %d", self.path, before, after)
             self._load_counters(self._wconn)
+            self.epoch = str(self._wconn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
             self._rconn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._rconn.execute("PRAGMA query_only = 1")
             self._rconn.execute("PRAGMA busy_timeout = 5000")

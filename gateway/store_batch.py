@@ -235,7 +235,7 @@ class Batch:
         self._add("engine_state", (int(product_id), str(characteristic), str(state), time.time()))
 
     def event(self, type, product_id, body: dict, *, notable=True, outbox_topic=None) -> Event:
-        """Number an event (sets body["seq"]) and record it, with its outbox row when a topic is given.
+        """Number an event (sets body["seq"] and body["epoch"]) and record it, with its outbox row when a topic is given.
 
         The body is encoded here, once: the stored row, the WebSocket frame, the replay and the outbox
         payload all carry these bytes (`Event.data`), so later changes to the dict change nothing sent.
@@ -244,11 +244,12 @@ class Batch:
             raise RuntimeError("this batch was already queued; open a new one with store.batch()")
         seq = self._store._peek("seq")
         body["seq"] = seq
+        body["epoch"] = self._store.epoch  # seq is unique only within one database: see store_schema _V4
         try:
             data = dumps(body)  # a body that is not JSON fails here, before the seq is taken
             text = data.decode()
         except (TypeError, ValueError, RecursionError):
-            del body["seq"]
+            del body["seq"], body["epoch"]
             raise
         self._next("seq")
         now = time.time()
