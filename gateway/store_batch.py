@@ -125,10 +125,10 @@ class Batch:
     """One unit of work; `with store.batch(cb) as b:` queues it for the writer on exit."""
 
     __slots__ = ("_store", "_allocated", "rows", "n_rows", "events", "on_commit", "committed",
-                 "enqueued_at", "_closed")
+                 "enqueued_at", "_closed", "refusable")
 
     def __init__(self, store: Store, on_commit: Callable[[list[Event]], Any] | None,
-                 future: asyncio.Future[list[Event]]):
+                 future: asyncio.Future[list[Event]], refusable: bool = False):
         self._store = store
         self._allocated: dict[str, tuple[int, int]] = {}  # kind -> (first, last) ids handed out
         self.rows: dict[str, list[tuple]] = {}
@@ -138,6 +138,9 @@ class Batch:
         self.committed = future
         self.enqueued_at = 0.0
         self._closed = False
+        # An operator's act: when the database cannot be written it is refused (StoreUnavailable) instead
+        # of waiting in memory to be applied after recovery, when the person who asked has given up.
+        self.refusable = refusable
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Batch:

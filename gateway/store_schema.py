@@ -126,6 +126,10 @@ class StoreLockedError(StoreError):
     """Another spc-gateway process already uses the database file."""
 
 
+class StoreUnavailable(StoreError):
+    """A write that asked to be refused rather than kept waiting while the database cannot be written."""
+
+
 class SchemaError(StoreError):
     """The file's schema cannot be used by this version of the gateway."""
 

@@ -51,6 +51,7 @@ _GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
 HISTORY_SUBGROUPS = 500  # charted points sent with a `measurements` reply (the page draws 500)
 ALERTS_PATH = "/api/spc/alerts/"  # GET lists alerts; POST creates one (the seed's third way)
 HTTP_STATUS_OF_ERROR = {"unauthorized": 403, "rate_limited": 429}  # other protocol errors are the body's: 400
+HTTP_STATUS_OF_ERROR["storage_unavailable"] = 503  # the disk is full or the database lost: nothing was changed
 HTTP_SENDERS = 256  # rate-limit buckets kept for senders of POST /api/spc/alerts/ (a plant has a few)
 
 
@@ -352,6 +353,7 @@ class LineServer:
                                                  f["message"], user=f["user"] or session.client_name,
                                                  characteristic=f["characteristic"])
             elif command.type == "recalculate_limits":
+                self.alerts.refuse_if_unwritable()  # a limits version that cannot be stored is not kept waiting
                 limits = await self.recalculate(f["product_id"], f["characteristic"], user=f["user"],
                                                 reason=f["reason"], from_subgroup=f["from_subgroup"],
                                                 subgroups=f["subgroups"])
