@@ -22,6 +22,7 @@ from gateway.server.i18n import text
 
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
                "too_large")
+ERROR_CODES += ("storage_unavailable",)  # a write refused, unapplied, while the database cannot be written
 ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
 ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
                "STORAGE", "MANUAL")
