@@ -165,6 +165,9 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                                                   "user": "kim", "request_id": "ack-2"}))
                     second = (await receive_until(screen, lambda m: m[-1].get("request_id") == "ack-2", 5))[-1]
                     second_s = time.monotonic() - started
+                    async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/product/2/") as late:
+                        # a screen that connects during the fault sees STORAGE in its snapshot
+                        snapshot = (await receive_until(late, lambda m: m[-1]["type"] == "alerts", 5))[-1]
                     started = time.monotonic()
                     posted = await asyncio.to_thread(post_alert, http_port, "while the disk is full")
                     post_s = time.monotonic() - started
@@ -176,13 +179,14 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                     third = (await receive_until(screen, lambda m: m[-1].get("request_id") == "ack-3", 10))[-1]
                     return {"first": first, "first_s": first_s, "alerts": storage_alerts(got), "second": second,
                             "second_s": second_s, "posted": posted, "post_s": post_s, "health": health,
-                            "third": third}
+                            "third": third, "snapshot": snapshot}
 
             r = asyncio.run(scenario())
             assert r["first"]["type"] == "error" and r["first"]["code"] == "storage_unavailable", r["first"]
             assert r["first_s"] < 5.0, r  # answered, not left waiting for the disk
             (alert,) = r["alerts"]  # every screen sees STORAGE while the disk is still full
             assert alert["priority"] == 4 and "cannot be written" in alert["texts"]["en"]["message"], alert
+            assert [a["alert_type"] for a in r["snapshot"]["alerts"]] == ["MANUAL", "STORAGE"], r["snapshot"]
             assert r["second"]["code"] == "storage_unavailable" and r["second_s"] < 1.0, r
             (status, body) = r["posted"]
             assert status == 503 and body["code"] == "storage_unavailable" and r["post_s"] < 2.0, r
