@@ -158,7 +158,7 @@ class AlertService:
 
     def storage_problem(self, batch: Any, kind: str, **values: Any) -> None:
         """Storage or outbox trouble: a STORAGE alert, one per kind while open. `kind` is store_failing,
-        outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
+        store_lost, outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
         self.raise_alert(batch, product=None, characteristic=kind,
                          **storage_alert(kind, self.config.gateway.language, **values))
 
