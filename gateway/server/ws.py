@@ -276,7 +276,8 @@ class LineServer:
             await self._send(connection, self.protocol.connection(
                 gateway=self.config.gateway.name, seq=self.store.last_seq, role=handshake.role))
             # while the disk fails, alerts raised since (STORAGE first of all) exist in memory only
-            unresolved = (sorted(self.alerts.unresolved(), key=lambda a: a["id"]) if getattr(self.store, "failing", False)
+            in_memory = getattr(self.store, "failing", False)
+            unresolved = (sorted(self.alerts.unresolved(), key=lambda a: a["id"]) if in_memory
                           else await self.store.unresolved_alerts())
             snapshot = [a for a in unresolved
                         if handshake.product_id is None or a.get("product_id") in (handshake.product_id, None)]
