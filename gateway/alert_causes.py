@@ -70,7 +70,7 @@ def stale_alert(characteristic: Characteristic, age: float, language: str) -> di
 
 
 def storage_alert(kind: str, language: str, **values: Any) -> dict[str, Any]:
-    """STORAGE: `kind` is store_failing, outbox_high or outbox_dropped; `values` fill alert.STORAGE.<kind>."""
+    """STORAGE: `kind` is store_failing, store_lost, outbox_high or outbox_dropped; `values` fill alert.STORAGE.<kind>."""
     return {"alert_type": "STORAGE", "priority": STORAGE_PRIORITY,
             "words": _later(language, "alert.STORAGE.title", f"alert.STORAGE.{kind}", **values)}
 

@@ -23,6 +23,7 @@ from gateway.alert_causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
 from gateway.model import Event, iso_time
 from gateway.server.i18n import text, texts
+from gateway.store_schema import StoreUnavailable
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
 # sets it for its connection, and every transition it causes records it as `via` beside the typed `user`.
@@ -36,6 +37,7 @@ UNRESOLVED = ("OPEN", "ACKNOWLEDGED", "SHELVED")
 
 Key = tuple[int | None, str | None, str, int | None]  # product, characteristic, alert_type, rule
 Publish = Callable[[list[Event]], None]
+Saved = tuple[dict[str, Any], bool, "Key | None", "str | None"]  # an alert as it was before an operator's act
 
 
 class AlertError(Exception):
@@ -160,7 +162,7 @@ class AlertService:
 
     def storage_problem(self, batch: Any, kind: str, **values: Any) -> None:
         """Storage or outbox trouble: a STORAGE alert, one per kind while open. `kind` is store_failing,
-        outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
+        store_lost, outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
         self.raise_alert(batch, product=None, characteristic=kind,
                          **storage_alert(kind, self.config.gateway.language, **values))
 
@@ -168,10 +170,12 @@ class AlertService:
 
     async def acknowledge(self, alert_id: int, user: str, comment: str | None = None) -> dict[str, Any]:
         """OPEN -> ACKNOWLEDGED (a SHELVED one returns to ACKNOWLEDGED when its shelve ends)."""
+        self.refuse_if_unwritable()
         alert = await self._unresolved_or_fail(alert_id, "acknowledged")
         shelved = alert["status"] == "SHELVED"
         if (self._shelved_from.get(alert_id) if shelved else alert["status"]) != "OPEN":
             raise self._state_error(alert, "acknowledged")
+        saved = self._save(alert)
         now = self.clock()
         alert.update(acknowledged_by=user, acknowledged_at=self._iso(now))
         if comment:
@@ -179,22 +183,26 @@ class AlertService:
         if shelved:
             self._shelved_from[alert_id] = "ACKNOWLEDGED"
         return await self._commit(alert, now, user, "acknowledge", alert["status"] if shelved else "ACKNOWLEDGED",
-                                  comment)
+                                  comment, saved=saved)
 
     async def comment(self, alert_id: int, user: str, comment: str) -> dict[str, Any]:
         """Add a comment (any state, resolved ones included); the status does not change."""
+        self.refuse_if_unwritable()
         alert = self._unresolved.get(alert_id) or await self.store.alert(alert_id)
         if alert is None:
             raise self._error("not_found", "error.no_alert", alert_id=alert_id)
+        saved = self._save(alert)
         alert["comment"] = comment
-        return await self._commit(alert, self.clock(), user, "comment", alert["status"], comment)
+        return await self._commit(alert, self.clock(), user, "comment", alert["status"], comment, saved=saved)
 
     async def shelve(self, alert_id: int, user: str, duration_s: float, reason: str) -> dict[str, Any]:
         """Hide an alert for `duration_s` (at most 8 h); it then returns to the state it had."""
         if not (isinstance(duration_s, int | float) and 0 < duration_s <= MAX_SHELVE_S):
             raise self._error("invalid_field", "error.wrong", field="duration_s",
                               expected=texts("expect.number", lo="0", hi=f"{MAX_SHELVE_S:g}"))
+        self.refuse_if_unwritable()
         alert = await self._unresolved_or_fail(alert_id, "shelved")
+        saved = self._save(alert)
         now = self.clock()
         from_status = alert["status"]
         if from_status != "SHELVED":
@@ -204,22 +212,26 @@ class AlertService:
         self._arm(alert_id, until)
         return await self._commit(alert, now, user, "shelve", "SHELVED", reason,
                                   details={"duration_s": duration_s, "returns_to": self._shelved_from[alert_id]},
-                                  from_status=from_status)
+                                  from_status=from_status, saved=saved)
 
     async def unshelve(self, alert_id: int, user: str = "gateway") -> dict[str, Any]:
         """End a shelve now: the alert returns to the state it had before."""
+        self.refuse_if_unwritable()
         alert = await self._unresolved_or_fail(alert_id, "unshelved")
         if alert["status"] != "SHELVED":
             raise self._state_error(alert, "unshelved")
-        return await self._commit(alert, self.clock(), user, "unshelve", self._end_shelve(alert), None)
+        saved = self._save(alert)
+        return await self._commit(alert, self.clock(), user, "unshelve", self._end_shelve(alert), None, saved=saved)
 
     async def resolve(self, alert_id: int, user: str, cause: str, action: str | None = None) -> dict[str, Any]:
         """Close an alert with its cause and the corrective action taken."""
+        self.refuse_if_unwritable()
         alert = await self._unresolved_or_fail(alert_id, "resolved")
-        batch = self.store.batch(on_commit=self._published)
+        saved = self._save(alert)
+        batch = self.store.batch(on_commit=self._published, refusable=True)
         with batch:
             self._resolve_now(batch, alert, user, cause, action)
-        await batch.committed
+        await self._stored(batch, alert, saved)
         return alert
 
     async def create(self, product_id: int, alert_type: str, priority: int, title: str, message: str, *,
@@ -231,9 +243,10 @@ class AlertService:
         if not (isinstance(priority, int) and 1 <= priority <= 5):
             raise self._error("invalid_field", "error.wrong", field="priority",
                               expected=texts("expect.int", lo="1", hi="5"))
+        self.refuse_if_unwritable()
         now = self.clock()
         alert = self._new_alert(product, characteristic, alert_type, priority, title, message, now)
-        batch = self.store.batch(on_commit=self._published)
+        batch = self.store.batch(on_commit=self._published, refusable=True)
         with batch:
             batch.alert(alert)
             via = ACTING_CLIENT.get()  # the screen, token or address it came through, as for every transition
@@ -242,7 +255,7 @@ class AlertService:
                                    details={"via": via} if via is not None else None)
             self._remember(alert, None)
             self._emit(batch, alert, now, record=False)
-        await batch.committed
+        await self._stored(batch, alert, None)
         return alert
 
     def unresolved(self) -> list[dict[str, Any]]:
@@ -310,19 +323,69 @@ class AlertService:
 
     async def _commit(self, alert: dict[str, Any], now: float, who: str, action: str, to_status: str,
                       comment: str | None, details: dict[str, Any] | None = None,
-                      from_status: str | None = None) -> dict[str, Any]:
+                      from_status: str | None = None, saved: Saved | None = None) -> dict[str, Any]:
+        """Store one transition. `saved` (the alert before an operator's act) makes it refusable: while
+        the database cannot be written the act is undone and refused rather than applied later."""
         from_status = from_status or alert["status"]
         alert["status"] = to_status
         via = ACTING_CLIENT.get()
         if via is not None:
             details = {**(details or {}), "via": via}
-        batch = self.store.batch(on_commit=self._published)
+        batch = self.store.batch(on_commit=self._published, refusable=saved is not None)
         with batch:
             batch.alert_transition(alert_id=alert["id"], at=now, who=who, action=action, from_status=from_status,
                                    to_status=to_status, comment=comment, details=details)
             self._emit(batch, alert, now)
-        await batch.committed
+        if saved is None:
+            await batch.committed
+        else:
+            await self._stored(batch, alert, saved)
         return dict(alert)
+
+    # ------------------------------------------------------------------ refusing acts the disk cannot keep
+
+    def refuse_if_unwritable(self) -> None:
+        """Refuse an operator's act at once while the database cannot be written: it would otherwise wait
+        in memory, unanswered, and take effect after recovery, when its sender has retried (duplicates)."""
+        if getattr(self.store, "failing", False):
+            raise self._unavailable()
+
+    def _unavailable(self) -> AlertError:
+        return self._error("storage_unavailable", "error.storage_unavailable")
+
+    def _save(self, alert: dict[str, Any]) -> Saved:
+        alert_id = alert["id"]
+        return dict(alert), alert_id in self._unresolved, self._keys.get(alert_id), self._shelved_from.get(alert_id)
+
+    async def _stored(self, batch: Any, alert: dict[str, Any], saved: Saved | None) -> None:
+        """Wait for a refusable batch; when the writer refused it, put the alert back as it was (None: it
+        was new) and refuse the act: it never reached the disk, screens or plant, and never will."""
+        try:
+            await batch.committed
+        except StoreUnavailable:
+            if saved is None:
+                self._forget(alert["id"])
+            else:
+                self._undo(alert, saved)
+            raise self._unavailable() from None
+
+    def _undo(self, alert: dict[str, Any], saved: Saved) -> None:
+        before, unresolved, key, shelved_from = saved
+        alert.clear()
+        alert.update(before)
+        alert_id = alert["id"]
+        if not unresolved:  # a comment on a resolved alert: nothing of it is kept in memory
+            return
+        self._remember(alert, key)
+        if shelved_from is None:
+            self._shelved_from.pop(alert_id, None)
+        else:
+            self._shelved_from[alert_id] = shelved_from
+        handle = self._timers.pop(alert_id, None)
+        if handle is not None:
+            handle.cancel()
+        if alert["status"] == "SHELVED":
+            self._arm(alert_id, _epoch(alert.get("shelved_until")))
 
     def _resolve_now(self, batch: Any, alert: dict[str, Any], who: str, cause: str, action: str | None) -> None:
         now = self.clock()

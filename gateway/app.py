@@ -248,14 +248,31 @@ class Gateway:
     async def _watch_storage(self) -> None:
         while True:
             await asyncio.sleep(STORAGE_CHECK_INTERVAL)
+            try:
+                await self.store.check()
+            except OSError as exc:  # the stat itself failed (a dead disk): the commits will say more
+                log.warning("checking the database file: %s", exc)
             stats = self.store.stats()
             if stats.get("failing") and not self._storage_alerted:
                 self._storage_alerted = True
                 log.error("storage is failing, retrying: %s", stats.get("last_error"))
-                with self.store.batch(on_commit=self._publish) as batch:
-                    self.alerts.storage_problem(batch, "store_failing", error=stats.get("last_error"))
+                self._storage_alert(stats)
             elif not stats.get("failing"):
                 self._storage_alerted = False
+
+    def _storage_alert(self, stats: dict[str, Any]) -> None:
+        """Raise STORAGE and show it on every screen now. Its batch cannot be committed while the disk is
+        full (or ever, once the file is lost), so the screens get it before it is stored: it is the one
+        message they must not wait for. The plant gets it from the outbox once it is stored."""
+        kind = "store_lost" if stats.get("file_lost") else "store_failing"
+        with self.store.batch(on_commit=self._publish_north) as batch:
+            self.alerts.storage_problem(batch, kind, error=stats.get("last_error"))
+        if self.hub is not None and batch.events:
+            self.hub.publish(batch.events)
+
+    def _publish_north(self, events: list[Event]) -> None:
+        if self.northbound is not None:
+            self.northbound.wake()
 
     async def _release_memory(self) -> None:
         # Thousands of short-lived event bodies, frames and SQLite buffers a second, freed on three threads,

@@ -447,8 +447,10 @@ class Northbound:
             log.exception("northbound: on_alert(%s) failed", kind)
 
     def _status(self, status: str) -> bytes:
+        # the epoch tells a consumer at "online" that seq restarted with a new database (store_schema _V4)
         return json.dumps({"status": status, "gateway": self.gateway_name, "version": self.version,
-                           "products": self.product_codes}, ensure_ascii=False).encode()
+                           "products": self.product_codes, "epoch": getattr(self.store, "epoch", None)},
+                          ensure_ascii=False).encode()
 
 
 async def _first(*events: asyncio.Event, timeout: float) -> None:

@@ -30,10 +30,10 @@ from gateway.maintenance import backup as _backup
 from gateway.model import Event
 from gateway.store_batch import COUNTERS, Batch
 from gateway.store_reads import OutboxRow
-from gateway.store_schema import LATEST, StoreError, StoreLockedError, migrate
+from gateway.store_schema import LATEST, StoreError, StoreLockedError, StoreUnavailable, migrate
 from gateway.store_writer import Writer
 
-__all__ = ["Store", "Batch", "StoreError", "StoreLockedError", "OutboxRow", "LATEST"]
+__all__ = ["Store", "Batch", "StoreError", "StoreLockedError", "StoreUnavailable", "OutboxRow", "LATEST"]
 
 log = logging.getLogger("gateway.store")
 
@@ -90,6 +90,7 @@ class Store:
         self.prune_interval = prune_interval
         self.synchronous = synchronous.upper()
         self.schema_upgraded: tuple[int, int] | None = None  # (from, to) when open() migrated the file
+        self.epoch = ""  # the database's random id (meta 'epoch'), carried in every event beside its seq
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock_fd: int | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -108,7 +109,8 @@ class Store:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._open_files)
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
-        self._writer = Writer(self._wconn, self.path, self._loop, self._committed, batch_max=self.batch_max,
+        self._writer = Writer(self._wconn, self.path, self._loop, self._committed, self._refused,
+                              batch_max=self.batch_max,
                               flush_interval=self.flush_interval, retention=self.retention,
                               max_size=self.max_size, prune_interval=self.prune_interval)
         self._writer.thread.start()
@@ -132,6 +134,7 @@ class Store:
                 self.schema_upgraded = (before, after)
                 log.info("database %s upgraded from schema version %d to %d", self.path, before, after)
             self._load_counters(self._wconn)
+            self.epoch = str(self._wconn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
             self._rconn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._rconn.execute("PRAGMA query_only = 1")
             self._rconn.execute("PRAGMA busy_timeout = 5000")
@@ -201,11 +204,24 @@ class Store:
         """The highest seq handed out so far."""
         return self._next["seq"] - 1
 
-    def batch(self, on_commit: Callable[[list[Event]], Any] | None = None) -> Batch:
-        """A new unit of work, queued when its `with` block ends."""
+    def batch(self, on_commit: Callable[[list[Event]], Any] | None = None, *, refusable: bool = False) -> Batch:
+        """A new unit of work, queued when its `with` block ends.
+
+        refusable: while the database cannot be written, the batch is dropped and its `committed`
+        raises StoreUnavailable, instead of waiting in memory for the disk to come back."""
         if self._writer is None:
             raise StoreError(f"the store {self.path} is not open")
-        return Batch(self, on_commit, self._loop.create_future())
+        return Batch(self, on_commit, self._loop.create_future(), refusable)
+
+    @property
+    def failing(self) -> bool:
+        """True while commits fail (disk full, I/O error) or the file was lost."""
+        return bool(self._writer is not None and self._writer.failing)
+
+    async def check(self) -> None:
+        """Notice a database file deleted or replaced under the running process, even when idle."""
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.check_file)
 
     def sync_catalog(self, products: Iterable) -> None:
         """Upsert the configured products and characteristics (queued like any batch)."""
@@ -267,6 +283,15 @@ class Store:
         if self._pending_rows < self.max_pending:
             self._room.set()
 
+    def _refused(self, batches: list[Batch], error: str) -> None:
+        """On the loop: refusable batches the writer dropped while failing; nothing of them is written."""
+        for batch in batches:
+            self._pending_rows -= batch.n_rows
+            if not batch.committed.done():
+                batch.committed.set_exception(StoreUnavailable(error))
+        if self._pending_rows < self.max_pending:
+            self._room.set()
+
     def stats(self) -> dict:
         """size_bytes, pending_rows, commits, rows_written, last_error, failing, and pruning counters."""
         size = 0
@@ -280,6 +305,7 @@ class Store:
                 "commits": w.commits if w else 0, "rows_written": w.rows_written if w else 0,
                 "rows_rejected": w.rows_rejected if w else 0,
                 "last_error": w.last_error if w else None, "failing": bool(w and w.failing),
+                "file_lost": bool(w and w.lost),
                 "pruned": dict(w.pruned) if w else {}, "pruned_for_size": w.pruned_for_size if w else 0,
                 "last_seq": self.last_seq if self._next else 0}
 

@@ -125,10 +125,10 @@ class Batch:
     """One unit of work; `with store.batch(cb) as b:` queues it for the writer on exit."""
 
     __slots__ = ("_store", "_allocated", "rows", "n_rows", "events", "on_commit", "committed",
-                 "enqueued_at", "_closed")
+                 "enqueued_at", "_closed", "refusable")
 
     def __init__(self, store: Store, on_commit: Callable[[list[Event]], Any] | None,
-                 future: asyncio.Future[list[Event]]):
+                 future: asyncio.Future[list[Event]], refusable: bool = False):
         self._store = store
         self._allocated: dict[str, tuple[int, int]] = {}  # kind -> (first, last) ids handed out
         self.rows: dict[str, list[tuple]] = {}
@@ -138,6 +138,9 @@ class Batch:
         self.committed = future
         self.enqueued_at = 0.0
         self._closed = False
+        # An operator's act: when the database cannot be written it is refused (StoreUnavailable) instead
+        # of waiting in memory to be applied after recovery, when the person who asked has given up.
+        self.refusable = refusable
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Batch:
@@ -235,7 +238,7 @@ class Batch:
         self._add("engine_state", (int(product_id), str(characteristic), str(state), time.time()))
 
     def event(self, type, product_id, body: dict, *, notable=True, outbox_topic=None) -> Event:
-        """Number an event (sets body["seq"]) and record it, with its outbox row when a topic is given.
+        """Number an event (sets body["seq"] and body["epoch"]) and record it, with its outbox row when a topic is given.
 
         The body is encoded here, once: the stored row, the WebSocket frame, the replay and the outbox
         payload all carry these bytes (`Event.data`), so later changes to the dict change nothing sent.
@@ -244,11 +247,12 @@ class Batch:
             raise RuntimeError("this batch was already queued; open a new one with store.batch()")
         seq = self._store._peek("seq")
         body["seq"] = seq
+        body["epoch"] = self._store.epoch  # seq is unique only within one database: see store_schema _V4
         try:
             data = dumps(body)  # a body that is not JSON fails here, before the seq is taken
             text = data.decode()
         except (TypeError, ValueError, RecursionError):
-            del body["seq"]
+            del body["seq"], body["epoch"]
             raise
         self._next("seq")
         now = time.time()

@@ -106,7 +106,15 @@ CREATE TRIGGER outbox_rows_never_rewritten BEFORE UPDATE ON outbox
 BEGIN SELECT RAISE(ABORT, 'outbox rows are never rewritten'); END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Version 4: the database's epoch, a random id made once with the file. `seq` numbers events within one
+# database; a lost or replaced file starts again at 1, so every event carries the epoch too and a
+# consumer that deduplicates on (gateway, seq) tells the old numbers from the new by (epoch, seq). An
+# old file gets its epoch here, on migration.
+_V4 = """
+INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 LATEST = len(MIGRATIONS)
 
 
@@ -116,6 +124,10 @@ class StoreError(Exception):
 
 class StoreLockedError(StoreError):
     """Another spc-gateway process already uses the database file."""
+
+
+class StoreUnavailable(StoreError):
+    """A write that asked to be refused rather than kept waiting while the database cannot be written."""
 
 
 class SchemaError(StoreError):

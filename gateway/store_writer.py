@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -30,6 +31,23 @@ PRUNED_COUNTERS = ("measurement", "seq")  # counters of the tables retention pru
 # Errors that a retry cannot cure (a row the schema refuses): such rows are skipped one by one and
 # logged, so one bad row cannot jam the store forever.
 _POISON = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+class FileLost(sqlite3.OperationalError):
+    """The database file at the store's path is no longer the one this process writes (deleted, replaced).
+
+    SQLite keeps writing an unlinked file without complaint: every commit "succeeds" into a file that
+    vanishes with the process. So the writer compares the path with the file it opened before each
+    commit and refuses to commit once they differ; nothing is acknowledged as stored from then on."""
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of path, None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class _Job:
@@ -53,12 +71,14 @@ class Writer:
     """The writer thread and its queue (bounded by the store's max_pending rows)."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, loop: asyncio.AbstractEventLoop,
-                 on_done: Callable[[list[Batch]], None], *, batch_max: int, flush_interval: float,
+                 on_done: Callable[[list[Batch]], None], on_refused: Callable[[list[Batch], str], None], *,
+                 batch_max: int, flush_interval: float,
                  retention: float | None, max_size: int | None, prune_interval: float):
         self.conn = conn
         self.path = path
         self.loop = loop
         self.on_done = on_done
+        self.on_refused = on_refused
         self.batch_max = batch_max
         self.flush_interval = flush_interval
         self.retention = retention
@@ -80,6 +100,8 @@ class Writer:
         self.pruned = {"measurements": 0, "events": 0, "subgroups": 0}
         self.pruned_for_size = 0
         self.current_group: list[Batch] = []  # the group being committed (or retried)
+        self.identity = file_identity(path)  # the file this connection writes (opened just before)
+        self.lost: str | None = None  # set for good once the path no longer names that file
         self.thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
 
     # -- called from the event loop --------------------------------------------------------------
@@ -95,6 +117,21 @@ class Writer:
             self._jobs.append(_Job(fn, future))
             self._cond.notify()
         self._wake.set()
+
+    def check_file(self) -> str | None:
+        """Is the path still the file this writer writes? Sets and returns `lost` (any thread; a stat)."""
+        if self.lost is None:
+            now = file_identity(self.path)
+            if now != self.identity:
+                what = "deleted" if now is None else "replaced by another file"
+                self.lost = (f"the database file {self.path} was {what} while spc-gateway ran: nothing is "
+                             f"stored (and no MQTT reading acknowledged) until spc-gateway is restarted, "
+                             f"which creates a new database; check what removed it")
+                self.last_error = self.lost
+                if not self.failing:
+                    log.error("%s", self.lost)
+                self.failing = True
+        return self.lost
 
     def stop(self, abandon: bool = False) -> None:
         """Finish what is queued, then end (abandon: end now, keeping nothing)."""
@@ -127,6 +164,8 @@ class Writer:
                 return
             if group:
                 self._commit_with_retry(group)
+            elif self.failing and not self.lost:
+                self._probe()
             if self._abandon:
                 return
             if time.monotonic() >= self._next_prune:
@@ -137,6 +176,8 @@ class Writer:
         with self._cond:
             while not self._queue and not self._jobs and not self._stopping:
                 timeout = max(0.0, self._next_prune - time.monotonic())
+                if self.failing and not self.lost:
+                    timeout = min(timeout, RETRY_MAX)  # probe the disk now and then (_probe)
                 if not self._cond.wait(timeout):
                     return []
             if self._abandon or (not self._queue and self._stopping):
@@ -186,6 +227,8 @@ class Writer:
                 log.error("a row was refused by the schema (%s); writing the rows one by one", exc)
                 tolerant = True
                 continue
+            except FileLost:
+                self._rollback()
             except sqlite3.Error as exc:
                 self._rollback()
                 rows = sum(b.n_rows for b in group) + self._queued_rows
@@ -195,6 +238,9 @@ class Writer:
                 if not self.failing:
                     log.error("%s", self.last_error)
                 self.failing = True
+            group = self.current_group = self._refuse(group)
+            if not group:  # only operators' acts were waiting: each got its refusal
+                return
             self._wake.wait(delay)
             self._wake.clear()
             delay = min(delay * 2, RETRY_MAX)
@@ -208,6 +254,38 @@ class Writer:
         self.current_group = []
         self._notify(self.on_done, group)
 
+    def _refuse(self, group: list[Batch]) -> list[Batch]:
+        """Drop the refusable batches of the failed group and of the queue; return the rest of the group.
+
+        Rows that wait are kept, so what is accepted is written in order; an operator's act is not,
+        because it would take effect long after its sender was told nothing (and retried)."""
+        with self._cond:
+            refused = [b for b in self._queue if b.refusable]
+            if refused:
+                self._queue = deque(b for b in self._queue if not b.refusable)
+                self._queued_rows -= sum(b.n_rows for b in refused)
+        refused += [b for b in group if b.refusable]
+        if refused:
+            self._notify(self.on_refused, refused, self.last_error or "the database cannot be written")
+            group = [b for b in group if not b.refusable]
+        return group
+
+    def _probe(self) -> None:
+        """While failing with nothing to write: a tiny commit tells when the disk works again, so that
+        operators' acts (refused while failing) are taken again without waiting for other traffic."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            if self.check_file():
+                raise FileLost(self.lost)
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (str(time.time()),))
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            log.debug("storage probe: %s", exc)
+            return
+        log.warning("storage works again: %s is being written", self.path)
+        self.failing = False
+
     def _rollback(self) -> None:
         try:
             if self.conn.in_transaction:
@@ -219,6 +297,8 @@ class Writer:
         conn = self.conn
         written = 0
         conn.execute("BEGIN IMMEDIATE")
+        if self.check_file():  # inside the write lock: the last commit may not slip into a lost file
+            raise FileLost(self.lost)
         for kind in ORDER:
             params = list(itertools.chain.from_iterable(b.rows.get(kind, ()) for b in group))
             if not params:

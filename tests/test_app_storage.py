@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
+from gateway.alerts import AlertError, AlertService
 from gateway.app import Gateway
 from gateway.config import load_config
 from gateway.model import CharacteristicKey, Measurement
+from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 
 
@@ -50,3 +55,43 @@ def test_full_disk_keeps_serving_raises_storage_alert_and_loses_nothing(tmp_path
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert len(storage) == 1 and "full" in storage[0]["message"].lower(), storage
     assert storage[0]["texts"]["en"]["message"].startswith("The database cannot be written (")  # both languages
+
+
+def test_an_act_the_writer_refuses_is_undone_and_never_written(tmp_path: Path) -> None:
+    """The race: an act passes the up-front check, then its commit meets the fault. The writer drops it,
+    the act answers storage_unavailable, and the alert is back as it was (status, shelve timer)."""
+    config, _ = load_config(str(write_config(tmp_path, minimal_config(tmp_path))))
+    db = tmp_path / "spc.sqlite3"
+    moved = tmp_path / "moved.sqlite3"
+
+    async def scenario() -> None:
+        store = Store(str(db))
+        await store.open()
+        alerts = AlertService(store, config)
+        await alerts.start()
+        try:
+            alert = await alerts.create(1, "MANUAL", 3, "t", "m", user="kim")
+            await alerts.shelve(alert["id"], "kim", 3600, "tool change")
+            before = alerts.unresolved()
+            os.rename(db, moved)  # the path no longer names the file: the writer refuses every commit
+            assert not store.failing  # nobody has noticed yet: the act passes the up-front check
+            with pytest.raises(AlertError) as refused:
+                await asyncio.wait_for(alerts.resolve(alert["id"], "kim", "fixed"), 5)
+            assert refused.value.code == "storage_unavailable"
+            assert store.failing and store.stats()["file_lost"]
+            assert alerts.unresolved() == before and alert["id"] in alerts._timers  # still shelved, timer armed
+            for act in (alerts.unshelve(alert["id"], "kim"), alerts.create(1, "MANUAL", 3, "t2", "m2"),
+                        alerts.comment(alert["id"], "kim", "c")):
+                with pytest.raises(AlertError) as refused:
+                    await asyncio.wait_for(act, 1)  # refused at once now that the fault is known
+                assert refused.value.code == "storage_unavailable" and "저장소" in refused.value.message
+            assert alerts.unresolved() == before
+        finally:
+            await alerts.stop()
+            await store.close(timeout=1.0)
+
+    asyncio.run(scenario())
+    with sqlite3.connect(moved) as conn:
+        acts = [r[0] for r in conn.execute("SELECT action FROM alert_history ORDER BY id")]
+        assert [r[0] for r in conn.execute("SELECT status FROM alerts")] == ["SHELVED"]
+    assert acts == ["create", "shelve"], acts

@@ -209,8 +209,9 @@ def test_status_retained_online_and_will_on_kill(tmp_path: Path, mosquitto):
         late = Subscriber(mosquitto.port, topic="spc/status", client_id="late", clean=True).start()
         late.wait_for(lambda s: s.statuses(), 5, "retained status")
         first = late.statuses()[0]
+        epoch = first.body.pop("epoch")  # the database's id (every event carries it too)
         assert first.retain and first.body == {"status": "online", "gateway": "line3", "version": "test",
-                                               "products": [PRODUCT]}
+                                               "products": [PRODUCT]} and len(epoch) == 16
         harness.kill()  # no DISCONNECT: the broker publishes the will
         late.wait_for(lambda s: len(s.statuses()) >= 2, 5, "offline will")
         assert late.statuses()[-1].body["status"] == "offline"

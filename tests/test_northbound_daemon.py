@@ -48,6 +48,7 @@ def test_daemon_publishes_measurements_subgroups_and_status(tmp_path: Path, mosq
         seqs = [m["seq"] for m in measurements]
         assert seqs == sorted(seqs) and measurements[0]["type"] == "measurement"
         assert status["status"] == "online" and status["gateway"] == "TEST-LINE"
+        assert {m["epoch"] for m in measurements} == {status["epoch"]}  # (epoch, seq) is unique for consumers
         assert not any(t.startswith("plant/line3/spc/capability") for t in received)  # not in publish
     finally:
         daemon.stop()

@@ -201,7 +201,8 @@ def test_abandoned_batch_gives_its_numbers_back(tmp_path):
             b.event("capability", 1, {"type": "capability", "capability": {"cp": float("nan")}},
                     outbox_topic="spc/capability/A-100")
         assert [e.seq for e in await b.committed] == [1, 2]
-        assert (await store.outbox_fetch(1, 1))[0].payload == b'{"type":"capability","capability":{"cp":null},"seq":2}'
+        assert (await store.outbox_fetch(1, 1))[0].payload == (
+            b'{"type":"capability","capability":{"cp":null},"seq":2,"epoch":"' + store.epoch.encode() + b'"}')
         with pytest.raises(RuntimeError, match="already queued"):
             add_measurement(b)
         await store.close()

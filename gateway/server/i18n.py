@@ -78,6 +78,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "경고 {alert_id}은(는) {status} 상태라서 {action}할 수 없습니다",
         "en": "alert {alert_id} is {status}; it cannot be {action}",
     },
+    "error.storage_unavailable": {
+        "ko": "데이터베이스에 쓸 수 없어 처리하지 않았습니다 (아무것도 바뀌지 않았습니다). 저장소가 복구된 뒤 다시 "
+              "시도하십시오",
+        "en": "not done: the database cannot be written (nothing was changed); try again once storage works",
+    },
     "error.failed": {
         "ko": "처리하지 못했습니다: {detail}",
         "en": "could not be done: {detail}",
@@ -144,6 +149,11 @@ _TEXTS: dict[str, dict[str, str]] = {
     "alert.STORAGE.store_failing": {
         "ko": "데이터베이스에 쓰지 못하고 있습니다 ({error}). 측정값은 메모리에 두고 다시 시도합니다. 디스크를 확인하세요",
         "en": "The database cannot be written ({error}). Readings are kept in memory and retried: check the disk",
+    },
+    "alert.STORAGE.store_lost": {
+        "ko": "데이터베이스 파일이 삭제되었거나 다른 파일로 바뀌었습니다 ({error}). 아무것도 저장되지 않습니다. "
+              "spc-gateway 를 다시 시작하세요",
+        "en": "The database file was deleted or replaced ({error}). Nothing is stored: restart spc-gateway",
     },
     "alert.STORAGE.outbox_high": {
         "ko": "MQTT 전송 대기열이 한도의 {fill}입니다 ({depth}건, {size} / {limit}). 플랜트 브로커 연결을 확인하세요",

@@ -22,8 +22,9 @@ from gateway.server import i18n
 from gateway.server.i18n import text
 from gateway.server.inputs import INT64_MAX, bad_character
 
+# storage_unavailable: a write refused, unapplied, while the database cannot be written
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
-               "too_large")
+               "too_large", "storage_unavailable")
 ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
 ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
                "STORAGE", "MANUAL")

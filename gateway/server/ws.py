@@ -51,7 +51,9 @@ _PRODUCT_ENDPOINT = re.compile(r"^/ws/spc/product/([0-9]{1,9})/?$")  # ASCII dig
 _GENERAL_ENDPOINT = re.compile(r"^/ws/spc/notifications/?$")
 HISTORY_SUBGROUPS = 500  # charted points sent with a `measurements` reply (the page draws 500)
 ALERTS_PATH = "/api/spc/alerts/"  # GET lists alerts; POST creates one (the seed's third way)
-HTTP_STATUS_OF_ERROR = {"unauthorized": 403, "rate_limited": 429}  # other protocol errors are the body's: 400
+# other protocol errors are the body's: 400; storage_unavailable: the disk is full or the database lost,
+# and nothing was changed
+HTTP_STATUS_OF_ERROR = {"unauthorized": 403, "rate_limited": 429, "storage_unavailable": 503}
 HTTP_SENDERS = 256  # rate-limit buckets kept for senders of POST /api/spc/alerts/ (a plant has a few)
 
 
@@ -281,7 +283,11 @@ class LineServer:
         try:
             await self._send(connection, self.protocol.connection(
                 gateway=self.config.gateway.name, seq=self.store.last_seq, role=handshake.role))
-            snapshot = [a for a in await self.store.unresolved_alerts()
+            # while the disk fails, alerts raised since (STORAGE first of all) exist in memory only
+            in_memory = getattr(self.store, "failing", False)
+            unresolved = (sorted(self.alerts.unresolved(), key=lambda a: a["id"]) if in_memory
+                          else await self.store.unresolved_alerts())
+            snapshot = [a for a in unresolved
                         if handshake.product_id is None or a.get("product_id") in (handshake.product_id, None)]
             await self._send(connection, self.protocol.message("alerts", alerts=snapshot[:SNAPSHOT_LIMIT],
                                                                snapshot=True))
@@ -372,6 +378,7 @@ class LineServer:
                                                  f["message"], user=f["user"] or session.client_name,
                                                  characteristic=f["characteristic"])
             elif command.type == "recalculate_limits":
+                self.alerts.refuse_if_unwritable()  # a limits version that cannot be stored is not kept waiting
                 limits = await self.recalculate(f["product_id"], f["characteristic"], user=f["user"],
                                                 reason=f["reason"], from_subgroup=f["from_subgroup"],
                                                 subgroups=f["subgroups"])
