@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
 from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
+from gateway.rejects import BAD_TIMESTAMP, NOT_FINITE, RejectLog
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 
 log = logging.getLogger("gateway.pipeline")
@@ -69,6 +70,7 @@ class Pipeline:
         self.duplicates = 0
         self.rejected = 0
         self.clock_jumps = 0
+        self.rejects = RejectLog(log, "reading refused / 측정값 거부")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,12 +174,26 @@ class Pipeline:
                         self.duplicates += 1
                         continue
                     self._remember(reading.source_key)
-                if reading.quality != "good" or not math.isfinite(reading.value):
+                if reading.quality != "good":
                     state.rejected += 1
                     self.rejected += 1
                     continue
+                if not math.isfinite(reading.value):
+                    self._refuse(state, reading, NOT_FINITE, f"value {reading.value} is not finite")
+                    continue
+                # The time is checked before the engine sees the reading: a reading the store cannot
+                # hold must not be counted, charted or learned from. This is the very formatting
+                # every stored measurement goes through (its measured_at in the configured zone), so
+                # the check refuses exactly what storing would fail on.
                 try:
-                    self._ingest(batch, state, reading, now, monotonic)
+                    measured_iso = self.iso(reading.measured_at)
+                except (OverflowError, ValueError, OSError):
+                    self._refuse(state, reading, BAD_TIMESTAMP,
+                                 f"timestamp {reading.measured_at!r} is not a date the gateway can store "
+                                 f"(years 1 to 9999 in {self.tz.key})")
+                    continue
+                try:
+                    self._ingest(batch, state, reading, now, monotonic, measured_iso)
                 except Exception:  # a programming error must not cost the other readings of the batch
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
@@ -192,8 +208,20 @@ class Pipeline:
             topic = self._topics[key] = self.topic_for(event_type, product.code, characteristic.name)
             return topic
 
+    def _refuse(self, state: CharacteristicState, reading: Measurement, kind: str, why: str) -> None:
+        """A reading SPC must not see: counted, and told to its source (or logged here)."""
+        state.rejected += 1
+        self.rejected += 1
+        if reading.on_rejected is None:
+            self.rejects.add(str(reading.key), kind, why)
+            return
+        try:
+            reading.on_rejected(kind, why)
+        except Exception:  # the source's bookkeeping must not cost the rest of the batch
+            log.exception("%s: telling the source about a refused reading failed", reading.key)
+
     def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement, now: str,
-                monotonic: float) -> None:
+                monotonic: float, measured_iso: str) -> None:
         product, characteristic = state.product, state.characteristic
         measured_at = reading.measured_at
         result = state.engine.ingest(reading.value, measured_at)
@@ -201,7 +229,6 @@ class Pipeline:
         state.last_good = monotonic
         state.last_value = reading.value
         self.ingested += 1
-        measured_iso = self.iso(measured_at)
         if result.new_limits is not None:
             limits = result.new_limits
             reason = ("fixed limits from the configuration" if limits.source == "fixed" else
