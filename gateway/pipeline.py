@@ -188,9 +188,10 @@ class Pipeline:
                 try:
                     measured_iso = self.iso(reading.measured_at)
                 except (OverflowError, ValueError, OSError):
+                    origin = f" ({reading.source_key})" if reading.source_key else ""
                     self._refuse(state, reading, BAD_TIMESTAMP,
-                                 f"timestamp {reading.measured_at!r} is not a date the gateway can store "
-                                 f"(years 1 to 9999 in {self.tz.key})")
+                                 f"time {reading.measured_at!r} s after 1970{origin} is not a date the "
+                                 f"gateway can store (years 1 to 9999 in {self.tz})")
                     continue
                 try:
                     self._ingest(batch, state, reading, now, monotonic, measured_iso)

@@ -90,7 +90,10 @@ def _describe(raw: Any) -> str:
     if isinstance(raw, list):
         return "a list"
     if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**40:
-        return f"an integer of {len(str(abs(raw)))} digits"
+        try:
+            return f"an integer of {len(str(abs(raw)))} digits"
+        except ValueError:  # beyond Python's int-to-text limit (4,300 digits)
+            return "an integer of thousands of digits"
     return repr(raw)[:40]
 
 
