@@ -138,7 +138,9 @@ def test_poison_payloads_do_not_stop_the_intake(daemon, mosquitto) -> None:
     assert health["malformed_reasons"] == {"not JSON": 1, "not finite": 2, "bad timestamp": 1}
     assert stored(db, "runout") == [] and stored(db, "length") == []
     log = daemon.log()
-    assert "Traceback" not in log and "nested too deeply" in log
+    assert "Traceback" not in log
+    # One log line in the window: the deep JSON in full, or counted in it if it came in the same batch.
+    assert "nested too deeply" in log or "1 not JSON" in log, log
 
 
 @pytest.mark.parametrize("daemon", [{"timezone": "Asia/Seoul", "baseline": 5}], indirect=True)
