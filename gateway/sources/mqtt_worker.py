@@ -147,7 +147,7 @@ def parse_timestamp(raw: Any) -> float:
 
 def _iso(text: str) -> float:
     try:
-        if not text.isascii():  # fromisoformat takes ASCII digits only today; say so, not rely on it
+        if not text.isascii():  # a gauge's digits are ASCII; not left to what fromisoformat happens to take
             raise ValueError(text)
         stamp = _dt.datetime.fromisoformat(text.strip(_BLANKS))
         if stamp.tzinfo is None:
