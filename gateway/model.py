@@ -40,6 +40,9 @@ class Measurement:
     source_key: str | None = None
     # Called on the event loop once the measurement is committed to SQLite (MQTT acknowledges then).
     on_committed: Callable[[], None] | None = field(default=None, repr=False)
+    # Called as (kind, why) when the pipeline refuses the reading (a time it cannot store, a value that
+    # is not finite), so the source counts and logs it as its own; the pipeline logs it when None.
+    on_rejected: Callable[[str, str], None] | None = field(default=None, repr=False)
 
     @property
     def measured_at(self) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
 from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
+from gateway.rejects import BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 
@@ -69,6 +71,7 @@ class Pipeline:
         self.duplicates = 0
         self.rejected = 0
         self.clock_jumps = 0
+        self.rejects = RejectLog(log, "reading refused / 측정값 거부")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,28 +175,34 @@ class Pipeline:
                         self.duplicates += 1
                         continue
                     self._remember(reading.source_key)
-                # one chained comparison: also false for NaN and infinity (the reason is worked out only then)
-                if reading.quality != "good" or not -MAX_MAGNITUDE <= reading.value <= MAX_MAGNITUDE:
+                if reading.quality != "good":
                     state.rejected += 1
                     self.rejected += 1
-                    if reading.quality == "good":
-                        self._log_rejected(state, reading_problem(reading.value) or "")
+                    continue
+                # one chained comparison: also false for NaN and infinity (the reason is worked out only then)
+                if not -MAX_MAGNITUDE <= reading.value <= MAX_MAGNITUDE:
+                    kind = OUT_OF_RANGE if math.isfinite(reading.value) else NOT_FINITE
+                    self._refuse(state, reading, kind, reading_problem(reading.value) or "")
+                    continue
+                # The time is checked before the engine sees the reading: a reading the store cannot
+                # hold must not be counted, charted or learned from. This is the very formatting
+                # every stored measurement goes through (its measured_at in the configured zone), so
+                # the check refuses exactly what storing would fail on.
+                try:
+                    measured_iso = self.iso(reading.measured_at)
+                except (OverflowError, ValueError, OSError):
+                    origin = f" ({reading.source_key})" if reading.source_key else ""
+                    self._refuse(state, reading, BAD_TIMESTAMP,
+                                 f"time {reading.measured_at!r} s after 1970{origin} is not a date the "
+                                 f"gateway can store (years 1 to 9999 in {self.tz})")
                     continue
                 try:
-                    self._ingest(batch, state, reading, now, monotonic)
+                    self._ingest(batch, state, reading, now, monotonic, measured_iso)
                 except Exception:  # a programming error must not cost the other readings of the batch
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
                 batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
-
-    @staticmethod
-    def _log_rejected(state: CharacteristicState, problem: str) -> None:
-        # A faulty decoder repeats its fault on every poll: the first one and then every 1000th say so.
-        count = state.extra["out_of_range"] = state.extra.get("out_of_range", 0) + 1
-        if count % 1000 == 1:
-            log.warning("%s/%s: reading rejected, never charted: %s (%d such readings so far)",
-                        state.product.code, state.characteristic.name, problem, count)
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)
@@ -203,8 +212,20 @@ class Pipeline:
             topic = self._topics[key] = self.topic_for(event_type, product.code, characteristic.name)
             return topic
 
+    def _refuse(self, state: CharacteristicState, reading: Measurement, kind: str, why: str) -> None:
+        """A reading SPC must not see: counted, and told to its source (or logged here)."""
+        state.rejected += 1
+        self.rejected += 1
+        if reading.on_rejected is None:
+            self.rejects.add(str(reading.key), kind, why)
+            return
+        try:
+            reading.on_rejected(kind, why)
+        except Exception:  # the source's bookkeeping must not cost the rest of the batch
+            log.exception("%s: telling the source about a refused reading failed", reading.key)
+
     def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement, now: str,
-                monotonic: float) -> None:
+                monotonic: float, measured_iso: str) -> None:
         product, characteristic = state.product, state.characteristic
         measured_at = reading.measured_at
         result = state.engine.ingest(reading.value, measured_at)
@@ -212,7 +233,6 @@ class Pipeline:
         state.last_good = monotonic
         state.last_value = reading.value
         self.ingested += 1
-        measured_iso = self.iso(measured_at)
         if result.new_limits is not None:
             limits = result.new_limits
             reason = ("fixed limits from the configuration" if limits.source == "fixed" else

@@ -98,11 +98,44 @@ def test_parse_payload_forms() -> None:
     assert parse_timestamp("2025-03-01T00:00:00Z") == 1740787200.0
     assert parse_timestamp("2025-03-01T00:00:00") == 1740787200.0  # no offset: UTC
     assert parse_payload(b'{"a": [{"b": 7}]}', MqttAddress("t", value="a.0.b"))[0] == 7.0
-    for bad, address in [(b"abc", plain), (b"nan", plain), (b"-inf", plain), (b"\xff\xfe", plain),
-                         (b'{"r": {"x": 1}}', js), (b"[1", js), (b'{"r": {"v": true, "ts": 1}}', js),
-                         (b'{"r": {"v": 1, "ts": "yesterday"}}', js), (b"1" * (MAX_PAYLOAD + 1), plain)]:
-        with pytest.raises(MalformedPayload):
+    for bad, address, kind in [
+            (b"abc", plain, "not a number"), (b"nan", plain, "not finite"), (b"-inf", plain, "not finite"),
+            (b"\xff\xfe", plain, "not UTF-8"), (b'{"r": {"x": 1}}', js, "missing field"), (b"[1", js, "not JSON"),
+            (b'{"r": {"v": true, "ts": 1}}', js, "not a number"),
+            (b'{"r": {"v": 1, "ts": "yesterday"}}', js, "bad timestamp"),
+            (b"1" * (MAX_PAYLOAD + 1), plain, "too large")]:
+        with pytest.raises(MalformedPayload) as refused:
             parse_payload(bad, address)
+        assert refused.value.kind == kind, bad[:40]
+
+
+def test_only_a_gauges_number_forms_are_accepted() -> None:
+    """Plain decimal or scientific with ASCII digits, and JSON numbers; not Python's other forms
+    (float() takes "1_0", Arabic-Indic and full-width digits: each became 10.0)."""
+    plain, js = MqttAddress("t"), MqttAddress("t", value="v", timestamp="ts")
+    for text, value in [("12.5", 12.5), (" -1.25e-1\r\n", -0.125), ("+5", 5.0), (".5", 0.5), ("5.", 5.0),
+                        ("1E3", 1000.0), ("0", 0.0), ("-0.0", 0.0)]:
+        assert parse_payload(text.encode(), plain)[0] == value, text
+    for text in ["1_0", "1_000.5", "١٠", "٣.٥", "１０", "²", "0x10", "1e", "--1", "1.2.3", "", "1 0", "\u30001\u3000"]:
+        with pytest.raises(MalformedPayload) as refused:
+            parse_payload(text.encode(), plain)
+        assert refused.value.kind == "not a number", text
+    for text in ["NaN", "inf", "-Infinity", "1e999", "1" * 400]:
+        with pytest.raises(MalformedPayload) as refused:
+            parse_payload(text.encode(), plain)
+        assert refused.value.kind == "not finite", text
+    assert parse_payload(b'{"v": "0.5", "ts": "1740783600123"}', js)[:2] == (0.5, 1740783600.123)
+    for payload, kind in [('{"v": "1_0", "ts": 1}', "not a number"), ('{"v": "\u0661\u0660", "ts": 1}', "not a number"),
+                          ('{"v": 1, "ts": "\u0661\u0667\u0664\u0660"}', "bad timestamp"),
+                          ('{"v": 1, "ts": "2025-03-01T08:00:0\u0661"}', "bad timestamp"),
+                          ('{"v": NaN, "ts": 1}', "not finite"), ('{"v": 1e400, "ts": 1}', "not finite"),
+                          ('{"v": 1' + "0" * 400 + ', "ts": 1}', "not finite"),
+                          ('{"v": 1, "ts": 1' + "0" * 400 + "}", "bad timestamp"),
+                          ('{"v": 1, "ts": Infinity}', "bad timestamp"), ('{"v": [[[1]]], "ts": 1}', "not a number"),
+                          ("[" * 30_000 + "]" * 30_000, "not JSON")]:
+        with pytest.raises(MalformedPayload) as refused:
+            parse_payload(payload.encode(), js)
+        assert refused.value.kind == kind, payload[:60]
 
 
 def test_pipe_frames_survive_any_chunking_and_big_frames() -> None:
@@ -182,6 +215,75 @@ async def test_malformed_payloads_are_counted_acked_and_skipped(mosquitto) -> No
     finally:
         pub.close()
         await source.stop()
+
+
+async def test_refusals_are_logged_once_a_window_with_counts_per_reason(mosquitto, monkeypatch, caplog) -> None:
+    import gateway.sources.mqtt as mqtt_module
+
+    monkeypatch.setattr(mqtt_module, "LOG_EVERY", 2.0)
+    sink = Collector()
+    source = _source(mosquitto.port, sink)
+    await source.start()
+    pub = Publisher(mosquitto.port)
+
+    async def bad(n: int) -> None:
+        deadline = time.monotonic() + 8
+        while source.health.bad_readings < n:
+            assert time.monotonic() < deadline, source.health.as_dict()
+            await asyncio.sleep(0.02)
+
+    try:
+        await _connected(source)
+        window = time.monotonic()
+        pub.send("line/plain", "abc")  # the first of a window: logged at once
+        await bad(1)
+        for topic, payload in [("line/plain", "1_0"), ("line/json", '{"reading": {"value": 1, "ts": "soon"}}'),
+                               ("line/plain", "\u0661\u0660"), ("line/json", '{"reading": {"value": 1, "ts": "late"}}')]:
+            pub.send(topic, payload)
+        await bad(5)
+        assert time.monotonic() - window < 2.0, "too slow to stay inside one log window"
+        await asyncio.sleep(2.0 - (time.monotonic() - window) + 0.1)
+        pub.send("line/plain", "x")
+        await bad(6)
+    finally:
+        pub.close()
+        await source.stop()
+    lines = [r.getMessage() for r in caplog.records if "message skipped" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "is not a number: 'abc'" in lines[0] and "more since" not in lines[0]
+    assert lines[1].endswith("(+4 more since last report: 2 bad timestamp, 2 not a number)"), lines[1]
+    assert source.health.details["malformed_reasons"] == {"not a number": 4, "bad timestamp": 2}
+
+
+async def test_a_worker_that_keeps_dying_is_restarted_with_growing_delays(mosquitto) -> None:
+    """A worker that dies right after its CONNACK (as one did on a message the broker redelivered to
+    every new worker) is restarted after growing delays, not about once a second for good: only a
+    session that lasted resets the backoff."""
+    import dataclasses
+
+    source = _source(mosquitto.port, Collector())
+    source.config = dataclasses.replace(source.config, backoff=BackoffConfig(0.1, 5.0))
+    await source.start()
+    gaps: list[float] = []
+    try:
+        for _ in range(5):
+            await _connected(source)
+            pid = source.health.details["worker_pid"]
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 8
+            while source.health.details["worker_pid"] is not None:  # its end handled: the backoff starts
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.005)
+            down = time.monotonic()
+            while source.health.details["worker_pid"] is None:  # the next worker is spawned
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.005)
+            gaps.append(time.monotonic() - down)
+    finally:
+        await source.stop()
+    # Delays drawn from [c/2, c], c = 0.1 s * 2**attempt: the fifth at least 0.8 s (before: 0.05-0.1 s each).
+    assert gaps[-1] >= 0.75, gaps
+    assert source.health.reconnects == 5
 
 
 async def test_broker_restart_resumes(mosquitto) -> None:

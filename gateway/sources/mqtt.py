@@ -31,6 +31,7 @@ import paho.mqtt.client as paho
 import gateway
 from gateway.config import MqttSource as MqttSourceConfig
 from gateway.model import Measurement
+from gateway.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.mqtt_worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,
@@ -50,6 +51,9 @@ from gateway.sources.sampling import Sampler
 log = logging.getLogger(__name__)
 
 LOG_EVERY = 10.0  # seconds between two log lines about malformed payloads
+# A session that lasted this long resets the backoff. A worker that dies on a message dies right after
+# the broker redelivers it: were every CONNACK to reset the backoff, it would restart once a second for good.
+STABLE_SESSION = 10.0
 WORKER_STOP = 1.0  # seconds a worker gets to send DISCONNECT and exit before it is killed
 WORKER_START = 15.0  # seconds from spawning a worker to its CONNACK (it connects with CONNECT_TIMEOUT)
 _PACKAGE_ROOT = str(Path(gateway.__file__).resolve().parent.parent)
@@ -60,6 +64,7 @@ class _Reader:
     binding: Binding
     topic: str
     sampler: Sampler
+    rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
 
 
 class _Worker(asyncio.BufferedProtocol):
@@ -178,36 +183,36 @@ class MqttSource(Source):
             address = binding.characteristic.mqtt
             if address is None:
                 raise ValueError(f"characteristic {binding.characteristic.name} has no mqtt address")
-            self.readers.append(_Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode)))
+            reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode))
+            reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
+            self.readers.append(reader)
         # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window).
         self._inbox: collections.deque[tuple[_Worker, list[Delivery]]] = collections.deque()
         self._ready = asyncio.Event()
-        self._last_log = 0.0
-        self._suppressed = 0
+        self.rejects = RejectLog(log, "message skipped / 메시지 무시", LOG_EVERY)
         self.worker: _Worker | None = None
-        self.health.details = {"malformed": 0, "worker_pid": None}
+        self.health.details = {"malformed": 0, "malformed_reasons": self.rejects.by_reason, "worker_pid": None}
 
-    def received(self, worker: _Worker, deliveries: list[Delivery], malformed: int,
-                 sample: tuple[str, str] | None) -> None:
-        """A batch from the worker: queue it for the consumer; count and log malformed messages."""
+    def received(self, worker: _Worker, deliveries: list[Delivery], malformed: dict[str, int],
+                 sample: tuple[str, str, str] | None) -> None:
+        """A batch from the worker: queue it for the consumer; count and log refused messages."""
         if deliveries:
             self._inbox.append((worker, deliveries))
             self._ready.set()
         if malformed:
-            self.malformed(sample[0] if sample else "?", sample[1] if sample else "?", malformed)
+            topic, kind, why = sample if sample is not None else ("?", next(iter(malformed)), "?")
+            self.malformed(topic, kind, why, malformed)
 
-    def malformed(self, topic: str, why: str, count: int = 1) -> None:
-        """Count bad messages and log them, at most one line per LOG_EVERY seconds."""
-        self.health.bad_readings += count
-        self.health.details["malformed"] = int(self.health.details["malformed"]) + count  # type: ignore[call-overload]
-        now = time.monotonic()
-        if now - self._last_log < LOG_EVERY:
-            self._suppressed += count
-            return
-        self._suppressed += count - 1
-        more = f" (+{self._suppressed} more since last report)" if self._suppressed else ""
-        self._last_log, self._suppressed = now, 0
-        log.warning("%s: %s: message skipped / 메시지 무시: %s%s", self.config.name, topic, why, more)
+    def malformed(self, topic: str, kind: str, why: str, counts: dict[str, int] | None = None) -> None:
+        """Count refused messages per reason; log at most one line per LOG_EVERY seconds."""
+        self.rejects.add(f"{self.config.name}: {topic}", kind, why, counts)
+        self.health.bad_readings = self.rejects.total
+        self.health.details["malformed"] = self.rejects.total
+
+    def _rejected_by_pipeline(self, topic: str, kind: str, why: str) -> None:
+        # Parsed here, refused before SPC (a time the store cannot hold): counted and logged with the
+        # messages refused here, so one place tells the technician what a gauge sends wrong.
+        self.malformed(topic, kind, why)
 
     async def run(self) -> None:
         """Start a worker, read, and after it ends start another with backoff: forever, until cancelled."""
@@ -219,23 +224,26 @@ class MqttSource(Source):
                 self.health.state = "connecting"
                 worker = _Worker(self, loop)
                 try:
-                    await self._session(worker, backoff)
+                    lasted = await self._session(worker)
                 finally:
                     await worker.close()
                     self.health.details["worker_pid"] = None
+                if lasted >= STABLE_SESSION:
+                    backoff.reset()
                 self.health.state = "down"
                 self.health.reconnects += 1
                 await asyncio.sleep(backoff.next_delay())
         finally:
             consumer.cancel()
 
-    async def _session(self, worker: _Worker, backoff: Backoff) -> None:
+    async def _session(self, worker: _Worker) -> float:
+        """Run one worker until its connection ends; returns the seconds it was connected."""
         try:
             await worker.start()
         except OSError as exc:
             self.health.last_error = f"MQTT worker could not start / MQTT 작업 프로세스 시작 실패: {exc}"
             log.error("%s: %s", self.config.name, self.health.last_error)
-            return
+            return 0.0
         self.worker = worker
         self.health.details["worker_pid"] = worker.process.pid if worker.process else None
         try:
@@ -245,14 +253,15 @@ class MqttSource(Source):
         if isinstance(outcome, str):
             self.health.last_error = outcome
             log.warning("%s: %s", self.config.name, outcome)
-            return
+            return 0.0
         self.health.state = "connected"
         self.health.details["session_present"] = outcome
-        backoff.reset()
+        connected_at = time.monotonic()
         log.info("%s: connected to %s:%d (session present: %s)", self.config.name, self.config.host,
                  self.config.port, outcome)
         self.health.last_error = await worker.ended
         log.warning("%s: %s", self.config.name, self.health.last_error)
+        return time.monotonic() - connected_at
 
     async def _consume(self) -> None:
         readers = self.readers
@@ -272,7 +281,8 @@ class MqttSource(Source):
                     self.health.last_reading_at = time.monotonic()
                     await self.sink(Measurement(reader.binding.key, value, received_at, source_time,
                                                 source_key=source_key,
-                                                on_committed=functools.partial(worker.committed, mid, qos)))
+                                                on_committed=functools.partial(worker.committed, mid, qos),
+                                                on_rejected=reader.rejected))
 
 
 async def probe(source_cfg: MqttSourceConfig, address: str | None, out: TextIO, wait: float = 5.0) -> int:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import select
 import signal
 import socket
@@ -33,6 +34,17 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttAddress, read_secret
 from gateway.config import MqttSource as MqttSourceConfig
+from gateway.rejects import (
+    BAD_TIMESTAMP,
+    BAD_TOPIC,
+    NO_FIELD,
+    NOT_FINITE,
+    NOT_JSON,
+    NOT_NUMBER,
+    NOT_TEXT,
+    TOO_LARGE,
+    UNREADABLE,
+)
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
 MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
@@ -52,7 +64,36 @@ Delivery = tuple[int, float, float | None, str | None, int, int, float]
 
 
 class MalformedPayload(ValueError):
-    """A message whose payload is not a usable reading (the text says why)."""
+    """A message whose payload is not a usable reading: `kind` names the reason in a few words (the
+    rejected messages are counted per kind), the text says exactly what was wrong."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+# The number forms a gauge sends: plain decimal or scientific, ASCII digits only. float() alone would
+# also take "1_0", "١٠" (Arabic-Indic digits), "１０" (full-width) and "infinity": Python's forms, not a
+# gauge's, and a typo or a wrong encoding must not become the value 10.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_BLANKS = " \t\r\n\f\v"  # what a gauge may put around its number (ASCII only, like the digits)
+
+
+def _describe(raw: Any) -> str:
+    """A short, safe description of a JSON value for an error text (str() of a deeply nested list
+    recurses, and the text of a 60 KB payload helps nobody)."""
+    if isinstance(raw, str):
+        return repr(raw[:40])
+    if isinstance(raw, dict):
+        return "an object"
+    if isinstance(raw, list):
+        return "a list"
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= 10**40:
+        try:
+            return f"an integer of {len(str(abs(raw)))} digits"
+        except ValueError:  # beyond Python's int-to-text limit (4,300 digits)
+            return "an integer of thousands of digits"
+    return repr(raw)[:40]
 
 
 def _dig(document: Any, path: str) -> Any:
@@ -63,55 +104,74 @@ def _dig(document: Any, path: str) -> Any:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            raise MalformedPayload(f"no {path!r} in the JSON payload")
+            raise MalformedPayload(NO_FIELD, f"no {path!r} in the JSON payload")
     return node
 
 
 def _finite(raw: Any, what: str) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise MalformedPayload(f"{what} is not a number: {str(raw)[:40]!r}")
-    try:
-        number = float(raw)
-    except ValueError:
-        raise MalformedPayload(f"{what} is not a number: {str(raw)[:40]!r}") from None
+    """A JSON number, or a string in a gauge's number form -> a finite float; MalformedPayload otherwise."""
+    if isinstance(raw, str):
+        text = raw.strip(_BLANKS)
+        if not _NUMBER.fullmatch(text):
+            kind = NOT_FINITE if text.lower().lstrip("+-") in ("nan", "inf", "infinity") else NOT_NUMBER
+            raise MalformedPayload(kind, f"{what} is not a number: {_describe(raw)}")
+        number = float(text)  # cannot fail on that grammar; 1e999 becomes inf, refused below
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        try:
+            number = float(raw)
+        except OverflowError:  # a JSON integer of hundreds of digits
+            raise MalformedPayload(NOT_FINITE, f"{what} is out of range: {_describe(raw)}") from None
+    else:
+        raise MalformedPayload(NOT_NUMBER, f"{what} is not a number: {_describe(raw)}")
     if not math.isfinite(number):
-        raise MalformedPayload(f"{what} is not finite: {raw!r}")
+        raise MalformedPayload(NOT_FINITE, f"{what} is not finite: {_describe(raw)}")
     return number
 
 
 def parse_timestamp(raw: Any) -> float:
-    """ISO 8601 (no offset = UTC) or epoch seconds/milliseconds -> POSIX seconds."""
-    if isinstance(raw, str):
-        try:
-            return _finite(raw, "timestamp") if raw.strip().replace(".", "", 1).isdigit() else _iso(raw)
-        except ValueError as exc:
-            raise MalformedPayload(f"timestamp {raw[:40]!r} is neither ISO 8601 nor epoch") from exc
-    number = _finite(raw, "timestamp")
+    """ISO 8601 (no offset = UTC) or epoch seconds/milliseconds -> POSIX seconds.
+
+    Whether the time is one the gateway can store (a date between the years 1 and 9999 in the
+    configured zone) is for the pipeline to say: it knows the zone, and checks before the SPC engine.
+    """
+    if isinstance(raw, str) and not _NUMBER.fullmatch(raw.strip(_BLANKS)):
+        return _iso(raw)
+    try:
+        number = _finite(raw, "timestamp")
+    except MalformedPayload as exc:
+        raise MalformedPayload(BAD_TIMESTAMP, str(exc)) from None
     # 1e11 s is the year 5138, 1e11 ms is 1973: anything that large is milliseconds.
     return number / 1000.0 if number > 1e11 else number
 
 
 def _iso(text: str) -> float:
-    stamp = _dt.datetime.fromisoformat(text.strip())
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=_dt.UTC)
-    return stamp.timestamp()
+    try:
+        if not text.isascii():  # a gauge's digits are ASCII; not left to what fromisoformat happens to take
+            raise ValueError(text)
+        stamp = _dt.datetime.fromisoformat(text.strip(_BLANKS))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=_dt.UTC)
+        return stamp.timestamp()
+    except (ValueError, OverflowError):
+        raise MalformedPayload(BAD_TIMESTAMP, f"timestamp {text[:40]!r} is neither ISO 8601 nor epoch") from None
 
 
 def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | None, str | None]:
     """A message -> (value, source time or None, timestamp text or None); MalformedPayload otherwise."""
     if len(payload) > MAX_PAYLOAD:
-        raise MalformedPayload(f"payload of {len(payload)} bytes (more than {MAX_PAYLOAD})")
+        raise MalformedPayload(TOO_LARGE, f"payload of {len(payload)} bytes (more than {MAX_PAYLOAD})")
     try:
-        text = payload.decode("utf-8").strip()
+        text = payload.decode("utf-8").strip(_BLANKS)
     except UnicodeDecodeError:
-        raise MalformedPayload("payload is not UTF-8 text") from None
+        raise MalformedPayload(NOT_TEXT, "payload is not UTF-8 text") from None
     if address.value is None:
         return _finite(text, "payload"), None, None
     try:
         document = json.loads(text)
+    except RecursionError:  # 64 KiB of "[" is legal JSON text, but not a reading
+        raise MalformedPayload(NOT_JSON, "payload is JSON nested too deeply") from None
     except ValueError:
-        raise MalformedPayload(f"payload is not JSON: {text[:40]!r}") from None
+        raise MalformedPayload(NOT_JSON, f"payload is not JSON: {text[:40]!r}") from None
     value = _finite(_dig(document, address.value), address.value)
     if address.timestamp is None:
         return value, None, None
@@ -329,8 +389,8 @@ class Worker:
         self.wildcards = [(i, a.topic) for i, a in enumerate(addresses) if a.topic not in self.exact]
         self.frames = FrameReader()
         self.out: list[Delivery] = []  # parsed since the last send: one socket chunk's worth at most
-        self.malformed = 0  # since the last send
-        self.sample: tuple[str, str] | None = None  # (topic, why) of the last malformed message
+        self.malformed: dict[str, int] = {}  # refused messages per kind of reason, since the last send
+        self.sample: tuple[str, str, str] | None = None  # (topic, kind, why) of the last refused message
         self.received = 0  # deliveries handed to the daemon
         self.settled = 0  # of those, reported committed or skipped by the daemon
         self.refused: str | None = None
@@ -424,7 +484,7 @@ class Worker:
     def _hand_over(self) -> None:
         if self.out or self.malformed:
             self.send(("batch", self.out, self.malformed, self.sample))
-            self.out, self.malformed, self.sample = [], 0, None
+            self.out, self.malformed, self.sample = [], {}, None
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
@@ -447,26 +507,31 @@ class Worker:
         try:
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
-            self._skip(repr(raw_topic)[:80], "topic is not UTF-8", mid, qos)
+            self._skip(repr(raw_topic)[:80], BAD_TOPIC, "topic is not UTF-8", mid, qos)
             return
         index = self.exact.get(topic)
         if index is None:
             index = next((i for i, sub in self.wildcards if paho.topic_matches_sub(sub, topic)), None)
         if index is None:
             # A subscription left in the persistent session by an older configuration.
-            self._skip(topic, "no characteristic reads this topic", mid, qos)
+            self._skip(topic, BAD_TOPIC, "no characteristic reads this topic", mid, qos)
             return
         try:
             value, source_time, stamp = parse_payload(payload, self.addresses[index])
         except MalformedPayload as exc:
-            self._skip(topic, str(exc), mid, qos)  # acknowledged: garbage must not come back forever
+            self._skip(topic, exc.kind, str(exc), mid, qos)  # acknowledged: garbage must not come back forever
+            return
+        except Exception as exc:  # whatever a payload makes the parser raise, it is data:
+            # a worker that died on it would never acknowledge it, and the broker would hand it to
+            # every new worker, for good. Refused and acknowledged like any other bad payload.
+            self._skip(topic, UNREADABLE, f"payload could not be read ({type(exc).__name__})", mid, qos)
             return
         self.received += 1
         self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
 
-    def _skip(self, topic: str, why: str, mid: int, qos: int) -> None:
-        self.malformed += 1
-        self.sample = (topic, why)
+    def _skip(self, topic: str, kind: str, why: str, mid: int, qos: int) -> None:
+        self.malformed[kind] = self.malformed.get(kind, 0) + 1
+        self.sample = (topic, kind, why)
         self.client.ack(mid, qos)
 
 
