@@ -22,7 +22,6 @@ from gateway.config import MqttSource as MqttSourceConfig
 from gateway.model import Measurement
 from gateway.sources.base import Binding
 from gateway.sources.mqtt import MAX_PAYLOAD, MalformedPayload, MqttSource, parse_payload, parse_timestamp
-from tests.conftest import free_port
 from tests.test_northbound_tls import pki, tls_broker  # noqa: F401  (fixtures: a TLS + password broker)
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
@@ -371,27 +370,6 @@ async def test_messages_published_while_away_arrive(mosquitto) -> None:
     finally:
         pub.close()
         await source.stop()
-
-
-async def test_probe_prints_what_arrives(mosquitto) -> None:
-    import io
-
-    from gateway.sources.mqtt import probe
-
-    config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-in")
-    pub = Publisher(mosquitto.port)
-    out = io.StringIO()
-    try:
-        task = asyncio.create_task(probe(config, "line/plain", out, wait=1.0))
-        await asyncio.sleep(0.4)
-        pub.send("line/plain", "7.5")
-        assert await task == 0
-        assert "line/plain: 7.5" in out.getvalue()
-    finally:
-        pub.close()
-    down = MqttSourceConfig("broker", "127.0.0.1", port=free_port())
-    out = io.StringIO()
-    assert await probe(down, None, out, wait=0.1) == 1 and "connection failed" in out.getvalue()
 
 
 def _alive(pid: int) -> bool:

@@ -83,6 +83,14 @@ async def test_probe_fails_when_nothing_arrives_or_nothing_is_readable(tmp_path:
     assert "no value could be taken from them" in out
 
 
+async def test_probe_says_when_the_broker_cannot_be_reached(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    port = free_port()  # nobody listens there
+    status, out = await run_probe(load(tmp_path, port), None, wait=0.1)
+    assert status == 1 and f"127.0.0.1:{port}: connection failed" in out
+
+
 async def test_probe_refuses_an_unknown_source_type(tmp_path: Path) -> None:
     config = load(tmp_path, 1883)
     odd = dataclasses.replace(config, sources=(dataclasses.replace(config.sources[0], type="bacnet"),))

@@ -21,12 +21,9 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
-
-import paho.mqtt.client as paho
+from typing import Any
 
 import gateway
 from gateway.config import MqttSource as MqttSourceConfig
@@ -283,45 +280,3 @@ class MqttSource(Source):
                                                 source_key=source_key,
                                                 on_committed=functools.partial(worker.committed, mid, qos),
                                                 on_rejected=reader.rejected))
-
-
-async def probe(source_cfg: MqttSourceConfig, address: str | None, out: TextIO, wait: float = 5.0) -> int:
-    """Listen on one topic (or all, '#') for a few seconds and print what came back; 0 ok, 1 failed."""
-    # A throw-away client id and a clean session: the running gateway's session must not be touched.
-    client_id = f"spc-gateway-probe-{uuid.uuid4().hex[:8]}"
-    topic = address or "#"
-    received: list[paho.MQTTMessage] = []
-    state: dict[str, Any] = {}
-
-    def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        state["reason"] = reason
-        if not reason.is_failure:
-            client.subscribe(topic, 1)
-
-    def on_message(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if len(received) < 20:
-            received.append(message)
-
-    try:
-        client = new_client(source_cfg, client_id, persistent=False, manual_ack=False)
-        client.on_connect, client.on_message = on_connect, on_message
-        await asyncio.to_thread(client.connect, source_cfg.host, source_cfg.port, int(source_cfg.keepalive))
-    except Exception as exc:
-        out.write(f"{source_cfg.name}: {source_cfg.host}:{source_cfg.port}: connection failed / 연결 실패: {exc}\n")
-        return 1
-    client.loop_start()
-    try:
-        await asyncio.sleep(wait)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    reason = state.get("reason")
-    if reason is None or reason.is_failure:
-        out.write(f"{source_cfg.name}: broker refused or did not answer / 브로커 거부: {reason}\n")
-        return 1
-    if not received:
-        out.write(f"{source_cfg.name}: connected; no message on {topic!r} within {wait:.0f} s\n")
-    for message in received:
-        text = message.payload[:200].decode("utf-8", "replace")
-        out.write(f"{message.topic}: {text}\n")
-    return 0
