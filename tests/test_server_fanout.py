@@ -181,6 +181,37 @@ def test_since_older_than_what_is_kept_says_complete_false(tmp_path):
     run(body)
 
 
+def test_since_from_another_database_says_complete_false(tmp_path):
+    """seq counts within one database: a `since` from another epoch (a lost file) replays nothing of this
+    one's, which would be other events under the same numbers, and tells the client to reload."""
+    async def body():
+        async with Rig(make_config(tmp_path)) as rig:
+            await rig.measurements([11.0] * 20, notable=True)
+            ws = await open_client(rig.url, "/ws/spc/notifications/?since=12&epoch=0123456789abcdef")
+            assert ws.hello["epoch"] == rig.store.epoch != "0123456789abcdef"
+            message = await recv_json(ws)
+            assert message["type"] == "replay_complete" and message["complete"] is False
+            await ws.close()
+            ws = await open_client(rig.url, f"/ws/spc/notifications/?since=12&epoch={rig.store.epoch}")
+            seqs = []
+            while (message := await recv_json(ws))["type"] != "replay_complete":
+                seqs.append(message["seq"])
+            assert seqs == list(range(13, 21)) and message["complete"] is True
+            await ws.close()
+            bad = await asyncio.wait_for(_status(rig.url, "/ws/spc/notifications/?since=12&epoch=x%00"), 5)
+            assert bad == 400
+    run(body)
+
+
+async def _status(url: str, path: str) -> int:
+    try:
+        ws = await connect(url + path)
+    except Exception as exc:  # InvalidStatus: the handshake was refused
+        return exc.response.status_code  # type: ignore[attr-defined]
+    await ws.close()
+    return 101
+
+
 def test_stop_closes_clients_with_1001(tmp_path):
     async def body():
         rig = Rig(make_config(tmp_path))

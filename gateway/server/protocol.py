@@ -166,10 +166,11 @@ class Protocol:
         own = message.get(self.language) or message["en"]
         return self.message("error", request_id=request_id, code=code, message=own, texts=i18n.error_texts(message))
 
-    def connection(self, *, gateway: str, seq: int, role: str) -> dict[str, Any]:
-        """The first message after the handshake, with the seed's text in the configured language."""
+    def connection(self, *, gateway: str, seq: int, role: str, epoch: str = "") -> dict[str, Any]:
+        """The first message after the handshake, with the seed's text in the configured language; `epoch`
+        names the database `seq` counts in (a client resuming sends both back)."""
         return self.message("connection", message=text(self.language, "connection"), protocol=1,
-                            gateway=gateway, seq=seq, role=role)
+                            gateway=gateway, seq=seq, role=role, epoch=epoch)
 
     def reply(self, command: Command, type_: str, **payload: Any) -> dict[str, Any]:
         """The reply to `command`; `result` replies also carry `success: true`."""

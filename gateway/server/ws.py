@@ -55,6 +55,7 @@ ALERTS_PATH = "/api/spc/alerts/"  # GET lists alerts; POST creates one (the seed
 # and nothing was changed
 HTTP_STATUS_OF_ERROR = {"unauthorized": 403, "rate_limited": 429, "storage_unavailable": 503}
 HTTP_SENDERS = 256  # rate-limit buckets kept for senders of POST /api/spc/alerts/ (a plant has a few)
+EPOCH = re.compile(r"[0-9a-f]{1,32}")  # a database epoch as the client echoes it (store_schema makes 16)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Handshake:
     # ?subscribe=1,2 on the general feed: subscribed from the start, so a `since` replay carries those
     # products' measurements too (a new connection could not subscribe before its replay otherwise)
     subscribe: frozenset[int] = frozenset()
+    # ?epoch=: the database the client's `since` counts in; another one (a lost file) makes it a gap
+    epoch: str | None = None
 
 
 class LineServer:
@@ -174,6 +177,10 @@ class LineServer:
         if since_raw and since is None:
             return json_response(400, {"error": f"since must be the last seq the client saw (a whole number "
                                                 f"from 0 to {INT64_MAX}, ASCII digits)"})
+        epoch = query.get("epoch", [None])[-1]
+        if epoch is not None and not EPOCH.fullmatch(epoch):
+            return json_response(400, {"error": "epoch must be the `epoch` of the events the client saw "
+                                                "(up to 32 hexadecimal digits)"})
         subscribe_raw = query.get("subscribe", [""])[-1]
         parts = [whole_number(p.strip(), 1) for p in subscribe_raw.split(",") if p.strip()]
         subscribe = frozenset(p if p is not None else -1 for p in parts)
@@ -182,7 +189,7 @@ class LineServer:
         name, role, subprotocol = identity
         # kept on the connection itself: a handshake that fails after this point leaves nothing behind
         connection.spc_handshake = Handshake(product_id, role, name,  # type: ignore[attr-defined]
-                                             since, subprotocol, subscribe)
+                                             since, subprotocol, subscribe, epoch)
         return None
 
     async def _post_alert(self, connection: ServerConnection, request: Request) -> Response:
@@ -282,7 +289,8 @@ class LineServer:
                                  user_agent=(connection.request.headers.get("User-Agent") or "?")[:200])
         try:
             await self._send(connection, self.protocol.connection(
-                gateway=self.config.gateway.name, seq=self.store.last_seq, role=handshake.role))
+                gateway=self.config.gateway.name, seq=self.store.last_seq, role=handshake.role,
+                epoch=self.store.epoch))
             # while the disk fails, alerts raised since (STORAGE first of all) exist in memory only
             in_memory = getattr(self.store, "failing", False)
             unresolved = (sorted(self.alerts.unresolved(), key=lambda a: a["id"]) if in_memory
@@ -294,7 +302,8 @@ class LineServer:
             horizon = None
             if handshake.since is not None:
                 horizon = await self._replay(connection, handshake.product_id, handshake.since,
-                                             session.subscriptions, client)
+                                             session.subscriptions, client,
+                                             other_epoch=handshake.epoch not in (None, self.store.epoch))
             if not client.closed:
                 self.hub.go_live(client, horizon)
             async for frame in connection:
@@ -316,7 +325,7 @@ class LineServer:
         await connection.send(encode(message), text=True)
 
     async def _replay(self, connection: ServerConnection, product_id: int | None, since: int,
-                      subscriptions: set[int], client: Client) -> int | None:
+                      subscriptions: set[int], client: Client, *, other_epoch: bool = False) -> int | None:
         """Send the stored events after `since` this endpoint carries; returns the seq the replay covered.
 
         Live events published meanwhile wait in the client's queue; those its bound had no room for
@@ -324,7 +333,7 @@ class LineServer:
         sent them, however long the socket takes to drain."""
         last = self.store.last_seq
         oldest = await self.store.oldest_event_seq()
-        gap = since > last or (since < last and (oldest is None or since + 1 < oldest))
+        gap = other_epoch or since > last or (since < last and (oldest is None or since + 1 < oldest))
         if gap:  # older than what is kept (or from another database): the client reloads with get_alerts
             await self._send(connection, self.protocol.message("replay_complete", from_seq=since, to_seq=last,
                                                                complete=False))

@@ -30,6 +30,7 @@ export class GatewayConnection extends EventTarget {
     this.ws = null;
     this.state = 'connecting'; // connecting | live | reconnecting | offline
     this.lastSeq = null;
+    this.epoch = null; // the database lastSeq counts in (sent back with since=)
     this.lastUpdate = null; // Date of the last frame received
     this.failures = 0;
     this.retryAt = null;
@@ -114,7 +115,10 @@ export class GatewayConnection extends EventTarget {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const params = new URLSearchParams();
     if (this.token) params.set('token', this.token);
-    if (this.resuming && this.lastSeq !== null) params.set('since', String(this.lastSeq));
+    if (this.resuming && this.lastSeq !== null) {
+      params.set('since', String(this.lastSeq));
+      if (this.epoch) params.set('epoch', this.epoch);
+    }
     const query = params.toString();
     return `${proto}//${location.host}${this.path}${query ? `?${query}` : ''}`;
   }
@@ -232,9 +236,13 @@ export class GatewayConnection extends EventTarget {
     this._missedPongs = 0;
     this._pingOutstanding = false;
     const gatewaySeq = typeof message.seq === 'number' ? message.seq : null;
+    const epoch = typeof message.epoch === 'string' && message.epoch ? message.epoch : null;
+    const otherEpoch = epoch !== null && this.epoch !== null && epoch !== this.epoch;
+    if (epoch !== null) this.epoch = epoch;
     let reset = false;
-    if (gatewaySeq !== null && this.lastSeq !== null && gatewaySeq < this.lastSeq) {
-      // The gateway's counter went backwards (a new database): what we hold is not its history.
+    if (otherEpoch || (gatewaySeq !== null && this.lastSeq !== null && gatewaySeq < this.lastSeq)) {
+      // Another database (a lost file, a new PC), or the counter went backwards: what we hold is not its
+      // history. The server answered our since= with an incomplete replay; start from its state.
       reset = true;
       this.resuming = false;
       this.lastSeq = gatewaySeq;
