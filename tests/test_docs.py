@@ -4,15 +4,20 @@ repository or points at a file (or heading) that is not there."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import websockets
 
 from gateway.server import hub, ws
 from gateway.server.protocol import ERROR_CODES, FLOOD_CLOSE_AFTER, SCHEMA
 from tests import doc_links
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
+from tests.daemon_helpers import Daemon, minimal_config, write_config
 
 PROTOCOL = REPO / "docs" / "protocol.md"
 # every message type the server sends (protocol.py, ws.py, pipeline.py, alerts.py build them)
@@ -90,3 +95,62 @@ def test_the_link_check_lets_working_links_pass(tmp_path: Path) -> None:
     page.write_text("![shot](docs/images/a.png) [o](docs/other.md#get_alerts-twice) [r](docs/other.md#repeated-1) "
                     "<http://127.0.0.1:8000/> [demo](http://localhost:8000/) [top](#top)\n\n# Top\n")
     assert doc_links.problems(repo, [page]) == []
+
+
+# ---------------------------------------------------------------- the example session, against the daemon
+
+def example_session() -> list[tuple[str, dict[str, Any]]]:
+    """The `→`/`←` lines of docs/protocol.md's example session, in order."""
+    doc = PROTOCOL.read_text(encoding="utf-8")
+    block = doc.split("## An example session", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    return [(line[0], json.loads(line[1:])) for line in block.splitlines() if line[:1] in ("→", "←")]
+
+
+def same(expected: Any, actual: Any, where: str = "") -> list[str]:
+    """Where `actual` differs from the documented `expected`: the same keys, the same values (times aside)."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        diffs = [f"{where}: keys {sorted(set(expected) ^ set(actual))}"] if set(expected) != set(actual) else []
+        for key in set(expected) & set(actual):
+            if key != "timestamp" and not key.endswith("_at"):
+                diffs += same(expected[key], actual[key], f"{where}.{key}")
+        return diffs
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        return [d for i, (e, a) in enumerate(zip(expected, actual, strict=True)) for d in same(e, a, f"{where}[{i}]")]
+    return [] if expected == actual else [f"{where}: documented {expected!r}, got {actual!r}"]
+
+
+def test_the_example_session_is_what_the_daemon_says(tmp_path: Path) -> None:
+    session = example_session()
+    assert len(session) >= 15 and {m["type"] for d, m in session if d == "→"} >= {"create_alert", "get_alerts"}
+    port = free_port()
+    config = minimal_config(tmp_path, port=port)
+    config["gateway"].update(name="LINE-3", language="ko")
+    daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=port)
+
+    async def play() -> list[str]:
+        diffs: list[str] = []
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/spc/notifications/") as ws:
+            pending: list[dict[str, Any]] = []  # received, not yet matched (a broadcast beside a reply)
+
+            async def next_like(expected: dict[str, Any]) -> dict[str, Any]:
+                def matches(m: dict[str, Any]) -> bool:
+                    return m["type"] == expected["type"] and m.get("request_id") == expected.get("request_id") \
+                        and (m.get("alert") or {}).get("status") == (expected.get("alert") or {}).get("status")
+                while True:
+                    found = next((m for m in pending if matches(m)), None)
+                    if found is not None:
+                        pending.remove(found)
+                        return found
+                    pending.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+            for direction, message in session:
+                if direction == "→":
+                    await ws.send(json.dumps(message, ensure_ascii=False))
+                else:
+                    diffs += same(message, await next_like(message), message["type"])
+        return diffs
+
+    try:
+        assert asyncio.run(play()) == []
+    finally:
+        daemon.stop()
