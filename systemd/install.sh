@@ -19,7 +19,14 @@ GROUP=${SERVICE_USER:-root}
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install --quiet --upgrade pip
 "$PREFIX/venv/bin/pip" install --quiet --upgrade "$SRC"
-install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+# The documentation, beside the venv: README.md, docs/ with its images, and the files their links name
+# (the example config, the unit, the benchmark figures), so every link works in the installed copy too.
+# An upgrade replaces docs/ whole: a page that was removed does not linger.
+rm -rf "$PREFIX/docs"
+(cd "$SRC" && for f in README.md docs/*.md docs/images/* config/gateway.example.yaml systemd/spc-gateway.service \
+    bench/results.md bench/soak-results.md; do
+  install -D -m 0644 "$f" "$PREFIX/$f"
+done)
 install -d "$BIN_DIR"
 ln -sf "$PREFIX/venv/bin/spc-gateway" "$BIN_DIR/spc-gateway"
 install -d -m 0750 -o root -g "$GROUP" "$ETC_DIR"

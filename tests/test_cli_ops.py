@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Store
-from tests.conftest import REFERENCE, free_port
+from tests.conftest import free_port
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -100,13 +100,15 @@ def into_closed_pipe(*argv: str, timeout: float = 30) -> subprocess.CompletedPro
 def test_a_closed_pipe_ends_every_printing_command_quietly(tmp_path: Path, daemon: str) -> None:
     db = tmp_path / "spc.sqlite3"
     make_database(db)
+    values = tmp_path / "values.csv"  # made here: a copy of the repository alone has no reference data
+    values.write_text("value\n" + "".join(f"{10 + (n % 7) / 100}\n" for n in range(200)))
     commands = [
         ("status", "--json", "--url", daemon),
         ("status", "--url", daemon),
         ("watch", "--url", daemon),  # would otherwise run until Ctrl-C
         ("alert", "list", "--url", daemon),
         ("export", "--db", str(db), "--product", "1"),  # 3000 rows to stdout
-        ("analyze", str(REFERENCE / "pistonrings.csv"), "--subgroup-size", "5"),
+        ("analyze", str(values), "--subgroup-size", "5"),
         ("check-config", str(REPO / "config" / "gateway.example.yaml")),
     ]
     for argv in commands:

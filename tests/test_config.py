@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONTRACT_CONFIG, REPO
+from conftest import CONTRACT_CONFIG, REPO, needs_shared
 
 from gateway.config import (
     ALL_TESTS,
@@ -63,6 +63,7 @@ def test_enough_cases() -> None:
     assert len(CASE_NAMES) >= 25
 
 
+@needs_shared
 def test_contract_config_is_valid() -> None:
     code, lines = run_check(str(CONTRACT_CONFIG))
     assert code == 0, lines
@@ -70,6 +71,7 @@ def test_contract_config_is_valid() -> None:
     assert all(": warning: " in line for line in lines[:-1])  # only missing secret/certificate files
 
 
+@needs_shared
 def test_contract_config_typed_values() -> None:
     config, warnings = load_config(str(CONTRACT_CONFIG))
     assert isinstance(config, Config) and config.path == str(CONTRACT_CONFIG)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import doc_links
 from tests.daemon_helpers import REPO
 
 
@@ -25,6 +26,7 @@ def test_install_then_upgrade_keeps_the_config(tmp_path: Path) -> None:
     assert config.read_text() == (REPO / "config" / "gateway.example.yaml").read_text()
     assert (tmp_path / "units" / "spc-gateway.service").read_text() == \
         (REPO / "systemd" / "spc-gateway.service").read_text()
+    installed_docs(tmp_path / "opt")
     checked = subprocess.run([str(exe), "check-config", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout  # missing secret files are warnings only
     config.write_text(config.read_text().replace("name: LINE-3", "name: LINE-3A"))
@@ -32,3 +34,18 @@ def test_install_then_upgrade_keeps_the_config(tmp_path: Path) -> None:
                            text=True, timeout=400)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "kept the existing" in again.stdout and "LINE-3A" in config.read_text()
+    installed_docs(tmp_path / "opt")
+
+
+def installed_docs(prefix: Path) -> None:
+    """The installed README and docs/ are the repository's, and every link in them works there."""
+    pages = [prefix / "README.md", *sorted((prefix / "docs").glob("*.md"))]
+    assert [p.relative_to(prefix) for p in pages] == \
+        [Path("README.md"), *(p.relative_to(REPO) for p in sorted((REPO / "docs").glob("*.md")))]
+    readme = (prefix / "README.md").read_text()
+    assert readme == (REPO / "README.md").read_text()
+    assert "docs/protocol.md" in doc_links.links(readme) and (prefix / "docs" / "protocol.md").is_file()
+    assert "docs/images/hmi-alarms.png" in doc_links.links(readme)
+    assert (prefix / "docs" / "images" / "hmi-alarms.png").read_bytes() == \
+        (REPO / "docs" / "images" / "hmi-alarms.png").read_bytes()
+    assert doc_links.problems(prefix, pages) == []

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gateway import analyze
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from tests.conftest import REFERENCE
+from tests.conftest import REFERENCE, needs_shared
 
 
 def run_cli(capsys, *argv):
@@ -32,6 +32,7 @@ def write_csv(tmp_path, text, name="data.csv"):
 
 # ---------------------------------------------------------------- reference results
 
+@needs_shared
 def test_pistonrings_reproduces_r_qcc(capsys):
     """Montgomery, Introduction to SQC, Table 6.3 (R qcc `pistonrings`), qcc results on subgroups 1-25."""
     expected = json.loads((REFERENCE / "pistonrings.expected.json").read_text())
@@ -154,6 +155,7 @@ def test_short_last_subgroup_and_labels(tmp_path, capsys):
     assert r["chart"] == "xbar_r"
 
 
+@needs_shared
 def test_table_format(capsys):
     code, out, _ = run_cli(capsys, REFERENCE / "pistonrings.csv", "--phase1", 25, "--lsl", 73.95,
                            "--usl", 74.05, "--format", "table")
