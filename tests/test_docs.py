@@ -106,17 +106,20 @@ def example_session() -> list[tuple[str, dict[str, Any]]]:
     return [(line[0], json.loads(line[1:])) for line in block.splitlines() if line[:1] in ("→", "←")]
 
 
-# fields another branch is adding (`epoch`: the database's identity); the example gains them once documented
-PENDING_FIELDS = frozenset({"epoch"})
+# random per database: present in both, compared by shape only
+RANDOM_FIELDS = frozenset({"epoch"})
 
 
 def same(expected: Any, actual: Any, where: str = "") -> list[str]:
     """Where `actual` differs from the documented `expected`: the same keys, the same values (times aside)."""
     if isinstance(expected, dict) and isinstance(actual, dict):
-        differ = (set(expected) ^ set(actual)) - PENDING_FIELDS
+        differ = set(expected) ^ set(actual)
         diffs = [f"{where}: keys {sorted(differ)}"] if differ else []
         for key in set(expected) & set(actual):
-            if key != "timestamp" and not key.endswith("_at"):
+            if key in RANDOM_FIELDS:
+                if not re.fullmatch(r"[0-9a-f]{16}", str(actual[key])):
+                    diffs.append(f"{where}.{key}: {actual[key]!r} is not 16 hexadecimal digits")
+            elif key != "timestamp" and not key.endswith("_at"):
                 diffs += same(expected[key], actual[key], f"{where}.{key}")
         return diffs
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
