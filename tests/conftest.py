@@ -45,6 +45,16 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
+def run_make(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+             timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`make ARGS` as a user types it, also when the suite itself runs under `make test`: the outer make's
+    MAKEFLAGS/MAKELEVEL would make this one a sub-make, which prints "Entering directory" lines."""
+    clean = {k: v for k, v in (env if env is not None else os.environ).items()
+             if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, env=clean, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 class Mosquitto:
     """A real mosquitto broker on a free loopback port, restartable on the same port."""
 

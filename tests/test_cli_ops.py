@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Store
-from tests.conftest import free_port
+from tests.conftest import free_port, run_make
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -152,7 +152,7 @@ def test_watch_flushes_each_line_and_ends_when_head_does(daemon: str) -> None:
 # ---------------------------------------------------------------- `make demo` / `make test`
 
 def make_dry_run(folder: Path, target: str) -> str:
-    done = subprocess.run(["make", "-n", target], cwd=folder, capture_output=True, text=True, timeout=30)
+    done = run_make(["-n", target], folder)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

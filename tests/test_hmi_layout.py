@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import run_make
 from tests.hmi_fixtures import REPO, HmiFixtureServer, Screen, launch_chromium
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -155,12 +155,10 @@ def test_make_installs_a_korean_font_when_none_is_found(tmp_path):
     for tool in fake.iterdir():
         tool.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
-    missing = subprocess.run(["make", "-s", "system-deps", f"KOREAN_FONT={tmp_path / 'NanumGothic.ttf'}"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    missing = run_make(["-s", "system-deps", f"KOREAN_FONT={tmp_path / 'NanumGothic.ttf'}"], REPO, env)
     assert missing.returncode != 0, missing
     assert "NanumGothic.ttf" in missing.stdout and "fonts-nanum" in missing.stdout, missing.stdout
     (tmp_path / "NanumGothic.ttf").write_bytes(b"")  # the font file is there: nothing is missing
-    found = subprocess.run(["make", "-s", "system-deps", f"KOREAN_FONT={tmp_path / 'NanumGothic.ttf'}"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    found = run_make(["-s", "system-deps", f"KOREAN_FONT={tmp_path / 'NanumGothic.ttf'}"], REPO, env)
     if shutil.which("chromium") and shutil.which("mosquitto", path="/usr/sbin"):
         assert found.returncode == 0, found

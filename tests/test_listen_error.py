@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway import listen_error
+from tests.conftest import run_make
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
 
@@ -77,7 +78,8 @@ def test_holder_unknown_to_proc_is_just_in_use(tmp_path: Path, monkeypatch: pyte
 
 def test_make_demo_takes_a_port() -> None:
     def demo_command(*args: str) -> str:
-        out = subprocess.run(["make", "-n", "demo", *args], cwd=REPO, capture_output=True, text=True, check=True)
+        out = run_make(["-n", "demo", *args], REPO)
+        assert out.returncode == 0, out.stderr
         return out.stdout.strip().splitlines()[-1]
 
     assert demo_command("PORT=8123").endswith("spc-gateway demo --listen 127.0.0.1:8123")
