@@ -1,0 +1,126 @@
+"""The outbox with many consumers (issue 14, item 4): one cursor per output, each resuming after a restart;
+a row stays until every consumer that takes its kind has it. The real MQTT northbound to a real mosquitto
+beside a second consumer registered from the test (what Sparkplug or the OPC UA server will be)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from test_northbound import config, produce, until
+from test_northbound_harness import Subscriber, check_delivery, persistent_broker
+
+from gateway.northbound import Northbound
+from gateway.store import Store
+
+mosquitto = pytest.fixture(persistent_broker, name="mosquitto")
+
+
+async def _open(path: Path, port: int) -> tuple[Store, Northbound, object, object]:
+    store = Store(str(path))
+    await store.open()
+    # every consumer registers before any of them starts (gateway.store_outbox)
+    slow = await store.outbox_consumer("andon", ["measurement", "alert"])
+    alerts_only = await store.outbox_consumer("alerts-only", ["alert"])
+    northbound = Northbound(config(port), store, gateway_name="line3", version="t", product_codes=["P-100"],
+                            on_alert=lambda kind, **values: None)
+    await northbound.start()
+    return store, northbound, slow, alerts_only
+
+
+def test_a_slow_consumer_holds_rows_back_but_not_the_others_and_both_resume_after_restart(
+        tmp_path: Path, mosquitto) -> None:
+    subscriber = Subscriber(mosquitto.port).start()
+    subscriber.wait_for(lambda s: s.client.is_connected(), 5, "subscriber connected")
+    db = tmp_path / "gw.db"
+    cfg = config(mosquitto.port)
+
+    async def first_run() -> int:
+        store, northbound, slow, alerts_only = await _open(db, mosquitto.port)
+        await until(lambda: northbound.stats()["connected"], 5, "connected")
+        await produce(store, northbound, cfg, 300, pause=0.005)
+        await until(lambda: northbound.stats()["published"] >= 300, 10, "300 confirmed by the broker")
+        await asyncio.sleep(0.2)  # the cursor's batch
+        # the northbound has them all; the offline consumer has none: every row stays
+        assert (await store.outbox_stats())["depth"] == 300
+        # the slow consumer takes 100; those go (alerts-only does not take measurements: it holds none)
+        rows = await slow.fetch(slow.cursor, 100)
+        assert [r.seq for r in rows] == list(range(1, 101))
+        await slow.advance(rows[-1].seq)
+        assert (await store.outbox_stats())["depth"] == 200
+        # now the broker is away: the slow consumer goes on alone, the rows stay for the northbound
+        await asyncio.to_thread(mosquitto.stop)
+        await until(lambda: not northbound.stats()["connected"], 10, "disconnected")
+        await produce(store, northbound, cfg, 50)
+        rows = await slow.fetch(slow.cursor, 1000)
+        assert [r.seq for r in rows] == list(range(101, 351))
+        await slow.advance(rows[-1].seq)
+        assert (await store.outbox_stats())["depth"] == 50  # 301..350, which the northbound has not had
+        await produce(store, northbound, cfg, 2, event_type="alert")  # 351, 352
+        await northbound.stop()
+        await store.close()
+        return 352
+
+    last = asyncio.run(first_run())
+
+    async def second_run() -> None:
+        await asyncio.to_thread(mosquitto.start)
+        store, northbound, slow, alerts_only = await _open(db, mosquitto.port)
+        assert slow.cursor == 350 and alerts_only.cursor == 0  # each resumes where it stopped
+        await until(lambda: northbound.stats()["published"] >= 52, 10, "the 52 the broker missed")
+        await asyncio.sleep(0.2)
+        # the two alerts wait for the slow consumer and for alerts-only; every measurement is gone
+        rows = await store.outbox_fetch(0, 100)
+        assert [(r.seq, r.kind) for r in rows] == [(351, "alert"), (352, "alert")]
+        rows = await slow.fetch(slow.cursor, 100)
+        await slow.advance(rows[-1].seq)
+        assert (await store.outbox_stats())["depth"] == 2  # alerts-only still needs them
+        rows = await alerts_only.fetch(alerts_only.cursor, 100)
+        assert [r.seq for r in rows] == [351, 352]
+        await alerts_only.advance(352)
+        assert (await store.outbox_stats())["depth"] == 0
+        await northbound.stop()
+        await store.close()
+
+    asyncio.run(second_run())
+    subscriber.wait_for(lambda s: len(s.seqs()) >= last, 5, "every event at the subscriber")
+    subscriber.stop()
+    events = subscriber.events()
+    check_delivery(events, range(1, last + 1))
+    # resumed at its cursor: nothing the broker had confirmed before the restart was sent again
+    assert len(events) == last
+
+
+def test_a_held_row_stays_across_a_restart_until_its_consumer_delivers_it(tmp_path: Path) -> None:
+    """A row a broker refused: the consumer's cursor moves past it, the row stays until it is delivered."""
+    db = str(tmp_path / "gw.db")
+
+    async def first_run() -> None:
+        store = Store(db)
+        await store.open()
+        a = await store.outbox_consumer("a")  # every kind
+        b = await store.outbox_consumer("b", ["measurement"])
+        with store.batch() as batch:
+            for _ in range(5):
+                batch.event("measurement", 1, {"type": "measurement"}, outbox_topic="t")
+        await batch.committed
+        await a.advance(5, hold=[(3, "measurement")])
+        assert (await store.outbox_stats())["depth"] == 5  # b has none of them yet
+        await b.advance(5)
+        assert [r.seq for r in await store.outbox_fetch(0, 10)] == [3]
+        await store.close()
+
+    async def second_run() -> None:
+        store = Store(db)
+        await store.open()
+        a = await store.outbox_consumer("a")
+        await store.outbox_consumer("b", ["measurement"])
+        assert (a.cursor, a.held) == (5, {3: "measurement"})
+        assert [r.seq for r in await a.fetch_held()] == [3]
+        await a.advance(5, done=[3])
+        assert (await store.outbox_stats())["depth"] == 0 and a.held == {}
+        await store.close()
+
+    asyncio.run(first_run())
+    asyncio.run(second_run())
