@@ -63,8 +63,11 @@ SQL: dict[str, str] = {
                      "updated_at = excluded.updated_at",
     "outbox_hold": "INSERT OR IGNORE INTO outbox_held (consumer, seq, kind) VALUES (?, ?, ?)",
     "outbox_unhold": "DELETE FROM outbox_held WHERE consumer = ? AND seq = ?",
-    "outbox_release": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind = ? "
-                      "AND seq NOT IN (SELECT seq FROM outbox_held)",
+    # one walk along seq for every kind released up to the same point; the kinds as a JSON array
+    "outbox_release": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind IN (SELECT value FROM json_each(?))",
+    "outbox_release_all": "DELETE FROM outbox WHERE seq > ? AND seq <= ?",  # every kind: the common case
+    "outbox_release_held": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind IN "
+                           "(SELECT value FROM json_each(?)) AND seq NOT IN (SELECT seq FROM outbox_held)",
     "outbox_delete": "DELETE FROM outbox WHERE seq = ?",
 }
 ORDER: tuple[str, ...] = tuple(SQL)
@@ -300,9 +303,15 @@ class Batch:
         """Record that a held row was delivered."""
         self._add("outbox_unhold", (str(consumer), int(seq)))
 
-    def outbox_release(self, after_seq: int, upto_seq: int, kind: str) -> None:
-        """Record the deletion of the rows of one kind in (after_seq, upto_seq] that no consumer holds."""
-        self._add("outbox_release", (int(after_seq), int(upto_seq), str(kind)))
+    def outbox_release(self, after_seq: int, upto_seq: int, kinds: list[str] | None, *, held: bool = False) -> None:
+        """Record the deletion of the rows of these kinds (None: of every kind) in (after_seq, upto_seq];
+        held: some consumer holds rows, which stay (the plain statements spare that check on every row)."""
+        if kinds is None and not held:
+            self._add("outbox_release_all", (int(after_seq), int(upto_seq)))
+            return
+        names = sorted({"alert", "violation", "capability", "measurement", "subgroup"}) if kinds is None else kinds
+        self._add("outbox_release_held" if held else "outbox_release",
+                  (int(after_seq), int(upto_seq), dumps([str(k) for k in names]).decode()))
 
     def outbox_delete(self, seqs: list[int]) -> None:
         """Record the deletion of outbox rows the broker confirmed."""

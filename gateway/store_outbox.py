@@ -9,8 +9,9 @@ so each consumer resumes where it stopped after a restart.
 A row is deleted once every registered consumer that takes its kind is past it and none holds it. A
 kind no registered consumer takes holds nothing back. The work per event does not grow with the number
 of consumers: an advance writes one cursor row and deletes a range of rows per kind
-(`seq > released AND seq <= bound AND kind = ?`), and `released` remembers how far each kind was
-deleted, so a range is walked once whatever a slow consumer of another kind still holds.
+(`seq > released AND seq <= bound AND kind IN (...)`, one statement for the kinds released up to the
+same point), and `released` remembers how far each kind was deleted, so a range is walked once whatever
+a slow consumer of another kind still holds.
 
 Every consumer registers before any of them starts: a consumer stored by an earlier run but not
 registered in this one (an output removed from the configuration) holds no row back.
@@ -61,9 +62,9 @@ class Consumers:
     def bound(self, kind: str) -> int:
         """Rows of this kind up to here are delivered to every consumer that takes it."""
         cursors = [s.cursor for s in self.states.values() if s.takes(kind)]
-        if cursors:
-            return min(cursors)
-        return max((s.cursor for s in self.states.values()), default=0)
+        if not cursors:  # a kind no consumer takes goes with the slowest, so it shares the others' walk
+            cursors = [s.cursor for s in self.states.values()]
+        return min(cursors, default=0)
 
     def _held_elsewhere(self, name: str, seq: int) -> bool:
         return any(seq in s.held for n, s in self.states.items() if n != name)
@@ -90,12 +91,18 @@ class Consumers:
         kinds = set(EVENT_KINDS)
         for s in self.states.values():
             kinds.update(s.kinds or ())
+        ranges: dict[tuple[int, int], list[str]] = {}  # kinds released over the same range: one walk
         for kind in sorted(kinds):
             high = self.bound(kind)
             low = self._released.get(kind, 0)
             if high > low:
-                batch.outbox_release(low, high, kind)
+                ranges.setdefault((low, high), []).append(kind)
                 self._released[kind] = high
+        held = any(s.held for s in self.states.values())
+        for (low, high), same in ranges.items():
+            # every kind up to the same point (no consumer takes a kind the others do not): no kind check
+            every = len(same) == len(kinds) and kinds == set(EVENT_KINDS) and not held
+            batch.outbox_release(low, high, None if every else same, held=held)
 
 
 class OutboxConsumer:

@@ -5,6 +5,8 @@ beside a second consumer registered from the test (what Sparkplug or the OPC UA 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,67 @@ def test_a_held_row_stays_across_a_restart_until_its_consumer_delivers_it(tmp_pa
 
     asyncio.run(first_run())
     asyncio.run(second_run())
+
+
+class _Recorder:
+    """Stands in for a Batch: collects the statements Consumers.advance records."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, kind: str):
+        def record(*params, held: bool = False):
+            if kind == "outbox_delete":
+                self.rows += [(kind, (seq,)) for seq in params[0]]
+            elif kind == "outbox_release" and params[2] is None:
+                self.rows.append(("outbox_release_all", params[:2]))
+            elif kind == "outbox_release":
+                low, high, kinds = params
+                self.rows.append(("outbox_release_held" if held else kind, (low, high, json.dumps(kinds))))
+            else:
+                self.rows.append((kind, (*params, 0.0) if kind == "outbox_cursor" else params))
+        return record
+
+
+def _release_cost(consumers: int, rows: int, *, per_row_delete: bool = False) -> int:
+    """SQLite VM work (hundreds of instructions) to take `rows` outbox rows out once every consumer has them."""
+    from sqlite_cost import vm_steps
+
+    from gateway.store_batch import SQL
+    from gateway.store_outbox import Consumers
+    from gateway.store_schema import migrate
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
+    conn.executemany("INSERT INTO outbox VALUES (?, 't', x'00', 'measurement', 1, 0)",
+                     [(s,) for s in range(1, rows + 1)])
+    registry = Consumers()
+    for n in range(consumers):
+        registry.register(f"c{n}", frozenset({"measurement", "alert"}), 0, {})
+    recorder = _Recorder()
+    for n in range(consumers):
+        for upto in range(1000, rows + 1, 1000):  # advances as the northbound stores them, in steps
+            registry.advance(recorder, f"c{n}", upto, (), ())
+
+    def run() -> None:
+        conn.execute("BEGIN")
+        if per_row_delete:  # what each acknowledged row cost before schema version 5
+            conn.executemany(SQL["outbox_delete"], [(s,) for s in range(1, rows + 1)])
+        else:
+            for kind, params in recorder.rows:
+                conn.execute(SQL[kind], params)
+        conn.execute("COMMIT")
+
+    steps, _ = vm_steps(conn, run)
+    assert conn.execute("SELECT depth FROM outbox_totals").fetchone()[0] == 0
+    return steps
+
+
+def test_taking_rows_out_costs_about_the_same_whatever_the_number_of_consumers() -> None:
+    rows = 20_000
+    before = _release_cost(1, rows, per_row_delete=True)
+    one, four = _release_cost(1, rows), _release_cost(4, rows)
+    # per event the same delete and trigger; a consumer adds one cursor row per advance, not per event
+    assert one <= before * 1.05, (one, before)
+    assert four - one <= 0.02 * one, (one, four)
+    print(f"VM work for {rows} rows: per-row deletes {before}, one consumer {one}, four consumers {four}")
