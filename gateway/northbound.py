@@ -14,8 +14,8 @@ a reconnect; ours live in the outbox and are re-sent from there, oldest first, m
 
 The northbound is one consumer of the outbox (gateway.store_outbox, named "mqtt"): it advances its cursor
 past the rows the broker confirmed, in seq order, and a row is deleted once every consumer has it. A row
-the broker refuses (MQTT 5 reason code) is held: the cursor moves on, and the row goes again, first, on
-the next connection.
+the broker refuses (MQTT 5 reason code) is held: the cursor moves on, and the row goes again once the
+drain has caught up, at most every HELD_RETRY seconds (also after a restart).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ FETCH_BATCH = 1000  # outbox rows read per query (the bound of the read-ahead bu
 DELETE_BATCH = 2000  # acknowledgements after which the cursor is stored at once
 DELETE_DELAY = 0.05  # seconds an acknowledgement may wait to be stored together with others
 CONSUMER = "mqtt"  # this output's name among the outbox's consumers (its stored cursor)
+HELD_RETRY = 60.0  # seconds between two sends of the rows a broker refused (once caught up)
 MONITOR_INTERVAL = 1.0  # seconds between outbox size checks (buffer_limit, 80 % alert, /metrics)
 CONNECT_TIMEOUT = 10.0  # seconds for TCP + TLS + CONNACK
 HIGH_WATER = 0.8  # outbox fill that raises "outbox_high"
@@ -139,6 +140,7 @@ class Northbound:
         self._hold_new: list[tuple[int, str]] = []  # refused since the last flush
         self._held_done: list[int] = []  # held rows confirmed since the last flush
         self._unflushed = 0  # acknowledgements since the last flush
+        self._held_retry_at = 0.0  # monotonic time after which the held rows go again
         self._delete_handle: asyncio.TimerHandle | None = None
         self._last_delete: asyncio.Future[Any] | None = None
         self._outbox: dict[str, Any] = {"depth": 0, "bytes": 0, "oldest_at": None, "dropped": 0}
@@ -303,19 +305,13 @@ class Northbound:
     # ------------------------------------------------------------------ draining the outbox
 
     async def _drain(self, session: _Session) -> None:
-        """Publish outbox rows in seq order until the connection closes: first the held ones (refused
-        before), then from the cursor on; after a reconnect everything unconfirmed goes again."""
+        """Publish outbox rows in seq order from the cursor until the connection closes, and once caught up
+        the held ones (refused before); after a reconnect everything unconfirmed goes again."""
         client, qos, limit = session.client, self.config.qos, self.config.max_inflight
         consumer = self._consumer
-        held_rows: list[Any] = []
-        if self._held:
-            held_rows = await consumer.fetch_held()
-            gone = set(self._held) - {r.seq for r in held_rows}  # dropped by buffer_limit meanwhile
-            if gone:
-                self._confirm_held(gone)
         cursor = session.sent_upto = self._cursor
-        ahead: deque[Any] = deque(held_rows)
-        resending = len(held_rows)  # the first rows of `ahead` are held rows, older than the cursor
+        ahead: deque[Any] = deque()
+        resending = 0  # the first rows of `ahead` are held rows, older than the cursor
         while not session.closed.is_set():
             if len(session.mids) >= limit:
                 session.room.clear()
@@ -324,6 +320,17 @@ class Northbound:
             if not ahead:
                 self._wake.clear()
                 rows = await consumer.fetch(cursor, FETCH_BATCH)
+                if not rows and self._held and time.monotonic() >= self._held_retry_at:
+                    # caught up: now the rows a broker refused. Not first: mosquitto closes the
+                    # connection after a refusal, and a row refused for good must not stop the rest.
+                    self._held_retry_at = time.monotonic() + HELD_RETRY
+                    held_rows = await consumer.fetch_held(self._held)  # some may not be stored yet
+                    gone = set(self._held) - {r.seq for r in held_rows}  # dropped by buffer_limit meanwhile
+                    if gone:
+                        self._confirm_held(gone)
+                    ahead.extend(held_rows)
+                    resending = len(held_rows)
+                    continue
                 if not rows:  # wait for a commit; poll anyway in case a wake() was missed
                     await _first(self._wake, session.closed, timeout=MONITOR_INTERVAL)
                     continue
@@ -370,6 +377,7 @@ class Northbound:
                 return
             self._held[seq] = kind
             self._hold_new.append((seq, kind))
+            self._held_retry_at = time.monotonic() + HELD_RETRY  # not at once: the rest goes first
         else:
             self.published += 1
             if seq <= session.replay_upto:
@@ -385,8 +393,10 @@ class Northbound:
             point = order[0] - 1 if order else session.sent_upto
             if point > self._cursor:
                 self._cursor = point
-                self._skip = {s for s in self._skip if s > point}
-            self._skip.update(session.finished)
+                if self._skip:
+                    self._skip = {s for s in self._skip if s > point}
+            if seq in session.finished:  # confirmed above the cursor: a reconnect must not send it again
+                self._skip.add(seq)
         self._unflushed += 1
         if self._unflushed >= DELETE_BATCH:
             self._flush_deletes()

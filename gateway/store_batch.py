@@ -67,7 +67,8 @@ SQL: dict[str, str] = {
     "outbox_release": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind IN (SELECT value FROM json_each(?))",
     "outbox_release_all": "DELETE FROM outbox WHERE seq > ? AND seq <= ?",  # every kind: the common case
     "outbox_release_held": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind IN "
-                           "(SELECT value FROM json_each(?)) AND seq NOT IN (SELECT seq FROM outbox_held)",
+                           "(SELECT value FROM json_each(?)) AND seq NOT IN (SELECT seq FROM outbox_held "
+                           "WHERE consumer IN (SELECT value FROM json_each(?)))",
     "outbox_delete": "DELETE FROM outbox WHERE seq = ?",
 }
 ORDER: tuple[str, ...] = tuple(SQL)
@@ -303,15 +304,19 @@ class Batch:
         """Record that a held row was delivered."""
         self._add("outbox_unhold", (str(consumer), int(seq)))
 
-    def outbox_release(self, after_seq: int, upto_seq: int, kinds: list[str] | None, *, held: bool = False) -> None:
+    def outbox_release(self, after_seq: int, upto_seq: int, kinds: list[str] | None, *,
+                       holders: list[str] | None = None) -> None:
         """Record the deletion of the rows of these kinds (None: of every kind) in (after_seq, upto_seq];
-        held: some consumer holds rows, which stay (the plain statements spare that check on every row)."""
-        if kinds is None and not held:
+        the rows these consumers hold stay (without holders the plain statements spare that check)."""
+        if kinds is None and not holders:
             self._add("outbox_release_all", (int(after_seq), int(upto_seq)))
             return
         names = sorted({"alert", "violation", "capability", "measurement", "subgroup"}) if kinds is None else kinds
-        self._add("outbox_release_held" if held else "outbox_release",
-                  (int(after_seq), int(upto_seq), dumps([str(k) for k in names]).decode()))
+        params = (int(after_seq), int(upto_seq), dumps([str(k) for k in names]).decode())
+        if holders:
+            self._add("outbox_release_held", (*params, dumps([str(c) for c in holders]).decode()))
+        else:
+            self._add("outbox_release", params)
 
     def outbox_delete(self, seqs: list[int]) -> None:
         """Record the deletion of outbox rows the broker confirmed."""

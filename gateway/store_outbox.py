@@ -98,11 +98,12 @@ class Consumers:
             if high > low:
                 ranges.setdefault((low, high), []).append(kind)
                 self._released[kind] = high
-        held = any(s.held for s in self.states.values())
+        # only registered consumers hold rows back (one stored by an earlier run may be gone for good)
+        holders = sorted(n for n, s in self.states.items() if s.held)
         for (low, high), same in ranges.items():
             # every kind up to the same point (no consumer takes a kind the others do not): no kind check
-            every = len(same) == len(kinds) and kinds == set(EVENT_KINDS) and not held
-            batch.outbox_release(low, high, None if every else same, held=held)
+            every = len(same) == len(kinds) and kinds == set(EVENT_KINDS)
+            batch.outbox_release(low, high, None if every else same, holders=holders)
 
 
 class OutboxConsumer:
@@ -131,9 +132,10 @@ class OutboxConsumer:
         """This consumer's rows after after_seq, in seq order."""
         return await self.store.outbox_fetch(after_seq, limit, kinds=self._state.kinds)
 
-    async def fetch_held(self) -> list[OutboxRow]:
-        """The held rows still in the outbox (buffer_limit may have dropped some), in seq order."""
-        return await self.store._read(fetch_seqs, sorted(self._state.held))
+    async def fetch_held(self, seqs: Iterable[int] | None = None) -> list[OutboxRow]:
+        """The held rows (or these seqs: what the consumer holds but has not advanced yet) still in the
+        outbox, in seq order; buffer_limit may have dropped some."""
+        return await self.store._read(fetch_seqs, sorted(self._state.held if seqs is None else seqs))
 
     def advance(self, cursor: int, *, hold: Iterable[tuple[int, str]] = (),
                 done: Iterable[int] = ()) -> asyncio.Future[Any]:
