@@ -130,7 +130,10 @@ class OutboxConsumer:
 
     async def fetch(self, after_seq: int, limit: int) -> list[OutboxRow]:
         """This consumer's rows after after_seq, in seq order."""
-        return await self.store.outbox_fetch(after_seq, limit, kinds=self._state.kinds)
+        kinds = self._state.kinds
+        if kinds is not None and kinds.issuperset(EVENT_KINDS):
+            kinds = None  # every kind there is: no check per row
+        return await self.store.outbox_fetch(after_seq, limit, kinds=kinds)
 
     async def fetch_held(self, seqs: Iterable[int] | None = None) -> list[OutboxRow]:
         """The held rows (or these seqs: what the consumer holds but has not advanced yet) still in the
