@@ -2,12 +2,12 @@
 
 An output (the MQTT northbound today; Sparkplug and the OPC UA server later) registers once at start with
 the kinds of event it takes and gets an `OutboxConsumer`. Its cursor means: every row of its kinds with
-seq <= cursor is delivered, except the rows it holds (a broker refused them; they go again on the next
-connection). Cursors and held rows are stored (tables outbox_cursors and outbox_held, schema version 5),
+seq <= cursor is delivered, except the rows it holds (a broker refused them; they go again later). Cursors and held rows are stored (tables outbox_cursors and outbox_held, schema version 5),
 so each consumer resumes where it stopped after a restart.
 
-A row is deleted once every registered consumer that takes its kind is past it and none holds it. A
-kind no registered consumer takes holds nothing back. The work per event does not grow with the number
+A row is deleted once every registered consumer that takes its kind is past it and none holds it; a
+consumer that does not take a kind holds none of its rows back (a kind no consumer takes, left from an
+earlier configuration, goes once every consumer is past it). The work per event does not grow with the number
 of consumers: an advance writes one cursor row and deletes a range of rows per kind
 (`seq > released AND seq <= bound AND kind IN (...)`, one statement for the kinds released up to the
 same point), and `released` remembers how far each kind was deleted, so a range is walked once whatever
