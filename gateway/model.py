@@ -43,11 +43,31 @@ class Measurement:
     # Called as (kind, why) when the pipeline refuses the reading (a time it cannot store, a value that
     # is not finite), so the source counts and logs it as its own; the pipeline logs it when None.
     on_rejected: Callable[[str, str], None] | None = field(default=None, repr=False)
+    # Attribute data (p, np, c, u charts): the nonconforming parts or defects found (`count`) in a sample of
+    # `sample_size` parts or inspection units. None for variables data, where `value` is the measurement.
+    # They travel with the reading and are stored and exported; nothing charts them yet.
+    count: int | None = None
+    sample_size: int | float | None = None
 
     @property
     def measured_at(self) -> float:
         """The time the part was measured: the source's timestamp when it gave one."""
         return self.source_time if self.source_time is not None else self.received_at
+
+    def attribute_problem(self) -> str | None:
+        """Why count/sample_size cannot be stored (None when they can): a count is a whole number >= 0, a
+        sample size a finite number > 0; a sample size alone says nothing."""
+        count, size = self.count, self.sample_size
+        if count is None and size is None:
+            return None
+        if count is None:
+            return "a sample size without a count"
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            return f"count {count!r} is not a whole number >= 0"
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                                 or not math.isfinite(size) or size <= 0):
+            return f"sample size {size!r} is not a number > 0"
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,11 @@ Only the blocking TCP connect and TLS handshake run in a worker thread: a dead b
 
 A fresh paho Client per connection: paho keeps unacknowledged messages in RAM and re-sends them itself after
 a reconnect; ours live in the outbox and are re-sent from there, oldest first, marked `"replayed": true`.
+
+The northbound is one consumer of the outbox (gateway.store_outbox, named "mqtt"): it advances its cursor
+past the rows the broker confirmed, in seq order, and a row is deleted once every consumer has it. A row
+the broker refuses (MQTT 5 reason code) is held: the cursor moves on, and the row goes again once the
+drain has caught up, at most every HELD_RETRY seconds (also after a restart).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from gateway.sources.base import Backoff
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 1000  # outbox rows read per query (the bound of the read-ahead buffer)
-DELETE_BATCH = 2000  # acknowledged seqs deleted in one store batch at most
-DELETE_DELAY = 0.05  # seconds an acknowledged seq may wait to be deleted together with others
+DELETE_BATCH = 2000  # acknowledgements after which the cursor is stored at once
+DELETE_DELAY = 0.05  # seconds an acknowledgement may wait to be stored together with others
+CONSUMER = "mqtt"  # this output's name among the outbox's consumers (its stored cursor)
+HELD_RETRY = 60.0  # seconds between two sends of the rows a broker refused (once caught up)
 MONITOR_INTERVAL = 1.0  # seconds between outbox size checks (buffer_limit, 80 % alert, /metrics)
 CONNECT_TIMEOUT = 10.0  # seconds for TCP + TLS + CONNACK
 HIGH_WATER = 0.8  # outbox fill that raises "outbox_high"
@@ -93,6 +100,10 @@ class _Session:
     ticker: asyncio.Task[None] | None = None
     replay_upto: int = 0  # seqs up to this were produced before this connection: history, marked replayed
     mids: dict[int, int] = field(default_factory=dict)  # message id -> seq, for rows in flight
+    kinds: dict[int, str] = field(default_factory=dict)  # seq -> kind, for rows in flight
+    order: deque[int] = field(default_factory=deque)  # seqs published past the cursor, in seq order
+    finished: set[int] = field(default_factory=set)  # of those, acknowledged or held (not yet at order[0])
+    sent_upto: int = 0  # every row of ours up to here was published on this connection or before
     status_mid: int | None = None  # the retained online/offline status message in flight
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -122,8 +133,14 @@ class Northbound:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._backoff = Backoff(config.reconnect_min, config.reconnect_max)
-        self._acked: list[int] = []  # confirmed seqs waiting for one delete batch
-        self._deleting: set[int] = set()  # confirmed seqs whose delete is not committed yet: never resend
+        self._consumer: Any = None  # the outbox consumer (gateway.store_outbox.OutboxConsumer), from start()
+        self._cursor = 0  # every row of ours up to here is confirmed (or held); stored by _flush_deletes
+        self._skip: set[int] = set()  # confirmed seqs above the cursor (acks out of order): never resend
+        self._held: dict[int, str] = {}  # rows the broker refused: seq -> kind, sent first on each connection
+        self._hold_new: list[tuple[int, str]] = []  # refused since the last flush
+        self._held_done: list[int] = []  # held rows confirmed since the last flush
+        self._unflushed = 0  # acknowledgements since the last flush
+        self._held_retry_at = 0.0  # monotonic time after which the held rows go again
         self._delete_handle: asyncio.TimerHandle | None = None
         self._last_delete: asyncio.Future[Any] | None = None
         self._outbox: dict[str, Any] = {"depth": 0, "bytes": 0, "oldest_at": None, "dropped": 0}
@@ -142,6 +159,10 @@ class Northbound:
         if self.config.password_file:
             self._password = read_password(self.config.password_file)
         self._new_client(_Session())  # TLS files are loaded here: fail now, with a precise message
+        kinds = [k for k in TOPIC_TYPES if k in self.config.publish]
+        self._consumer = await self.store.outbox_consumer(CONSUMER, kinds)
+        self._cursor = self._consumer.cursor
+        self._held = self._consumer.held
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._tasks = [asyncio.create_task(self._run(), name="northbound:connection"),
@@ -284,10 +305,13 @@ class Northbound:
     # ------------------------------------------------------------------ draining the outbox
 
     async def _drain(self, session: _Session) -> None:
-        """Publish outbox rows in seq order until the connection closes; oldest first after a reconnect."""
+        """Publish outbox rows in seq order from the cursor until the connection closes, and once caught up
+        the held ones (refused before); after a reconnect everything unconfirmed goes again."""
         client, qos, limit = session.client, self.config.qos, self.config.max_inflight
-        cursor = 0  # every connection starts from the oldest row: anything unacknowledged is still there
+        consumer = self._consumer
+        cursor = session.sent_upto = self._cursor
         ahead: deque[Any] = deque()
+        resending = 0  # the first rows of `ahead` are held rows, older than the cursor
         while not session.closed.is_set():
             if len(session.mids) >= limit:
                 session.room.clear()
@@ -295,21 +319,43 @@ class Northbound:
                 continue
             if not ahead:
                 self._wake.clear()
-                rows = await self.store.outbox_fetch(cursor, FETCH_BATCH)
+                rows = await consumer.fetch(cursor, FETCH_BATCH)
+                if not rows and self._held and time.monotonic() >= self._held_retry_at:
+                    # caught up: now the rows a broker refused. Not first: mosquitto closes the
+                    # connection after a refusal, and a row refused for good must not stop the rest.
+                    self._held_retry_at = time.monotonic() + HELD_RETRY
+                    held_rows = await consumer.fetch_held(self._held)  # some may not be stored yet
+                    gone = set(self._held) - {r.seq for r in held_rows}  # dropped by buffer_limit meanwhile
+                    if gone:
+                        self._confirm_held(gone)
+                    ahead.extend(held_rows)
+                    resending = len(held_rows)
+                    continue
                 if not rows:  # wait for a commit; poll anyway in case a wake() was missed
                     await _first(self._wake, session.closed, timeout=MONITOR_INTERVAL)
                     continue
-                ahead.extend(r for r in rows if r.seq not in self._deleting)
+                ahead.extend(rows)
                 cursor = rows[-1].seq
                 continue
             row = ahead.popleft()
-            payload = mark_replayed(row.payload) if row.seq <= session.replay_upto else row.payload
+            seq = row.seq
+            if resending:
+                resending -= 1
+            elif seq in self._skip or seq in self._held or seq <= self._cursor:
+                # confirmed already (or sent above as a held row): nothing to send
+                session.sent_upto = max(session.sent_upto, seq)
+                continue
+            else:
+                session.order.append(seq)
+                session.sent_upto = seq
+            payload = mark_replayed(row.payload) if seq <= session.replay_upto else row.payload
             info = client.publish(row.topic, payload, qos)
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 # paho refused it (its mid is still taken by an unacknowledged message): it is not in
                 # flight and never will be; start over on a new connection, which replays it
-                raise RuntimeError(f"paho did not queue seq {row.seq} (mid {info.mid} in use)")
-            session.mids[info.mid] = row.seq
+                raise RuntimeError(f"paho did not queue seq {seq} (mid {info.mid} in use)")
+            session.mids[info.mid] = seq
+            session.kinds[seq] = row.kind
 
     def _on_publish(self, client: mqtt.Client, session: _Session, mid: int, reason: Any, _props: Any) -> None:
         seq = session.mids.pop(mid, None)
@@ -318,36 +364,64 @@ class Northbound:
                 session.status_mid = None  # mids wrap at 65535: this one will name a data message later
                 session.status_acked.set()
             return
+        kind = session.kinds.pop(seq, "")
         if len(session.mids) < self.config.max_inflight:
             session.room.set()
-        if reason is not None and getattr(reason, "is_failure", False):
+        refused = reason is not None and getattr(reason, "is_failure", False)
+        if refused:
             # MQTT 5 broker refused it (e.g. not authorized): keep the row, it goes again next connection
             self.rejected += 1
             self.last_error = f"broker refused seq {seq}: {reason}"
             log.warning("northbound: %s", self.last_error)
-            return
-        self.published += 1
-        if seq <= session.replay_upto:
-            self.replayed += 1
-        self._acked.append(seq)
-        self._deleting.add(seq)
-        if len(self._acked) >= DELETE_BATCH:
+            if seq in self._held:
+                return
+            self._held[seq] = kind
+            self._hold_new.append((seq, kind))
+            self._held_retry_at = time.monotonic() + HELD_RETRY  # not at once: the rest goes first
+        else:
+            self.published += 1
+            if seq <= session.replay_upto:
+                self.replayed += 1
+            if seq in self._held:
+                del self._held[seq]
+                self._held_done.append(seq)
+        if seq > self._cursor and session is self._session:
+            session.finished.add(seq)
+            order = session.order
+            while order and order[0] in session.finished:
+                session.finished.discard(order.popleft())
+            point = order[0] - 1 if order else session.sent_upto
+            if point > self._cursor:
+                self._cursor = point
+                if self._skip:
+                    self._skip = {s for s in self._skip if s > point}
+            if seq in session.finished:  # confirmed above the cursor: a reconnect must not send it again
+                self._skip.add(seq)
+        self._unflushed += 1
+        if self._unflushed >= DELETE_BATCH:
             self._flush_deletes()
         elif self._delete_handle is None and self._loop is not None:
             self._delete_handle = self._loop.call_later(DELETE_DELAY, self._flush_deletes)
 
+    def _confirm_held(self, seqs: set[int]) -> None:
+        for seq in seqs:
+            self._held.pop(seq, None)
+        self._held_done.extend(seqs)
+        self._flush_deletes()
+
     def _flush_deletes(self) -> None:
-        """Hand the confirmed seqs to the store as one batch."""
+        """Store the cursor, the held rows and the held rows confirmed, as one batch; the store deletes
+        the rows every consumer has."""
         if self._delete_handle is not None:
             self._delete_handle.cancel()
             self._delete_handle = None
-        if not self._acked:
+        consumer = self._consumer
+        if consumer is None or (self._cursor <= consumer.cursor and not self._hold_new and not self._held_done):
             return
-        seqs, self._acked = self._acked, []
-        with self.store.batch() as batch:
-            batch.outbox_delete(seqs)
-        batch.committed.add_done_callback(lambda _f: self._deleting.difference_update(seqs))
-        self._last_delete = batch.committed
+        hold, self._hold_new = self._hold_new, []
+        done, self._held_done = self._held_done, []
+        self._unflushed = 0
+        self._last_delete = consumer.advance(self._cursor, hold=hold, done=done)
 
     # ------------------------------------------------------------------ paho callbacks (on the loop)
 

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
 from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
-from gateway.rejects import BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
+from gateway.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 
@@ -196,6 +196,11 @@ class Pipeline:
                                  f"time {reading.measured_at!r} s after 1970{origin} is not a date the "
                                  f"gateway can store (years 1 to 9999 in {self.tz})")
                     continue
+                if reading.count is not None or reading.sample_size is not None:
+                    problem = reading.attribute_problem()
+                    if problem is not None:
+                        self._refuse(state, reading, BAD_ATTRIBUTE, problem)
+                        continue
                 try:
                     self._ingest(batch, state, reading, now, monotonic, measured_iso)
                 except Exception:  # a programming error must not cost the other readings of the batch
@@ -242,19 +247,21 @@ class Pipeline:
             product_id=product.id, characteristic=characteristic.name, value=reading.value,
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
             subgroup_number=result.subgroup_number, is_within_spec=result.is_within_spec,
-            is_within_control=result.is_within_control, source_key=reading.source_key)
+            is_within_control=result.is_within_control, source_key=reading.source_key, count=reading.count,
+            sample_size=reading.sample_size)
         notable = result.is_within_spec is False or result.is_within_control is False
-        batch.event("measurement", product.id, {
-            "type": "measurement",
-            "measurement": {
-                "id": measurement_id, "product_id": product.id, "product_code": product.code,
-                "characteristic": characteristic.name, "measurement_value": reading.value,
-                "sample_number": result.sample_number, "subgroup_number": result.subgroup_number,
-                "is_within_spec": result.is_within_spec, "is_within_control": result.is_within_control,
-                "measured_at": measured_iso, "unit": characteristic.unit,
-            },
-            "timestamp": now,
-        }, notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
+        body = {
+            "id": measurement_id, "product_id": product.id, "product_code": product.code,
+            "characteristic": characteristic.name, "measurement_value": reading.value,
+            "sample_number": result.sample_number, "subgroup_number": result.subgroup_number,
+            "is_within_spec": result.is_within_spec, "is_within_control": result.is_within_control,
+            "measured_at": measured_iso, "unit": characteristic.unit,
+        }
+        if reading.count is not None:  # attribute data; a variables measurement's message is unchanged
+            body["count"] = reading.count
+            body["sample_size"] = reading.sample_size
+        batch.event("measurement", product.id, {"type": "measurement", "measurement": body, "timestamp": now},
+                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
         if point is not None:
             self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)

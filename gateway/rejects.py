@@ -20,6 +20,7 @@ NOT_NUMBER = "not a number"
 NOT_FINITE = "not finite"
 OUT_OF_RANGE = "out of range"  # beyond what the SPC statistics can hold (gateway.spc.numeric)
 BAD_TIMESTAMP = "bad timestamp"
+BAD_ATTRIBUTE = "bad count"  # attribute data: a count or sample size that cannot be stored
 BAD_TOPIC = "bad topic"
 UNREADABLE = "unreadable"
 

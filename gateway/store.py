@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gateway import store_outbox
 from gateway import store_reads as reads
 from gateway.maintenance import backup as _backup
 from gateway.model import Event
@@ -100,6 +101,7 @@ class Store:
         self._next: dict[str, int] = {}
         self._pending_rows = 0
         self._queued_seq = 0  # the highest seq queued for the writer: seq order must be commit order
+        self._consumers = store_outbox.Consumers()  # the outputs reading the outbox, with their cursors
         self._room = asyncio.Event()
         self._room.set()
 
@@ -401,9 +403,18 @@ class Store:
         """Origin identities of the latest measurements, newest first."""
         return await self._read(reads.recent_source_keys, limit)
 
-    async def outbox_fetch(self, after_seq: int, limit: int) -> list[OutboxRow]:
-        """Outbox rows after after_seq in seq order."""
-        return await self._read(reads.outbox_fetch, after_seq, limit)
+    async def outbox_fetch(self, after_seq: int, limit: int,
+                           kinds: frozenset[str] | None = None) -> list[OutboxRow]:
+        """Outbox rows after after_seq in seq order (only these kinds when given)."""
+        return await self._read(reads.outbox_fetch, after_seq, limit, kinds)
+
+    async def outbox_consumer(self, name: str, kinds: Iterable[str] | None = None) -> store_outbox.OutboxConsumer:
+        """Register an output that reads the outbox, with the kinds of event it takes (None: all); it
+        resumes at its stored cursor. Register every consumer before any of them advances."""
+        wanted = None if kinds is None else frozenset(kinds)
+        cursor, held = await self._read(store_outbox.load, name)
+        state = self._consumers.register(name, wanted, cursor, held)
+        return store_outbox.OutboxConsumer(self, name, state)
 
     async def outbox_stats(self) -> dict:
         """depth, bytes, oldest_at, dropped."""

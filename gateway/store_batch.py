@@ -34,8 +34,8 @@ SQL: dict[str, str] = {
                       "chart = excluded.chart, subgroup_size = excluded.subgroup_size, lsl = excluded.lsl, "
                       "target = excluded.target, usl = excluded.usl, updated_at = excluded.updated_at",
     "measurement": "INSERT INTO measurements (id, product_id, characteristic, value, measured_at, received_at, "
-                   "sample_number, subgroup_number, is_within_spec, is_within_control, source_key) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "sample_number, subgroup_number, is_within_spec, is_within_control, source_key, count, sample_size) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "subgroup": "INSERT INTO subgroups (product_id, characteristic, subgroup_number, n, mean, range, stdev, "
                 "center, ucl, lcl, violations, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "limits": "INSERT INTO control_limits (id, product_id, characteristic, effective_from, center, sigma, ucl, "
@@ -57,6 +57,18 @@ SQL: dict[str, str] = {
                     "state = excluded.state, updated_at = excluded.updated_at",
     "event": "INSERT INTO events (seq, type, product_id, notable, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     "outbox": "INSERT INTO outbox (seq, topic, payload, kind, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    # the outbox's consumers (gateway.store_outbox): cursors and held rows first, then what they release
+    "outbox_cursor": "INSERT INTO outbox_cursors (consumer, cursor, updated_at) VALUES (?, ?, ?) "
+                     "ON CONFLICT (consumer) DO UPDATE SET cursor = max(cursor, excluded.cursor), "
+                     "updated_at = excluded.updated_at",
+    "outbox_hold": "INSERT OR IGNORE INTO outbox_held (consumer, seq, kind) VALUES (?, ?, ?)",
+    "outbox_unhold": "DELETE FROM outbox_held WHERE consumer = ? AND seq = ?",
+    # one walk along seq for every kind released up to the same point; the kinds as a JSON array
+    "outbox_release": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind IN (SELECT value FROM json_each(?))",
+    "outbox_release_all": "DELETE FROM outbox WHERE seq > ? AND seq <= ?",  # every kind: the common case
+    "outbox_release_held": "DELETE FROM outbox WHERE seq > ? AND seq <= ? AND kind IN "
+                           "(SELECT value FROM json_each(?)) AND seq NOT IN (SELECT seq FROM outbox_held "
+                           "WHERE consumer IN (SELECT value FROM json_each(?)))",
     "outbox_delete": "DELETE FROM outbox WHERE seq = ?",
 }
 ORDER: tuple[str, ...] = tuple(SQL)
@@ -77,6 +89,14 @@ def _f(x: Any) -> float | None:
 
 def _i(x: Any) -> int | None:
     return None if x is None else int(x)
+
+
+def _n(x: Any) -> int | float | None:
+    """A whole number stays an int, anything else a float (a numpy number becomes a plain one)."""
+    if x is None:
+        return None
+    f = float(x)
+    return int(f) if f.is_integer() else f
 
 
 def _b(x: Any) -> int | None:
@@ -181,11 +201,12 @@ class Batch:
         return value
 
     def measurement(self, *, product_id, characteristic, value, measured_at, received_at, sample_number,
-                    subgroup_number, is_within_spec, is_within_control, source_key=None) -> int:
-        """Record one measurement; returns its id."""
+                    subgroup_number, is_within_spec, is_within_control, source_key=None, count=None,
+                    sample_size=None) -> int:
+        """Record one measurement; returns its id. count and sample_size: attribute data (None for variables)."""
         params = (int(product_id), str(characteristic), _f(value), float(measured_at), float(received_at),
                   _i(sample_number), _i(subgroup_number), _b(is_within_spec), _b(is_within_control),
-                  source_key)
+                  source_key, _i(count), _n(sample_size))
         mid = self._next("measurement")
         self._add("measurement", (mid, *params))
         return mid
@@ -270,6 +291,32 @@ class Batch:
         event = Event(seq, type, pid, body, notable, data)
         self.events.append(event)
         return event
+
+    def outbox_cursor(self, consumer: str, cursor: int) -> None:
+        """Record an outbox consumer's new cursor (stored only if it moves forward)."""
+        self._add("outbox_cursor", (str(consumer), int(cursor), time.time()))
+
+    def outbox_hold(self, consumer: str, seq: int, kind: str) -> None:
+        """Record a row the consumer still owes although its cursor is past it."""
+        self._add("outbox_hold", (str(consumer), int(seq), str(kind)))
+
+    def outbox_unhold(self, consumer: str, seq: int) -> None:
+        """Record that a held row was delivered."""
+        self._add("outbox_unhold", (str(consumer), int(seq)))
+
+    def outbox_release(self, after_seq: int, upto_seq: int, kinds: list[str] | None, *,
+                       holders: list[str] | None = None) -> None:
+        """Record the deletion of the rows of these kinds (None: of every kind) in (after_seq, upto_seq];
+        the rows these consumers hold stay (without holders the plain statements spare that check)."""
+        if kinds is None and not holders:
+            self._add("outbox_release_all", (int(after_seq), int(upto_seq)))
+            return
+        names = sorted({"alert", "violation", "capability", "measurement", "subgroup"}) if kinds is None else kinds
+        params = (int(after_seq), int(upto_seq), dumps([str(k) for k in names]).decode())
+        if holders:
+            self._add("outbox_release_held", (*params, dumps([str(c) for c in holders]).decode()))
+        else:
+            self._add("outbox_release", params)
 
     def outbox_delete(self, seqs: list[int]) -> None:
         """Record the deletion of outbox rows the broker confirmed."""

@@ -81,16 +81,20 @@ def alert_history(conn: sqlite3.Connection, alert_id: int) -> list[dict]:
 
 _MEASUREMENT_COLUMNS = ("m.id, m.product_id, p.code, m.characteristic, m.value, m.sample_number, "
                         "m.subgroup_number, m.is_within_spec, m.is_within_control, m.measured_at, "
-                        "m.received_at, m.source_key")
+                        "m.received_at, m.source_key, m.count, m.sample_size")
 
 
 def measurement_dict(row: tuple) -> dict[str, Any]:
     """A measurements row (in _MEASUREMENT_COLUMNS order) as the protocol's measurement object."""
-    mid, pid, code, ch, value, sample, subgroup, spec, control, measured, received, key = row
-    return {"id": mid, "product_id": pid, "product_code": code, "characteristic": ch,
-            "measurement_value": value, "sample_number": sample, "subgroup_number": subgroup,
-            "is_within_spec": _bool(spec), "is_within_control": _bool(control), "measured_at": measured,
-            "received_at": received, "source_key": key}
+    mid, pid, code, ch, value, sample, subgroup, spec, control, measured, received, key, count, size = row
+    result = {"id": mid, "product_id": pid, "product_code": code, "characteristic": ch,
+              "measurement_value": value, "sample_number": sample, "subgroup_number": subgroup,
+              "is_within_spec": _bool(spec), "is_within_control": _bool(control), "measured_at": measured,
+              "received_at": received, "source_key": key}
+    if count is not None:  # attribute data only: a variables measurement keeps the object it always had
+        result["count"] = count
+        result["sample_size"] = size
+    return result
 
 
 def measurements(conn: sqlite3.Connection, product_id: int, characteristic: str | None = None,
@@ -177,10 +181,16 @@ def recent_source_keys(conn: sqlite3.Connection, limit: int) -> list[str]:
     return [k for (k,) in rows]
 
 
-def outbox_fetch(conn: sqlite3.Connection, after_seq: int, limit: int) -> list[OutboxRow]:
-    """Outbox rows after after_seq, in seq order."""
-    rows = conn.execute("SELECT seq, topic, payload, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                        (int(after_seq), int(limit))).fetchall()
+def outbox_fetch(conn: sqlite3.Connection, after_seq: int, limit: int,
+                 kinds: frozenset[str] | None = None) -> list[OutboxRow]:
+    """Outbox rows after after_seq, in seq order; only rows of these kinds when given."""
+    if kinds is None:
+        rows = conn.execute("SELECT seq, topic, payload, kind FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                            (int(after_seq), int(limit))).fetchall()
+    else:  # a walk along seq that skips other kinds: the rows of one consumer are most of the outbox
+        marks = ",".join("?" * len(kinds))
+        rows = conn.execute(f"SELECT seq, topic, payload, kind FROM outbox WHERE seq > ? AND kind IN ({marks}) "
+                            "ORDER BY seq LIMIT ?", (int(after_seq), *sorted(kinds), int(limit))).fetchall()
     return [OutboxRow(s, t, bytes(p), k) for s, t, p, k in rows]
 
 

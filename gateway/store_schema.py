@@ -114,7 +114,25 @@ _V4 = """
 INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# Version 5: attribute data and an outbox with many consumers.
+# - A measurement may carry a count and a sample size (p, np, c, u charts); both NULL for variables data.
+#   sample_size is NUMERIC: a whole number of parts stays an integer, a fraction of inspection units
+#   (u chart) stays a real.
+# - One cursor per outbox consumer (the MQTT northbound; Sparkplug and the OPC UA server later): every
+#   row of the kinds that consumer takes with seq <= cursor has been delivered, except the seqs listed for
+#   it in outbox_held (a broker refused them: sent again on the next connection). A row is deleted once
+#   every consumer that takes its kind is past it and no consumer holds it (gateway.store_outbox). An old
+#   outbox has no cursors: every consumer starts at 0 and delivers what is left, as before.
+_V5 = """
+ALTER TABLE measurements ADD COLUMN count INTEGER;
+ALTER TABLE measurements ADD COLUMN sample_size NUMERIC;
+CREATE TABLE outbox_cursors (
+    consumer TEXT PRIMARY KEY, cursor INTEGER NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE outbox_held (
+    consumer TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST = len(MIGRATIONS)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -55,3 +56,8 @@ def test_daemon_publishes_measurements_subgroups_and_status(tmp_path: Path, mosq
         subscriber.loop_stop()
         simulator.kill()
         simulator.wait(5)
+    # the northbound is the outbox's consumer "mqtt": its cursor is stored at stop, for the next start
+    with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
+        (cursor,) = conn.execute("SELECT cursor FROM outbox_cursors WHERE consumer = 'mqtt'").fetchone()
+        left = [s for (s,) in conn.execute("SELECT seq FROM outbox WHERE seq <= ?", (cursor,))]
+    assert cursor >= max(seqs) and left == []

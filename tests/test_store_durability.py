@@ -214,6 +214,8 @@ def test_a_database_of_every_earlier_schema_opens_under_the_current_one_and_keep
                  "stored_at) VALUES (1, 'd', 1.0, 10.0, 'fixed', 1.0)")
     conn.executemany("INSERT INTO outbox VALUES (?, 'spc/measurement/A/d', ?, 'measurement', ?, ?)",
                      [(seq, b"x" * seq, seq, float(seq)) for seq in (70, 71, 72)])  # a broker was away
+    conn.execute("INSERT INTO meta VALUES ('outbox_dropped', '4')")  # buffer_limit dropped 4 before
+    conn.execute("INSERT INTO meta VALUES ('hw_measurements', '60')")  # ids up to 60 were handed out
     conn.close()
 
     async def main():
@@ -225,14 +227,23 @@ def test_a_database_of_every_earlier_schema_opens_under_the_current_one_and_keep
         assert (await store.alert(5))["status"] == "OPEN"
         assert (await store.latest_limits(1, "d"))["center"] == 10.0
         assert store.last_seq == 77
-        assert await store.outbox_stats() == {"depth": 3, "bytes": 213, "oldest_at": 70.0, "dropped": 0}
+        assert await store.outbox_stats() == {"depth": 3, "bytes": 213, "oldest_at": 70.0, "dropped": 4}
+        assert "count" not in rows[0]  # variables data from before attribute data existed
         with store.batch() as b:
             mid = b.measurement(product_id=1, characteristic="d", value=1.0, measured_at=2.0, received_at=2.0,
                                 sample_number=51, subgroup_number=51, is_within_spec=True,
-                                is_within_control=True, source_key="mqtt:x:1")
+                                is_within_control=True, source_key="mqtt:x:1", count=2, sample_size=40)
             b.event("measurement", 1, {"type": "measurement"})
-        assert [e.seq for e in await b.committed] == [78] and mid == 51
+        assert [e.seq for e in await b.committed] == [78] and mid == 61
         assert await store.recent_source_keys(5) == ["mqtt:x:1"]
+        latest = (await store.measurements(1, "d", limit=1))[0]
+        assert (latest["count"], latest["sample_size"]) == (2, 40)
+        # the rows a broker never confirmed go to the first consumer, which starts at 0, then are deleted
+        mqtt = await store.outbox_consumer("mqtt", ["measurement", "alert"])
+        assert mqtt.cursor == 0 and mqtt.held == {}
+        assert [r.seq for r in await mqtt.fetch(0, 10)] == [70, 71, 72]
+        await mqtt.advance(72)
+        assert await store.outbox_stats() == {"depth": 0, "bytes": 0, "oldest_at": None, "dropped": 4}
         await store.close()
     asyncio.run(main())
     conn = sqlite3.connect(path)

@@ -1,0 +1,68 @@
+"""Attribute data (issue 14, item 3): a reading may carry a count and a sample size (p, np, c, u charts).
+Nothing charts them yet; they travel through the pipeline, are stored, replayed and exported, and a count
+that cannot be stored is refused with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from gateway.maintenance import export_csv
+from gateway.model import CharacteristicKey, Measurement
+from tests.daemon_helpers import minimal_config, write_config
+
+
+def test_count_and_sample_size_are_stored_sent_and_exported(tmp_path: Path) -> None:
+    config, _ = load_config(str(write_config(tmp_path, minimal_config(tmp_path))))
+    key = CharacteristicKey(1, "diameter")
+    now = time.time()
+    told: list[tuple[str, str]] = []
+
+    async def scenario() -> tuple[list, list]:
+        gateway = Gateway(config)
+        await gateway.start()
+        try:
+            sent: list = []
+            gateway.hub.publish = lambda events, _orig=gateway.hub.publish: (sent.extend(events), _orig(events))
+            sink = gateway.pipeline.sink
+            await sink(Measurement(key, 10.0, now))  # variables data: no count
+            await sink(Measurement(key, 10.01, now, count=3, sample_size=50))  # p / np: 3 of 50 parts
+            await sink(Measurement(key, 10.02, now, count=7, sample_size=2.5))  # u: 7 defects in 2.5 units
+            await sink(Measurement(key, 10.03, now, count=4))  # c: a count per inspection unit
+            for bad in (dict(count=-1), dict(count=2.5), dict(count=True), dict(sample_size=10),
+                        dict(count=1, sample_size=0), dict(count=1, sample_size=float("nan"))):
+                await sink(Measurement(key, 10.0, now, on_rejected=lambda kind, why: told.append((kind, why)),
+                                       **bad))
+            deadline = time.monotonic() + 10
+            while gateway.pipeline.ingested + gateway.pipeline.rejected < 10:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # the commit
+            stored = await gateway.store.measurements(1, "diameter", limit=10)
+            return stored, [e.body["measurement"] for e in sent if e.type == "measurement"]
+        finally:
+            await gateway.stop()
+
+    stored, sent = asyncio.run(scenario())
+    assert [(m["measurement_value"], m.get("count"), m.get("sample_size")) for m in stored] == [
+        (10.0, None, None), (10.01, 3, 50), (10.02, 7, 2.5), (10.03, 4, None)]
+    assert "count" not in stored[0]  # a variables measurement keeps the object it always had
+    assert [(m.get("count"), m.get("sample_size")) for m in sent] == [(None, None), (3, 50), (7, 2.5), (4, None)]
+    assert "count" not in sent[0] and isinstance(stored[1]["sample_size"], int)
+    assert [kind for kind, _ in told] == ["bad count"] * 6
+    assert [why for _, why in told] == [
+        "count -1 is not a whole number >= 0", "count 2.5 is not a whole number >= 0",
+        "count True is not a whole number >= 0", "a sample size without a count",
+        "sample size 0 is not a number > 0", "sample size nan is not a number > 0"]
+    with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 4  # nothing of the refused
+    out = io.StringIO()
+    assert export_csv(str(tmp_path / "spc.sqlite3"), 1, None, None, out) == 4
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["count"], r["sample_size"]) for r in rows] == [("", ""), ("3", "50"), ("7", "2.5"), ("4", "")]
