@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config import Characteristic
-from gateway.server.i18n import LANGUAGES, number, rule_description, text
+from gateway.core.texts import LANGUAGES, number, rule_description, text
 
 STORAGE_PRIORITY = 4  # losing data threatens every characteristic at once
 

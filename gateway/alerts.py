@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 from gateway.alert_causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
-from gateway.model import Event, iso_time
-from gateway.server.i18n import text, texts
+from gateway.core.model import Event, iso_time
+from gateway.core.texts import text, texts
 from gateway.store_schema import StoreUnavailable
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler

@@ -18,7 +18,7 @@ from collections import Counter
 from typing import TextIO
 
 from gateway.analyze_input import DecimalMarks, NumberError, separator_of
-from gateway.model import finite_or_none
+from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts import DISPERSION_CHART, point_limits
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable
 
 from gateway import __version__
+from gateway.core.paths import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = "/etc/spc-gateway/gateway.yaml"
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what the shell reports for `seq 1 100000 | head`
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

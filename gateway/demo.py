@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from gateway.config import Characteristic, Config, ConfigError, ModbusAddress, load_config
-from gateway.listen_error import ListenError, address_text, check_bindable
+from gateway.core.listen_error import ListenError, address_text, check_bindable
 from gateway.sources.simulator import Disturbance, Gauge, ModbusSimulator
 
 log = logging.getLogger("gateway.demo")

@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable
 from typing import TextIO
 
-from gateway.model import iso_time
+from gateway.core.model import iso_time
 from gateway.store_schema import StoreError
 
 BACKUP_STEP_PAGES = 1024  # pages copied per step: progress is reported between steps
@@ -191,8 +191,8 @@ def _export_database_and_zone(args) -> tuple[str, _dt.tzinfo, str]:
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from gateway.cli import DEFAULT_CONFIG
     from gateway.config import ConfigError, load_config
+    from gateway.core.paths import DEFAULT_CONFIG
 
     zone: _dt.tzinfo | None = None
     origin = ""

@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import ConfigError, NorthboundMQTT, read_secret
-from gateway.server.i18n import text
+from gateway.core.texts import text
 from gateway.sources.base import Backoff
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gateway import store_reads as reads
+from gateway.core.model import Event
 from gateway.maintenance import backup as _backup
-from gateway.model import Event
 from gateway.store_batch import COUNTERS, Batch
 from gateway.store_reads import OutboxRow
 from gateway.store_schema import LATEST, StoreError, StoreLockedError, StoreUnavailable, migrate

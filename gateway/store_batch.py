@@ -9,15 +9,12 @@ retry of the transaction and jam the writer.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from gateway.model import Event
+from gateway.core.jsoncodec import dumps
+from gateway.core.model import Event
 
 if TYPE_CHECKING:
     from gateway.store import Store
@@ -81,37 +78,6 @@ def _i(x: Any) -> int | None:
 
 def _b(x: Any) -> int | None:
     return None if x is None else int(bool(x))
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _json(obj: Any) -> str:
-    """Compact JSON; NaN and infinity become null (JSON has neither, and the plant's parsers reject them)."""
-    try:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON bytes, the same content as `_json` (NaN and infinity become null).
-
-    orjson does the common case several times faster; what it refuses (a float or int subclass such as
-    a numpy number, a non-string key, an integer beyond 64 bits) goes through `_json`, which accepts or
-    refuses it exactly as before.
-    """
-    try:
-        return orjson.dumps(obj)
-    except TypeError:  # orjson.JSONEncodeError
-        return _json(obj).encode()
 
 
 def _violations(violations: Any) -> str:

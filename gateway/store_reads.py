@@ -9,7 +9,7 @@ import json
 import sqlite3
 from typing import Any, NamedTuple
 
-from gateway.model import Event
+from gateway.core.model import Event
 
 UNRESOLVED = ("OPEN", "ACKNOWLEDGED", "SHELVED")
 

@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from gateway.config_loader import load_config
-from gateway.server.i18n import _TEXTS, LANGUAGES, text
+from gateway.core.texts import _TEXTS, LANGUAGES, text
 from gateway.server.protocol import SCHEMA, Protocol, Session
 from tests.conftest import free_port
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import listen_error
+from gateway.core import listen_error
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource, Product, Sampling
-from gateway.model import Measurement
+from gateway.core.model import Measurement
 from gateway.sources import build_source
 from gateway.sources.base import Binding
 from gateway.sources.modbus import ModbusSource as ModbusGaugeSource

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource, Product, Sampling
-from gateway.model import Measurement
+from gateway.core.model import Measurement
 from gateway.sources.base import Binding
 from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
 from gateway.sources.simulator import ModbusSimulator, PlcMemory

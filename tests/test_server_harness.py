@@ -27,7 +27,7 @@ from gateway.config import (
     Spec,
     StorageSection,
 )
-from gateway.model import iso_time
+from gateway.core.model import iso_time
 from gateway.server.hub import Hub
 from gateway.server.ws import LineServer
 from gateway.store import Store

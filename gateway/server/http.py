@@ -24,7 +24,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from gateway.config import Config
-from gateway.model import iso_time
+from gateway.core.model import iso_time
 from gateway.server.inputs import INT64_MAX, MAX_QUERY_FIELDS, whole_number
 from gateway.server.protocol import ALERT_STATUSES
 

@@ -27,8 +27,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from gateway.config import Config
-from gateway.model import Event
-from gateway.store_batch import dumps
+from gateway.core.jsoncodec import dumps
+from gateway.core.model import Event
 
 log = logging.getLogger("gateway.server.hub")
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Product
-from gateway.model import iso_time
-from gateway.server import i18n
-from gateway.server.i18n import text
+from gateway.core import texts as i18n
+from gateway.core.model import iso_time
+from gateway.core.texts import text
 from gateway.server.inputs import INT64_MAX, bad_character
 
 # storage_unavailable: a write refused, unapplied, while the database cannot be written

@@ -13,7 +13,7 @@ from typing import Literal
 
 from gateway.config import Characteristic, Product
 from gateway.config import Source as SourceConfig
-from gateway.model import CharacteristicKey, Measurement
+from gateway.core.model import CharacteristicKey, Measurement
 
 log = logging.getLogger("gateway.sources")
 

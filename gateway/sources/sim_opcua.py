@@ -21,7 +21,7 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
-from gateway.listen_error import ListenError, check_bindable
+from gateway.core.listen_error import ListenError, check_bindable
 from gateway.sources.simulator import Disturbance, Gauge
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from gateway.listen_error import ListenError, check_bindable
+from gateway.core.listen_error import ListenError, check_bindable
 from gateway.sources.modbus_codec import encode
 
 log = logging.getLogger(__name__)
