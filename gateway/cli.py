@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.configcheck import check_config
+    from gateway.config.check import check_config
 
     return check_config(args.file)
 

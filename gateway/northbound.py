@@ -78,7 +78,7 @@ def mark_replayed(payload: bytes) -> bytes:
 
 
 def read_password(path: str) -> str:
-    """The broker password, by the one rule for every secret file (gateway.config_files.read_secret)."""
+    """The broker password, by the one rule for every secret file (gateway.config.files.read_secret)."""
     try:
         return read_secret(path)
     except ConfigError as e:

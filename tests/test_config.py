@@ -31,7 +31,7 @@ from gateway.config import (
     read_secret,
     require_files,
 )
-from gateway.configcheck import check_config
+from gateway.config.check import check_config
 
 CASES = REPO / "tests" / "config_cases"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "gateway.yaml").exists())

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from gateway.config_loader import load_config
+from gateway.config import load_config
 from gateway.core.texts import _TEXTS, LANGUAGES, text
 from gateway.server.protocol import SCHEMA, Protocol, Session
 from tests.conftest import free_port

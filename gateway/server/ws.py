@@ -462,7 +462,7 @@ def _loopback(host: str) -> bool:
 
 def _read_token(path: str) -> str:
     try:
-        from gateway.config_loader import read_secret
+        from gateway.config.files import read_secret
 
         return read_secret(path)
     except ImportError:  # pragma: no cover

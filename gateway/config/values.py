@@ -16,8 +16,8 @@ from typing import Any
 
 from yaml.nodes import Node
 
-from gateway.config import Listen
-from gateway.config_loader import BAD, Convert, Reader, kind, one_of, show
+from gateway.config.loader import BAD, Convert, Reader, kind, one_of, show
+from gateway.config.model import Listen
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

@@ -12,7 +12,8 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gateway.config import (
+from gateway.config.loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
+from gateway.config.model import (
     ALL_TESTS,
     AlertPriority,
     CapabilitySettings,
@@ -26,8 +27,7 @@ from gateway.config import (
     Sampling,
     Spec,
 )
-from gateway.config_loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
-from gateway.config_values import (
+from gateway.config.values import (
     LABEL_MAX,
     NAME_MAX,
     UNIT_MAX,

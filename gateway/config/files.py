@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 
-from gateway.config import ConfigError, Problem
+from gateway.config.model import ConfigError, Problem
 
 SECRET_MAX = 64 << 10  # a token or password is tens of bytes; a bigger file is the wrong file
 SECRET_KEYS = ("token_file", "password_file")  # the keys whose file holds a secret (not a certificate)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from gateway.config import ConfigError, load_config
+from gateway.config.load import load_config
+from gateway.config.model import ConfigError
 
 
 def check_config(path: str, out: TextIO = sys.stdout) -> int:

@@ -1,6 +1,6 @@
 """The sections of the config file: which keys each one has, their types, defaults and cross-checks.
 
-Each section is a key -> converter table (see `gateway.config_loader`); checks that involve several
+Each section is a key -> converter table (see `gateway.config.loader`); checks that involve several
 keys follow the table. A wrong value is reported once and left out, so the checks that do not depend
 on it still run and the technician sees every problem in one pass.
 """
@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node
 
-from gateway.config import (
+from gateway.config.loader import BAD, Convert, Reader, is_null, key_node, kind, one_of, peek, show
+from gateway.config.model import (
     MQTTTLS,
     AuthEntry,
     Backoff,
@@ -31,9 +32,8 @@ from gateway.config import (
     ServerTLS,
     StorageSection,
 )
-from gateway.config_loader import BAD, Convert, Reader, is_null, key_node, kind, one_of, peek, show
-from gateway.config_products import products_list
-from gateway.config_values import (
+from gateway.config.products import products_list
+from gateway.config.values import (
     NAME_MAX,
     PATH_MAX,
     boolean,

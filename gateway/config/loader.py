@@ -2,13 +2,12 @@
 
 The node tree (yaml.compose) is walked instead of the loaded dict so that every value keeps its
 position, and so that a duplicate key or an unknown key is seen instead of silently overwritten.
-The sections themselves are described in `gateway.config_sections`.
+The sections themselves are described in `gateway.config.sections`.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
@@ -17,9 +16,9 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gateway.config import Config, ConfigError, Problem
-from gateway.config_files import SECRET_KEYS, TooLarge, read_limited, regular_file_problem
-from gateway.config_files import read_secret as read_secret
+from gateway.config.files import SECRET_KEYS, regular_file_problem
+from gateway.config.files import read_secret as read_secret
+from gateway.config.model import Config, ConfigError, Problem
 
 
 class _Bad:
@@ -240,32 +239,6 @@ class Reader:
 
 
 # -------------------------------------------------------------------- the file
-
-def load_config(path: str) -> tuple[Config, list[Problem]]:
-    """Parse and validate a file; returns the config and its warnings, or raises ConfigError."""
-    from gateway.config_sections import build_config  # the sections import this module's converters
-
-    reader = Reader(path, os.path.dirname(os.path.abspath(path)))
-    config = None
-    try:
-        data = read_limited(path, MAX_CONFIG_BYTES)
-    except OSError as exc:
-        reader.problem((1, 1), "(file)", f"cannot read the file: {exc.strerror or exc}")
-    except TooLarge:
-        reader.problem((1, 1), "(file)", f"the file is larger than {MAX_CONFIG_BYTES >> 20} MB",
-                       "a config file of at most 1 MB; is this the right file?")
-    else:
-        root = _compose(reader, data)
-        if root is not None:
-            config = build_config(reader, root)
-    warnings = check_files(path, reader.files, reader.marks)
-    problems = sorted(reader.problems + warnings, key=lambda p: (p.line, p.column))
-    if config is None or any(p.severity == "error" for p in problems):
-        raise ConfigError(problems)
-    config = Config(**{**config, "path": path, "marks": MappingProxyType(reader.marks),
-                       "named_files": tuple(reader.files)})
-    return config, [p for p in problems if p.severity == "warning"]
-
 
 def _compose(reader: Reader, data: bytes) -> Node | None:
     """The node tree of the file, or None with the problem recorded (syntax, empty, too deep)."""

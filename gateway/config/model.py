@@ -328,34 +328,3 @@ class ConfigError(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
-
-
-# The loader lives in gateway.config_loader (and config_sections, config_products); these are the
-# entry points everyone else imports from here.
-
-def load_config(path: str) -> tuple[Config, list[Problem]]:
-    """Parse and validate a file; returns the config and its warnings, or raises ConfigError."""
-    from gateway.config_loader import load_config as load
-
-    return load(path)
-
-
-def missing_files(config: Config) -> list[Problem]:
-    """Warnings for the files the config names (secrets, certificates) that are missing right now."""
-    from gateway.config_loader import missing_files as missing
-
-    return missing(config)
-
-
-def require_files(config: Config, warnings: list[Problem] | None = None) -> list[Problem]:
-    """The files the config names that are missing now, as errors: `run` refuses to start on them."""
-    from gateway.config_loader import require_files as require
-
-    return require(config, warnings)
-
-
-def read_secret(path: str) -> str:
-    """The secret held in a file, without one trailing line ending; raises ConfigError. Never log it."""
-    from gateway.config_files import read_secret as read
-
-    return read(path)
