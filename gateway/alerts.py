@@ -23,7 +23,7 @@ from gateway.alert_causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import Event, iso_time
 from gateway.core.texts import text, texts
-from gateway.store_schema import StoreUnavailable
+from gateway.store.schema import StoreUnavailable
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
 # sets it for its connection, and every transition it causes records it as `via` beside the typed `user`.

@@ -84,13 +84,13 @@ def cmd_limits(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.maintenance import backup_command
+    from gateway.tools.maintenance import backup_command
 
     return backup_command(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gateway.maintenance import export_command
+    from gateway.tools.maintenance import export_command
 
     return export_command(args)
 

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gateway import store_reads as reads
 from gateway.core.model import Event
-from gateway.maintenance import backup as _backup
-from gateway.store_batch import COUNTERS, Batch
-from gateway.store_reads import OutboxRow
-from gateway.store_schema import LATEST, StoreError, StoreLockedError, StoreUnavailable, migrate
-from gateway.store_writer import Writer
+from gateway.store import reads
+from gateway.store.batch import COUNTERS, Batch
+from gateway.store.maintenance import backup as _backup
+from gateway.store.reads import OutboxRow
+from gateway.store.schema import LATEST, StoreError, StoreLockedError, StoreUnavailable, migrate
+from gateway.store.writer import Writer
 
 __all__ = ["Store", "Batch", "StoreError", "StoreLockedError", "StoreUnavailable", "OutboxRow", "LATEST"]
 

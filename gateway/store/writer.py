@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from gateway.store_batch import COUNTERS, ORDER, SQL, Batch
+from gateway.store.batch import COUNTERS, ORDER, SQL, Batch
 
 log = logging.getLogger("gateway.store")
 
