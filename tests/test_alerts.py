@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from gateway import alerts as alerts_module
 from gateway.alerts import AlertError, AlertService
+from gateway.alerts import service as alerts_module
 from gateway.config import AlertPriority, CapabilitySettings, Characteristic, Limits, Product, Rules, Spec
 from gateway.server.protocol import Protocol, Session
 from gateway.spc.engine import CharacteristicEngine, EngineSettings

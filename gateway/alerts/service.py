@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.alert_causes import spc_alerts, stale_alert, storage_alert
+from gateway.alerts.causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import Event, iso_time
 from gateway.core.texts import text, texts
