@@ -316,7 +316,7 @@ class AlertService:
         northbound = self.config.northbound
         if northbound is None:
             return None
-        from gateway.northbound import topic_for
+        from gateway.config.topics import topic_for
 
         return topic_for(northbound.mqtt, "alert", alert.get("product_code") or self.config.gateway.name,
                          alert.get("characteristic"))

@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import ConfigError, NorthboundMQTT, read_secret
+from gateway.config.topics import topic_for as topic_for  # where the tests and the bench have found it
 from gateway.core.texts import text
 from gateway.sources.base import Backoff
 
@@ -45,27 +46,12 @@ CONNECT_TIMEOUT = 10.0  # seconds for TCP + TLS + CONNACK
 HIGH_WATER = 0.8  # outbox fill that raises "outbox_high"
 LOW_WATER = 0.7  # below this the next crossing of HIGH_WATER raises it again
 STOP_GRACE = 0.3  # seconds stop() waits for the offline ack, the close, the last delete (app allows 1 s)
-TOPIC_TYPES = ("alert", "violation", "capability", "measurement", "subgroup")
-PER_CHARACTERISTIC = ("measurement", "subgroup")  # topics with a characteristic level
-_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
 AlertCallback = Callable[..., Any]  # on_alert(kind, **values): worded as the STORAGE alert alert.STORAGE.<kind>
 
 
 class NorthboundError(Exception):
     """A northbound setting that cannot work (unreadable password file, bad TLS files)."""
-
-
-def topic_for(config: NorthboundMQTT, event_type: str, product_code: str,
-              characteristic: str | None = None) -> str | None:
-    """The MQTT topic of an event, or None when `northbound.mqtt.publish` does not send this type."""
-    if event_type not in config.publish or event_type not in TOPIC_TYPES:
-        return None
-    # '+', '#' are illegal in a published topic and '/' would add a level: a name cannot change the tree
-    topic = f"{config.topic_prefix}/{event_type}/{product_code.translate(_UNSAFE)}"
-    if event_type in PER_CHARACTERISTIC:
-        topic += f"/{(characteristic or '').translate(_UNSAFE)}"
-    return topic
 
 
 def mark_replayed(payload: bytes) -> bytes:

@@ -20,7 +20,7 @@ from gateway.config import Product
 from gateway.core import texts as i18n
 from gateway.core.model import iso_time
 from gateway.core.texts import text
-from gateway.server.inputs import INT64_MAX, bad_character
+from gateway.outputs.websocket.inputs import INT64_MAX, bad_character
 
 # storage_unavailable: a write refused, unapplied, while the database cannot be written
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",

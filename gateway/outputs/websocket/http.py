@@ -25,8 +25,8 @@ from websockets.http11 import Response
 
 from gateway.config import Config
 from gateway.core.model import iso_time
-from gateway.server.inputs import INT64_MAX, MAX_QUERY_FIELDS, whole_number
-from gateway.server.protocol import ALERT_STATUSES
+from gateway.outputs.websocket.inputs import INT64_MAX, MAX_QUERY_FIELDS, whole_number
+from gateway.outputs.websocket.protocol import ALERT_STATUSES
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_STATIC_BYTES = 4 << 20  # the page's files are small; anything bigger is not ours to serve

@@ -27,7 +27,7 @@ from websockets.http11 import Request, Response
 
 from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
 from gateway.config import Config
-from gateway.server.http import (
+from gateway.outputs.websocket.http import (
     STATIC_DIR,
     HttpRoutes,
     json_response,
@@ -35,10 +35,10 @@ from gateway.server.http import (
     render_metrics,
     response,
 )
-from gateway.server.http_body import BodyReadingConnection
-from gateway.server.hub import Client, Hub, carries, encode, event_json
-from gateway.server.inputs import INT64_MAX, request_problem, whole_number
-from gateway.server.protocol import Command, Protocol, Session
+from gateway.outputs.websocket.http_body import BodyReadingConnection
+from gateway.outputs.websocket.hub import Client, Hub, carries, encode, event_json
+from gateway.outputs.websocket.inputs import INT64_MAX, request_problem, whole_number
+from gateway.outputs.websocket.protocol import Command, Protocol, Session
 
 log = logging.getLogger("gateway.server")
 
