@@ -23,7 +23,7 @@ import yaml
 
 from gateway.config import Characteristic, Config, ConfigError, ModbusAddress, load_config
 from gateway.core.listen_error import ListenError, address_text, check_bindable
-from gateway.sources.simulator import Disturbance, Gauge, ModbusSimulator
+from gateway.sim.simulator import Disturbance, Gauge, ModbusSimulator
 
 log = logging.getLogger("gateway.demo")
 
@@ -197,7 +197,7 @@ async def run_demo(listen: str, db: str | None, *, modbus_port: int = 0, opcua_p
 async def _run_demo_in(workdir: Path, listen: str, db: str | None, *, modbus_port: int, opcua_port: int,
                        simulators_only: bool) -> int:
     from gateway.app import serve
-    from gateway.sources.sim_opcua import OpcUaSimulator, start_opcua_simulator
+    from gateway.sim.opcua_server import OpcUaSimulator, start_opcua_simulator
 
     db_path = db or str(workdir / "demo.sqlite3")
     modbus_port = modbus_port or _free_port()

@@ -17,12 +17,12 @@ import sys
 from collections import Counter
 from typing import TextIO
 
-from gateway.analyze_input import DecimalMarks, NumberError, separator_of
 from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts import DISPERSION_CHART, point_limits
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
+from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -91,7 +91,7 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[
     """Rows -> [(label, values)], in order of first appearance; InputError names the offending line.
 
     The separator is `,`, or `;`/tab when the header uses it (then `1,5` is one and a half: see
-    gateway.analyze_input). Subgroups come from a `subgroup` column, else from `subgroup_number` (as
+    gateway.tools.analyze_input). Subgroups come from a `subgroup` column, else from `subgroup_number` (as
     `spc-gateway export` writes it), else from cutting consecutive rows into `subgroup_size`. A
     `characteristic` column (also from export) must name one characteristic only.
     """

@@ -18,8 +18,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from gateway.clients import DEFAULT_URL, ClientError, command
 from gateway.outputs.websocket.protocol import ALERT_STATUSES, MAX_SHELVE_S
+from gateway.tools.clients import DEFAULT_URL, ClientError, command
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

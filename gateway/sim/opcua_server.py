@@ -4,7 +4,7 @@ Each gauge NAME is served as a Double node `ns=2;s=<prefix>.NAME` (the latest re
 time it was measured as source timestamp) and a UInt32 node `ns=2;s=<prefix>.NAME.PartCounter`
 that moves once per part after the reading is written, as a PLC's "measurement done" counter does.
 A `drop` disturbance closes the server for its length (parts are still made, nobody can read them).
-`python -m gateway.sources.sim_opcua --port 4840` runs it standalone.
+`python -m gateway.sim.opcua_server --port 4840` runs it standalone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
 from gateway.core.listen_error import ListenError, check_bindable
-from gateway.sources.simulator import Disturbance, Gauge
+from gateway.sim.simulator import Disturbance, Gauge
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 For Modbus registers it prints the raw registers and the value under all four byte orders, so a
 technician can pick the right `byte_order` at the machine. OPC UA (browse the Objects tree, or read a
 node) and MQTT (listen to the configured topics, decode with the configured paths) are probed by
-`gateway.probe_opcua` and `gateway.probe_mqtt`.
+`gateway.tools.probe_opcua` and `gateway.tools.probe_mqtt`.
 """
 
 from __future__ import annotations
@@ -73,11 +73,11 @@ async def probe_source(config: Config, source_name: str, address: str | None, ou
     if source_cfg.type == "modbus":
         return await probe_modbus(config, source_cfg, address, out)  # type: ignore[arg-type]
     if source_cfg.type == "opcua":
-        from gateway import probe_opcua
+        from gateway.tools import probe_opcua
 
         return await probe_opcua.probe(config, source_cfg, address, out)  # type: ignore[arg-type]
     if source_cfg.type == "mqtt":
-        from gateway import probe_mqtt
+        from gateway.tools import probe_mqtt
 
         return await probe_mqtt.probe(config, source_cfg, address, out, wait=wait)  # type: ignore[arg-type]
     out.write(f"{source_name}: probe cannot read a source of type {source_cfg.type!r} "

@@ -2,7 +2,7 @@
 
 `Gauge` is pure and deterministic with a seed, so every run rule and every fault can be produced on
 demand. `ModbusSimulator` serves gauges as float32 holding registers plus a uint32 part counter;
-`python -m gateway.sources.simulator --modbus-port N` runs it standalone.
+`python -m gateway.sim.simulator --modbus-port N` runs it standalone.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ def parse_disturbance(text: str) -> Disturbance:
 
 def build_parser() -> argparse.ArgumentParser:
     """The standalone simulator's command line."""
-    p = argparse.ArgumentParser(prog="python -m gateway.sources.simulator", description=(
+    p = argparse.ArgumentParser(prog="python -m gateway.sim.simulator", description=(
         "Serve simulated gauges over Modbus TCP. Gauge i (0-based) is a float32 ABCD holding register at "
         "100 + 20*i with its uint32 part counter at 110 + 20*i, unit 1."))
     p.add_argument("--modbus-port", type=int, required=True)
