@@ -33,8 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import ConfigError, NorthboundMQTT, read_secret
 from gateway.config.topics import topic_for as topic_for  # where the tests and the bench have found it
+from gateway.core.backoff import Backoff
 from gateway.core.texts import text
-from gateway.sources.base import Backoff
 
 log = logging.getLogger(__name__)
 
