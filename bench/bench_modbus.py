@@ -78,7 +78,7 @@ def main() -> int:
     args = parser.parse_args()
     port = free_port()
     gauges = args.tags // 10 + 1  # the simulator defines holding 0 .. 100 + 20 x gauges
-    server = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "gateway.sim.simulator", "--modbus-port", str(port),
                                "--gauges", str(gauges), "--part-interval", "3600"], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -24,7 +24,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from conftest import Mosquitto  # noqa: E402
 
 from gateway.config import NorthboundMQTT  # noqa: E402
-from gateway.northbound import Northbound, topic_for  # noqa: E402
+from gateway.outputs.mqtt import Northbound, topic_for  # noqa: E402
 from gateway.store import Store  # noqa: E402
 
 DRAIN_TARGET = 10_000  # events/s after an outage (issue 7)

@@ -1,6 +1,6 @@
 """OPC UA subscription values per second through gateway.sources.opcua.OpcUaSource.
 
-The simulated server (gateway.sources.sim_opcua, asyncua) runs in its own process with GAUGES gauges
+The simulated server (gateway.sim.opcua_server, asyncua) runs in its own process with GAUGES gauges
 making a part every INTERVAL seconds each; the source subscribes to every value node (on_change,
 sampling interval = INTERVAL) and a counting sink measures what arrives.
 
@@ -35,8 +35,8 @@ def _free_port() -> int:
 
 
 def _serve(port: int, gauges: int, interval: float) -> None:
-    from gateway.sources.sim_opcua import start_opcua_simulator
-    from gateway.sources.simulator import Gauge
+    from gateway.sim.opcua_server import start_opcua_simulator
+    from gateway.sim.simulator import Gauge
 
     async def main() -> None:
         await start_opcua_simulator(port, {f"G{i:03d}": Gauge(20.0, 0.01, seed=i) for i in range(gauges)}, interval)

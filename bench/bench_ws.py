@@ -34,7 +34,7 @@ BATCH = 100  # events per store batch (what a busy pipeline drain produces)
 
 async def serve(port: int, folder: str) -> None:
     """Run the line-side service and obey `publish N` / `rss` / `quit` lines on stdin."""
-    from gateway.model import iso_time
+    from gateway.core.model import iso_time
     from tests.test_server_harness import Rig, make_config
 
     config = make_config(Path(folder), max_connections=5000)

@@ -22,14 +22,14 @@ from typing import Any
 from gateway import __version__
 from gateway.alerts import AlertService
 from gateway.config import Config, ConfigError, load_config
-from gateway.listen_error import ListenError, is_bind_error, listen_error
-from gateway.model import Event
-from gateway.northbound import Northbound
-from gateway.northbound import topic_for as northbound_topic
+from gateway.config.topics import topic_for as northbound_topic
+from gateway.core.listen_error import ListenError, is_bind_error, listen_error
+from gateway.core.model import Event
+from gateway.core.sdnotify import Notifier
+from gateway.outputs.mqtt import Northbound
+from gateway.outputs.websocket.hub import Hub
+from gateway.outputs.websocket.ws import LineServer
 from gateway.pipeline import Pipeline
-from gateway.sdnotify import Notifier
-from gateway.server.hub import Hub
-from gateway.server.ws import LineServer
 from gateway.sources import build_source
 from gateway.sources.base import Binding, Source
 from gateway.store import Store

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable
 
 from gateway import __version__
+from gateway.core.paths import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = "/etc/spc-gateway/gateway.yaml"
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what the shell reports for `seq 1 100000 | head`
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -61,14 +61,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.configcheck import check_config
+    from gateway.config.check import check_config
 
     return check_config(args.file)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO")
-    from gateway.demo import run_demo
+    from gateway.sim.demo import run_demo
 
     try:
         return asyncio.run(run_demo(args.listen, args.db, modbus_port=args.modbus_port,
@@ -78,19 +78,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_limits(args: argparse.Namespace) -> int:
-    from gateway.clients import recalculate_limits
+    from gateway.tools.clients import recalculate_limits
 
     return recalculate_limits(args)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from gateway.maintenance import backup_command
+    from gateway.tools.maintenance import backup_command
 
     return backup_command(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gateway.maintenance import export_command
+    from gateway.tools.maintenance import export_command
 
     return export_command(args)
 
@@ -122,17 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the simulated line without the gateway (for run --config config/demo.yaml)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
 
-    from gateway import analyze
+    from gateway.tools import analyze
 
     p = add("analyze", analyze.run, "offline SPC analysis of a CSV file")
     analyze.add_arguments(p)
 
-    from gateway import probe
+    from gateway.tools import probe
 
     p = add("probe", probe.run, "read one source (or one address) now and print what came back")
     probe.add_arguments(p)
 
-    from gateway import clients
+    from gateway.tools import clients
 
     p = add("watch", clients.run_watch, "print live notifications in a terminal")
     clients.add_watch_arguments(p)
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = alert_sub.add_parser("create", help="create an alert through the WebSocket")
     p.set_defaults(handler=clients.run_create_alert, alert_action="create")
     clients.add_create_alert_arguments(p)
-    from gateway import alert_commands
+    from gateway.tools import alert_commands
 
     def add_alert(name: str, help_text: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         p = alert_sub.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["analyze"]:
-        from gateway import analyze
+        from gateway.tools import analyze
         argv = analyze.join_negative_numbers(argv)
     try:
         args = parser.parse_args(argv)  # --help prints too

@@ -19,8 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
-from gateway.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
-from gateway.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
+from gateway.core.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
+from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 
@@ -361,7 +361,7 @@ class Pipeline:
             from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
         if len(values) < 2:
-            from gateway.server.i18n import TextError, texts  # the refusal's words, in every language
+            from gateway.core.texts import TextError, texts  # the refusal's words, in every language
 
             raise TextError("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))

@@ -1,4 +1,4 @@
-"""A stand-in gateway for the HMI page tests: serves gateway/server/static over HTTP and speaks the
+"""A stand-in gateway for the HMI page tests: serves gateway/outputs/websocket/static over HTTP and speaks the
 WebSocket protocol of shared/contract/websocket-protocol.md (connection, snapshot, alert, subgroup,
 measurements, result, error, pong, replay), so the page's behaviour can be tested in a real browser
 before, and independently of, the full daemon.
@@ -23,7 +23,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 REPO = Path(__file__).resolve().parent.parent
-STATIC = REPO / "gateway" / "server" / "static"
+STATIC = REPO / "gateway" / "outputs" / "websocket" / "static"
 ARTIFACTS = REPO / "test-artifacts" / "hmi"
 CHROMIUM = "/usr/bin/chromium"  # Debian's browser: no Playwright browser download
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from gateway import alerts as alerts_module
 from gateway.alerts import AlertError, AlertService
+from gateway.alerts import service as alerts_module
 from gateway.config import AlertPriority, CapabilitySettings, Characteristic, Limits, Product, Rules, Spec
-from gateway.server.protocol import Protocol, Session
+from gateway.outputs.websocket.protocol import Protocol, Session
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.store import Store
 from tests.test_server_harness import PRODUCTS, make_config, run

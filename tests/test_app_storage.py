@@ -14,7 +14,7 @@ import pytest
 from gateway.alerts import AlertError, AlertService
 from gateway.app import Gateway
 from gateway.config import load_config
-from gateway.model import CharacteristicKey, Measurement
+from gateway.core.model import CharacteristicKey, Measurement
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from gateway.app import Gateway
 from gateway.config import load_config
-from gateway.maintenance import export_csv
-from gateway.model import CharacteristicKey, Measurement
+from gateway.core.model import CharacteristicKey, Measurement
+from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
 
 

@@ -221,7 +221,7 @@ def test_unreachable_gateway(tmp_path: Path) -> None:
 def test_table_columns_line_up_with_korean_and_shelve_times_parse() -> None:
     import argparse
 
-    from gateway.alert_commands import format_table, shelve_duration
+    from gateway.tools.alert_commands import format_table, shelve_duration
 
     table = format_table([
         {"id": 12, "priority": 4, "status": "OPEN", "alert_type": "OUT_OF_SPEC", "product_code": "BOLT-M10",

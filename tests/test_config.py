@@ -31,7 +31,7 @@ from gateway.config import (
     read_secret,
     require_files,
 )
-from gateway.configcheck import check_config
+from gateway.config.check import check_config
 
 CASES = REPO / "tests" / "config_cases"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "gateway.yaml").exists())
@@ -369,7 +369,7 @@ def test_read_secret_refuses_what_is_not_one_line(tmp_path: Path, content: bytes
 def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
     """A trailing space once counted for MQTT out (first line, newline cut) and not for MQTT in (strip)."""
     from gateway.config import MqttSource as MqttSourceConfig
-    from gateway.northbound import NorthboundError, read_password
+    from gateway.outputs.mqtt import NorthboundError, read_password
     from gateway.sources.mqtt_worker import new_client
     from gateway.sources.opcua import OpcUaConfigError, _read_secret
 

@@ -38,7 +38,7 @@ def count(db: Path, sql: str) -> int:
 def simulator():
     """The standalone Modbus line simulator: gauge 0 at holding 100 (float32), counter at 110."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.sim.simulator", "--modbus-port", str(port),
                              "--gauges", "1", "--mean", "10.0", "--sigma", "0.05", "--seed", "7",
                              "--part-interval", "0.02"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

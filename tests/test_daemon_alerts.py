@@ -17,7 +17,7 @@ from tests.test_daemon import count, part_counter_config, wait_for
 
 
 def start_simulator(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.sim.simulator", "--modbus-port", str(port),
                              "--gauges", "1", "--seed", "5", "--part-interval", "0.05"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)

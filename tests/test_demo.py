@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config
-from gateway.demo import demo_config
+from gateway.sim.demo import demo_config
 from tests.conftest import free_port, wait_port
 from tests.daemon_helpers import REPO
 

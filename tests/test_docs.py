@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import websockets
 
-from gateway.server import hub, ws
-from gateway.server.protocol import ERROR_CODES, FLOOD_CLOSE_AFTER, SCHEMA
+from gateway.outputs.websocket import hub, ws
+from gateway.outputs.websocket.protocol import ERROR_CODES, FLOOD_CLOSE_AFTER, SCHEMA
 from tests import doc_links
 from tests.conftest import REPO, free_port
 from tests.daemon_helpers import Daemon, minimal_config, write_config

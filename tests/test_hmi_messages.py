@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from gateway.config_loader import load_config
-from gateway.server.i18n import _TEXTS, LANGUAGES, text
-from gateway.server.protocol import SCHEMA, Protocol, Session
+from gateway.config import load_config
+from gateway.core.texts import _TEXTS, LANGUAGES, text
+from gateway.outputs.websocket.protocol import SCHEMA, Protocol, Session
 from tests.conftest import free_port
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
@@ -92,7 +92,7 @@ def test_the_issue_message_is_korean_throughout(products):
 
 
 def test_one_term_per_language_for_a_run_rule_violation():
-    page = (REPO / "gateway" / "server" / "static" / "i18n.js").read_text(encoding="utf-8")
+    page = (REPO / "gateway" / "outputs" / "websocket" / "static" / "i18n.js").read_text(encoding="utf-8")
     entry = re.search(r"type_RUN_RULE_VIOLATION: \{ ko: '([^']*)', en: '([^']*)' \}", page)
     assert entry, "type_RUN_RULE_VIOLATION missing from i18n.js"
     assert entry.groups() == ("런 규칙 위반", "Run rule violation")

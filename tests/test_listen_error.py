@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import listen_error
+from gateway.core import listen_error
 from tests.conftest import run_make
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 
@@ -61,7 +61,7 @@ def test_demo_on_a_taken_port_says_so_in_one_line_and_exits_1(tmp_path: Path, ta
 
 
 def test_standalone_modbus_simulator_on_a_taken_port(taken_port: int) -> None:
-    result = subprocess.run([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(taken_port)],
+    result = subprocess.run([sys.executable, "-m", "gateway.sim.simulator", "--modbus-port", str(taken_port)],
                             cwd=REPO, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "Modbus simulator" in _one_line_about(result.stderr, taken_port)

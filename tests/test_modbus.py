@@ -11,11 +11,11 @@ from collections.abc import Callable
 import pytest
 
 from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource, Product, Sampling
-from gateway.model import Measurement
+from gateway.core.model import Measurement
+from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from gateway.sources import build_source
 from gateway.sources.base import Binding
 from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
-from gateway.sources.simulator import ModbusSimulator, PlcMemory
 from tests.conftest import free_port
 from tests.test_modbus_codec import VALUES, wire_registers
 

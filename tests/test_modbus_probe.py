@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import probe
 from gateway.config import load_config
-from gateway.sources.simulator import ModbusSimulator, PlcMemory
+from gateway.sim.simulator import ModbusSimulator, PlcMemory
+from gateway.tools import probe
 from tests.conftest import free_port
 
 CONFIG = """\

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource, Product, Sampling
-from gateway.model import Measurement
+from gateway.core.model import Measurement
+from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from gateway.sources.base import Binding
 from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
-from gateway.sources.simulator import ModbusSimulator, PlcMemory
 
 SOCAT = shutil.which("socat") or "/usr/bin/socat"
 

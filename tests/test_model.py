@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from zoneinfo import ZoneInfo
 
-from gateway.model import IsoTime, iso_time
+from gateway.core.model import IsoTime, iso_time
 
 
 def test_iso_time_cache_matches_plain_formatting_across_many_seconds() -> None:

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.config import Backoff as BackoffConfig
 from gateway.config import Characteristic, MqttAddress, Product, Sampling
 from gateway.config import MqttSource as MqttSourceConfig
-from gateway.model import Measurement
+from gateway.core.model import Measurement
 from gateway.sources.base import Binding
 from gateway.sources.mqtt import MAX_PAYLOAD, MalformedPayload, MqttSource, parse_payload, parse_timestamp
 from tests.test_northbound_tls import pki, tls_broker  # noqa: F401  (fixtures: a TLS + password broker)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import probe
 from gateway.config import Config, load_config
+from gateway.tools import probe
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]
 

@@ -19,8 +19,8 @@ from test_northbound_harness import (
 )
 
 from gateway.config import NorthboundMQTT
-from gateway.northbound import Northbound, NorthboundError, mark_replayed, read_password, topic_for
-from gateway.server.i18n import text
+from gateway.core.texts import text
+from gateway.outputs.mqtt import Northbound, NorthboundError, mark_replayed, read_password, topic_for
 from gateway.store import Store
 
 mosquitto = pytest.fixture(persistent_broker, name="mosquitto")

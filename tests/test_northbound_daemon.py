@@ -18,7 +18,7 @@ from tests.test_daemon import part_counter_config, wait_for
 
 def test_daemon_publishes_measurements_subgroups_and_status(tmp_path: Path, mosquitto) -> None:
     modbus_port, http_port = free_port(), free_port()
-    simulator = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port",
+    simulator = subprocess.Popen([sys.executable, "-m", "gateway.sim.simulator", "--modbus-port",
                                   str(modbus_port), "--gauges", "1", "--part-interval", "0.05"], cwd=REPO,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(modbus_port)

@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 from conftest import Mosquitto  # noqa: E402
 
 from gateway.config import NorthboundMQTT  # noqa: E402
-from gateway.northbound import Northbound, topic_for  # noqa: E402
+from gateway.outputs.mqtt import Northbound, topic_for  # noqa: E402
 
 PRODUCT = "P-100"
 CHARACTERISTIC = "bore"

@@ -18,11 +18,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from gateway.config import Backoff as BackoffConfig
 from gateway.config import Characteristic, OpcUaAddress, OpcUaSecurity, Product, Sampling
 from gateway.config import OpcUaSource as OpcUaSourceConfig
-from gateway.model import Measurement
+from gateway.core.model import Measurement
+from gateway.sim.opcua_server import OpcUaSimulator, SimSecurity, start_opcua_simulator
+from gateway.sim.simulator import Gauge
 from gateway.sources import opcua
 from gateway.sources.base import Binding
-from gateway.sources.sim_opcua import OpcUaSimulator, SimSecurity, start_opcua_simulator
-from gateway.sources.simulator import Gauge
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]

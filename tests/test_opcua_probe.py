@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import probe
 from gateway.config import Config, load_config
-from gateway.sources.sim_opcua import start_opcua_simulator
-from gateway.sources.simulator import Gauge
+from gateway.sim.opcua_server import start_opcua_simulator
+from gateway.sim.simulator import Gauge
+from gateway.tools import probe
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]
@@ -42,7 +42,7 @@ def load(tmp_path: Path, port: int) -> Config:
 async def run_probe(config: Config, address: str | None, **limits: int) -> tuple[int, str]:
     out = io.StringIO()
     if limits:
-        from gateway import probe_opcua
+        from gateway.tools import probe_opcua
 
         status = await probe_opcua.probe(config, config.source("cmm"), address, out, **limits)  # type: ignore[arg-type]
     else:

@@ -12,7 +12,7 @@ import pytest
 from test_northbound import config, produce, until
 from test_northbound_harness import Subscriber, check_delivery, persistent_broker
 
-from gateway.northbound import Northbound
+from gateway.outputs.mqtt import Northbound
 from gateway.store import Store
 
 mosquitto = pytest.fixture(persistent_broker, name="mosquitto")
@@ -21,7 +21,7 @@ mosquitto = pytest.fixture(persistent_broker, name="mosquitto")
 async def _open(path: Path, port: int) -> tuple[Store, Northbound, object, object]:
     store = Store(str(path))
     await store.open()
-    # every consumer registers before any of them starts (gateway.store_outbox)
+    # every consumer registers before any of them starts (gateway.store.outbox)
     slow = await store.outbox_consumer("andon", ["measurement", "alert"])
     alerts_only = await store.outbox_consumer("alerts-only", ["alert"])
     northbound = Northbound(config(port), store, gateway_name="line3", version="t", product_codes=["P-100"],
@@ -149,9 +149,9 @@ def _release_cost(consumers: int, rows: int, *, per_row_delete: bool = False) ->
     """SQLite VM work (hundreds of instructions) to take `rows` outbox rows out once every consumer has them."""
     from sqlite_cost import vm_steps
 
-    from gateway.store_batch import SQL
-    from gateway.store_outbox import Consumers
-    from gateway.store_schema import migrate
+    from gateway.store.batch import SQL
+    from gateway.store.outbox import Consumers
+    from gateway.store.schema import migrate
 
     conn = sqlite3.connect(":memory:", isolation_level=None)
     migrate(conn)

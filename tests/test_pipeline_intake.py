@@ -13,7 +13,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import load_config
-from gateway.model import CharacteristicKey, Measurement
+from gateway.core.model import CharacteristicKey, Measurement
 from tests.daemon_helpers import minimal_config, write_config
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway import clients
+from gateway.tools import clients
 from tests.test_server_harness import Rig, make_config, run
 
 

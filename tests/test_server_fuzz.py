@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from gateway.server.protocol import ERROR_CODES, SCHEMA
+from gateway.outputs.websocket.protocol import ERROR_CODES, SCHEMA
 from tests.test_server_harness import Rig, make_config
 
 EVENTS = {"alert", "measurement", "subgroup", "violation", "capability"}

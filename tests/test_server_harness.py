@@ -27,9 +27,9 @@ from gateway.config import (
     Spec,
     StorageSection,
 )
-from gateway.model import iso_time
-from gateway.server.hub import Hub
-from gateway.server.ws import LineServer
+from gateway.core.model import iso_time
+from gateway.outputs.websocket.hub import Hub
+from gateway.outputs.websocket.ws import LineServer
 from gateway.store import Store
 from tests.conftest import free_port
 

@@ -8,8 +8,8 @@ import statistics
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from gateway.sim.simulator import Disturbance, Gauge, ModbusSimulator, parse_disturbance
 from gateway.sources.modbus_codec import decode
-from gateway.sources.simulator import Disturbance, Gauge, ModbusSimulator, parse_disturbance
 from tests.conftest import free_port
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway import analyze
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
+from gateway.tools import analyze
 from tests.conftest import REFERENCE, needs_shared
 
 

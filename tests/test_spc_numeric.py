@@ -17,7 +17,7 @@ import pytest
 
 from gateway.alerts import AlertService
 from gateway.config import load_config
-from gateway.model import CharacteristicKey, Measurement
+from gateway.core.model import CharacteristicKey, Measurement
 from gateway.pipeline import Pipeline
 from gateway.spc.charts import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway import store_reads
 from gateway.store import Store, StoreError
+from gateway.store import reads as store_reads
 from tests.sqlite_cost import vm_steps, write_readings
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from gateway.store import LATEST, Store, StoreError, StoreLockedError
-from gateway.store_schema import migrate
+from gateway.store.schema import migrate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

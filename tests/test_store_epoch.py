@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.store import Store
-from gateway.store_schema import migrate
+from gateway.store.schema import migrate
 
 
 async def _event(store: Store) -> dict:

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.maintenance import MaintenanceError, backup, export_csv
 from gateway.store import Store
+from gateway.store.maintenance import MaintenanceError, backup, export_csv
 from tests.sqlite_cost import vm_steps, write_readings
 
 PRODUCTS = (SimpleNamespace(id=1, code="A-100", name="Shaft", characteristics=(SimpleNamespace(name="diameter"),)),

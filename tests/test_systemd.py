@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sdnotify import Notifier
+from gateway.core.sdnotify import Notifier
 from tests.conftest import free_port
 from tests.daemon_helpers import Daemon, minimal_config, write_config
 

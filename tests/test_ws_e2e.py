@@ -21,7 +21,7 @@ from tests.test_daemon import part_counter_config
 def line(tmp_path: Path):
     """A Modbus PLC simulator whose gauge shifts, so alerts and violations come along."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.sources.simulator", "--modbus-port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.sim.simulator", "--modbus-port", str(port),
                              "--gauges", "1", "--mean", "10.0", "--sigma", "0.05", "--seed", "3",
                              "--part-interval", "0.02", "--disturbance", "shift:40:400:4"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,7 +12,8 @@ from typing import Literal
 
 from gateway.config import Characteristic, Product
 from gateway.config import Source as SourceConfig
-from gateway.model import CharacteristicKey, Measurement
+from gateway.core.backoff import Backoff as Backoff  # the sources import it from here
+from gateway.core.model import CharacteristicKey, Measurement
 
 log = logging.getLogger("gateway.sources")
 
@@ -59,22 +59,6 @@ class Binding:
     @property
     def key(self) -> CharacteristicKey:
         return CharacteristicKey(self.product.id, self.characteristic.name)
-
-
-class Backoff:
-    """Exponential backoff with full jitter, capped; ours, not the libraries' defaults."""
-
-    def __init__(self, initial: float = 1.0, maximum: float = 30.0):
-        self.initial, self.maximum = initial, maximum
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * (2 ** self.attempt))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Source(abc.ABC):

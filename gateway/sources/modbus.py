@@ -19,7 +19,7 @@ from pymodbus.framer import FramerType
 
 from gateway.config import ModbusAddress
 from gateway.config import ModbusSource as ModbusSourceConfig
-from gateway.model import Measurement
+from gateway.core.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.modbus_codec import (
     BIT_TABLES,

@@ -27,8 +27,8 @@ from typing import Any
 
 import gateway
 from gateway.config import MqttSource as MqttSourceConfig
-from gateway.model import Measurement
-from gateway.rejects import RejectLog
+from gateway.core.model import Measurement
+from gateway.core.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.mqtt_worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,

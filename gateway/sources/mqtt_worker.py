@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.config import MqttAddress, read_secret
 from gateway.config import MqttSource as MqttSourceConfig
-from gateway.rejects import (
+from gateway.core.rejects import (
     BAD_TIMESTAMP,
     BAD_TOPIC,
     NO_FIELD,

@@ -25,7 +25,7 @@ from asyncua.crypto import security_policies
 
 from gateway.config import ConfigError, read_secret
 from gateway.config import OpcUaSource as OpcUaSourceConfig
-from gateway.model import Measurement
+from gateway.core.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.sampling import Sampler
 

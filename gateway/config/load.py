@@ -1,0 +1,40 @@
+"""Loading a config file: read it (bounded), compose the YAML node tree, build the sections, check the files.
+
+The top of the config package: it imports the loader (nodes, converters) and the sections, and nothing
+below imports it, so the package reads one way (model <- files <- loader <- values <- products <- sections
+<- load).
+"""
+
+from __future__ import annotations
+
+import os
+from types import MappingProxyType
+
+from gateway.config.files import TooLarge, read_limited
+from gateway.config.loader import MAX_CONFIG_BYTES, Reader, _compose, check_files
+from gateway.config.model import Config, ConfigError, Problem
+from gateway.config.sections import build_config
+
+
+def load_config(path: str) -> tuple[Config, list[Problem]]:
+    """Parse and validate a file; returns the config and its warnings, or raises ConfigError."""
+    reader = Reader(path, os.path.dirname(os.path.abspath(path)))
+    config = None
+    try:
+        data = read_limited(path, MAX_CONFIG_BYTES)
+    except OSError as exc:
+        reader.problem((1, 1), "(file)", f"cannot read the file: {exc.strerror or exc}")
+    except TooLarge:
+        reader.problem((1, 1), "(file)", f"the file is larger than {MAX_CONFIG_BYTES >> 20} MB",
+                       "a config file of at most 1 MB; is this the right file?")
+    else:
+        root = _compose(reader, data)
+        if root is not None:
+            config = build_config(reader, root)
+    warnings = check_files(path, reader.files, reader.marks)
+    problems = sorted(reader.problems + warnings, key=lambda p: (p.line, p.column))
+    if config is None or any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    config = Config(**{**config, "path": path, "marks": MappingProxyType(reader.marks),
+                       "named_files": tuple(reader.files)})
+    return config, [p for p in problems if p.severity == "warning"]

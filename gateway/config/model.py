@@ -1,0 +1,330 @@
+"""The gateway's configuration: YAML -> frozen dataclasses.
+
+Field names mirror the YAML keys. Durations are float seconds, sizes int bytes.
+Every error a technician can cause carries file:line:column and the key path (see `load_config`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"]
+ModbusTable = Literal["holding", "input", "coil", "discrete"]
+ChartType = Literal["imr", "xbar_r", "xbar_s"]
+Role = Literal["viewer", "operator"]
+
+
+# ---------------------------------------------------------------- gateway, storage, server
+
+@dataclass(frozen=True)
+class GatewaySection:
+    name: str
+    language: Literal["ko", "en"] = "ko"
+    timezone: str = "UTC"
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    path: str
+    retention: float | None = None  # seconds
+    max_size: int | None = None  # bytes
+    batch_max: int = 1000  # rows per write transaction at most
+    flush_interval: float = 0.0  # seconds a batch may wait for more rows; 0: rows that queue up while
+    # a commit is in flight form the next group anyway, so waiting only adds latency
+
+
+@dataclass(frozen=True)
+class AuthEntry:
+    name: str
+    role: Role
+    token_file: str
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    certificate: str
+    private_key: str
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    listen: Listen = Listen("127.0.0.1", 8000)
+    allowed_origins: tuple[str, ...] = ()
+    auth: tuple[AuthEntry, ...] = ()
+    tls: ServerTLS | None = None
+    max_connections: int = 500
+    client_queue: int = 2000  # messages buffered per client before it is cut off
+    max_frame: int = 65536  # bytes; larger client frames close with 1009
+    commands_per_second: float = 20.0  # per connection, burst of twice that
+    ping_interval: float = 20.0
+    replay_limit: int = 100000  # events a `since` reconnect may replay at most
+
+
+# ---------------------------------------------------------------- northbound
+
+@dataclass(frozen=True)
+class MQTTTLS:
+    ca_file: str | None = None
+    certificate: str | None = None
+    private_key: str | None = None
+    insecure: bool = False  # skip host name check (test rigs only)
+
+
+@dataclass(frozen=True)
+class NorthboundMQTT:
+    host: str
+    port: int = 1883
+    client_id: str = "spc-gateway"
+    username: str | None = None
+    password_file: str | None = None
+    tls: MQTTTLS | None = None
+    topic_prefix: str = "spc"
+    qos: Literal[0, 1, 2] = 1
+    publish: tuple[str, ...] = ("alert", "capability", "violation", "measurement")
+    buffer_limit: int = 1 << 30  # bytes of outbox on disk
+    protocol: Literal["3.1.1", "5"] = "5"
+    keepalive: float = 30.0
+    max_inflight: int = 100
+    reconnect_min: float = 1.0
+    reconnect_max: float = 30.0
+
+
+@dataclass(frozen=True)
+class NorthboundSection:
+    mqtt: NorthboundMQTT
+
+
+# ---------------------------------------------------------------- sources
+
+@dataclass(frozen=True)
+class Backoff:
+    initial: float = 1.0
+    maximum: float = 30.0
+
+
+@dataclass(frozen=True)
+class ModbusSource:
+    name: str
+    type: Literal["modbus"] = "modbus"
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str | None = None
+    port: int = 502
+    serial_port: str | None = None
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stop_bits: int = 1
+    bytesize: int = 8
+    poll_interval: float = 1.0
+    timeout: float = 1.0
+    request_delay: float = 0.0  # pause between two transactions on the same bus
+    merge_gap: int = 8  # registers apart that are still merged into one read
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True)
+class OpcUaSecurity:
+    policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+
+
+@dataclass(frozen=True)
+class OpcUaSource:
+    name: str
+    endpoint: str
+    type: Literal["opcua"] = "opcua"
+    mode: Literal["subscribe", "poll"] = "subscribe"
+    sampling_interval: float = 0.5
+    poll_interval: float = 1.0
+    timeout: float = 4.0
+    security: OpcUaSecurity = OpcUaSecurity()
+    username: str | None = None
+    password_file: str | None = None
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True)
+class MqttSource:
+    name: str
+    host: str
+    type: Literal["mqtt"] = "mqtt"
+    port: int = 1883
+    client_id: str = "spc-gateway-in"
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password_file: str | None = None
+    tls: MQTTTLS | None = None
+    protocol: Literal["3.1.1", "5"] = "5"
+    keepalive: float = 30.0
+    backoff: Backoff = Backoff()
+
+
+Source = ModbusSource | OpcUaSource | MqttSource
+
+
+# ---------------------------------------------------------------- products and characteristics
+
+@dataclass(frozen=True)
+class ModbusAddress:
+    address: int
+    unit: int = 1
+    table: ModbusTable = "holding"
+    data_type: DataType = "uint16"
+    byte_order: ByteOrder = "ABCD"
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class OpcUaAddress:
+    node_id: str
+
+
+@dataclass(frozen=True)
+class MqttAddress:
+    topic: str
+    value: str | None = None  # dotted path into a JSON payload; None: the payload is a plain number
+    timestamp: str | None = None  # dotted path to an ISO 8601 or epoch timestamp
+
+
+@dataclass(frozen=True)
+class Sampling:
+    mode: Literal["per_message", "on_change", "every_poll", "part_counter"]
+    # for part_counter: where the counter is (same source as the value)
+    counter: ModbusAddress | OpcUaAddress | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    lsl: float | None = None
+    target: float | None = None
+    usl: float | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    center: float | None = None
+    sigma: float | None = None
+    baseline_subgroups: int | None = None
+
+    @property
+    def fixed(self) -> bool:
+        return self.center is not None and self.sigma is not None
+
+
+@dataclass(frozen=True)
+class Rules:
+    convention: Literal["nelson", "western_electric"]
+    tests: tuple[int, ...]  # numbers in the convention's own numbering
+
+    @property
+    def label(self) -> str:
+        return self.convention if self.tests == ALL_TESTS[self.convention] else ",".join(map(str, self.tests))
+
+
+ALL_TESTS = {"nelson": (1, 2, 3, 4, 5, 6, 7, 8), "western_electric": (1, 2, 3, 4)}
+
+
+@dataclass(frozen=True)
+class CapabilitySettings:
+    every_subgroups: int = 25
+    window_subgroups: int = 100
+    min_cpk: float = 1.33
+
+
+@dataclass(frozen=True)
+class AlertPriority:
+    out_of_spec: int = 4
+    out_of_control: int = 3
+    run_rule: int = 2
+    capability: int = 2
+    source_stale: int = 3
+
+
+@dataclass(frozen=True)
+class Characteristic:
+    name: str
+    source: str
+    unit: str = ""
+    modbus: ModbusAddress | None = None
+    opcua: OpcUaAddress | None = None
+    mqtt: MqttAddress | None = None
+    sampling: Sampling = Sampling("on_change")
+    spec: Spec = Spec()
+    chart: ChartType = "imr"
+    subgroup_size: int = 1
+    limits: Limits = Limits(baseline_subgroups=25)
+    rules: Rules = Rules("nelson", ALL_TESTS["nelson"])
+    capability: CapabilitySettings = CapabilitySettings()
+    alert_priority: AlertPriority = AlertPriority()
+    # a characteristic with no good value for this long is stale; None: 3 x the source's interval
+    stale_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Product:
+    id: int
+    code: str
+    name: str
+    characteristics: tuple[Characteristic, ...]
+
+
+# ---------------------------------------------------------------- the whole file
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySection
+    storage: StorageSection
+    sources: tuple[Source, ...]
+    products: tuple[Product, ...]
+    server: ServerSection = ServerSection()
+    northbound: NorthboundSection | None = None
+    path: str = field(default="", compare=False)  # the file it came from
+    # key path -> (line, column) of every value read, so later checks (missing files) can point at it
+    marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # (key path, absolute path) of every file the config names: secrets, certificates
+    named_files: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    def source(self, name: str) -> Source:
+        return next(s for s in self.sources if s.name == name)
+
+    def product(self, product_id: int) -> Product:
+        return next(p for p in self.products if p.id == product_id)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a config file, printed as FILE:LINE:COLUMN: key.path: message (allowed)."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    allowed: str | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        tail = f" ({self.allowed})" if self.allowed else ""
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}:{self.column}: {prefix}{self.path}: {self.message}{tail}"
+
+
+class ConfigError(Exception):
+    """The file cannot be used: carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))

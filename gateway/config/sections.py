@@ -1,0 +1,410 @@
+"""The sections of the config file: which keys each one has, their types, defaults and cross-checks.
+
+Each section is a key -> converter table (see `gateway.config.loader`); checks that involve several
+keys follow the table. A wrong value is reported once and left out, so the checks that do not depend
+on it still run and the technician sees every problem in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from yaml.nodes import MappingNode, Node
+
+from gateway.config.loader import BAD, Convert, Reader, is_null, key_node, kind, one_of, peek, show
+from gateway.config.model import (
+    MQTTTLS,
+    AuthEntry,
+    Backoff,
+    GatewaySection,
+    ModbusSource,
+    MqttSource,
+    NorthboundMQTT,
+    NorthboundSection,
+    OpcUaSecurity,
+    OpcUaSource,
+    ServerSection,
+    ServerTLS,
+    StorageSection,
+)
+from gateway.config.products import products_list
+from gateway.config.values import (
+    NAME_MAX,
+    PATH_MAX,
+    boolean,
+    both_or_neither,
+    choice,
+    duration,
+    file_path,
+    integer,
+    list_of,
+    listen,
+    name,
+    number,
+    section,
+    size,
+    storage_path,
+    text,
+    text_of,
+)
+
+PORT = integer(1, 65535)
+HOST = text_of(253)  # the longest DNS name
+CLIENT_ID = text_of(128)  # MQTT 3.1.1 brokers need only accept 23; mosquitto and EMQX take far more
+USERNAME = text_of(256)
+SOURCE_NAME = text_of(NAME_MAX)  # not `name`: spaces have always been allowed here
+
+
+# -------------------------------------------------------------------- gateway, storage, server
+
+def timezone(r: Reader, node: Node, path: str) -> Any:
+    value = text(r, node, path)
+    if value is BAD:
+        return BAD
+    try:
+        zoneinfo.ZoneInfo(value)
+        return value
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return r.error(node, path, f"unknown time zone {show(value)}{hint}",
+                       "a tz database name such as Asia/Seoul, Europe/Berlin or UTC")
+
+
+def log_level(r: Reader, node: Node, path: str) -> Any:
+    value = r.scalar(node, path)
+    if isinstance(value, str):
+        value = value.upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        return BAD if value is BAD else r.error(node, path, f"{show(value)} is not a log level",
+                                                "DEBUG, INFO, WARNING or ERROR")
+    return value
+
+
+GATEWAY = section(GatewaySection, {
+    "name": name, "language": choice("ko", "en"), "timezone": timezone, "log_level": log_level,
+}, required=("name",))
+
+STORAGE = section(StorageSection, {
+    "path": storage_path, "retention": duration(), "max_size": size(lo=1 << 20),
+    "batch_max": integer(1, 100_000), "flush_interval": duration(above=None, lo=0),
+}, required=("path",))
+
+
+def origin(r: Reader, node: Node, path: str) -> Any:
+    value = text(r, node, path)
+    if value is BAD:
+        return BAD
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("",) or parts.query:
+        return r.error(node, path, f"{show(value)} is not an origin",
+                       "scheme://host[:port] as the browser shows it, e.g. http://line3-hmi.local:8000")
+    return value
+
+
+AUTH_ENTRY = section(AuthEntry, {"name": name, "role": choice("viewer", "operator"), "token_file": file_path},
+                      required=("name", "role", "token_file"))
+
+
+def check_server(r: Reader, values: dict[str, Any], path: str) -> bool:
+    seen: dict[str, int] = {}
+    passed = True
+    for i, entry in enumerate(values.get("auth", ())):
+        if entry.name in seen:
+            r.at(f"{path}.auth[{i}].name", f"duplicate auth name {show(entry.name)} (also auth[{seen[entry.name]}])",
+                 "each client its own name")
+            passed = False
+        seen.setdefault(entry.name, i)
+    return passed
+
+
+SERVER = section(ServerSection, {
+    "listen": listen, "allowed_origins": list_of(origin, unique=True), "auth": list_of(AUTH_ENTRY),
+    "tls": section(ServerTLS, {"certificate": file_path, "private_key": file_path},
+                    required=("certificate", "private_key")),
+    "max_connections": integer(1, 100_000), "client_queue": integer(1, 1_000_000),
+    "max_frame": size(lo=1024), "commands_per_second": number(above=0), "ping_interval": duration(),
+    "replay_limit": integer(0),
+}, check=check_server)
+
+
+# -------------------------------------------------------------------- MQTT (northbound and sources)
+
+def check_tls(r: Reader, values: dict[str, Any], path: str) -> bool:
+    return both_or_neither(r, values, path, "certificate", "private_key")
+
+
+TLS = section(MQTTTLS, {"ca_file": file_path, "certificate": file_path, "private_key": file_path,
+                         "insecure": boolean}, check=check_tls)
+QOS = integer(0, 2)
+PROTOCOL = choice("3.1.1", "5")
+
+
+def topic_prefix(r: Reader, node: Node, path: str) -> Any:
+    value = text(r, node, path, 200)  # the whole topic adds a type, a product code and a name
+    if value is not BAD and (re.search(r"[+#\s]", value) or value.startswith("/") or value.endswith("/")):
+        return r.error(node, path, f"{show(value)} is not a topic prefix",
+                       "topic levels separated by '/', no wildcards, spaces or leading/trailing '/'")
+    return value
+
+
+def check_credentials(r: Reader, values: dict[str, Any], path: str) -> bool:
+    if "password_file" in values and "username" not in values:
+        r.at(f"{path}.password_file", "password_file is given without username", "both, or neither")
+        return False
+    return True
+
+
+def check_northbound_mqtt(r: Reader, values: dict[str, Any], path: str) -> bool:
+    passed = check_credentials(r, values, path)
+    low, high = values.get("reconnect_min", 1.0), values.get("reconnect_max", 30.0)
+    if low > high:
+        r.at(f"{path}.reconnect_min", f"reconnect_min {low:g} s is more than reconnect_max {high:g} s",
+             "reconnect_min <= reconnect_max")
+        passed = False
+    return passed
+
+
+PUBLISH = choice("alert", "capability", "violation", "measurement", "subgroup")
+NORTHBOUND = section(NorthboundSection, {"mqtt": section(NorthboundMQTT, {
+    "host": HOST, "port": PORT, "client_id": CLIENT_ID, "username": USERNAME, "password_file": file_path,
+    "tls": TLS, "topic_prefix": topic_prefix, "qos": QOS, "publish": list_of(PUBLISH, unique=True),
+    "buffer_limit": size(lo=1 << 20), "protocol": PROTOCOL, "keepalive": duration(),
+    "max_inflight": integer(1, 65535), "reconnect_min": duration(), "reconnect_max": duration(),
+}, required=("host",), check=check_northbound_mqtt)}, required=("mqtt",))
+
+
+# -------------------------------------------------------------------- sources
+
+def check_backoff(r: Reader, values: dict[str, Any], path: str) -> bool:
+    if values.get("initial", 1.0) > values.get("maximum", 30.0):
+        r.at(f"{path}.initial", "initial is longer than maximum", "initial <= maximum")
+        return False
+    return True
+
+
+BACKOFF = section(Backoff, {"initial": duration(), "maximum": duration()}, check=check_backoff)
+SERIAL_KEYS = ("serial_port", "baudrate", "parity", "stop_bits", "bytesize")
+
+
+def check_modbus(r: Reader, values: dict[str, Any], path: str) -> bool:
+    transport = values.get("transport", "tcp")
+    if "transport" not in values and r.marks.get(f"{path}.transport"):
+        return True  # transport itself was wrong; the rest depends on it
+    needed, foreign = ("host", SERIAL_KEYS) if transport == "tcp" else ("serial_port", ("host", "port"))
+    passed = True
+    if needed not in values and f"{path}.{needed}" not in r.marks:
+        r.at(path, f"{needed} is required for transport {transport}", report_as=f"{path}.{needed}")
+        passed = False
+    for key in foreign:
+        if f"{path}.{key}" in r.marks:
+            other = "rtu" if transport == "tcp" else "tcp"
+            r.at(f"{path}.{key}", f"{key} is for transport {other}, but this source is transport {transport}",
+                 f"set transport: {other}, or remove {key}")
+            passed = False
+    return passed
+
+
+MODBUS_SOURCE = {
+    "name": SOURCE_NAME, "type": text, "transport": choice("tcp", "rtu"), "host": HOST, "port": PORT,
+    "serial_port": text_of(PATH_MAX), "baudrate": integer(300, 4_000_000), "parity": choice("N", "E", "O"),
+    "stop_bits": integer(1, 2), "bytesize": integer(5, 8), "poll_interval": duration(),
+    "timeout": duration(), "request_delay": duration(above=None, lo=0), "merge_gap": integer(0, 125),
+    "backoff": BACKOFF,
+}
+
+
+def endpoint(r: Reader, node: Node, path: str) -> Any:
+    value = text(r, node, path)
+    if value is BAD:
+        return BAD
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or 1 <= parts.port <= 65535
+    except ValueError:
+        port_ok = False
+    if parts.scheme != "opc.tcp" or not parts.hostname or not port_ok:
+        return r.error(node, path, f"{show(value)} is not an OPC UA endpoint",
+                       "opc.tcp://HOST:PORT[/path], e.g. opc.tcp://192.168.10.30:4840")
+    return value
+
+
+def check_security(r: Reader, values: dict[str, Any], path: str) -> bool:
+    policy, mode = values.get("policy", "None"), values.get("mode", "None")
+    if f"{path}.policy" in r.marks and "policy" not in values or f"{path}.mode" in r.marks and "mode" not in values:
+        return True  # one of them was wrong already
+    if policy == "None" and mode != "None":
+        r.at(f"{path}.mode", f"mode {mode} needs a security policy", "set policy, e.g. Basic256Sha256, or mode None")
+        return False
+    passed = True
+    if policy != "None":
+        if mode == "None":
+            r.at(f"{path}.mode" if "mode" in values else f"{path}.policy",
+                 f"policy {policy} needs mode Sign or SignAndEncrypt", "Sign or SignAndEncrypt")
+            passed = False
+        for key in ("certificate", "private_key"):
+            if key not in values and f"{path}.{key}" not in r.marks:
+                r.at(f"{path}.policy", f"policy {policy} needs a client {key.replace('_', ' ')}",
+                     f"set {key} to the client's file", report_as=f"{path}.{key}")
+                passed = False
+    return passed
+
+
+SECURITY = section(OpcUaSecurity, {
+    "policy": choice("None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"),
+    "mode": choice("None", "Sign", "SignAndEncrypt"), "certificate": file_path, "private_key": file_path,
+    "server_certificate": file_path,
+}, check=check_security)
+
+
+def check_opcua(r: Reader, values: dict[str, Any], path: str) -> bool:
+    passed = check_credentials(r, values, path)
+    if "username" in values and "password_file" not in values and f"{path}.password_file" not in r.marks:
+        r.at(f"{path}.username", "username is given without password_file", "both, or neither")
+        passed = False
+    return passed
+
+
+OPCUA_SOURCE = {
+    "name": SOURCE_NAME, "type": text, "endpoint": endpoint, "mode": choice("subscribe", "poll"),
+    "sampling_interval": duration(above=None, lo=0), "poll_interval": duration(), "timeout": duration(),
+    "security": SECURITY, "username": USERNAME, "password_file": file_path, "backoff": BACKOFF,
+}
+MQTT_SOURCE = {
+    "name": SOURCE_NAME, "type": text, "host": HOST, "port": PORT, "client_id": CLIENT_ID, "qos": QOS,
+    "username": USERNAME, "password_file": file_path, "tls": TLS, "protocol": PROTOCOL,
+    "keepalive": duration(), "backoff": BACKOFF,
+}
+SOURCE_TYPES: dict[str, tuple[type, dict[str, Convert], tuple[str, ...], Callable[..., bool]]] = {
+    "modbus": (ModbusSource, MODBUS_SOURCE, ("name",), check_modbus),
+    "opcua": (OpcUaSource, OPCUA_SOURCE, ("name", "endpoint"), check_opcua),
+    "mqtt": (MqttSource, MQTT_SOURCE, ("name", "host"), check_credentials),
+}
+
+
+def sources_list(r: Reader, node: Node, path: str) -> tuple[Any, dict[str, tuple[str, str]] | None]:
+    """The sources, and name -> (type, transport) of every source whose name and type could be read.
+
+    The names are None when the list itself is unusable (then characteristics skip the source check).
+    """
+    items = r.sequence(node, path)
+    known: dict[str, tuple[str, str]] = {}
+    if items is None:
+        return BAD, None
+    if not items:
+        return r.error(node, path, "no sources", "at least one source: modbus, opcua or mqtt"), known
+    sources: list[Any] = []
+    first: dict[str, str] = {}
+    for item, item_path in items:
+        source_type, source_name = peek(item, "type"), peek(item, "name")
+        duplicate = isinstance(source_name, str) and source_name in first
+        if duplicate:
+            r.problem(key_node(item, "name"), f"{item_path}.name",  # type: ignore[arg-type]
+                      f"duplicate source name {show(source_name)} (also {first[source_name]})",
+                      "each source its own name")
+        elif isinstance(source_name, str):
+            first[source_name] = item_path
+        if source_type not in SOURCE_TYPES:
+            where = key_node(item, "type")
+            if not isinstance(item, MappingNode):
+                r.error(item, item_path, f"expected a mapping of keys, got {kind(item)}")
+            elif where is None:
+                r.error(item, f"{item_path}.type", "is required", one_of(SOURCE_TYPES))
+            else:
+                close = difflib.get_close_matches(str(source_type), list(SOURCE_TYPES), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                r.error(where, f"{item_path}.type", f"{show(source_type)} is not a source type{hint}",
+                        one_of(SOURCE_TYPES))
+            sources.append(BAD)
+            continue
+        cls, spec, required, check = SOURCE_TYPES[source_type]
+        sources.append(BAD if duplicate else section(cls, spec, required, check)(r, item, item_path))
+        if isinstance(source_name, str) and not duplicate:
+            transport = peek(item, "transport") if source_type == "modbus" else ""
+            known[source_name] = (source_type, transport if transport in ("tcp", "rtu") else "tcp")
+    return (BAD if any(s is BAD for s in sources) else tuple(sources)), known
+
+
+# -------------------------------------------------------------------- the whole file
+
+TOP = ("gateway", "storage", "server", "northbound", "sources", "products")
+
+
+def build_config(r: Reader, root: Node) -> dict[str, Any] | None:
+    """Config keyword arguments from the root node, or None when anything was wrong."""
+    if not isinstance(root, MappingNode):
+        r.error(root, "(top level)", f"expected a mapping of sections, got {kind(root)}",
+                "gateway, storage, sources, products and optionally server, northbound")
+        return None
+    items = r.mapping(root, "", TOP)
+    if items is None:
+        return None
+    values: dict[str, Any] = {}
+    for key in ("gateway", "storage", "sources", "products"):
+        if key not in items or is_null(items[key]):
+            r.problem(items.get(key, root) if key in items else (1, 1), key,
+                      "is required" if key not in items else "needs a value",
+                      "see config/gateway.example.yaml")
+            values[key] = BAD
+    converters = {"gateway": GATEWAY, "storage": STORAGE, "server": SERVER, "northbound": NORTHBOUND}
+    for key, convert in converters.items():
+        if key in items and not is_null(items[key]):
+            values[key] = convert(r, items[key], key)
+    known: dict[str, tuple[str, str]] | None = None
+    if "sources" in items and not is_null(items["sources"]):
+        values["sources"], known = sources_list(r, items["sources"], "sources")
+    if "products" in items and not is_null(items["products"]):
+        values["products"] = products_list(r, items["products"], "products", known)
+    _client_ids(r, values)
+    if r.ok(values) and not any(p.severity == "error" for p in r.problems):
+        _warnings(r, values)
+        return values
+    return None
+
+
+def _client_ids(r: Reader, values: dict[str, Any]) -> None:
+    """Two MQTT connections with one client_id on one broker: each login makes the broker drop the
+    other (the MQTT rule for a repeated client id), so both reconnect and kick each other off forever.
+
+    The broker is compared as written (host without case or trailing dot, and port): two spellings
+    of one machine (localhost and 127.0.0.1) are not caught.
+    """
+    clients: list[tuple[str, str, int, str]] = []  # (key path, host, port, client_id)
+    northbound = values.get("northbound")
+    if isinstance(northbound, NorthboundSection):
+        mqtt = northbound.mqtt
+        clients.append(("northbound.mqtt", mqtt.host, mqtt.port, mqtt.client_id))
+    sources = values.get("sources")
+    if isinstance(sources, tuple):
+        clients += [(f"sources[{i}]", s.host, s.port, s.client_id)
+                    for i, s in enumerate(sources) if isinstance(s, MqttSource)]
+    first: dict[tuple[str, int, str], str] = {}
+    for path, host, port, client_id in clients:
+        key = (host.lower().rstrip("."), port, client_id)
+        if key not in first:
+            first[key] = path
+            continue
+        where = f"{path}.client_id" if f"{path}.client_id" in r.marks else f"{path}.host"
+        r.at(where, f"client_id {show(client_id)} is also used by {first[key]} on the same broker "
+             f"{host}:{port}; the broker would keep dropping one of the two connections",
+             "each MQTT connection to one broker its own client_id", report_as=f"{path}.client_id")
+
+
+def _warnings(r: Reader, values: dict[str, Any]) -> None:
+    """Things that work but are probably not meant (the config still loads)."""
+    server = values.get("server", ServerSection())
+    if not server.auth and server.listen.host not in ("127.0.0.1", "localhost", "::1"):
+        r.at("server.listen" if "server.listen" in r.marks else "server",
+             f"no auth entries while listening on {server.listen.host}: anyone who reaches port "
+             f"{server.listen.port} can acknowledge and resolve alerts",
+             "add server.auth entries, or listen on 127.0.0.1", "warning")
+    used = {c.source for p in values["products"] for c in p.characteristics}
+    for i, source in enumerate(values["sources"]):
+        if source.name not in used:
+            r.at(f"sources[{i}].name", f"source {show(source.name)} is not used by any characteristic",
+                 "remove it, or point a characteristic's source at it", "warning")

@@ -1,0 +1,1 @@
+"""Imports nothing of ours: the model, texts, JSON codec and small helpers every other package uses."""

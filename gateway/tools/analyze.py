@@ -1,0 +1,345 @@
+"""`spc-gateway analyze CSV`: offline SPC analysis of a file, with the same engine the daemon runs.
+
+Two passes over the subgroups: the first learns the limits (from the first --phase1 subgroups, or all)
+and the capability; the second evaluates every subgroup against those limits, as the daemon would once
+they are frozen. Output per shared/contract/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import re
+import sys
+from collections import Counter
+from typing import TextIO
+
+from gateway.core.model import finite_or_none
+from gateway.spc.capability import CapabilityResult
+from gateway.spc.charts import DISPERSION_CHART, point_limits
+from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
+from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
+
+MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target"})
+
+
+def join_negative_numbers(argv: list[str]) -> list[str]:
+    """`--lsl -6e1` -> `--lsl=-6e1`, so argparse reads the value instead of taking it for an option.
+
+    argparse's own negative-number pattern knows no exponent; rewriting the arguments keeps to its
+    public behaviour (`--opt=value` is always a value) instead of replacing its private matcher.
+    """
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in NUMBER_OPTIONS and i + 1 < len(argv) and NEGATIVE_NUMBER.match(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        joined.append(argv[i])
+        i += 1
+    return joined
+
+
+class InputError(Exception):
+    """The CSV cannot be analyzed: the message names the row (exit 1)."""
+
+
+class UsageError(Exception):
+    """The options do not fit together (exit 2)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `analyze` (shared/contract/cli.md)."""
+    parser.add_argument("csv", metavar="CSV", help="file with a header; column `value`, optional `subgroup`")
+    parser.add_argument("--subgroup-size", type=int, default=1, metavar="N",
+                        help="without a `subgroup` column: cut consecutive rows into subgroups of N (default 1)")
+    parser.add_argument("--chart", choices=("xbar_r", "xbar_s", "imr"),
+                        help="default: imr for size 1, xbar_r up to 10, xbar_s above")
+    parser.add_argument("--rules", default="nelson", metavar="nelson|western_electric|LIST",
+                        help="rule set (default nelson); LIST of Nelson test numbers like 1,2,5")
+    parser.add_argument("--phase1", type=int, metavar="K", help="estimate limits from the first K subgroups")
+    parser.add_argument("--center", type=float, metavar="C", help="fixed limits: the process mean")
+    parser.add_argument("--sigma", type=float, metavar="S",
+                        help="fixed limits: the standard deviation of individual values")
+    parser.add_argument("--lsl", type=float, metavar="X", help="lower specification limit")
+    parser.add_argument("--usl", type=float, metavar="Y", help="upper specification limit")
+    parser.add_argument("--target", type=float, metavar="T", help="target (for Cpm; default the midpoint)")
+    parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
+
+
+def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:
+    """`nelson`, `western_electric` or a list of Nelson test numbers -> (convention, tests)."""
+    if text in ("nelson", "western_electric"):
+        return text, ((1, 2, 3, 4, 5, 6, 7, 8) if text == "nelson" else (1, 2, 3, 4))
+    try:
+        tests = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--rules {text!r}: use nelson, western_electric or a list like 1,2,5") from None
+    if not tests or any(not 1 <= t <= 8 for t in tests):
+        raise UsageError(f"--rules {text!r}: Nelson tests are numbered 1 to 8")
+    return "nelson", tests
+
+
+def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[str, list[float]]]:
+    """Rows -> [(label, values)], in order of first appearance; InputError names the offending line.
+
+    The separator is `,`, or `;`/tab when the header uses it (then `1,5` is one and a half: see
+    gateway.tools.analyze_input). Subgroups come from a `subgroup` column, else from `subgroup_number` (as
+    `spc-gateway export` writes it), else from cutting consecutive rows into `subgroup_size`. A
+    `characteristic` column (also from export) must name one characteristic only.
+    """
+    first_line = stream.readline()
+    if not first_line.strip():
+        raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
+    separator = separator_of(first_line)
+    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
+    header = next(reader)
+    columns = [h.strip() for h in header]
+    if "value" not in columns:
+        raise InputError(f"{name}:1: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
+    value_at = columns.index("value")
+    label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
+        else None
+    label_at = columns.index(label_column) if label_column is not None else None
+    characteristic_at = columns.index("characteristic") if "characteristic" in columns else None
+    characteristics: dict[str, int] = {}  # name -> line of its first row
+    marks = DecimalMarks(separator)
+    groups: dict[str, list[float]] = {}
+    first_line_of: dict[str, int] = {}
+    current: str | None = None
+    rows = 0
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines carry nothing
+        rows += 1
+        if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns):]):
+            hint = ""
+            if separator == "," and len(row) > value_at + 1 and row[value_at].strip().lstrip("+-").isdigit() \
+                    and row[value_at + 1].strip()[:1].isdigit():
+                hint = (f"; is {row[value_at].strip()},{row[value_at + 1].strip()} a number with a decimal "
+                        "comma? write it with '.', or separate the columns with ';'")
+            raise InputError(f"{name}:{line}: row {rows} has {len(row)} cells but the header has "
+                             f"{len(columns)} column{'s' if len(columns) > 1 else ''}{hint}")
+        if value_at >= len(row) or not row[value_at].strip():
+            raise InputError(f"{name}:{line}: row {rows} has no value")
+        text = row[value_at].strip()
+        try:
+            value = marks.number(text, rows)
+        except NumberError as e:
+            raise InputError(f"{name}:{line}: row {rows}: {e}") from None
+        problem = reading_problem(value)
+        if problem is not None:
+            what = "not a finite number" if not math.isfinite(value) else f"beyond +-{MAX_MAGNITUDE:g}"
+            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {what}: SPC statistics "
+                             "cannot be computed from it")
+        if characteristic_at is not None and characteristic_at < len(row) and row[characteristic_at].strip():
+            characteristics.setdefault(row[characteristic_at].strip(), line)
+            if len(characteristics) > 1:
+                named = ", ".join(f"{c!r} (from line {at})" for c, at in characteristics.items())
+                raise InputError(f"{name}:{line}: the rows mix characteristics: {named}. Their values "
+                                 "cannot share one chart: analyze one characteristic at a time (spc-gateway "
+                                 "export --characteristic NAME writes one)")
+        if label_at is None:
+            label = str((rows - 1) // subgroup_size + 1)
+        else:
+            label = row[label_at].strip() if label_at < len(row) else ""
+            if not label:
+                raise InputError(f"{name}:{line}: row {rows} has an empty {label_column} label")
+            if label != current and label in groups:
+                raise InputError(f"{name}:{line}: row {rows}: subgroup {label!r} appears again after "
+                                 f"subgroup {current!r} (it started on line {first_line_of[label]}); "
+                                 "the rows of a subgroup must be consecutive")
+        if label not in groups:
+            groups[label] = []
+            first_line_of[label] = line
+        if len(groups[label]) >= MAX_SUBGROUP_SIZE:
+            raise InputError(f"{name}:{line}: subgroup {label!r} has more than {MAX_SUBGROUP_SIZE} values")
+        groups[label].append(value)
+        current = label
+    if not groups:
+        raise InputError(f"{name}: no data rows after the header")
+    return list(groups.items())
+
+
+def _feed(engine: CharacteristicEngine, values: list[float]) -> SubgroupPoint:
+    """One subgroup through the engine, closed early when it is shorter than the engine's size."""
+    result = None
+    for v in values:
+        result = engine.ingest(v, 0.0)
+    if engine.open_n:
+        result = engine.close_subgroup(0.0)
+    return result.subgroup
+
+
+def analyze(subgroups: list[tuple[str, list[float]]], **options) -> dict:
+    """The analysis as the JSON-able dict of cli.md (options as the command line's, by name)."""
+    return analyze_full(subgroups, **options)[0]
+
+
+def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None = None,
+                 rules: str = "nelson", phase1: int | None = None, center: float | None = None,
+                 sigma: float | None = None, lsl: float | None = None, usl: float | None = None,
+                 target: float | None = None) -> tuple[dict, CapabilityResult | None]:
+    """The analysis dict and the full capability result (with Bissell's bound and the reason for nulls)."""
+    convention, tests = parse_rules(rules)
+    if (center is None) != (sigma is None):
+        raise UsageError("--center and --sigma go together (fixed limits need both)")
+    if center is not None and phase1 is not None:
+        raise UsageError("--phase1 estimates limits; it cannot be combined with fixed --center/--sigma")
+    if sigma is not None and not sigma > 0:
+        raise UsageError(f"--sigma must be positive, not {sigma}")
+    if lsl is not None and usl is not None and not lsl < usl:
+        raise UsageError(f"--lsl {lsl} must be below --usl {usl}")
+    if phase1 is not None and phase1 < 1:
+        raise UsageError(f"--phase1 {phase1}: at least 1 subgroup")
+    for option, number in (("--center", center), ("--lsl", lsl), ("--usl", usl), ("--target", target)):
+        if number is not None and reading_problem(number) is not None:
+            raise UsageError(f"{option} {number!r}: give a finite number within +-{MAX_MAGNITUDE:g}")
+    if sigma is not None and not SMALLEST_NORMAL <= sigma <= MAX_MAGNITUDE:
+        raise UsageError(f"--sigma {sigma!r}: give a positive number from {SMALLEST_NORMAL:.4g} to "
+                         f"{MAX_MAGNITUDE:g}")
+    sizes = Counter(len(v) for _, v in subgroups)
+    nominal = max(sizes, key=lambda n: (sizes[n], n))  # the most common size; ties: the larger
+    largest = max(sizes)
+    if chart is None:
+        chart = "imr" if nominal == 1 else "xbar_r" if nominal <= 10 else "xbar_s"
+    if chart == "imr" and largest > 1:
+        raise InputError(f"an imr chart takes one value per subgroup; subgroup "
+                         f"{next(label for label, v in subgroups if len(v) > 1)!r} has more")
+    k = len(subgroups) if phase1 is None else phase1
+    if k > len(subgroups):
+        raise InputError(f"--phase1 {phase1}: the file has only {len(subgroups)} subgroups")
+    if chart == "imr" and center is None and k < 2:
+        # sigma of an I-MR chart comes from moving ranges: one value has none
+        raise InputError(f"--phase1 {phase1}: an imr chart estimates sigma from moving ranges and needs at "
+                         "least 2 subgroups" if phase1 is not None else
+                         "the file has only 1 value: an imr chart needs at least 2 to estimate limits "
+                         "(or give fixed limits with --center and --sigma)")
+    common = {"chart": chart, "subgroup_size": largest, "lsl": lsl, "usl": usl, "target": target,
+              "convention": convention, "tests": tests}
+    try:
+        # pass 1: learn the limits (unless fixed) and the capability from the phase-I subgroups
+        learner = CharacteristicEngine(EngineSettings(
+            **common, baseline_subgroups=k if center is None else len(subgroups) + 1,
+            capability_window=k, capability_every=len(subgroups) + 1))
+        learned = None
+        for _, values in subgroups[:k]:
+            _feed(learner, values)
+        if center is None:
+            learned = learner.limits
+            if learned is None or learned.source != "learned":
+                raise InputError(f"{k} subgroups are too few to estimate limits")
+            center, sigma = learned.center, learned.sigma
+            if not sigma > 0.0:
+                raise InputError(f"the first {k} subgroups show no variation: sigma is zero, "
+                                 "so no control limits can be drawn")
+            if sigma < SMALLEST_NORMAL:
+                # subnormal: 1/sigma overflows and every z is infinite or NaN
+                raise InputError(f"the variation of the first {k} subgroups is too small to chart: sigma "
+                                 f"{sigma!r} is below {SMALLEST_NORMAL:.4g}, the smallest normal float; "
+                                 "give the values in a smaller unit")
+        capability = learner.capability_now()
+        # pass 2: every subgroup against the frozen limits
+        evaluator = CharacteristicEngine(EngineSettings(**{**common, "lsl": None, "usl": None},
+                                                        center=center, sigma=sigma))
+    except ValueError as e:  # EstimateError, or settings the engine refuses: never a traceback
+        raise InputError(str(e)) from None
+    points = [(label, _feed(evaluator, values)) for label, values in subgroups]
+    location = point_limits(chart, center, sigma, nominal)
+    out = {
+        "chart": chart,
+        "subgroups": len(subgroups),
+        "limits": {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma},
+        "dispersion": {"chart": DISPERSION_CHART[chart], "center": location.dispersion_center,
+                       "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl},
+        "points": [{"subgroup": label, "n": p.n, "value": p.mean, "dispersion": p.dispersion,
+                    "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations)}
+                   for label, p in points],
+    }
+    if lsl is not None or usl is not None:
+        out["capability"] = _capability_json(capability)
+    return _clean(out), capability
+
+
+def _capability_json(c: CapabilityResult) -> dict:
+    return {"cp": c.cp, "cpk": c.cpk, "pp": c.pp, "ppk": c.ppk, "cpm": c.cpm,
+            "sigma_within": c.sigma_within, "sigma_overall": c.sigma_overall, "n": c.n}
+
+
+def _clean(value):
+    """Plain JSON numbers only: NaN/infinity become null."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, float):
+        return finite_or_none(value)
+    return value
+
+
+def _number(x: float | None, digits: int = 6) -> str:
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def format_table(result: dict, *, cpk_lower: float | None = None, reason: str | None = None) -> str:
+    """The analysis for people: limits, one line per subgroup, capability."""
+    lim, disp = result["limits"], result["dispersion"]
+    lines = [f"chart {result['chart']}, {result['subgroups']} subgroups",
+             f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
+             f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}",
+             f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
+             f"UCL {_number(disp['ucl'])}", "",
+             f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  dispersion"]
+    for p in result["points"]:
+        tests = ",".join(map(str, p["violations"])) or "-"
+        dtests = ",".join(map(str, p["dispersion_violations"])) or "-"
+        lines.append(f"{p['subgroup']:>10} {p['n']:>3} {_number(p['value'], 10):>14} "
+                     f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests}")
+    flagged = [p["subgroup"] for p in result["points"] if p["violations"] or p["dispersion_violations"]]
+    lines += ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
+    cap = result.get("capability")
+    if cap is not None:
+        lines.append(f"capability (n = {cap['n']}): Cp {_number(cap['cp'], 4)}  Cpk {_number(cap['cpk'], 4)}"
+                     f" (lower 95% bound {_number(cpk_lower, 4)})  Pp {_number(cap['pp'], 4)}"
+                     f"  Ppk {_number(cap['ppk'], 4)}  Cpm {_number(cap['cpm'], 4)}")
+        lines.append(f"  sigma within {_number(cap['sigma_within'])}, overall {_number(cap['sigma_overall'])}"
+                     + (f"; {reason}" if reason else ""))
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `spc-gateway analyze`: 0 done, 1 bad input, 2 bad usage."""
+    try:
+        if args.subgroup_size < 1 or args.subgroup_size > MAX_SUBGROUP_SIZE:
+            raise UsageError(f"--subgroup-size {args.subgroup_size} is outside 1..{MAX_SUBGROUP_SIZE}")
+        parse_rules(args.rules)
+        try:
+            with open(args.csv, newline="", encoding="utf-8-sig") as f:
+                subgroups = read_subgroups(f, args.csv, args.subgroup_size)
+        except OSError as e:
+            raise InputError(f"{args.csv}: cannot read the file: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
+        options = {"chart": args.chart, "rules": args.rules, "phase1": args.phase1, "center": args.center,
+                   "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target}
+        result, capability = analyze_full(subgroups, **options)
+    except UsageError as e:
+        print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
+        return 2
+    except InputError as e:
+        print(f"spc-gateway analyze: {e}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        extra = {"cpk_lower": capability.cpk_lower, "reason": capability.reason} if capability else {}
+        sys.stdout.write(format_table(result, **extra))
+    else:
+        sys.stdout.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return 0
