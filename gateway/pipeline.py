@@ -332,7 +332,10 @@ class Pipeline:
             raise ValueError("subgroups must be between 2 and 1000")
         if from_subgroup is None:
             from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
-        values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
+        # no stored subgroup lies beyond the engine's count; asking SQLite for one near the int64 end
+        # would overflow from_subgroup + subgroups inside the query (a 1011 on the operator's socket)
+        values = [] if from_subgroup > state.engine.subgroup_number else \
+            await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
         if len(values) < 2:
             from gateway.server.i18n import TextError, texts  # the refusal's words, in every language
 
