@@ -7,6 +7,7 @@ import datetime as _dt
 import os
 import sqlite3
 import stat
+import tempfile
 from collections.abc import Callable
 from typing import TextIO
 
@@ -36,6 +37,29 @@ def _connect_existing(db_path: str) -> sqlite3.Connection:
     return conn
 
 
+# the files SQLite and the daemon keep beside the database: writing any of them corrupts the live store
+DATABASE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
+INT64_MAX = 2**63 - 1
+
+
+def refuse_database_files(db_path: str, dest: str, what: str) -> None:
+    """MaintenanceError when dest is the database or one of its companion files (by path or by inode).
+
+    `export -o` or `backup` onto the live database, its WAL or its shared-memory index would replace
+    the daemon's data under it: the store then reports "database disk image is malformed"."""
+    target = os.path.realpath(dest)
+    for suffix in DATABASE_COMPANIONS:
+        own = db_path + suffix
+        same = target == os.path.realpath(own)
+        if not same and os.path.exists(own) and os.path.exists(dest):
+            same = os.path.samefile(own, dest)
+        if same:
+            name = "the database itself" if not suffix else f"the database's own {suffix.lstrip('-.')} file"
+            raise MaintenanceError(f"the {what} file {dest} is {name} ({db_path}{suffix}): choose another file")
+    if os.path.isdir(dest):
+        raise MaintenanceError(f"the {what} file {dest} is a folder: give a file name in it")
+
+
 def backup_mode(db_path: str) -> int:
     """The permissions of a backup of db_path: the database's own, less anything for others."""
     try:
@@ -47,8 +71,7 @@ def backup_mode(db_path: str) -> int:
 def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None = None,
            *, source: sqlite3.Connection | None = None, step_pages: int = BACKUP_STEP_PAGES) -> None:
     """Copy the database consistently into dest while it may be written; progress(copied, total) pages."""
-    if os.path.exists(dest) and os.path.exists(db_path) and os.path.samefile(db_path, dest):
-        raise MaintenanceError(f"the backup file {dest} is the database itself: choose another file")
+    refuse_database_files(db_path, dest, "backup")
     folder = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(folder):
         raise MaintenanceError(f"cannot write the backup to {dest}: folder {folder} does not exist")
@@ -115,7 +138,11 @@ def export_csv(db_path: str, product_id: int, start: float | None, end: float | 
         raise MaintenanceError(f"--to ({iso_time(end, tz)}) must be later than --from ({iso_time(start, tz)})")
     conn = _connect_existing(db_path)
     try:
-        row = conn.execute("SELECT code FROM products WHERE id = ?", (int(product_id),)).fetchone()
+        try:
+            row = conn.execute("SELECT code FROM products WHERE id = ?",
+                               (int(product_id) if 0 < product_id <= INT64_MAX else 0,)).fetchone()
+        except sqlite3.DatabaseError as exc:  # another program's database, or an empty file
+            raise MaintenanceError(f"{db_path} is not a spc-gateway database ({exc})") from exc
         if row is None:
             known = ", ".join(f"{i} ({c})" for i, c in conn.execute("SELECT id, code FROM products ORDER BY id"))
             raise MaintenanceError(f"product {product_id} is not in {db_path} (known products: {known or 'none'})")
@@ -259,6 +286,25 @@ def backup_command(args) -> int:
     return 0
 
 
+def _export_to_file(db_path: str, args, start: float | None, end: float | None, zone: _dt.tzinfo) -> int:
+    """Export into a temporary file beside args.output, moved over it only when complete: a failed
+    export leaves no half-written CSV and keeps a file of that name as it was."""
+    folder = os.path.dirname(os.path.abspath(args.output))
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(args.output)}.", suffix=".partial")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # what open(..., "w") would have made
+        with open(fd, "w", newline="", encoding="utf-8") as out:
+            count = export_csv(db_path, args.product, start, end, out, tz=zone,
+                               characteristic=args.characteristic)
+        os.replace(partial, args.output)
+        return count
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
 def export_command(args) -> int:
     """`spc-gateway export --product ID [--from] [--to] --format csv [-o FILE]`."""
     import sys
@@ -271,17 +317,14 @@ def export_command(args) -> int:
             count = export_csv(db_path, args.product, start, end, sys.stdout, tz=zone,
                                characteristic=args.characteristic)
         else:
-            with open(args.output, "w", newline="", encoding="utf-8") as out:
-                count = export_csv(db_path, args.product, start, end, out, tz=zone,
-                                   characteristic=args.characteristic)
+            refuse_database_files(db_path, args.output, "export")
+            count = _export_to_file(db_path, args, start, end, zone)
     except BrokenPipeError:  # `export | head`: the reader is gone; the command line ends quietly
         raise
     except OSError as exc:
         print(f"spc-gateway export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
         return 1
     except StoreError as exc:
-        if args.output not in (None, "-") and os.path.exists(args.output):
-            os.remove(args.output)  # no half-written CSV that looks like a result
         print(f"spc-gateway export: {exc}", file=sys.stderr)
         return 1
     which = f" ({args.characteristic})" if args.characteristic else ""
