@@ -156,6 +156,11 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
     columns = [h.strip() for h in header]
     if "value" not in columns:
         raise InputError(f"{name}:1: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
+    for column in ("value", "subgroup", "subgroup_number", "characteristic"):
+        if columns.count(column) > 1:  # which one is meant? taking the first would chart the wrong data
+            at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
+            raise InputError(f"{name}:1: the header has the column `{column}` more than once (columns {at}); "
+                             "keep one")
     value_at = columns.index("value")
     label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
         else None

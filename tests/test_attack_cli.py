@@ -32,3 +32,13 @@ def test_the_documented_url_forms_are_still_accepted() -> None:
                 "https://line3-pc", "ws://127.0.0.1:8000/ws/spc/product/1/"]:
         assert parser.parse_args(["status", "--url", url]).url == url
         assert parser.parse_args(["alert", "list", "--url", url]).url == url
+
+
+def test_analyze_refuses_a_header_that_names_a_column_twice(tmp_path, capsys) -> None:
+    # before: the first `value` column was charted and the second silently ignored
+    for header, column in [("value,value", "value"), ("subgroup,value,subgroup", "subgroup")]:
+        path = tmp_path / "twice.csv"
+        path.write_text(f"{header}\n" + "".join(f"{i},{i + 1},{i}\n" for i in range(1, 6)))
+        assert cli.main(["analyze", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert f"the column `{column}` more than once" in err and "twice.csv:1:" in err, err
