@@ -42,3 +42,18 @@ def test_analyze_refuses_a_header_that_names_a_column_twice(tmp_path, capsys) ->
         assert cli.main(["analyze", str(path)]) == 1
         err = capsys.readouterr().err
         assert f"the column `{column}` more than once" in err and "twice.csv:1:" in err, err
+
+
+def test_probe_names_a_modbus_address_or_unit_out_of_range_before_connecting(tmp_path, capsys) -> None:
+    # before: the address went to pymodbus, whose refusal was printed as "0 <= address 70000 <= 65535 !
+    # (timeout 0.5s)", like a device that did not answer; here nothing listens, so it said "cannot connect"
+    from tests.daemon_helpers import minimal_config, write_config
+
+    config = write_config(tmp_path, minimal_config(tmp_path))
+    for address, words in [("holding:70000", "address 70000 is outside 0..65535"),
+                           ("coil:99999999999999999999", "is outside 0..65535"),
+                           ("300/holding:0", "unit 300 is outside 0..255"),
+                           ("holding:65534:float64", "float64 at 65534 needs registers up to 65537")]:
+        assert cli.main(["probe", "--config", str(config), "plc", address]) == 1
+        out = capsys.readouterr()
+        assert words in out.out + out.err, (address, out)
