@@ -148,6 +148,10 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
     `characteristic` column (also from export) must name one characteristic only.
     """
     first_line = stream.readline()
+    blank = 0  # blank lines above the header (a spreadsheet's empty first row): skipped, still counted
+    while first_line and not first_line.strip():
+        blank += 1
+        first_line = stream.readline()
     if not first_line.strip():
         raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
     separator = separator_of(first_line)
@@ -155,11 +159,11 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
     header = next(reader)
     columns = [h.strip() for h in header]
     if "value" not in columns:
-        raise InputError(f"{name}:1: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
+        raise InputError(f"{name}:{blank + 1}: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
     for column in ("value", "subgroup", "subgroup_number", "characteristic"):
         if columns.count(column) > 1:  # which one is meant? taking the first would chart the wrong data
             at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
-            raise InputError(f"{name}:1: the header has the column `{column}` more than once (columns {at}); "
+            raise InputError(f"{name}:{blank + 1}: the header has the column `{column}` more than once (columns {at}); "
                              "keep one")
     value_at = columns.index("value")
     label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
@@ -173,7 +177,7 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
     current: str | None = None
     rows = 0
     for row in reader:
-        line = reader.line_num
+        line = reader.line_num + blank
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
         rows += 1

@@ -57,3 +57,14 @@ def test_probe_names_a_modbus_address_or_unit_out_of_range_before_connecting(tmp
         assert cli.main(["probe", "--config", str(config), "plc", address]) == 1
         out = capsys.readouterr()
         assert words in out.out + out.err, (address, out)
+
+
+def test_analyze_reads_a_file_whose_header_follows_blank_lines(tmp_path, capsys) -> None:
+    # before: "the file is empty" for a CSV whose first row a spreadsheet left blank
+    path = tmp_path / "blank-first.csv"
+    path.write_text("\n\r\nvalue\n1\n2\n3\nx\n")
+    assert cli.main(["analyze", str(path)]) == 1
+    assert "blank-first.csv:7: row 4" in capsys.readouterr().err  # line numbers count the blank lines
+    path.write_text("\n\r\nvalue\n1\n2\n3\n")
+    assert cli.main(["analyze", str(path)]) == 0
+    assert '"subgroups": 3' in capsys.readouterr().out
