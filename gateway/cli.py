@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     limits_sub.required = True
     p = limits_sub.add_parser("recalculate", help="a new limits version from stored subgroups (explicit, logged)")
     p.set_defaults(handler=cmd_limits)
-    p.add_argument("--url", default="ws://127.0.0.1:8000")
+    p.add_argument("--url", default="ws://127.0.0.1:8000", type=clients.gateway_url)
     p.add_argument("--token", default=None)
     p.add_argument("--product", type=int, required=True)
     p.add_argument("--characteristic", required=True)

@@ -24,6 +24,8 @@ from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_O
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 
+INT64_MAX = 2**63 - 1  # SQLite INTEGER: subgroup numbers and their range end stay within it
+
 log = logging.getLogger("gateway.pipeline")
 
 MEASUREMENT_QUEUE = 10_000  # readings waiting for SPC; sources block (back-pressure) beyond it
@@ -359,7 +361,10 @@ class Pipeline:
             raise ValueError("subgroups must be between 2 and 1000")
         if from_subgroup is None:
             from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
-        values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, subgroups)
+        # the store asks SQLite for from_subgroup <= n < from_subgroup + count: near the int64 end that
+        # sum overflows (OverflowError, a 1011 on the operator's socket), so the range stops at int64
+        count = min(subgroups, INT64_MAX - from_subgroup)
+        values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
         if len(values) < 2:
             from gateway.core.texts import TextError, texts  # the refusal's words, in every language
 

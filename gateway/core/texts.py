@@ -194,6 +194,10 @@ _TEXTS: dict[str, dict[str, str]] = {
     "action.shelved": {"ko": "보류", "en": "shelved"},
     "action.unshelved": {"ko": "보류 해제", "en": "unshelved"},
     "action.resolved": {"ko": "해결", "en": "resolved"},
+    "error.json_number": {
+        "ko": "JSON의 정수가 너무 깁니다 (4300자리 초과): 어떤 필드도 이런 숫자를 받지 않습니다",
+        "en": "not JSON: an integer has more than 4300 digits (no field takes such a number)",
+    },
 }
 
 # Nelson tests by number, and the Western Electric rules in their own numbering.

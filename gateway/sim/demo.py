@@ -10,11 +10,15 @@ trend or variance change moves it. `--simulators-only` serves the same line with
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import socket
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,12 +190,58 @@ async def run_demo(listen: str, db: str | None, *, modbus_port: int = 0, opcua_p
     """Start the simulators and the gateway; run until Ctrl-C / SIGTERM. Ports 0: any free port."""
     # the generated config, and the database unless --db names one: removed when the demo ends, however
     # it ends (Ctrl-C, SIGTERM, a port in use); a --db file lives elsewhere and is kept
-    workdir = Path(tempfile.mkdtemp(prefix="spc-gateway-demo-"))
+    remove_abandoned_workdirs()
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    held = _hold_workdir(workdir)
     try:
         return await _run_demo_in(workdir, listen, db, modbus_port=modbus_port, opcua_port=opcua_port,
                                   simulators_only=simulators_only)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        os.close(held)
+
+
+WORKDIR_PREFIX = "spc-gateway-demo-"
+WORKDIR_LOCK = "demo.lock"
+WORKDIR_GRACE_S = 10.0
+
+
+def _hold_workdir(workdir: Path) -> int:
+    """Lock the demo's folder for the life of the process: the kernel drops the lock however the
+    process ends, so a folder whose lock can be taken belongs to no running demo."""
+    fd = os.open(workdir / WORKDIR_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def remove_abandoned_workdirs(tmp: str | None = None) -> list[Path]:
+    """Remove the folders of demos that were killed (SIGKILL, power loss) before they could clean up.
+
+    Only this user's folders with a demo lock nobody holds; folders of running demos, of other users
+    and of versions without the lock are left alone."""
+    removed: list[Path] = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            info = folder.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            if time.time() - info.st_mtime < WORKDIR_GRACE_S:
+                continue  # a demo starting right now, between its mkdtemp and its lock
+            fd = os.open(folder / WORKDIR_LOCK, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a running demo holds it
+        finally:
+            os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d folder(s) of demos that were killed: %s", len(removed),
+                 ", ".join(str(f) for f in removed))
+    return removed
 
 
 async def _run_demo_in(workdir: Path, listen: str, db: str | None, *, modbus_port: int, opcua_port: int,

@@ -36,6 +36,29 @@ def _connect_existing(db_path: str) -> sqlite3.Connection:
     return conn
 
 
+# the files SQLite and the daemon keep beside the database: writing any of them corrupts the live store
+DATABASE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
+INT64_MAX = 2**63 - 1
+
+
+def refuse_database_files(db_path: str, dest: str, what: str) -> None:
+    """MaintenanceError when dest is the database or one of its companion files (by path or by inode).
+
+    `export -o` or `backup` onto the live database, its WAL or its shared-memory index would replace
+    the daemon's data under it: the store then reports "database disk image is malformed"."""
+    target = os.path.realpath(dest)
+    for suffix in DATABASE_COMPANIONS:
+        own = db_path + suffix
+        same = target == os.path.realpath(own)
+        if not same and os.path.exists(own) and os.path.exists(dest):
+            same = os.path.samefile(own, dest)
+        if same:
+            name = "the database itself" if not suffix else f"the database's own {suffix.lstrip('-.')} file"
+            raise MaintenanceError(f"the {what} file {dest} is {name} ({db_path}{suffix}): choose another file")
+    if os.path.isdir(dest):
+        raise MaintenanceError(f"the {what} file {dest} is a folder: give a file name in it")
+
+
 def backup_mode(db_path: str) -> int:
     """The permissions of a backup of db_path: the database's own, less anything for others."""
     try:
@@ -47,8 +70,7 @@ def backup_mode(db_path: str) -> int:
 def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None = None,
            *, source: sqlite3.Connection | None = None, step_pages: int = BACKUP_STEP_PAGES) -> None:
     """Copy the database consistently into dest while it may be written; progress(copied, total) pages."""
-    if os.path.exists(dest) and os.path.exists(db_path) and os.path.samefile(db_path, dest):
-        raise MaintenanceError(f"the backup file {dest} is the database itself: choose another file")
+    refuse_database_files(db_path, dest, "backup")
     folder = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(folder):
         raise MaintenanceError(f"cannot write the backup to {dest}: folder {folder} does not exist")
@@ -116,7 +138,11 @@ def export_csv(db_path: str, product_id: int, start: float | None, end: float | 
         raise MaintenanceError(f"--to ({iso_time(end, tz)}) must be later than --from ({iso_time(start, tz)})")
     conn = _connect_existing(db_path)
     try:
-        row = conn.execute("SELECT code FROM products WHERE id = ?", (int(product_id),)).fetchone()
+        try:
+            row = conn.execute("SELECT code FROM products WHERE id = ?",
+                               (int(product_id) if 0 < product_id <= INT64_MAX else 0,)).fetchone()
+        except sqlite3.DatabaseError as exc:  # another program's database, or an empty file
+            raise MaintenanceError(f"{db_path} is not a spc-gateway database ({exc})") from exc
         if row is None:
             known = ", ".join(f"{i} ({c})" for i, c in conn.execute("SELECT id, code FROM products ORDER BY id"))
             raise MaintenanceError(f"product {product_id} is not in {db_path} (known products: {known or 'none'})")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.outputs.websocket.protocol import ALERT_STATUSES, MAX_SHELVE_S
-from gateway.tools.clients import DEFAULT_URL, ClientError, command
+from gateway.tools.clients import DEFAULT_URL, ClientError, command, gateway_url
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser, *, user: bool = True) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"gateway address (default {DEFAULT_URL})")
+    parser.add_argument("--url", default=DEFAULT_URL, type=gateway_url, help=f"gateway address (default {DEFAULT_URL})")
     parser.add_argument("--token", default=None, help="access token (or SPC_GATEWAY_TOKEN); operator role to change")
     parser.add_argument("--json", action="store_true", help="print the gateway's JSON instead of text")
     if user:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import itertools
 import json
 import math
 import re
 import sys
+import textwrap
+from array import array
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 
 from gateway.core.model import finite_or_none
@@ -87,7 +91,55 @@ def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:
     return "nelson", tests
 
 
-def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[str, list[float]]]:
+class Subgroups(Sequence):
+    """The file's subgroups as (label, values), kept compactly: all values in one array of doubles
+    (8 bytes each) and each subgroup's start, with labels only when the file names them. A list of
+    (str, [float]) costs about 230 bytes a row: 2.4 GB for a 100 MB file of one value per row."""
+
+    def __init__(self, labelled: bool) -> None:
+        self.values = array("d")
+        self.starts = array("q")
+        self.labels: list[str] | None = [] if labelled else None
+
+    def start(self, label: str) -> None:
+        self.starts.append(len(self.values))
+        if self.labels is not None:
+            self.labels.append(label)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    def size_of_last(self) -> int:
+        return len(self.values) - self.starts[-1]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _one(self, i: int) -> tuple[str, list[float]]:
+        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.values)
+        return (self.labels[i] if self.labels is not None else str(i + 1)), self.values[self.starts[i]:end].tolist()
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._one(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._one(i)
+
+    def __iter__(self) -> Iterator[tuple[str, list[float]]]:
+        return (self._one(i) for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:  # equal to the list of (label, values) it stands for
+        if isinstance(other, list | Subgroups):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
     """Rows -> [(label, values)], in order of first appearance; InputError names the offending line.
 
     The separator is `,`, or `;`/tab when the header uses it (then `1,5` is one and a half: see
@@ -96,6 +148,10 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[
     `characteristic` column (also from export) must name one characteristic only.
     """
     first_line = stream.readline()
+    blank = 0  # blank lines above the header (a spreadsheet's empty first row): skipped, still counted
+    while first_line and not first_line.strip():
+        blank += 1
+        first_line = stream.readline()
     if not first_line.strip():
         raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
     separator = separator_of(first_line)
@@ -103,7 +159,12 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[
     header = next(reader)
     columns = [h.strip() for h in header]
     if "value" not in columns:
-        raise InputError(f"{name}:1: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
+        raise InputError(f"{name}:{blank + 1}: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
+    for column in ("value", "subgroup", "subgroup_number", "characteristic"):
+        if columns.count(column) > 1:  # which one is meant? taking the first would chart the wrong data
+            at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
+            raise InputError(f"{name}:{blank + 1}: the header has the column `{column}` more than once (columns {at}); "
+                             "keep one")
     value_at = columns.index("value")
     label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
         else None
@@ -111,12 +172,12 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[
     characteristic_at = columns.index("characteristic") if "characteristic" in columns else None
     characteristics: dict[str, int] = {}  # name -> line of its first row
     marks = DecimalMarks(separator)
-    groups: dict[str, list[float]] = {}
-    first_line_of: dict[str, int] = {}
+    groups = Subgroups(labelled=label_at is not None)
+    first_line_of: dict[str, int] = {}  # label -> line of its first row (labelled files only)
     current: str | None = None
     rows = 0
     for row in reader:
-        line = reader.line_num
+        line = reader.line_num + blank
         if not any(cell.strip() for cell in row):
             continue  # blank lines carry nothing
         rows += 1
@@ -153,20 +214,21 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> list[tuple[
             label = row[label_at].strip() if label_at < len(row) else ""
             if not label:
                 raise InputError(f"{name}:{line}: row {rows} has an empty {label_column} label")
-            if label != current and label in groups:
+            if label != current and label in first_line_of:
                 raise InputError(f"{name}:{line}: row {rows}: subgroup {label!r} appears again after "
                                  f"subgroup {current!r} (it started on line {first_line_of[label]}); "
                                  "the rows of a subgroup must be consecutive")
-        if label not in groups:
-            groups[label] = []
-            first_line_of[label] = line
-        if len(groups[label]) >= MAX_SUBGROUP_SIZE:
+        if label != current:
+            groups.start(label)
+            if label_at is not None:
+                first_line_of[label] = line
+        elif groups.size_of_last() >= MAX_SUBGROUP_SIZE:
             raise InputError(f"{name}:{line}: subgroup {label!r} has more than {MAX_SUBGROUP_SIZE} values")
-        groups[label].append(value)
+        groups.add(value)
         current = label
-    if not groups:
+    if not len(groups):
         raise InputError(f"{name}: no data rows after the header")
-    return list(groups.items())
+    return groups
 
 
 def _feed(engine: CharacteristicEngine, values: list[float]) -> SubgroupPoint:
@@ -184,11 +246,23 @@ def analyze(subgroups: list[tuple[str, list[float]]], **options) -> dict:
     return analyze_full(subgroups, **options)[0]
 
 
-def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None = None,
-                 rules: str = "nelson", phase1: int | None = None, center: float | None = None,
-                 sigma: float | None = None, lsl: float | None = None, usl: float | None = None,
-                 target: float | None = None) -> tuple[dict, CapabilityResult | None]:
+def analyze_full(subgroups: list[tuple[str, list[float]]], **options) -> tuple[dict, CapabilityResult | None]:
     """The analysis dict and the full capability result (with Bissell's bound and the reason for nulls)."""
+    head, points, capability = analyze_stream(subgroups, **options)
+    out = {**head, "points": list(points)}
+    if "capability" in head:  # after the points, as it always was
+        out["capability"] = out.pop("capability")
+    return out, capability
+
+
+def analyze_stream(subgroups: list[tuple[str, list[float]]], *, chart: str | None = None,
+                   rules: str = "nelson", phase1: int | None = None, center: float | None = None,
+                   sigma: float | None = None, lsl: float | None = None, usl: float | None = None,
+                   target: float | None = None) -> tuple[dict, Iterator[dict], CapabilityResult | None]:
+    """The analysis without its points, the points one by one, and the capability result.
+
+    The points are evaluated as they are taken: a file of millions of rows is written point by point
+    instead of holding every charted point, its dict and its JSON text at once (gigabytes)."""
     convention, tests = parse_rules(rules)
     if (center is None) != (sigma is None):
         raise UsageError("--center and --sigma go together (fixed limits need both)")
@@ -231,8 +305,8 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None 
             **common, baseline_subgroups=k if center is None else len(subgroups) + 1,
             capability_window=k, capability_every=len(subgroups) + 1))
         learned = None
-        for _, values in subgroups[:k]:
-            _feed(learner, values)
+        for i in range(k):
+            _feed(learner, subgroups[i][1])
         if center is None:
             learned = learner.limits
             if learned is None or learned.source != "learned":
@@ -247,26 +321,31 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], *, chart: str | None 
                                  f"{sigma!r} is below {SMALLEST_NORMAL:.4g}, the smallest normal float; "
                                  "give the values in a smaller unit")
         capability = learner.capability_now()
+        del learner  # its baseline and capability window hold every phase-I subgroup
         # pass 2: every subgroup against the frozen limits
         evaluator = CharacteristicEngine(EngineSettings(**{**common, "lsl": None, "usl": None},
                                                         center=center, sigma=sigma))
     except ValueError as e:  # EstimateError, or settings the engine refuses: never a traceback
         raise InputError(str(e)) from None
-    points = [(label, _feed(evaluator, values)) for label, values in subgroups]
     location = point_limits(chart, center, sigma, nominal)
-    out = {
+    head = _clean({
         "chart": chart,
         "subgroups": len(subgroups),
         "limits": {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma},
         "dispersion": {"chart": DISPERSION_CHART[chart], "center": location.dispersion_center,
                        "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl},
-        "points": [{"subgroup": label, "n": p.n, "value": p.mean, "dispersion": p.dispersion,
-                    "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations)}
-                   for label, p in points],
-    }
+    })
     if lsl is not None or usl is not None:
-        out["capability"] = _capability_json(capability)
-    return _clean(out), capability
+        head["capability"] = _clean(_capability_json(capability))
+
+    def points() -> Iterator[dict]:
+        for label, values in subgroups:
+            p = _feed(evaluator, values)
+            yield {"subgroup": label, "n": p.n, "value": finite_or_none(p.mean),
+                   "dispersion": None if p.dispersion is None else finite_or_none(p.dispersion),
+                   "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations)}
+
+    return head, points(), capability
 
 
 def _capability_json(c: CapabilityResult) -> dict:
@@ -291,28 +370,53 @@ def _number(x: float | None, digits: int = 6) -> str:
 
 def format_table(result: dict, *, cpk_lower: float | None = None, reason: str | None = None) -> str:
     """The analysis for people: limits, one line per subgroup, capability."""
-    lim, disp = result["limits"], result["dispersion"]
-    lines = [f"chart {result['chart']}, {result['subgroups']} subgroups",
-             f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
-             f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}",
-             f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
-             f"UCL {_number(disp['ucl'])}", "",
-             f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  dispersion"]
-    for p in result["points"]:
+    out = io.StringIO()
+    write_table(result, result["points"], out, cpk_lower=cpk_lower, reason=reason)
+    return out.getvalue()
+
+
+def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: float | None = None,
+                reason: str | None = None) -> None:
+    """format_table, written line by line as the points come."""
+    lim, disp = head["limits"], head["dispersion"]
+    out.write("\n".join([
+        f"chart {head['chart']}, {head['subgroups']} subgroups",
+        f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
+        f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}",
+        f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
+        f"UCL {_number(disp['ucl'])}", "",
+        f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  dispersion"]) + "\n")
+    flagged = []
+    for p in points:
         tests = ",".join(map(str, p["violations"])) or "-"
         dtests = ",".join(map(str, p["dispersion_violations"])) or "-"
-        lines.append(f"{p['subgroup']:>10} {p['n']:>3} {_number(p['value'], 10):>14} "
-                     f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests}")
-    flagged = [p["subgroup"] for p in result["points"] if p["violations"] or p["dispersion_violations"]]
-    lines += ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
-    cap = result.get("capability")
+        out.write(f"{p['subgroup']:>10} {p['n']:>3} {_number(p['value'], 10):>14} "
+                  f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests}\n")
+        if p["violations"] or p["dispersion_violations"]:
+            flagged.append(p["subgroup"])
+    lines = ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
+    cap = head.get("capability")
     if cap is not None:
         lines.append(f"capability (n = {cap['n']}): Cp {_number(cap['cp'], 4)}  Cpk {_number(cap['cpk'], 4)}"
                      f" (lower 95% bound {_number(cpk_lower, 4)})  Pp {_number(cap['pp'], 4)}"
                      f"  Ppk {_number(cap['ppk'], 4)}  Cpm {_number(cap['cpm'], 4)}")
         lines.append(f"  sigma within {_number(cap['sigma_within'])}, overall {_number(cap['sigma_overall'])}"
                      + (f"; {reason}" if reason else ""))
-    return "\n".join(lines) + "\n"
+    out.write("\n".join(lines) + "\n")
+
+
+def write_json(head: dict, points: Iterable[dict], out: TextIO) -> None:
+    """json.dumps(analysis, indent=2) to the letter, written point by point."""
+    text = json.dumps({**{k: v for k, v in head.items() if k != "capability"}, "points": [],
+                       **({"capability": head["capability"]} if "capability" in head else {})},
+                      indent=2, allow_nan=False)
+    before, after = text.split('"points": []', 1)
+    out.write(before + '"points": [')
+    first = True
+    for p in points:
+        out.write(("\n" if first else ",\n") + textwrap.indent(json.dumps(p, indent=2, allow_nan=False), "    "))
+        first = False
+    out.write(("]" if first else "\n  ]") + after + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -330,7 +434,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
         options = {"chart": args.chart, "rules": args.rules, "phase1": args.phase1, "center": args.center,
                    "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target}
-        result, capability = analyze_full(subgroups, **options)
+        head, points, capability = analyze_stream(subgroups, **options)
     except UsageError as e:
         print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
         return 2
@@ -339,7 +443,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.format == "table":
         extra = {"cpk_lower": capability.cpk_lower, "reason": capability.reason} if capability else {}
-        sys.stdout.write(format_table(result, **extra))
+        write_table(head, points, sys.stdout, **extra)
     else:
-        sys.stdout.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        write_json(head, points, sys.stdout)
     return 0

@@ -42,6 +42,24 @@ def _emit(out: Callable[[str], None], line: str) -> None:
         raise ReaderGone(*exc.args) from None
 
 
+def gateway_url(text: str) -> str:
+    """argparse type of --url: a gateway address the commands can use, else a usage error (exit 2).
+
+    Checked before anything connects, so that `--url ws://[::1` or `--url host:abc` is one line naming
+    the option instead of urllib's or websockets' traceback."""
+    try:
+        parts = urlsplit(text if "://" in text else f"ws://{text}")
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a gateway address ({exc}); "
+                                         "use HOST:PORT or ws://HOST:PORT") from None
+    if parts.scheme not in ("ws", "wss", "http", "https"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the scheme must be ws, wss, http or https")
+    if not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} names no host; use HOST:PORT or ws://HOST:PORT")
+    return text
+
+
 def endpoint(url: str, product: int | None = None) -> str:
     """ws://host:port[/...] -> the endpoint URL (general feed, or one product's)."""
     parts = urlsplit(url if "://" in url else f"ws://{url}")
@@ -142,7 +160,7 @@ async def watch(url: str, product: int | None = None, token: str | None = None, 
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `spc-gateway watch`."""
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"gateway address (default {DEFAULT_URL})")
+    parser.add_argument("--url", default=DEFAULT_URL, type=gateway_url, help=f"gateway address (default {DEFAULT_URL})")
     parser.add_argument("--product", type=int, default=None, help="only this product (its endpoint)")
     parser.add_argument("--token", default=None, help="access token (or SPC_GATEWAY_TOKEN)")
     parser.add_argument("--raw", action="store_true", help="print each message as JSON")
@@ -205,7 +223,7 @@ async def create_alert(url: str, *, product: int, alert_type: str, priority: int
 
 def add_create_alert_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `spc-gateway alert create`."""
-    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--url", default=DEFAULT_URL, type=gateway_url)
     parser.add_argument("--token", default=None)
     parser.add_argument("--product", type=int, required=True)
     parser.add_argument("--type", dest="alert_type", required=True, help="e.g. OUT_OF_SPEC, MANUAL")
@@ -282,7 +300,7 @@ def format_status(code: int, report: dict[str, Any]) -> str:
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `spc-gateway status`."""
-    parser.add_argument("--url", default=DEFAULT_URL)
+    parser.add_argument("--url", default=DEFAULT_URL, type=gateway_url)
     parser.add_argument("--token", default=None)
     parser.add_argument("--json", action="store_true", help="print the raw /healthz JSON")
 

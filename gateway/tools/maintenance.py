@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import tempfile
 
-from gateway.store.maintenance import MaintenanceError, backup, export_csv
+from gateway.store.maintenance import MaintenanceError, backup, export_csv, refuse_database_files
 from gateway.store.schema import StoreError
 
 
@@ -112,6 +113,25 @@ def backup_command(args) -> int:
     return 0
 
 
+def _export_to_file(db_path: str, args, start: float | None, end: float | None, zone: _dt.tzinfo) -> int:
+    """Export into a temporary file beside args.output, moved over it only when complete: a failed
+    export leaves no half-written CSV and keeps a file of that name as it was."""
+    folder = os.path.dirname(os.path.abspath(args.output))
+    fd, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(args.output)}.", suffix=".partial")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # what open(..., "w") would have made
+        with open(fd, "w", newline="", encoding="utf-8") as out:
+            count = export_csv(db_path, args.product, start, end, out, tz=zone,
+                               characteristic=args.characteristic)
+        os.replace(partial, args.output)
+        return count
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
 def export_command(args) -> int:
     """`spc-gateway export --product ID [--from] [--to] --format csv [-o FILE]`."""
     import sys
@@ -124,17 +144,14 @@ def export_command(args) -> int:
             count = export_csv(db_path, args.product, start, end, sys.stdout, tz=zone,
                                characteristic=args.characteristic)
         else:
-            with open(args.output, "w", newline="", encoding="utf-8") as out:
-                count = export_csv(db_path, args.product, start, end, out, tz=zone,
-                                   characteristic=args.characteristic)
+            refuse_database_files(db_path, args.output, "export")
+            count = _export_to_file(db_path, args, start, end, zone)
     except BrokenPipeError:  # `export | head`: the reader is gone; the command line ends quietly
         raise
     except OSError as exc:
         print(f"spc-gateway export: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
         return 1
     except StoreError as exc:
-        if args.output not in (None, "-") and os.path.exists(args.output):
-            os.remove(args.output)  # no half-written CSV that looks like a result
         print(f"spc-gateway export: {exc}", file=sys.stderr)
         return 1
     which = f" ({args.characteristic})" if args.characteristic else ""

@@ -93,8 +93,15 @@ def parse_address(text: str) -> ModbusAddress | None:
     data_type = match["type"] or ("bool" if match["table"] in BIT_TABLES else "uint16")
     if data_type not in DATA_TYPES:
         raise ValueError(f"unknown data type {data_type!r} (allowed: {', '.join(DATA_TYPES)})")
-    return ModbusAddress(address=int(match["address"]), unit=int(match["unit"] or 1),
-                         table=match["table"] or "holding", data_type=data_type)  # type: ignore[arg-type]
+    unit, first, table = int(match["unit"] or 1), int(match["address"]), match["table"] or "holding"
+    # checked here, as check-config does: the library's own refusal reads like a timeout
+    if not 0 <= unit <= 255:
+        raise ValueError(f"unit {unit} is outside 0..255 (RTU: 1..247)")
+    last = first + (1 if table in BIT_TABLES else register_count(data_type)) - 1
+    if last > 65535:
+        raise ValueError(f"address {first} is outside 0..65535" if first > 65535 else
+                         f"{data_type} at {first} needs registers up to {last}, past 65535")
+    return ModbusAddress(address=first, unit=unit, table=table, data_type=data_type)  # type: ignore[arg-type]
 
 
 def _characteristics(config: Config, source_name: str) -> list[Characteristic]:

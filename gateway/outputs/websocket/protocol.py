@@ -193,7 +193,9 @@ class Protocol:
             except json.JSONDecodeError as exc:
                 raise Reject("invalid_json", i18n.texts("error.json_syntax", detail=str(exc), line=exc.lineno,
                                                    column=exc.colno)) from None
-            except (ValueError, RecursionError):
+            except ValueError:  # not a JSONDecodeError: Python's limit on the digits of an int
+                raise Reject("invalid_json", i18n.texts("error.json_number")) from None
+            except RecursionError:
                 raise Reject("invalid_json", i18n.texts("error.json_deep")) from None
             if not isinstance(data, dict):
                 raise Reject("invalid_json", _not_object(data))

@@ -253,12 +253,12 @@ export class ProductView {
 
   renderChooser() {
     const chips = [...this.products.values()].sort((a, b) => a.id - b.id).map((p) =>
-      `<button class="chip${p.id === this.productId ? ' on' : ''}" data-product="${esc(p.id)}"><b>${esc(p.code)}</b><small>${esc(p.name)}</small></button>`).join('');
+      `<button class="chip${p.id === this.productId ? ' on' : ''}" data-product="${esc(p.id)}" title="${esc(p.code)} ${esc(p.name)}"><b>${esc(p.code)}</b><small>${esc(p.name)}</small></button>`).join('');
     this.el('.pv-products').innerHTML = chips || `<span class="muted">${esc(t('pv_no_products'))}</span>`;
     const product = this.products.get(this.productId);
     this.el('.pv-chars').innerHTML = product
       ? [...product.characteristics.keys()].map((c) =>
-        `<button class="chip char${c === this.characteristic ? ' on' : ''}" data-characteristic="${esc(c)}">${esc(c)}</button>`).join('')
+        `<button class="chip char${c === this.characteristic ? ' on' : ''}" data-characteristic="${esc(c)}" title="${esc(c)}"><span>${esc(c)}</span></button>`).join('')
       : '';
   }
 
