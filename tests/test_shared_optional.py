@@ -14,7 +14,7 @@ from tests.conftest import REPO, SHARED, needs_shared
 SHARED_NAMES = frozenset({"SHARED", "CONTRACT_CONFIG", "REFERENCE"})
 
 
-def tests_reading_shared() -> list[tuple[str, bool]]:
+def shared_readers() -> list[tuple[str, bool]]:
     """(node id, carries needs_shared) of every test function that names one of the shared paths."""
     found = []
     for path in sorted((REPO / "tests").glob("test_*.py")):
@@ -32,13 +32,13 @@ def tests_reading_shared() -> list[tuple[str, bool]]:
 
 
 def test_every_test_reading_shared_carries_the_mark() -> None:
-    found = tests_reading_shared()
+    found = shared_readers()
     assert len(found) >= 4  # the contract config and the pistonrings reference, at least
     assert [node for node, marked in found if not marked] == []
 
 
 def test_without_the_shared_folder_they_skip_saying_why(tmp_path: Path) -> None:
-    nodes = [node for node, _ in tests_reading_shared()]
+    nodes = [node for node, _ in shared_readers()]
     absent = tmp_path / "no-shared"
     env = {**os.environ, "SPC_SHARED": str(absent), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *nodes],
