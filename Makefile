@@ -50,10 +50,12 @@ demo: $(STAMP)
 
 test: $(TEST_STAMP) system-deps
 	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy gateway
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy gateway
 
 bench: $(TEST_STAMP) system-deps
 	$(PY) bench/run_all.py
@@ -65,4 +67,4 @@ install:
 	sh systemd/install.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache test-artifacts

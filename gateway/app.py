@@ -329,7 +329,12 @@ async def serve(config_path: str, *, notifier: Notifier | None = None,
     reloads: asyncio.Queue[None] = asyncio.Queue(maxsize=1)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reloads.full() or reloads.put_nowait(None))
+
+    def request_reload() -> None:  # a SIGHUP while one reload waits is folded into it
+        if not reloads.full():
+            reloads.put_nowait(None)
+
+    loop.add_signal_handler(signal.SIGHUP, request_reload)
     try:
         await gateway.start()
     except BaseException as exc:

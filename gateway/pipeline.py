@@ -136,7 +136,7 @@ class Pipeline:
         if source is not None and source.type == "opcua" and source.mode == "subscribe":
             interval = source.sampling_interval
         # MQTT gauges publish when a part is measured: no interval to judge staleness by
-        return None if interval is None or source.type == "mqtt" else max(3 * interval, 5.0)
+        return None if interval is None or source is None or source.type == "mqtt" else max(3 * interval, 5.0)
 
     # ------------------------------------------------------------------ the hot path
 

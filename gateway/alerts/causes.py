@@ -83,7 +83,7 @@ def _later(language: str, title_key: str, message_key: str, **values: Any) -> Ca
 def worded(language: str, title_key: str, message_key: str, **values: Any) -> dict[str, Any]:
     """`title` and `message` in `language`, and `texts` in every language. A callable value is called
     with the language (a rule's description is worded per language too)."""
-    texts = {}
+    texts: dict[str, dict[str, str]] = {}
     for lang in LANGUAGES:
         filled = {k: v(lang) if callable(v) else v for k, v in values.items()}
         texts[lang] = {"title": text(lang, title_key, **filled), "message": text(lang, message_key, **filled)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from types import MappingProxyType
+from typing import Any
 
 from gateway.config.files import TooLarge, read_limited
 from gateway.config.loader import MAX_CONFIG_BYTES, Reader, _compose, check_files
@@ -19,7 +20,7 @@ from gateway.config.sections import build_config
 def load_config(path: str) -> tuple[Config, list[Problem]]:
     """Parse and validate a file; returns the config and its warnings, or raises ConfigError."""
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
-    config = None
+    built: dict[str, Any] | None = None
     try:
         data = read_limited(path, MAX_CONFIG_BYTES)
     except OSError as exc:
@@ -30,11 +31,11 @@ def load_config(path: str) -> tuple[Config, list[Problem]]:
     else:
         root = _compose(reader, data)
         if root is not None:
-            config = build_config(reader, root)
+            built = build_config(reader, root)
     warnings = check_files(path, reader.files, reader.marks)
     problems = sorted(reader.problems + warnings, key=lambda p: (p.line, p.column))
-    if config is None or any(p.severity == "error" for p in problems):
+    if built is None or any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
-    config = Config(**{**config, "path": path, "marks": MappingProxyType(reader.marks),
+    config = Config(**{**built, "path": path, "marks": MappingProxyType(reader.marks),
                        "named_files": tuple(reader.files)})
     return config, [p for p in problems if p.severity == "warning"]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable
-from types import MappingProxyType
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -61,6 +60,7 @@ def is_null(node: Node) -> bool:
 def key_node(node: Node | None, key: str) -> Node | None:
     """The value node of `key` in a mapping node, before anything is checked."""
     if isinstance(node, MappingNode):
+        v: Node  # PyYAML's stubs leave a node's value untyped
         for k, v in node.value:
             if isinstance(k, ScalarNode) and k.value == key:
                 return v
@@ -299,7 +299,8 @@ def node_counts(root: Node) -> tuple[int, int]:
 
 def _children(node: Node) -> list[Node]:
     if isinstance(node, SequenceNode):
-        return node.value
+        items: list[Node] = node.value  # PyYAML's stubs leave a node's value untyped
+        return items
     if isinstance(node, MappingNode):
         return [n for pair in node.value for n in pair]
     return []
@@ -308,7 +309,7 @@ def _children(node: Node) -> list[Node]:
 # -------------------------------------------------------------------- files and secrets
 
 def check_files(file: str, named: Iterable[tuple[str, str]],
-                marks: dict[str, tuple[int, int]] | MappingProxyType) -> list[Problem]:
+                marks: Mapping[str, tuple[int, int]]) -> list[Problem]:
     """A problem for every named file that cannot be used right now: a warning when it is missing or
     unreadable, an error when it is a device, FIFO or socket, or a secret `read_secret` refuses."""
     problems = []

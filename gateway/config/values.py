@@ -241,7 +241,7 @@ def listen(r: Reader, node: Node, path: str) -> Any:
 
 # -------------------------------------------------------------------- composite converters
 
-def section(cls: type, spec: dict[str, Convert], required: tuple[str, ...] = (),
+def section(cls: Callable[..., Any], spec: dict[str, Convert], required: tuple[str, ...] = (),
             check: Callable[[Reader, dict[str, Any], str], bool] | None = None) -> Convert:
     """A mapping that becomes `cls(**values)`; `check` cross-checks the good values, False if one failed."""
     def convert(r: Reader, node: Node, path: str) -> Any:

@@ -231,7 +231,7 @@ def text(language: str, key: str, **values: object) -> str:
 def texts(key: str, **values: object) -> dict[str, str]:
     """The text `key` in every language. A value that is a mapping of languages, or a callable of the
     language, is filled in each language's own words, so no message mixes two languages."""
-    out = {}
+    out: dict[str, str] = {}
     for lang in LANGUAGES:
         filled = {k: _in(lang, v) for k, v in values.items()}
         out[lang] = text(lang, key, **filled)

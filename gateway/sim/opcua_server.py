@@ -17,7 +17,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
-from asyncua import Server, ua
+from asyncua import Node, Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 
@@ -64,7 +64,7 @@ class OpcUaSimulator:
         self.running = False  # the server accepts connections
         self.paused = False  # parts are not made (tests drive `make_part` themselves)
         self._server: Server | None = None
-        self._nodes: dict[str, tuple[object, object]] = {}
+        self._nodes: dict[str, tuple[Node, Node]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._drop_halted = False  # the ticker closed the server for a `drop` disturbance
 
@@ -103,11 +103,11 @@ class OpcUaSimulator:
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         ns = await server.register_namespace(NAMESPACE)
-        folder = await server.nodes.objects.add_folder(ua.NodeId(self.prefix, ns), self.prefix)
+        folder = await server.nodes.objects.add_folder(_node_id(self.prefix, ns), self.prefix)
         for name, gauge in self.gauges.items():
-            value = await folder.add_variable(ua.NodeId(f"{self.prefix}.{name}", ns), name,
+            value = await folder.add_variable(_node_id(f"{self.prefix}.{name}", ns), name,
                                               ua.Variant(gauge.value, ua.VariantType.Double))
-            counter = await folder.add_variable(ua.NodeId(f"{self.prefix}.{name}.PartCounter", ns),
+            counter = await folder.add_variable(_node_id(f"{self.prefix}.{name}.PartCounter", ns),
                                                 f"{name}.PartCounter",
                                                 ua.Variant(gauge.part_counter & 0xFFFFFFFF, ua.VariantType.UInt32))
             self._nodes[name] = (value, counter)
@@ -148,13 +148,15 @@ class OpcUaSimulator:
         if self._server is None:
             return
         value_node, counter_node = self._nodes[name]
-        at = at or _dt.datetime.now(_dt.UTC)
+        # asyncua annotates its own subclasses (ua.UInt32, ua.DateTime) where it takes and sends plain
+        # ints and datetimes, as its own defaults are: the values below are what it expects
+        when: ua.DateTime = at or _dt.datetime.now(_dt.UTC)  # type: ignore[assignment]
+        code = ua.StatusCode(status)  # type: ignore[arg-type]
         await value_node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double),
-                                                  StatusCode=ua.StatusCode(status), SourceTimestamp=at,
-                                                  ServerTimestamp=at))
+                                                  StatusCode=code, SourceTimestamp=when, ServerTimestamp=when))
         if counter is not None:
             await counter_node.write_value(ua.DataValue(ua.Variant(counter & 0xFFFFFFFF, ua.VariantType.UInt32),
-                                                        SourceTimestamp=at, ServerTimestamp=at))
+                                                        SourceTimestamp=when, ServerTimestamp=when))
 
     async def make_part(self, name: str) -> float:
         """One part on one gauge: a new reading, then the counter moves."""
@@ -226,3 +228,8 @@ if __name__ == "__main__":
             asyncio.run(_main(args.port, args.interval))
     except ListenError as exc:
         raise SystemExit(str(exc)) from None
+
+
+def _node_id(identifier: str, namespace: int) -> ua.NodeId:
+    # asyncua annotates NodeId with its ua.String / ua.Int16 subclasses but takes plain str and int
+    return ua.NodeId(identifier, namespace)  # type: ignore[arg-type]

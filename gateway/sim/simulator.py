@@ -203,7 +203,7 @@ class ModbusSimulator:
         self.host, self.port = host, port
         self.serial_port, self.baudrate = serial_port, baudrate
         self.gauges: list[ServedGauge] = []
-        self._server = None
+        self._server: ModbusSerialServer | ModbusTcpServer | None = None
         self._line_task: asyncio.Task[None] | None = None
 
     @property
@@ -240,6 +240,7 @@ class ModbusSimulator:
         if not self.serial_port:
             # pymodbus only says "Could not start listen": find out why ourselves, in one line
             check_bindable("Modbus simulator", self.host, self.port)
+        server: ModbusSerialServer | ModbusTcpServer
         if self.serial_port:
             server = ModbusSerialServer(_placeholder_device(), framer=FramerType.RTU, port=self.serial_port,
                                         baudrate=self.baudrate, ignore_missing_devices=True)

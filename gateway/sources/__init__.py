@@ -11,13 +11,13 @@ def build_source(config: SourceConfig, bindings: list[Binding], sink: Sink) -> S
     if config.type == "modbus":
         from gateway.sources.modbus import ModbusSource
 
-        return ModbusSource(config, bindings, sink)  # type: ignore[arg-type]
+        return ModbusSource(config, bindings, sink)
     if config.type == "opcua":
         from gateway.sources.opcua import OpcUaSource
 
-        return OpcUaSource(config, bindings, sink)  # type: ignore[arg-type]
+        return OpcUaSource(config, bindings, sink)
     if config.type == "mqtt":
         from gateway.sources.mqtt import MqttSource
 
-        return MqttSource(config, bindings, sink)  # type: ignore[arg-type]
+        return MqttSource(config, bindings, sink)
     raise ValueError(f"source {config.name}: unknown type {config.type!r} (allowed: modbus, opcua, mqtt)")

@@ -40,6 +40,11 @@ class SourceHealth:
     last_reading_at: float | None = None  # monotonic
     details: dict[str, object] = field(default_factory=dict)
 
+    def add_missed_parts(self, parts: int) -> None:
+        """Count parts a jump of the part counter skipped (details['missed_parts'], an int)."""
+        missed = self.details.get("missed_parts", 0)
+        self.details["missed_parts"] = (missed if isinstance(missed, int) else 0) + parts
+
     def as_dict(self) -> dict[str, object]:
         age = None if self.last_reading_at is None else round(time.monotonic() - self.last_reading_at, 3)
         return {

@@ -343,8 +343,7 @@ class ModbusSource(Source):
                 continue
             key = reading.binding.key
             if reading.sampler.last_missed:
-                self.health.details["missed_parts"] = (int(self.health.details["missed_parts"])  # type: ignore
-                                                       + reading.sampler.last_missed)
+                self.health.add_missed_parts(reading.sampler.last_missed)
                 self._log(logging.WARNING, f"missed:{key}", "modbus %s: %s: part counter jumped, %d part(s) "
                           "missed (poll faster than parts are made)", self.config.name, key,
                           reading.sampler.last_missed)

@@ -492,7 +492,8 @@ class Worker:
             return
         topics = sorted({a.topic for a in self.addresses})
         if topics:
-            client.subscribe([(topic, self.config.qos) for topic in topics])
+            subscriptions: list[tuple[str, int]] = [(topic, self.config.qos) for topic in topics]
+            client.subscribe(subscriptions)
         self.send(("connected", bool(flags.session_present)))
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:

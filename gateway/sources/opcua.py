@@ -411,7 +411,8 @@ class OpcUaSource(Source):
             results = iter(await client.uaclient.read(params) if reads else [])
             for ok in slots:
                 out.append(next(results) if ok else
-                           ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)))
+                           # asyncua's status codes are plain ints, StatusCode is annotated with ua.UInt32
+                           ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)))  # type: ignore[arg-type]
         return out
 
     # ------------------------------------------------------------------ readings
@@ -429,7 +430,7 @@ class OpcUaSource(Source):
         if not reader.sampler.accept(value, source_time, counter):
             return
         if reader.sampler.last_missed:
-            self.health.details["missed_parts"] = int(self.health.details["missed_parts"]) + reader.sampler.last_missed
+            self.health.add_missed_parts(reader.sampler.last_missed)
             log.warning("%s: %s: part counter jumped, %d part(s) missed / 누락된 부품 %d개", self.config.name,
                         reader.binding.key, reader.sampler.last_missed, reader.sampler.last_missed)
         self.health.readings += 1

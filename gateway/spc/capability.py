@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.spc.charts import EstimateError, SubgroupSummary, estimate_sigma
 from gateway.spc.constants import d2
@@ -42,7 +42,7 @@ class CapabilityResult(NamedTuple):
     sigma_overall: float | None
     reason: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return self._asdict()
 
@@ -59,11 +59,11 @@ def pooled_mean_m2(summaries: list[SubgroupSummary]) -> tuple[int, float, float]
     return count, mean, m2
 
 
-def _indices(mean: float, sigma: float, lsl: float | None, usl: float | None) -> tuple:
+def _indices(mean: float, sigma: float, lsl: float | None, usl: float | None) -> tuple[float | None, float]:
     """(Cp-like, Cpk-like) for one sigma; a missing side gives None for the two-sided index."""
     upper = (usl - mean) / (3.0 * sigma) if usl is not None else None
     lower = (mean - lsl) / (3.0 * sigma) if lsl is not None else None
-    both = (usl - lsl) / (6.0 * sigma) if upper is not None and lower is not None else None
+    both = (usl - lsl) / (6.0 * sigma) if usl is not None and lsl is not None else None
     sides = [v for v in (upper, lower) if v is not None]
     return both, min(sides)
 

@@ -21,7 +21,7 @@ but left out of the sigma estimate.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.spc import constants
 from gateway.spc.numeric import SMALLEST_NORMAL, limits_problem
@@ -75,9 +75,10 @@ class LimitsVersion(NamedTuple):
     sigma: float
     ucl: float
     lcl: float
-    dispersion_center: float
-    dispersion_ucl: float
-    dispersion_lcl: float
+    # None: no dispersion chart is drawn (subgroup size 1 on an Xbar chart)
+    dispersion_center: float | None
+    dispersion_ucl: float | None
+    dispersion_lcl: float | None
     source: str  # fixed | learned | recalculated
     from_subgroup: int | None
     to_subgroup: int | None
@@ -88,12 +89,12 @@ class LimitsVersion(NamedTuple):
         return limits_problem(self.center, self.sigma, (self.ucl, self.lcl, self.dispersion_center,
                                                         self.dispersion_ucl, self.dispersion_lcl))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-able form (also what engine.state() keeps)."""
         return self._asdict()
 
     @classmethod
-    def from_dict(cls, data: dict) -> LimitsVersion:
+    def from_dict(cls, data: dict[str, Any]) -> LimitsVersion:
         """Inverse of to_dict."""
         return cls(**data)
 
@@ -172,11 +173,13 @@ def estimate_sigma(chart: str, summaries: list[SubgroupSummary]) -> float:
         terms = [w * s.range / constants.d2(s.n) for w, s in zip(weights, usable, strict=True)]
         return math.fsum(terms) / math.fsum(weights)
     if chart == "xbar_s":
+        # SubgroupSummary.stdev, never None here (n >= 2)
+        stdevs = [math.sqrt(s.m2 / (s.n - 1)) for s in usable]
         if len(sizes) == 1:
             (n,) = sizes
-            return math.fsum(s.stdev for s in usable) / len(usable) / constants.c4(n)
+            return math.fsum(stdevs) / len(usable) / constants.c4(n)
         weights = [constants.c4(s.n) ** 2 / (1.0 - constants.c4(s.n) ** 2) for s in usable]
-        terms = [w * s.stdev / constants.c4(s.n) for w, s in zip(weights, usable, strict=True)]
+        terms = [w * sd / constants.c4(s.n) for w, sd, s in zip(weights, stdevs, usable, strict=True)]
         return math.fsum(terms) / math.fsum(weights)
     raise ValueError(f"unknown chart {chart!r} (allowed: {', '.join(CHARTS)})")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
@@ -86,8 +86,9 @@ class EngineSettings:
         return self.center is not None
 
     @classmethod
-    def from_characteristic(cls, characteristic) -> EngineSettings:
+    def from_characteristic(cls, characteristic: Any) -> EngineSettings:
         """Settings from a gateway.config.Characteristic."""
+        # Any: spc imports nothing of ours outside spc (tests/test_layout.py), so not the config model
         c = characteristic
         return cls(chart=c.chart, subgroup_size=c.subgroup_size, lsl=c.spec.lsl, usl=c.spec.usl,
                    target=c.spec.target, center=c.limits.center, sigma=c.limits.sigma,
@@ -139,7 +140,7 @@ class IngestResult(NamedTuple):
 class CharacteristicEngine:
     """Streaming SPC for one characteristic; `state()` / `state=` carry it across restarts."""
 
-    def __init__(self, settings: EngineSettings, state: dict | None = None):
+    def __init__(self, settings: EngineSettings, state: dict[str, Any] | None = None):
         s = self.settings = settings
         self.chart = s.chart
         self.size = s.subgroup_size
@@ -158,16 +159,16 @@ class CharacteristicEngine:
         self.previous: float | None = None  # last individual (I-MR moving range)
         self.baseline: list[SubgroupSummary] = []
         # I-MR: plain values; subgroup charts: SubgroupSummary
-        self.capability_window: deque = deque(maxlen=s.capability_window)
+        self.capability_window: deque[Any] = deque(maxlen=s.capability_window)
         self.since_capability = 0
         self.capability_every = s.capability_every
         self._limits: LimitsVersion | None = None
-        self._table: list[PointLimits | None] = []
+        self._table: list[PointLimits] = []
         self._announce = False  # fixed limits not yet reported as a version
         self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
         if state is not None and self._restore(state):
             return
-        if s.fixed:
+        if s.center is not None and s.sigma is not None:  # s.fixed (settings require both or neither)
             self._install(make_limits(s.chart, self.size, s.center, s.sigma, source="fixed",
                                       effective_from=0.0))
             self._announce = True
@@ -181,8 +182,10 @@ class CharacteristicEngine:
 
     def _install(self, version: LimitsVersion) -> None:
         self._limits = version
-        self._table = [None] + [point_limits(self.chart, version.center, version.sigma, n)
-                                for n in range(1, self.size + 1)]
+        table = [point_limits(self.chart, version.center, version.sigma, n) for n in range(1, self.size + 1)]
+        # indexed by subgroup size; index 0 is never read (a subgroup has n >= 1) and repeats n = 1 so
+        # that the table holds one type
+        self._table = [table[0], *table]
         self.window.reset()
         self.baseline = []
 
@@ -253,7 +256,9 @@ class CharacteristicEngine:
         p = self._table[1]
         z = (x - limits.center) * p.inverse_se
         within = -3.0 <= z <= 3.0
-        beyond = moving_range is not None and moving_range > p.dispersion_ucl  # its LCL is 0
+        # an I-MR table always has the moving range's UCL; its LCL is 0
+        beyond = (moving_range is not None and p.dispersion_ucl is not None
+                  and moving_range > p.dispersion_ucl)
         if beyond:
             within = False
         fired = self.window.push(z, x) & self.enabled
@@ -283,7 +288,7 @@ class CharacteristicEngine:
             dispersion = rng = None if previous is None else abs(mean - previous)
             self.previous = mean
             stdev = None
-            summary = mean  # the capability window of an I-MR chart keeps plain values
+            summary: SubgroupSummary | float = mean  # the capability window of an I-MR chart keeps plain values
         else:
             rng = self.open_high - self.open_low
             stdev = math.sqrt(m2 / (n - 1)) if n > 1 else None
@@ -294,7 +299,7 @@ class CharacteristicEngine:
             summary = SubgroupSummary(n, mean, m2, rng)
             self._reset_open()
         new_limits = None
-        if self._announce:
+        if self._announce and self._limits is not None:  # announced limits are always installed
             self._announce = False
             new_limits = self._limits = self._limits._replace(effective_from=at)
         capability = None
@@ -306,7 +311,9 @@ class CharacteristicEngine:
                 capability = self.capability_now()
         limits = self._limits
         if limits is None:
-            self.baseline.append(SubgroupSummary(1, mean, 0.0, 0.0) if self.individuals else summary)
+            # I-MR keeps a plain value (== mean) as its summary; the baseline holds SubgroupSummary only
+            self.baseline.append(summary if isinstance(summary, SubgroupSummary)
+                                 else SubgroupSummary(1, mean, 0.0, 0.0))
             if len(self.baseline) >= self.settings.baseline_subgroups:
                 k = len(self.baseline)
                 try:
@@ -324,8 +331,10 @@ class CharacteristicEngine:
         p = self._table[n]
         z = (mean - limits.center) * p.inverse_se
         within = -3.0 <= z <= 3.0
-        dispersion_beyond = dispersion is not None and (dispersion > p.dispersion_ucl
-                                                        or dispersion < p.dispersion_lcl)
+        # a dispersion value exists only where the table has its limits (n >= 2, or I-MR)
+        dispersion_beyond = (dispersion is not None and p.dispersion_ucl is not None
+                             and p.dispersion_lcl is not None
+                             and (dispersion > p.dispersion_ucl or dispersion < p.dispersion_lcl))
         if dispersion_beyond:
             within = False
         fired = self.window.push(z, mean) & self.enabled
@@ -338,7 +347,8 @@ class CharacteristicEngine:
                               within, at)
         return IngestResult(sample, number, in_spec, within, point, violations, new_limits, capability)
 
-    def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool) -> tuple:
+    def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool
+                    ) -> tuple[list[Violation] | tuple[Violation, ...], tuple[int, ...], tuple[int, ...]]:
         """(violations, location rule numbers, dispersion rule numbers) in the convention's numbering."""
         reported = self.rule_set.reported
         names = self.rule_set.names
@@ -368,11 +378,11 @@ class CharacteristicEngine:
 
     # ------------------------------------------------------------ restart
 
-    def _fingerprint(self) -> list:
+    def _fingerprint(self) -> list[object]:
         s = self.settings
         return [s.chart, s.subgroup_size, s.center, s.sigma, s.convention, list(s.tests)]
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         """Small JSON-able dict from which `CharacteristicEngine(settings, state)` continues exactly."""
         return {
             "version": STATE_VERSION,
@@ -392,7 +402,7 @@ class CharacteristicEngine:
             "since_capability": self.since_capability,
         }
 
-    def _numbers_fit(self, state: dict) -> bool:
+    def _numbers_fit(self, state: dict[str, Any]) -> bool:
         """Whether the kept values are all ones a reading within +-MAX_MAGNITUDE can produce."""
         spread = 2.0 * MAX_MAGNITUDE
 
@@ -412,7 +422,7 @@ class CharacteristicEngine:
         return (all(abs(x) <= MAX_MAGNITUDE for x in singles)
                 and all(fits(*b) for b in summaries))
 
-    def _restore(self, state: dict) -> bool:
+    def _restore(self, state: dict[str, Any]) -> bool:
         """Continue from a saved state; returns False when the settings changed so only numbering survives."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unknown engine state version {state.get('version')!r}")

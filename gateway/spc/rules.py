@@ -24,7 +24,7 @@ that both agree.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NELSON_NAMES = {
     1: "One point beyond 3 sigma",
@@ -68,7 +68,7 @@ class Violation(NamedTuple):
     points: tuple[int, ...]
     chart: str  # "location" (Xbar / individuals) or "dispersion" (R / S / moving range)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {"rule": self.rule, "rule_name": self.rule_name, "subgroup_number": self.subgroup_number,
                 "points": list(self.points), "chart": self.chart}
@@ -216,12 +216,12 @@ class RuleWindow:
         size = self.run_length if test == 2 else WINDOW[test]
         return tuple(range(number - size + 1, number + 1))
 
-    def to_state(self) -> list:
+    def to_state(self) -> list[Any]:
         """JSON-able state."""
         return [self.count, self.side, self.trend, self.alternating, self.previous, self.above2,
                 self.below2, self.above1, self.below1, self.inner, self.outer]
 
-    def restore(self, state: list) -> None:
+    def restore(self, state: list[Any]) -> None:
         """Inverse of to_state."""
         (self.count, self.side, self.trend, self.alternating, self.previous, self.above2, self.below2,
          self.above1, self.below1, self.inner, self.outer) = state

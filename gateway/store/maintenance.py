@@ -149,7 +149,8 @@ def export_csv(db_path: str, product_id: int, start: float | None, end: float | 
         code = row[0]
         if characteristic is not None:
             _check_characteristic(conn, db_path, int(product_id), code, characteristic)
-        where, args = ["product_id = ?"], [int(product_id)]
+        where = ["product_id = ?"]
+        args: list[object] = [int(product_id)]
         for clause, value in (("measured_at >= ?", start), ("measured_at < ?", end),
                               ("characteristic = ?", characteristic)):
             if value is not None:

@@ -79,11 +79,11 @@ class Consumers:
             state.cursor = cursor
             batch.outbox_cursor(name, cursor)
         for seq in done:
-            kind = state.held.pop(seq, None)
-            if kind is None:
+            held_kind = state.held.pop(seq, None)
+            if held_kind is None:
                 continue
             batch.outbox_unhold(name, seq)
-            if seq <= self.bound(kind) and not self._held_elsewhere(name, seq):
+            if seq <= self.bound(held_kind) and not self._held_elsewhere(name, seq):
                 batch.outbox_delete([seq])
         kinds = set(EVENT_KINDS)
         for s in self.states.values():

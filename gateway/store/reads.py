@@ -102,6 +102,7 @@ def measurements(conn: sqlite3.Connection, product_id: int, characteristic: str 
     """The latest `limit` measurements of a product (or one characteristic), oldest first."""
     base = (f"SELECT {_MEASUREMENT_COLUMNS} FROM measurements m LEFT JOIN products p ON p.id = m.product_id "
             "WHERE m.product_id = ?")
+    args: tuple[int | str, ...]
     if characteristic is None:
         sql, args = base + " ORDER BY m.id DESC LIMIT ?", (int(product_id), int(limit))
     else:

@@ -111,6 +111,7 @@ class Store:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._open_files)
         self._readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
+        assert self._wconn is not None  # _open_files connected it (or raised)
         self._writer = Writer(self._wconn, self.path, self._loop, self._committed, self._refused,
                               batch_max=self.batch_max,
                               flush_interval=self.flush_interval, retention=self.retention,
@@ -192,6 +193,7 @@ class Store:
             self._readers = None
 
         def finish() -> None:
+            assert self._wconn is not None  # open() connected it; _release() below clears it
             try:
                 self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
@@ -211,7 +213,7 @@ class Store:
 
         refusable: while the database cannot be written, the batch is dropped and its `committed`
         raises StoreUnavailable, instead of waiting in memory for the disk to come back."""
-        if self._writer is None:
+        if self._writer is None or self._loop is None:
             raise StoreError(f"the store {self.path} is not open")
         return Batch(self, on_commit, self._loop.create_future(), refusable)
 
@@ -312,7 +314,7 @@ class Store:
                 "last_seq": self.last_seq if self._next else 0}
 
     async def _write_job(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        if self._writer is None:
+        if self._writer is None or self._loop is None:
             raise StoreError(f"the store {self.path} is not open")
         future = self._loop.create_future()
         self._writer.call(fn, future)
@@ -325,6 +327,8 @@ class Store:
     async def prune(self) -> dict:
         """Apply retention and max_size now, to the end (normally done in steps by the writer)."""
         writer = self._writer
+        if writer is None:
+            raise StoreError(f"the store {self.path} is not open")
 
         def run(conn: sqlite3.Connection) -> dict:
             while writer.prune_step():
@@ -339,7 +343,7 @@ class Store:
 
     # -- reading (reader thread, own connection) -------------------------------------------------
     async def _read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._readers is None:
+        if self._readers is None or self._loop is None:
             raise StoreError(f"the store {self.path} is not open")
         return await self._loop.run_in_executor(self._readers, functools.partial(fn, self._rconn, *args,
                                                                                  **kwargs))

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
 
 DEFAULT_URL = "ws://127.0.0.1:8000"
 RECONNECT_MAX = 10.0  # seconds between attempts at most, while the gateway is away
@@ -81,7 +82,7 @@ def _token(token: str | None) -> str | None:
 
 
 def _connect(url: str, token: str | None) -> Any:
-    return connect(url, subprotocols=[f"bearer.{token}"] if token else None, open_timeout=REPLY_TIMEOUT,
+    return connect(url, subprotocols=[Subprotocol(f"bearer.{token}")] if token else None, open_timeout=REPLY_TIMEOUT,
                    max_size=None)
 
 

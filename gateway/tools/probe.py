@@ -12,9 +12,17 @@ import argparse
 import asyncio
 import re
 import sys
-from typing import TextIO
+from typing import TextIO, cast
 
-from gateway.config import Characteristic, Config, ConfigError, ModbusAddress, load_config
+from gateway.config import (
+    Characteristic,
+    Config,
+    ConfigError,
+    DataType,
+    ModbusAddress,
+    ModbusTable,
+    load_config,
+)
 from gateway.config import ModbusSource as ModbusSourceConfig
 from gateway.sources.modbus_codec import (
     BIT_TABLES,
@@ -71,15 +79,15 @@ async def probe_source(config: Config, source_name: str, address: str | None, ou
     """Probe one source of a loaded config; returns the exit status."""
     source_cfg = config.source(source_name)
     if source_cfg.type == "modbus":
-        return await probe_modbus(config, source_cfg, address, out)  # type: ignore[arg-type]
+        return await probe_modbus(config, source_cfg, address, out)
     if source_cfg.type == "opcua":
         from gateway.tools import probe_opcua
 
-        return await probe_opcua.probe(config, source_cfg, address, out)  # type: ignore[arg-type]
+        return await probe_opcua.probe(config, source_cfg, address, out)
     if source_cfg.type == "mqtt":
         from gateway.tools import probe_mqtt
 
-        return await probe_mqtt.probe(config, source_cfg, address, out, wait=wait)  # type: ignore[arg-type]
+        return await probe_mqtt.probe(config, source_cfg, address, out, wait=wait)
     out.write(f"{source_name}: probe cannot read a source of type {source_cfg.type!r} "
               "(it reads modbus, opcua and mqtt)\n")
     return 1
@@ -101,7 +109,9 @@ def parse_address(text: str) -> ModbusAddress | None:
     if last > 65535:
         raise ValueError(f"address {first} is outside 0..65535" if first > 65535 else
                          f"{data_type} at {first} needs registers up to {last}, past 65535")
-    return ModbusAddress(address=first, unit=unit, table=table, data_type=data_type)  # type: ignore[arg-type]
+    # the pattern admits only the four tables; data_type was checked against DATA_TYPES above
+    return ModbusAddress(address=first, unit=unit, table=cast(ModbusTable, table),
+                         data_type=cast(DataType, data_type))
 
 
 def _characteristics(config: Config, source_name: str) -> list[Characteristic]:
@@ -197,7 +207,7 @@ async def _probe_one(reader, client, label: str, target: ModbusAddress, given: b
         out.write(f"  configured {target.data_type} {target.byte_order}: "
                   f"{_number(scaled(value, target.scale, target.offset))}"
                   f"{'' if (target.scale, target.offset) == (1.0, 0.0) else f'  (raw {_number(value)})'}\n")
-        types = [target.data_type] if register_count(target.data_type) > 1 else []
+        types: list[str] = [target.data_type] if register_count(target.data_type) > 1 else []
     else:
         out.write(f"  uint16 {registers[0]}  int16 {all_byte_orders(registers[:1], 'int16')['ABCD']}\n")
         types = [t for t in MULTI_TYPES if register_count(t) <= len(registers)]

@@ -137,8 +137,9 @@ class HttpRoutes:
             status = _one(query, "status")
             if status is not None and status.upper() not in ALERT_STATUSES:
                 raise BadQuery(f"status must be one of {', '.join(ALERT_STATUSES)}")
-            product = _int(query, "product", 1, 10**9)
-            alerts = await self.store.alerts(status=status.upper() if status else None, product_id=product,
+            product_filter = _int(query, "product", 1, 10**9)
+            alerts = await self.store.alerts(status=status.upper() if status else None,
+                                             product_id=product_filter,
                                              limit=_int(query, "limit", 1, 500) or 10,
                                              before_id=_int(query, "before_id", 1, INT64_MAX))
             return json_response(200, {"alerts": alerts})

@@ -58,7 +58,7 @@ class BodyReadingConnection(ServerConnection):
             self._examine_head()
         # "done": bytes after the body (a pipelined request) are dropped; websockets answers once, closes
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:  # websockets' Connection keeps the transport open itself
         if self._state == "head" and self._buffer:
             self._pass_through()
         return super().eof_received()

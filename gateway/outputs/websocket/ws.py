@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
 from gateway.config import Config
@@ -236,7 +237,8 @@ class LineServer:
             del self._http_sessions[next(iter(self._http_sessions))]
         return session
 
-    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> str | None:
+    def _select_subprotocol(self, connection: ServerConnection,
+                            offered: Sequence[Subprotocol]) -> Subprotocol | None:
         handshake = getattr(connection, "spc_handshake", None)
         return handshake.subprotocol if handshake is not None else None
 
@@ -286,7 +288,7 @@ class LineServer:
         ACTING_CLIENT.set(handshake.client_name or _peer(connection))
         client = self.hub.attach(connection, handshake.product_id, subscriptions=session.subscriptions,
                                  address=_peer(connection),
-                                 user_agent=(connection.request.headers.get("User-Agent") or "?")[:200])
+                                 user_agent=(_user_agent(connection) or "?")[:200])
         try:
             await self._send(connection, self.protocol.connection(
                 gateway=self.config.gateway.name, seq=self.store.last_seq, role=handshake.role,
@@ -467,3 +469,9 @@ def _read_token(path: str) -> str:
         return read_secret(path)
     except ImportError:  # pragma: no cover
         return Path(path).read_text(encoding="utf-8").strip()
+
+
+def _user_agent(connection: ServerConnection) -> str | None:
+    """The client's User-Agent; a handler's connection always has its request (after the handshake)."""
+    request = connection.request
+    return request.headers.get("User-Agent") if request is not None else None
