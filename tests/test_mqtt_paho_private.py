@@ -46,7 +46,8 @@ def test_paho_is_the_exact_tested_version() -> None:
         "check gateway/sources/mqtt_paho_private.py against it (see this file's docstring)")
 
 
-def test_paho_internals_are_there_with_the_expected_signatures() -> None:
+def test_paho_internals_are_there_with_the_expected_signatures(monkeypatch) -> None:
+    monkeypatch.delenv(FORCE_PUBLIC, raising=False)
     for name, parameters in EXPECTED_SIGNATURES.items():
         method = getattr(paho.Client, name, None)
         assert callable(method), f"paho.Client.{name} is gone"
@@ -60,6 +61,7 @@ def test_paho_internals_are_there_with_the_expected_signatures() -> None:
 
 
 def test_another_paho_or_the_switch_takes_the_public_path(monkeypatch) -> None:
+    monkeypatch.delenv(FORCE_PUBLIC, raising=False)
     monkeypatch.setattr(mqtt_paho_private, "PAHO_VERSION", "2.3.0")
     assert mqtt_paho_private.fast_client_class() is None
     assert "2.3.0 is not the tested" in (mqtt_paho_private.why_public() or "")
@@ -80,6 +82,8 @@ async def test_each_path_runs_acks_after_commit_and_acks_refusals(mosquitto, mon
     acknowledged only once committed, a refused message at once."""
     if path == "public":
         monkeypatch.setenv(FORCE_PUBLIC, "public")  # the worker process inherits the environment
+    else:
+        monkeypatch.delenv(FORCE_PUBLIC, raising=False)
     client_id = f"gw-{path}-{protocol}"
     stalled = Collector(commit=False)
     source = _source(mosquitto.port, stalled, protocol=protocol, client_id=client_id)
@@ -143,3 +147,51 @@ def test_a_stop_sent_with_the_start_ends_the_worker(mosquitto) -> None:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+@pytest.mark.parametrize("path", ["fast", "public"])
+def test_the_daemon_reports_its_client_and_loses_nothing_when_killed(tmp_path: Path, mosquitto, monkeypatch,
+                                                                     path: str) -> None:
+    """The real daemon on each client: /healthz names it, and a SIGKILL mid-stream loses nothing and
+    stores nothing twice (a reading is acknowledged only after its commit, on both)."""
+    import json
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+    from tests.daemon_helpers import Daemon, write_config
+    from tests.test_daemon import count, wait_for
+    from tests.test_mqtt_e2e import mqtt_config, publish
+
+    env = {FORCE_PUBLIC: "public"} if path == "public" else {}
+    monkeypatch.delenv(FORCE_PUBLIC, raising=False)  # a developer's shell must not turn one case into the other
+    http_port = free_port()
+    db = tmp_path / "spc.sqlite3"
+    config = write_config(tmp_path, mqtt_config(tmp_path, mosquitto.port, http_port))
+
+    def client_name() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=2) as reply:
+                source = json.loads(reply.read())["sources"]["line-broker"]
+        except urllib.error.HTTPError as exc:  # 503 until connected: the body is the same report
+            source = json.loads(exc.read())["sources"]["line-broker"]
+        except OSError:
+            return None
+        return source.get("paho_client") if source["state"] == "connected" else None
+
+    daemon = Daemon(config, env=env).start(wait_for_port=http_port)
+    total = 1500
+    try:
+        assert wait_for(client_name, 15, "the source to connect").startswith(path)
+        time.sleep(0.3)  # SUBACK
+        publish(mosquitto.port, 0, total, time.time() - 3600)
+        wait_for(lambda: db.exists() and count(db, "select count(*) from measurements") > 100, 20, "some rows")
+        daemon.kill()
+        daemon = Daemon(config, env=env).start(wait_for_port=http_port)
+        wait_for(lambda: count(db, "select count(*) from measurements") >= total, 30, f"all {total} rows")
+        time.sleep(1.0)  # anything redelivered twice would arrive now
+        assert count(db, "select count(*) from measurements") == total
+        assert count(db, "select count(distinct measured_at) from measurements") == total
+        assert client_name().startswith(path)
+    finally:
+        daemon.stop()
