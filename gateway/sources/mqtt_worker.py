@@ -390,11 +390,14 @@ class Worker:
     def _ack(self, settled: list[tuple[int, int]]) -> None:
         self.settled += len(settled)
         if isinstance(self.client, paho_private.FastClient):
-            self.client.ack_many([mid for mid, qos in settled if qos == 1])
-            settled = [(mid, qos) for mid, qos in settled if qos != 1]
+            puback = [mid for mid, qos in settled if qos == 1]
+            if puback:
+                self.client.ack_many(puback)
+            settled = [(mid, qos) for mid, qos in settled if qos == 2]
         ack = self.client.ack
         for mid, qos in settled:
-            ack(mid, qos)
+            if qos:  # QoS 0 has nothing to acknowledge
+                ack(mid, qos)
 
     def _hand_over(self) -> None:
         if self.out or self.malformed:
