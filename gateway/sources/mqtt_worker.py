@@ -7,6 +7,10 @@ socket and the daemon's socketpair, no threads. The daemon sends a start frame, 
 settled (mid, qos) once each measurement is committed; this side sends parsed deliveries, health and
 log lines. Frames are a 4-byte length and a pickle. The worker ends with its connection, and as soon as
 the daemon closes the pipe or goes away (parent pid polled): it never outlives the daemon's session.
+
+The broker connection is a paho client on its public API (`manual_ack=True`, `Client.ack`), or, with
+the exact paho version it was tested with, the faster client of `mqtt_paho_private` (the one module
+that uses paho's internals). The worker tells the daemon which one serves (health `paho_client`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -45,15 +48,15 @@ from gateway.core.rejects import (
     TOO_LARGE,
     UNREADABLE,
 )
+from gateway.sources import mqtt_paho_private as paho_private
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
 MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
 SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps our session (MQTT 5) while we are away
 CONNECT_TIMEOUT = 10.0  # seconds from TCP connect to CONNACK
 IDLE_WAIT = 0.5  # seconds the worker waits in select(); also how often it checks that the daemon lives
-RECV_CHUNK = 64 * 1024  # bytes read from the socket at once (paho alone reads a packet in 3+ recv calls)
+READ_BATCH = 1000  # packets handled from the broker socket before the daemon's pipe is looked at again
 MAX_FRAME = 64 * 1024 * 1024  # bytes in one frame between daemon and worker; more means a broken peer
-_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (MQTT 3.1.1 and 5: success)
 _LENGTH = struct.Struct("!I")
 READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of the pipe
 MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
@@ -179,116 +182,11 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | 
     return value, parse_timestamp(raw), str(raw)
 
 
-class _BufferedClient(paho.Client):
-    """paho's client, reading the socket in chunks and acknowledging in bulk (the drain's hot path).
-
-    paho reads every packet with three or more recv() calls (type byte, length bytes, rest); here one
-    recv() fetches whatever has arrived and `loop_read` handles every packet in it. `ack_many` queues
-    the PUBACKs of a whole commit as one write; without per-topic callbacks, paho's topic matcher is
-    skipped. These lean on paho 2.x internals (`_sock_recv`, `_packet_queue`, `_handle_on_message`);
-    `buffered` is False when those are missing, and plain paho is used.
-    """
-
-    buffered = all(hasattr(paho.Client, name) for name in ("_sock_recv", "_sock_close", "_packet_queue",
-                                                          "_handle_on_message", "_easy_log", "_handle_publish"))
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._rbuf = b""
-        self._rpos = 0
-        # Called as (topic bytes, payload, mid, qos) for QoS 0/1 PUBLISH packets instead of on_message.
-        self.on_publish_packet: Callable[[bytes, bytes, int, int], None] | None = None
-
-    def _handle_publish(self) -> MQTTErrorCode:
-        """QoS 0/1: the topic, packet id and payload cut out directly. paho builds a Properties object
-        and an MQTTMessage per message, which is most of its cost; we use neither (we announce no topic
-        alias maximum, so every PUBLISH carries its topic). Anything else goes the paho way."""
-        handler = self.on_publish_packet
-        header, packet = self._in_packet["command"], self._in_packet["packet"]
-        qos = (header & 0x06) >> 1
-        if handler is None or qos == 2 or len(packet) < 2:
-            return super()._handle_publish()
-        pos = 2 + ((packet[0] << 8) | packet[1])
-        topic = bytes(packet[2:pos])
-        mid = 0
-        if qos:
-            mid = (packet[pos] << 8) | packet[pos + 1]
-            pos += 2
-        if self._protocol == paho.MQTTv5:
-            length, shift = 0, 0
-            while True:  # the properties' length, a variable byte integer
-                byte = packet[pos]
-                pos += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80 or shift > 21:
-                    break
-            pos += length
-        if not topic or pos > len(packet):
-            return super()._handle_publish()
-        handler(topic, bytes(packet[pos:]), mid, qos)
-        if qos == 1 and not self._manual_ack:
-            return self._send_puback(mid)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        pos, buf = self._rpos, self._rbuf
-        if pos >= len(buf):
-            buf = super()._sock_recv(RECV_CHUNK)  # BlockingIOError when nothing arrived; b"" at EOF
-            if not buf:
-                return buf
-            self._rbuf, pos = buf, 0
-        end = pos + bufsize
-        self._rpos = end
-        return buf[pos:end]
-
-    def _sock_close(self) -> None:
-        self._rbuf, self._rpos = b"", 0  # bytes of a lost connection mean nothing on the next one
-        super()._sock_close()
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """Handle every packet already read from the socket, not just one."""
-        rc = super().loop_read(max_packets)
-        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and self._sock is not None:
-            rc = super().loop_read(max_packets)
-        return rc
-
-    def message_callback_add(self, sub: str, callback: Any) -> None:
-        """Per-topic callbacks: allowed, but then every message goes through paho's topic matcher."""
-        self._filtered = True
-        super().message_callback_add(sub, callback)
-
-    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        # Without per-topic callbacks paho still runs its topic matcher for every message; skip it.
-        if getattr(self, "_filtered", False):
-            super()._handle_on_message(message)
-            return
-        on_message = self.on_message
-        if on_message is None:
-            return
-        with self._in_callback_mutex:
-            try:
-                on_message(self, self._userdata, message)
-            except Exception as err:  # what paho does: log, re-raise unless told to suppress
-                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
-                if not self.suppress_exceptions:
-                    raise
-
-    def ack_many(self, mids: list[int]) -> None:
-        """PUBACK for each QoS-1 message id, queued as one write (manual_ack)."""
-        if not self.buffered:
-            for mid in mids:
-                self.ack(mid, 1)
-            return
-        packet = b"".join([_PUBACK.pack(paho.PUBACK, 2, mid) for mid in mids])
-        self._packet_queue(paho.PUBACK, packet, 0, 0)
-
-
-def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
+def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool,
+               cls: type[paho.Client] = paho.Client) -> paho.Client:
     """A paho client with the source's protocol, credentials and TLS (not yet connected)."""
     v5 = config.protocol == "5"
     kwargs: dict[str, Any] = {} if v5 else {"clean_session": not persistent}
-    cls = _BufferedClient if _BufferedClient.buffered else paho.Client
     client = cls(CallbackAPIVersion.VERSION2, client_id=client_id,
                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
     client.connect_timeout = CONNECT_TIMEOUT
@@ -394,6 +292,8 @@ class Worker:
         self.received = 0  # deliveries handed to the daemon
         self.settled = 0  # of those, reported committed or skipped by the daemon
         self.refused: str | None = None
+        self.delivered = 0  # messages paho has handed to on_message (refused ones too)
+        self.path = "public"  # which paho client serves the connection (mqtt_paho_private)
 
     def send(self, message: Any) -> None:
         """To the daemon (blocking: the daemon always reads, and is bounded by MAX_UNACKED)."""
@@ -401,16 +301,21 @@ class Worker:
 
     def run(self) -> None:
         """Connect and serve until the connection ends, the daemon says stop, or the daemon is gone."""
+        fast = paho_private.fast_client_class()
         try:
-            self.client = new_client(self.config, self.config.client_id, persistent=True, manual_ack=True)
+            self.client = new_client(self.config, self.config.client_id, persistent=True, manual_ack=True,
+                                     cls=fast or paho.Client)
         except Exception as exc:  # unreadable password file, bad TLS files
             self.send(("ended", f"configuration / 설정 오류: {exc}"))
             return
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        if isinstance(self.client, _BufferedClient):
+        if isinstance(self.client, paho_private.FastClient):
             self.client.on_publish_packet = self._on_publish_packet
+            self.path = f"fast (paho-mqtt {paho_private.TESTED_VERSION} internals)"
+        else:
+            self.path = f"public ({paho_private.why_public()})"
         try:
             if self.config.protocol == "5":
                 props = Properties(PacketTypes.CONNECT)
@@ -446,7 +351,7 @@ class Worker:
                 client.disconnect()
                 return None
             if sock in readable or pending:
-                rc = client.loop_read()
+                rc = self._read(client)
                 self._hand_over()
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     return f"connection lost / 연결 끊김: {paho.error_string(rc)}"
@@ -456,6 +361,19 @@ class Worker:
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return f"connection lost / 연결 끊김: {paho.error_string(rc)}"
         return self.refused
+
+    def _read(self, client: paho.Client) -> MQTTErrorCode:
+        """Handle the packets that have arrived: paho's `loop_read` handles one PUBLISH a call, so call
+        it again while each call delivers one, up to READ_BATCH (then the pipe gets its turn) or the
+        window's end. A call that delivers nothing (a partial packet, a PINGRESP) ends the round."""
+        for _ in range(READ_BATCH):
+            before = self.delivered
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self.delivered == before:
+                return rc
+            if self.received - self.settled >= MAX_UNACKED:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _from_daemon(self) -> bool:
         """Apply what the daemon sent; False when it says stop or has closed the pipe."""
@@ -471,15 +389,15 @@ class Worker:
 
     def _ack(self, settled: list[tuple[int, int]]) -> None:
         self.settled += len(settled)
-        puback = [mid for mid, qos in settled if qos == 1]
-        if puback and isinstance(self.client, _BufferedClient):
-            self.client.ack_many(puback)
-        else:
-            for mid in puback:
-                self.client.ack(mid, 1)
+        if isinstance(self.client, paho_private.FastClient):
+            puback = [mid for mid, qos in settled if qos == 1]
+            if puback:
+                self.client.ack_many(puback)
+            settled = [(mid, qos) for mid, qos in settled if qos == 2]
+        ack = self.client.ack
         for mid, qos in settled:
-            if qos == 2:
-                self.client.ack(mid, 2)
+            if qos:  # QoS 0 has nothing to acknowledge
+                ack(mid, qos)
 
     def _hand_over(self) -> None:
         if self.out or self.malformed:
@@ -495,6 +413,7 @@ class Worker:
             subscriptions: list[tuple[str, int]] = [(topic, self.config.qos) for topic in topics]
             client.subscribe(subscriptions)
         self.send(("connected", bool(flags.session_present)))
+        self.send(("client", self.path))
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
         for reason in reasons:
@@ -502,14 +421,27 @@ class Worker:
                 self.send(("log", logging.ERROR, f"broker refused a subscription / 구독 거부: {reason}"))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._on_publish_packet(message._topic, message.payload, message.mid, message.qos)
+        """paho's public path (and QoS 2 on the fast one)."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            self.delivered += 1
+            self._skip("(not UTF-8)", BAD_TOPIC, "topic is not UTF-8", message.mid, message.qos)
+            return
+        self._deliver(topic, message.payload, message.mid, message.qos)
 
     def _on_publish_packet(self, raw_topic: bytes, payload: bytes, mid: int, qos: int) -> None:
+        """The fast client's QoS 0/1 path: the topic as it came in the packet."""
         try:
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
+            self.delivered += 1
             self._skip(repr(raw_topic)[:80], BAD_TOPIC, "topic is not UTF-8", mid, qos)
             return
+        self._deliver(topic, payload, mid, qos)
+
+    def _deliver(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self.delivered += 1
         index = self.exact.get(topic)
         if index is None:
             index = next((i for i, sub in self.wildcards if paho.topic_matches_sub(sub, topic)), None)
@@ -552,6 +484,8 @@ def main(argv: list[str]) -> int:
             return 0
         start = reader.received(nbytes)
     _kind, config, addresses, parent_pid = start[0]
+    if any(message[0] == "stop" for message in start[1:]):
+        return 0  # stopped before it started (the daemon's session was cancelled at once)
     worker = Worker(pipe, config, addresses, parent_pid)
     worker.frames = reader
     try:
