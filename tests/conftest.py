@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# the HMI tests' browser, stand-in gateway and screens
+pytest_plugins = ["tests.hmi_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SPC_SHARED", REPO.parent / "shared"))
 CONTRACT_CONFIG = SHARED / "contract" / "gateway.yaml"

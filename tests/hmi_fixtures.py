@@ -13,11 +13,12 @@ import mimetypes
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -439,3 +440,41 @@ class HmiFixtureServer:
             alert.update(status="RESOLVED")
         self._publish("alert", {"alert": dict(alert)}, alert["product_id"])
         return {"type": "result", "success": True, "alert": dict(alert)}
+
+
+# ---------------------------------------------------------------- fixtures of every HMI test module
+# (registered for the whole suite by tests/conftest.py's pytest_plugins; a module may define its own)
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless Chromium per test module (Debian's, driven by Playwright)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as pw:
+        chromium = launch_chromium(pw)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def gateway() -> Iterator[HmiFixtureServer]:
+    """The stand-in gateway the page connects to."""
+    server = HmiFixtureServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def screens() -> Iterator[list[Screen]]:
+    """The screens a test opens (open_screen), closed after it."""
+    opened: list[Screen] = []
+    yield opened
+    for screen in opened:
+        screen.close()
+
+
+def open_screen(browser: object, gateway: HmiFixtureServer, screens: list[Screen], **kwargs: object) -> Screen:
+    """A page on `gateway` in `browser`, closed with the test's other screens."""
+    screen = Screen(browser, gateway.url, **kwargs)  # type: ignore[arg-type]
+    screens.append(screen)
+    return screen

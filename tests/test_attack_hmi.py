@@ -4,12 +4,10 @@ the buttons an operator needs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests import hmi_fixtures
-from tests.hmi_fixtures import HmiFixtureServer, Screen, launch_chromium
+from tests.hmi_fixtures import HmiFixtureServer, Screen
 from tests.test_hmi_layout import OUTSIDE, TOPBAR_BOXES, _overlap
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -22,14 +20,6 @@ LONG_CHAR = "outer_diameter_after_heat_treatment_measured_on_cmm_" + "ø" * 10
 
 # the page scrolls sideways when anything is wider than the window
 PAGE_OVERFLOW = """() => document.scrollingElement.scrollWidth - innerWidth"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize("language", ["ko", "en"])

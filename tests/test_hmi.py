@@ -6,45 +6,14 @@ Screenshots of the main states go to test-artifacts/hmi/ (git-ignored) for a hum
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.hmi_fixtures import EXPECTED_WHILE_DOWN, HmiFixtureServer, Screen, launch_chromium
+from tests.hmi_fixtures import EXPECTED_WHILE_DOWN, HmiFixtureServer, open_screen
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def gateway() -> Iterator[HmiFixtureServer]:
-    server = HmiFixtureServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def screens(browser: object) -> Iterator[list[Screen]]:
-    opened: list[Screen] = []
-    yield opened
-    for screen in opened:
-        screen.close()
-
-
-def open_screen(browser: object, gateway: HmiFixtureServer, screens: list[Screen], **kwargs: object) -> Screen:
-    screen = Screen(browser, gateway.url, **kwargs)  # type: ignore[arg-type]
-    screens.append(screen)
-    return screen
 
 
 def seed_alerts(gateway: HmiFixtureServer) -> None:

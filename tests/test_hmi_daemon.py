@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -16,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.daemon_helpers import Daemon, write_config
-from tests.hmi_fixtures import EXPECTED_WHILE_DOWN, Screen, launch_chromium
+from tests.hmi_fixtures import EXPECTED_WHILE_DOWN, Screen
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -78,14 +77,6 @@ def wait_for(predicate, timeout: float, what: str):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 def test_page_against_the_running_daemon(tmp_path: Path, mosquitto, browser) -> None:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import run_make
-from tests.hmi_fixtures import REPO, HmiFixtureServer, Screen, launch_chromium
+from tests.hmi_fixtures import REPO, HmiFixtureServer, Screen
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -49,14 +48,6 @@ OUTSIDE = """() => [...document.querySelectorAll('button, .chip, .tile')].filter
 def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return a["left"] < b["right"] - 0.5 and b["left"] < a["right"] - 0.5 and a["top"] < b["bottom"] - 0.5 \
         and b["top"] < a["bottom"] - 0.5
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 def _gateway(language: str) -> HmiFixtureServer:
