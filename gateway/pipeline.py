@@ -19,12 +19,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config import Characteristic, Config, Product
-from gateway.core.model import CharacteristicKey, Event, IsoTime, Measurement, finite_or_none, iso_time
+from gateway.core.model import (
+    INT64_MAX,
+    CharacteristicKey,
+    Event,
+    IsoTime,
+    Measurement,
+    finite_or_none,
+    iso_time,
+)
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
+from gateway.core.texts import TextError, texts
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
-
-INT64_MAX = 2**63 - 1  # SQLite INTEGER: subgroup numbers and their range end stay within it
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -366,8 +373,6 @@ class Pipeline:
         count = min(subgroups, INT64_MAX - from_subgroup)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
         if len(values) < 2:
-            from gateway.core.texts import TextError, texts  # the refusal's words, in every language
-
             raise TextError("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))
         limits = state.engine.recalculate(values, source="recalculated", from_subgroup=from_subgroup,

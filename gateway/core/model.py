@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Quality = Literal["good", "bad"]
+INT64_MAX = 2**63 - 1  # SQLite INTEGER's largest: every id, seq and subgroup number stays within it
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable
 from typing import TextIO
 
-from gateway.core.model import iso_time
+from gateway.core.model import INT64_MAX, iso_time
 from gateway.store.schema import StoreError
 
 BACKUP_STEP_PAGES = 1024  # pages copied per step: progress is reported between steps
@@ -38,7 +38,6 @@ def _connect_existing(db_path: str) -> sqlite3.Connection:
 
 # the files SQLite and the daemon keep beside the database: writing any of them corrupts the live store
 DATABASE_COMPANIONS = ("", "-wal", "-shm", "-journal", ".lock")
-INT64_MAX = 2**63 - 1
 
 
 def refuse_database_files(db_path: str, dest: str, what: str) -> None:

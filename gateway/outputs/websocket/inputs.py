@@ -15,7 +15,8 @@ import unicodedata
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-INT64_MAX = 2**63 - 1  # SQLite INTEGER
+from gateway.core.model import INT64_MAX
+
 _DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() also accepts '²' and '١'
 # Bidi controls (embedding, override, isolate, marks): they reorder what a screen shows.
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
