@@ -241,3 +241,17 @@ def test_table_columns_line_up_with_korean_and_shelve_times_parse() -> None:
     for bad in ("0", "8.5h", "-1m", "2 days", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             shelve_duration(bad)
+
+
+def test_numbers_in_other_scripts_are_usage_errors() -> None:
+    """`--limit ١٠` and `--duration ١٠m` are not numbers here (ASCII digits, as everywhere else)."""
+    import argparse
+
+    from gateway.tools.alert_commands import _limit, shelve_duration
+
+    for bad in ("١٠", "²", "１０"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _limit(bad)
+        with pytest.raises(argparse.ArgumentTypeError):
+            shelve_duration(bad + "m")
+    assert _limit("10") == 10 and shelve_duration("10m") == 600.0

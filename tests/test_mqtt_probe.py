@@ -97,3 +97,10 @@ async def test_probe_refuses_an_unknown_source_type(tmp_path: Path) -> None:
     out = io.StringIO()
     assert await probe.probe_source(odd, "broker", None, out, wait=0.1) == 1
     assert out.getvalue() == "broker: probe cannot read a source of type 'bacnet' (it reads modbus, opcua and mqtt)\n"
+
+
+async def test_probe_says_the_gateway_would_refuse_a_time_it_cannot_store(tmp_path: Path, mosquitto) -> None:
+    config = load(tmp_path, mosquitto.port)
+    publish_retained(mosquitto.port, "line3/runout", '{"reading": {"value": 0.01, "ts": 1e300}}')
+    status, out = await run_probe(config, "runout", wait=1.0)
+    assert status == 1 and "is not a date the gateway can store" in out and "Traceback" not in out, out

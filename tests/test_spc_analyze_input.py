@@ -91,3 +91,14 @@ def test_values_beyond_the_float_range_of_the_statistics(tmp_path):
                    ["--lsl", "-inf"], ["--usl", "nan"]):
         result = analyze(tmp_path, "value\n1\n2\n3\n", *option)
         assert result.returncode == 2 and "error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_digits_of_other_scripts_are_not_numbers(tmp_path):
+    """ASCII digits only, as the MQTT intake: Python's float() reads '١٠' and '１０' as 10."""
+    good = "value\n" + "\n".join(str(10 + (i % 5) / 10) for i in range(20)) + "\n"
+    for cell in ("١٠", "１０", "٣.٥"):
+        result = analyze(tmp_path, good + cell + "\n")
+        assert result.returncode == 1 and "is not a number" in result.stderr, (cell, result.stderr)
+    option = analyze(tmp_path, good, "--lsl", "١٠")
+    assert option.returncode == 2 and "'١٠' is not a number" in option.stderr, option.stderr
+    assert analyze(tmp_path, good, "--lsl", "-9.5e0", "--usl", "1.05E+1").returncode == 0  # read, not refused

@@ -21,7 +21,7 @@ from typing import Any
 from gateway.outputs.websocket.protocol import ALERT_STATUSES, MAX_SHELVE_S
 from gateway.tools.clients import DEFAULT_URL, ClientError, command, gateway_url
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h)?\s*$")  # ASCII digits: \d takes any script's
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 TITLE_WIDTH = 60  # characters of the title in the table; --json has it whole
 
@@ -44,7 +44,7 @@ def _status(text: str) -> str:
 
 
 def _limit(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 500:
+    if not text.strip().isascii() or not text.strip().isdigit() or not 1 <= int(text) <= 500:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 500")
     return int(text)
 

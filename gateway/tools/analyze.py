@@ -29,8 +29,19 @@ from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
 from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
-NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+NEGATIVE_NUMBER = re.compile(r"^-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target"})
+
+
+def option_number(text: str) -> float:
+    """A number option in the forms a CSV cell may take ('.' decimal point, ASCII digits; 'nan'/'inf'
+    are refused later with their own reason): float() alone also reads Arabic-Indic and full-width digits."""
+    if _OPTION_NUMBER.fullmatch(text.strip()) is None and text.strip().lower() not in ("nan", "inf", "-inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (like 9.5, -6e1)")
+    return float(text)
+
+
+_OPTION_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 
 def join_negative_numbers(argv: list[str]) -> list[str]:
@@ -69,12 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", default="nelson", metavar="nelson|western_electric|LIST",
                         help="rule set (default nelson); LIST of Nelson test numbers like 1,2,5")
     parser.add_argument("--phase1", type=int, metavar="K", help="estimate limits from the first K subgroups")
-    parser.add_argument("--center", type=float, metavar="C", help="fixed limits: the process mean")
-    parser.add_argument("--sigma", type=float, metavar="S",
+    parser.add_argument("--center", type=option_number, metavar="C", help="fixed limits: the process mean")
+    parser.add_argument("--sigma", type=option_number, metavar="S",
                         help="fixed limits: the standard deviation of individual values")
-    parser.add_argument("--lsl", type=float, metavar="X", help="lower specification limit")
-    parser.add_argument("--usl", type=float, metavar="Y", help="upper specification limit")
-    parser.add_argument("--target", type=float, metavar="T", help="target (for Cpm; default the midpoint)")
+    parser.add_argument("--lsl", type=option_number, metavar="X", help="lower specification limit")
+    parser.add_argument("--usl", type=option_number, metavar="Y", help="upper specification limit")
+    parser.add_argument("--target", type=option_number, metavar="T", help="target (for Cpm; default the midpoint)")
     parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
 
 

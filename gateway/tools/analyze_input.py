@@ -14,7 +14,8 @@ import re
 
 SEPARATORS = (",", ";", "\t")
 # digits with at most one decimal mark, optional exponent: what a person or a spreadsheet writes
-_NUMBER = re.compile(r"[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?")
+# ASCII digits only, as the MQTT intake: Python's \d and float() also take Arabic-Indic and full-width ones
+_NUMBER = re.compile(r"[+-]?([0-9]+[.,]?[0-9]*|[.,][0-9]+)([eE][+-]?[0-9]+)?")
 _WORDS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 

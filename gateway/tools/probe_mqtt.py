@@ -113,6 +113,10 @@ def _decoded(name: str, address: MqttAddress, payload: bytes) -> tuple[str, bool
     if at is None:
         stamp = "no timestamp path: the arrival time is used"
     else:
-        iso = _dt.datetime.fromtimestamp(at, _dt.UTC).isoformat()
+        try:
+            iso = _dt.datetime.fromtimestamp(at, _dt.UTC).isoformat()
+        except (OverflowError, ValueError, OSError):  # the daemon refuses such a time before SPC sees it
+            return (f"  {name} ({paths}): skipped / 무시: time {raw!r} ({at!r} s after 1970) is not a date the "
+                    "gateway can store (years 1 to 9999)"), False
         stamp = f"timestamp {iso} (from {address.timestamp!r} = {raw!r})"
     return f"  {name}: value {value:.9g} ({paths}), {stamp}", True
