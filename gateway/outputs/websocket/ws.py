@@ -28,6 +28,7 @@ from websockets.typing import Subprotocol
 
 from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
 from gateway.config import Config
+from gateway.config.files import read_secret
 from gateway.outputs.websocket.http import (
     STATIC_DIR,
     HttpRoutes,
@@ -463,12 +464,8 @@ def _loopback(host: str) -> bool:
 
 
 def _read_token(path: str) -> str:
-    try:
-        from gateway.config.files import read_secret
-
-        return read_secret(path)
-    except ImportError:  # pragma: no cover
-        return Path(path).read_text(encoding="utf-8").strip()
+    """A token file by the one rule for every secret file (gateway.config.files.read_secret)."""
+    return read_secret(path)
 
 
 def _user_agent(connection: ServerConnection) -> str | None:
