@@ -294,6 +294,16 @@ def test_long_product_code_and_control_characters_are_refused(tmp_path: Path) ->
     assert all(ch not in str(exc.value) for ch in "\x1b\x00")
 
 
+def test_bidi_controls_are_refused_in_names_as_in_alert_texts(tmp_path: Path) -> None:
+    """U+202E shows "P1-ABC" as another code on the screen; the protocol refused it in texts, the config
+    took it in product names (one rule now: gateway.core.characters)."""
+    text = MINIMAL.replace("name: Part", 'name: "Pa\u202Ert"')
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert [p.path for p in exc.value.problems] == ["products[0].name"]
+    assert "\u202e" not in str(exc.value)
+
+
 def test_durations_need_a_unit(tmp_path: Path) -> None:
     text = MINIMAL.replace("{path: data/spc.sqlite3}", "{path: data/spc.sqlite3, retention: 180}")
     with pytest.raises(ConfigError) as exc:

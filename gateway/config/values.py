@@ -10,7 +10,6 @@ import difflib
 import math
 import os
 import re
-import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from yaml.nodes import Node
 
 from gateway.config.loader import BAD, Convert, Reader, kind, one_of, show
 from gateway.config.model import Listen
+from gateway.core.characters import unsafe_character
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -39,15 +39,10 @@ PATH_MAX = 4096  # file paths (Linux PATH_MAX)
 
 
 def control_character(value: str) -> str | None:
-    """The first control character in `value` (NUL, ESC, newline, tab, DEL, ...), None when there is none.
-
-    They would go raw into log lines and terminals (ESC sequences recolour or rewrite them) and are
-    never part of a name a technician types.
-    """
-    for char in value:
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
-            return char
-    return None
+    """The first control or bidi control character in `value` (NUL, ESC, newline, tab, DEL, U+202E...),
+    None when there is none: the rule the protocol's texts follow too (gateway.core.characters). They
+    are never part of a name a technician types."""
+    return unsafe_character(value)
 
 
 def bounded(r: Reader, node: Node, path: str, value: str, max_len: int) -> Any:

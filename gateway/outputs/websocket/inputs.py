@@ -11,16 +11,14 @@ refused is refused with a clear message and nothing further down ever sees it.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from gateway.core.characters import unsafe_character
 from gateway.core.model import INT64_MAX
 
 _DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() also accepts '²' and '١'
 # Bidi controls (embedding, override, isolate, marks): they reorder what a screen shows.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_MULTILINE = frozenset("\n\r\t")  # allowed in long texts (messages, comments), which may span lines
 # Request headers the server reads as one value; a request carrying two of one is ambiguous
 # (which Host does the Origin check compare with?) and is refused with 400.
 SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Content-Type", "If-None-Match", "User-Agent",
@@ -42,12 +40,8 @@ def bad_character(value: str, *, multiline: bool = False) -> str | None:
     Refused: control characters (Unicode Cc; newline, carriage return and tab only where `multiline`),
     bidi controls, lone surrogates (JSON allows "\\ud800"; UTF-8 does not) and the line/paragraph
     separators U+2028/U+2029."""
-    for ch in value:
-        if ch in _MULTILINE and multiline:
-            continue
-        if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
-            return f"U+{ord(ch):04X}"
-    return None
+    char = unsafe_character(value, multiline=multiline)
+    return None if char is None else f"U+{ord(char):04X}"
 
 
 def repeated_header(headers: Any) -> str | None:
