@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import datetime as dt
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.alerts.causes import spc_alerts, stale_alert, storage_alert
 from gateway.config import Characteristic, Config, Product
-from gateway.core.model import Event, iso_time
+from gateway.core.model import Event, finite_or_none, iso_time
 from gateway.core.texts import text, texts
 from gateway.store.schema import StoreUnavailable
 
@@ -116,9 +115,9 @@ class AlertService:
             alert = self._unresolved[existing]
             alert["occurrences"] = int(alert.get("occurrences") or 1) + 1
             if value is not None:
-                alert["value"] = _finite(value)
+                alert["value"] = finite_or_none(value)
             if limit is not None:
-                alert["limit"] = _finite(limit)
+                alert["limit"] = finite_or_none(limit)
             if chart is not None:  # the latest value's chart (location or dispersion), shown beside it
                 alert["chart"] = chart
             if now - self._last_emit.get(existing, 0.0) >= OCCURRENCE_EMIT_INTERVAL:
@@ -131,7 +130,7 @@ class AlertService:
         alert = self._new_alert(product, name, alert_type, priority, wording["title"], wording["message"], now)
         if "texts" in wording:
             alert["texts"] = wording["texts"]
-        for field, x in (("rule", rule), ("value", _finite(value)), ("limit", _finite(limit)), ("chart", chart)):
+        for field, x in (("rule", rule), ("value", finite_or_none(value)), ("limit", finite_or_none(limit)), ("chart", chart)):
             if x is not None:
                 alert[field] = x
         batch.alert(alert)
@@ -467,9 +466,6 @@ class AlertService:
     def _iso(self, ts: float) -> str:
         return iso_time(ts, ZoneInfo(self.config.gateway.timezone))
 
-
-def _finite(x: float | None) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 def _epoch(iso: str | None) -> float | None:

@@ -7,8 +7,9 @@ topics, and the alert service and the pipeline name the topic of each event they
 from __future__ import annotations
 
 from gateway.config.model import NorthboundMQTT
+from gateway.core.model import EVENT_TYPES
 
-TOPIC_TYPES = ("alert", "violation", "capability", "measurement", "subgroup")
+TOPIC_TYPES = EVENT_TYPES
 PER_CHARACTERISTIC = ("measurement", "subgroup")  # topics with a characteristic level
 _UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Quality = Literal["good", "bad"]
+# the events that leave the process (WebSocket, outbox, plant topics), by their `type`
+EVENT_TYPES = ("alert", "violation", "capability", "measurement", "subgroup")
 INT64_MAX = 2**63 - 1  # SQLite INTEGER's largest: every id, seq and subgroup number stays within it
 
 

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.core.model import EVENT_TYPES
 from gateway.store.batch import Batch
 from gateway.store.reads import OutboxRow
 
 # The kinds of event the outbox may hold (Event.type); a consumer's kinds may add others.
-EVENT_KINDS = ("alert", "violation", "capability", "measurement", "subgroup")
+EVENT_KINDS = EVENT_TYPES
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.alerts.service import MAX_SHELVE_S
 from gateway.config import Product
 from gateway.core import texts as i18n
 from gateway.core.model import iso_time
@@ -33,7 +34,6 @@ ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILIT
 OPERATOR_ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "MANUAL")
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
                             "create_alert", "recalculate_limits", "unshelve_alert"})
-MAX_SHELVE_S = 8 * 3600.0
 MAX_REQUEST_ID = 100  # characters of a string request_id
 FLOOD_CLOSE_AFTER = 200  # rate-limited frames in a row before the connection is closed (1008)
 
