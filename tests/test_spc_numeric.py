@@ -19,7 +19,7 @@ from gateway.alerts import AlertService
 from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.pipeline import Pipeline
-from gateway.spc.charts import EstimateError
+from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 from gateway.store import Store
