@@ -12,7 +12,6 @@ import csv
 import io
 import itertools
 import json
-import math
 import re
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
-from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, bad_reading, reading_problem
 from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
@@ -216,10 +215,9 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
             value = marks.number(text, rows)
         except NumberError as e:
             raise InputError(f"{name}:{line}: row {rows}: {e}") from None
-        problem = reading_problem(value)
-        if problem is not None:
-            what = "not a finite number" if not math.isfinite(value) else f"beyond +-{MAX_MAGNITUDE:g}"
-            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {what}: SPC statistics "
+        bad = bad_reading(value)
+        if bad is not None:
+            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {bad.what}: SPC statistics "
                              "cannot be computed from it")
         if characteristic_at is not None and characteristic_at < len(row) and row[characteristic_at].strip():
             characteristics.setdefault(row[characteristic_at].strip(), line)
