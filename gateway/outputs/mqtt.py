@@ -36,10 +36,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.config import ConfigError, NorthboundMQTT, read_secret
+from gateway.config import NorthboundMQTT
 from gateway.config.topics import TOPIC_TYPES
 from gateway.config.topics import topic_for as topic_for  # where the tests and the bench have found it
 from gateway.core.backoff import Backoff
+from gateway.core.secrets import SecretError, read_secret
 from gateway.core.texts import text
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,11 @@ def mark_replayed(payload: bytes) -> bytes:
 
 
 def read_password(path: str) -> str:
-    """The broker password, by the one rule for every secret file (gateway.config.files.read_secret)."""
+    """The broker password, by the one rule for every secret file (gateway.core.secrets.read_secret)."""
     try:
         return read_secret(path)
-    except ConfigError as e:
-        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.problems[0].message}") from None
+    except SecretError as e:
+        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.message}") from None
 
 
 @dataclass(eq=False)

@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.config import MqttAddress, read_secret
+from gateway.config import MqttAddress
 from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.rejects import (
     BAD_TIMESTAMP,
@@ -48,6 +48,7 @@ from gateway.core.rejects import (
     TOO_LARGE,
     UNREADABLE,
 )
+from gateway.core.secrets import read_secret
 from gateway.sources import mqtt_paho_private as paho_private
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection

@@ -23,9 +23,9 @@ from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto import security_policies
 
-from gateway.config import ConfigError, read_secret
 from gateway.config import OpcUaSource as OpcUaSourceConfig
 from gateway.core.model import Measurement
+from gateway.core.secrets import SecretError, read_secret
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.sampling import Sampler
 
@@ -90,11 +90,11 @@ def _number(value: Any) -> float | None:
 
 
 def _read_secret(path: str) -> str:
-    """The secret a *_file key names, by the one rule for every secret file (config_files.read_secret)."""
+    """The secret a *_file key names, by the one rule for every secret file (gateway.core.secrets.read_secret)."""
     try:
         return read_secret(path)
-    except ConfigError as exc:
-        raise OpcUaConfigError(f"cannot read password file {path}: {exc.problems[0].message}") from None
+    except SecretError as exc:
+        raise OpcUaConfigError(f"cannot read password file {path}: {exc.message}") from None
 
 
 def _certificate_uri(path: str) -> str | None:

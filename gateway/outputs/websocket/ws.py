@@ -28,7 +28,7 @@ from websockets.typing import Subprotocol
 
 from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
 from gateway.config import Config
-from gateway.config.files import read_secret
+from gateway.core.secrets import read_secret
 from gateway.outputs.websocket.http import (
     STATIC_DIR,
     HttpRoutes,
@@ -464,7 +464,7 @@ def _loopback(host: str) -> bool:
 
 
 def _read_token(path: str) -> str:
-    """A token file by the one rule for every secret file (gateway.config.files.read_secret)."""
+    """A token file by the one rule for every secret file (gateway.core.secrets.read_secret)."""
     return read_secret(path)
 
 
