@@ -40,8 +40,10 @@ from gateway.config import NorthboundMQTT
 from gateway.config.topics import TOPIC_TYPES
 from gateway.config.topics import topic_for as topic_for  # where the tests and the bench have found it
 from gateway.core.backoff import Backoff
+from gateway.core.model import Event
 from gateway.core.secrets import SecretError, read_secret
 from gateway.core.texts import text
+from gateway.outputs.base import Output
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,12 @@ class _Session:
     status_acked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Northbound:
+class Northbound(Output):
     """Forwards the outbox to the plant broker; `wake()` after each commit, `stats()` for /metrics."""
+
+    name = "northbound"
+    from_outbox = True  # it sends the outbox rows: `publish` only wakes it
+    stop_timeout = 1.0
 
     def __init__(self, config: NorthboundMQTT, store: Any, *, gateway_name: str, version: str,
                  product_codes: list[str] | tuple[str, ...], on_alert: AlertCallback,
@@ -158,6 +164,10 @@ class Northbound:
 
     def wake(self) -> None:
         """New outbox rows are committed: publish them now instead of at the next poll."""
+        self._wake.set()
+
+    def publish(self, events: list[Event]) -> None:
+        """Committed events: their outbox rows are in the file now; the drain reads them from there."""
         self._wake.set()
 
     async def stop(self) -> None:
