@@ -40,10 +40,10 @@ from gateway.outputs.websocket.http import (
     render_metrics,
     response,
 )
-from gateway.outputs.websocket.http_body import BodyReadingConnection
 from gateway.outputs.websocket.hub import Client, Hub, carries, encode, event_json
 from gateway.outputs.websocket.inputs import INT64_MAX, request_problem, whole_number
 from gateway.outputs.websocket.protocol import Command, Protocol, Session
+from gateway.outputs.websocket.websockets_private import BodyReadingConnection
 
 log = logging.getLogger("gateway.server")
 
