@@ -24,6 +24,7 @@ import asyncio
 import base64
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -271,7 +272,7 @@ def compare_public(events: int, clients: list[int], rounds: int) -> None:
                   f"public API {rates['public'][name]:,.0f} events/s, ratio {ratio:.2f}", flush=True)
     for count, values in ratios.items():
         print(json.dumps({"name": f"fanout_own_frames_vs_public_{count}_clients",
-                          "value": round(sorted(values)[len(values) // 2], 2), "unit": "x", "target": 1.5}))
+                          "value": round(statistics.median(values), 2), "unit": "x", "target": 1.5}))
 
 
 def main() -> None:
