@@ -307,6 +307,9 @@ class Worker:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        # With a write callback set, paho only queues a packet (the PUBACKs of a commit among them)
+        # instead of writing each at once: the select() loop below writes them in one loop_write().
+        self.client.on_socket_register_write = _queued_for_the_loop
         try:
             if self.config.protocol == "5":
                 props = Properties(PacketTypes.CONNECT)
@@ -441,6 +444,10 @@ class Worker:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1
         self.sample = (topic, kind, why)
         self.client.ack(mid, qos)
+
+
+def _queued_for_the_loop(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """paho's external-loop hook: nothing to register, `_serve` asks `want_write()` every round."""
 
 
 def main(argv: list[str]) -> int:
