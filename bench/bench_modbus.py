@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from gateway.config import Characteristic, ModbusAddress, ModbusSource, Product, Sampling  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
-from gateway.sources.modbus import ModbusSource as ModbusGaugeSource  # noqa: E402
+from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource  # noqa: E402
 
 
 def free_port() -> int:

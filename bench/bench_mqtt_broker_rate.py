@@ -2,7 +2,7 @@
 
 Measures, in the same run and against the same broker:
   mqtt_bare_paho_qos1    a bare paho subscriber that only counts (auto-ack): the ceiling
-  mqtt_source_drain      gateway.sources.mqtt.MqttSource (parse, sample, manual ack on commit) with a
+  mqtt_source_drain      gateway.sources.mqtt.source.MqttSource (parse, sample, manual ack on commit) with a
                          sink that commits at once (no SQLite): the source's own cost
 The publishers are `mosquitto_pub -q 1 -l` processes fed lines from a pipe, several in parallel, so the
 publisher is not the limit. The lead puts the whole gateway's committed rate beside these numbers.
@@ -35,7 +35,7 @@ from common import start_broker  # noqa: E402
 from gateway.config import Characteristic, MqttAddress, Product, Sampling  # noqa: E402
 from gateway.config import MqttSource as MqttSourceConfig  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
-from gateway.sources.mqtt import MqttSource  # noqa: E402
+from gateway.sources.mqtt.source import MqttSource  # noqa: E402
 
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 TOPIC = "bench/line/gauge"

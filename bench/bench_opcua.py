@@ -1,4 +1,4 @@
-"""OPC UA subscription values per second through gateway.sources.opcua.OpcUaSource.
+"""OPC UA subscription values per second through gateway.sources.opcua.source.OpcUaSource.
 
 The simulated server (gateway.sim.opcua_server, asyncua) runs in its own process with GAUGES gauges
 making a part every INTERVAL seconds each; the source subscribes to every value node (on_change,
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.config import Characteristic, OpcUaAddress, Product, Sampling  # noqa: E402
 from gateway.config import OpcUaSource as OpcUaSourceConfig  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
-from gateway.sources.opcua import OpcUaSource  # noqa: E402
+from gateway.sources.opcua.source import OpcUaSource  # noqa: E402
 
 
 def _free_port() -> int:

@@ -380,8 +380,8 @@ def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
     """A trailing space once counted for MQTT out (first line, newline cut) and not for MQTT in (strip)."""
     from gateway.config import MqttSource as MqttSourceConfig
     from gateway.outputs.mqtt import NorthboundError, read_password
-    from gateway.sources.mqtt_worker import new_client
-    from gateway.sources.opcua import OpcUaConfigError, _read_secret
+    from gateway.sources.mqtt.worker import new_client
+    from gateway.sources.opcua.source import OpcUaConfigError, _read_secret
 
     path = write(tmp_path, "pass word \n", "password")
     client = new_client(MqttSourceConfig("gauges", "127.0.0.1", username="line3", password_file=path),

@@ -15,7 +15,7 @@ from gateway.core.model import Measurement
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from gateway.sources import build_source
 from gateway.sources.base import Binding
-from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
+from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource
 from tests.conftest import free_port
 from tests.test_modbus_codec import VALUES, wire_registers
 

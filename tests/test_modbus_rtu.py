@@ -15,7 +15,7 @@ from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource,
 from gateway.core.model import Measurement
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from gateway.sources.base import Binding
-from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
+from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource
 
 SOCAT = shutil.which("socat") or "/usr/bin/socat"
 

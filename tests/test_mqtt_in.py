@@ -21,7 +21,13 @@ from gateway.config import Characteristic, MqttAddress, Product, Sampling
 from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.model import Measurement
 from gateway.sources.base import Binding
-from gateway.sources.mqtt import MAX_PAYLOAD, MalformedPayload, MqttSource, parse_payload, parse_timestamp
+from gateway.sources.mqtt.source import (
+    MAX_PAYLOAD,
+    MalformedPayload,
+    MqttSource,
+    parse_payload,
+    parse_timestamp,
+)
 from tests.test_northbound_tls import pki, tls_broker  # noqa: F401  (fixtures: a TLS + password broker)
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
@@ -140,7 +146,7 @@ def test_only_a_gauges_number_forms_are_accepted() -> None:
 def test_pipe_frames_survive_any_chunking_and_big_frames() -> None:
     """The daemon <-> worker pipe reader: messages come out whole and in order however the bytes are cut;
     a frame larger than the reused buffer grows it, and the buffer shrinks back afterwards."""
-    from gateway.sources.mqtt_worker import MAX_FRAME, FrameReader, frame
+    from gateway.sources.mqtt.worker import MAX_FRAME, FrameReader, frame
 
     messages = [("batch", i, [("t", b"x" * (i % 97))], None) for i in range(2000)]
     messages.insert(700, ("batch", "big", b"y" * 300_000, None))  # > the 64 KiB buffer of this reader
@@ -217,7 +223,7 @@ async def test_malformed_payloads_are_counted_acked_and_skipped(mosquitto) -> No
 
 
 async def test_refusals_are_logged_once_a_window_with_counts_per_reason(mosquitto, monkeypatch, caplog) -> None:
-    import gateway.sources.mqtt as mqtt_module
+    import gateway.sources.mqtt.source as mqtt_module
 
     monkeypatch.setattr(mqtt_module, "LOG_EVERY", 2.0)
     sink = Collector()
@@ -422,11 +428,11 @@ async def test_stop_is_fast_and_leaves_no_worker(mosquitto) -> None:
 
 def test_worker_exits_when_the_daemon_end_closes(mosquitto) -> None:
     """A daemon that dies without a word (SIGKILL) closes its end of the pipe: the worker goes too."""
-    from gateway.sources.mqtt_worker import FrameReader, frame
+    from gateway.sources.mqtt.worker import FrameReader, frame
 
     config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-orphan", keepalive=5)
     mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
                               pass_fds=(theirs.fileno(),))
     theirs.close()
     try:

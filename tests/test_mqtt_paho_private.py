@@ -1,4 +1,4 @@
-"""The one module on paho's internals (gateway.sources.mqtt_paho_private): pinned, checked, and both paths
+"""The one module on paho's internals (gateway.sources.mqtt.paho_private): pinned, checked, and both paths
 of the MQTT-in worker (its fast client and paho's public API) run against a real mosquitto.
 
 The first two tests fail loudly when paho-mqtt changes: a new version, or a renamed or re-shaped internal.
@@ -18,8 +18,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt import __version__ as paho_version
 
-from gateway.sources import mqtt_paho_private
-from gateway.sources.mqtt_paho_private import FORCE_PUBLIC, TESTED_VERSION, FastClient
+from gateway.sources.mqtt import paho_private as mqtt_paho_private
+from gateway.sources.mqtt.paho_private import FORCE_PUBLIC, TESTED_VERSION, FastClient
 from tests.test_mqtt_in import Collector, Publisher, _connected, _source
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]
@@ -43,7 +43,7 @@ def test_paho_is_the_exact_tested_version() -> None:
     assert pins == [f"paho-mqtt=={TESTED_VERSION}"], "pyproject.toml must pin the paho the fast client was tested with"
     assert paho_version == TESTED_VERSION, (
         f"paho-mqtt {paho_version} is installed, the fast MQTT-in client was tested with {TESTED_VERSION}: "
-        "check gateway/sources/mqtt_paho_private.py against it (see this file's docstring)")
+        "check gateway/sources/mqtt/paho_private.py against it (see this file's docstring)")
 
 
 def test_paho_internals_are_there_with_the_expected_signatures(monkeypatch) -> None:
@@ -132,11 +132,11 @@ def test_a_stop_sent_with_the_start_ends_the_worker(mosquitto) -> None:
 
     from gateway.config import MqttAddress
     from gateway.config import MqttSource as MqttSourceConfig
-    from gateway.sources.mqtt_worker import frame
+    from gateway.sources.mqtt.worker import frame
 
     config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-stop-at-once", keepalive=5)
     mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
                               pass_fds=(theirs.fileno(),))
     theirs.close()
     try:

@@ -42,7 +42,7 @@ def load(tmp_path: Path, port: int) -> Config:
 async def run_probe(config: Config, address: str | None, **limits: int) -> tuple[int, str]:
     out = io.StringIO()
     if limits:
-        from gateway.tools import probe_opcua
+        from gateway.sources.opcua import probe as probe_opcua
 
         status = await probe_opcua.probe(config, config.source("cmm"), address, out, **limits)  # type: ignore[arg-type]
     else:

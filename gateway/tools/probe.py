@@ -3,7 +3,7 @@
 For Modbus registers it prints the raw registers and the value under all four byte orders, so a
 technician can pick the right `byte_order` at the machine. OPC UA (browse the Objects tree, or read a
 node) and MQTT (listen to the configured topics, decode with the configured paths) are probed by
-`gateway.tools.probe_opcua` and `gateway.tools.probe_mqtt`.
+`gateway.sources.opcua.probe` and `gateway.sources.mqtt.probe`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gateway.config import (
     load_config,
 )
 from gateway.config import ModbusSource as ModbusSourceConfig
-from gateway.sources.modbus_codec import (
+from gateway.sources.modbus.codec import (
     BIT_TABLES,
     BYTE_ORDERS,
     DATA_TYPES,
@@ -81,11 +81,11 @@ async def probe_source(config: Config, source_name: str, address: str | None, ou
     if source_cfg.type == "modbus":
         return await probe_modbus(config, source_cfg, address, out)
     if source_cfg.type == "opcua":
-        from gateway.tools import probe_opcua
+        from gateway.sources.opcua import probe as probe_opcua
 
         return await probe_opcua.probe(config, source_cfg, address, out)
     if source_cfg.type == "mqtt":
-        from gateway.tools import probe_mqtt
+        from gateway.sources.mqtt import probe as probe_mqtt
 
         return await probe_mqtt.probe(config, source_cfg, address, out, wait=wait)
     out.write(f"{source_name}: probe cannot read a source of type {source_cfg.type!r} "
@@ -120,7 +120,7 @@ def _characteristics(config: Config, source_name: str) -> list[Characteristic]:
 
 async def probe_modbus(config: Config, source_cfg: ModbusSourceConfig, address: str | None, out: TextIO) -> int:
     """Read Modbus addresses once and print raw registers and every byte order."""
-    from gateway.sources.modbus import ModbusSource
+    from gateway.sources.modbus.source import ModbusSource
 
     targets: list[tuple[str, ModbusAddress, bool]] = []  # label, address, data type given?
     characteristics = _characteristics(config, source_cfg.name)

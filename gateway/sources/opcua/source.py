@@ -29,7 +29,7 @@ from gateway.core.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.sampling import Sampler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.sources.opcua")  # the logger's name from before the package
 
 SUBSCRIPTION_QUEUE = 10_000  # notifications buffered between asyncua's publish loop and us
 MONITORED_QUEUE = 10  # values the server keeps per node between two publish responses

@@ -2,7 +2,7 @@
 
 QoS 1 with a persistent session, and each message acknowledged to the broker only after its
 measurement is committed to SQLite (paho `manual_ack`): a crash loses nothing the broker delivered.
-The broker connection lives in a child process per connection (`mqtt_worker`): paho's packet and
+The broker connection lives in a child process per connection (`worker`): paho's packet and
 payload parsing run there, on the other core, not under the daemon's GIL. Over a socketpair it sends
 parsed deliveries; this side runs the sampler, hands measurements to the sink, and sends back the
 (mid, qos) of each one once it is committed. `run()` owns the reconnects: a connection that ends, or a
@@ -30,7 +30,7 @@ from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.model import Measurement
 from gateway.core.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
-from gateway.sources.mqtt_worker import (  # noqa: F401  (the module's public names, as before the split)
+from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,
     MAX_PAYLOAD,
     MAX_UNACKED,
@@ -45,7 +45,7 @@ from gateway.sources.mqtt_worker import (  # noqa: F401  (the module's public na
 )
 from gateway.sources.sampling import Sampler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.sources.mqtt")  # the logger's name from before the package
 
 LOG_EVERY = 10.0  # seconds between two log lines about malformed payloads
 # A session that lasted this long resets the backoff. A worker that dies on a message dies right after
@@ -86,7 +86,7 @@ class _Worker(asyncio.BufferedProtocol):
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(
                 p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+                [sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         except BaseException:
             mine.close()
@@ -121,7 +121,7 @@ class _Worker(asyncio.BufferedProtocol):
                 self._settle(self.ended, message[1])
             elif kind == "log":
                 log.log(message[1], "%s: %s", self.source.config.name, message[2])
-            elif kind == "client":  # which paho path the worker runs (gateway.sources.mqtt_paho_private)
+            elif kind == "client":  # which paho path the worker runs (gateway.sources.mqtt.paho_private)
                 self.source.health.details["paho_client"] = message[1]
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -17,7 +17,7 @@ from asyncua import Client, ua
 
 from gateway.config import Config
 from gateway.config import OpcUaSource as OpcUaSourceConfig
-from gateway.sources.opcua import _close, _describe, _status_name, build_client
+from gateway.sources.opcua.source import _close, _describe, _status_name, build_client
 
 MAX_DEPTH = 5  # levels below the starting node
 MAX_NODES = 200  # nodes printed at most

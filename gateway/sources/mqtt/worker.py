@@ -2,14 +2,14 @@
 
 paho's packet parsing (MQTT 5 properties above all) and payload parsing cost about as much as the
 SPC itself; in the daemon they competed with the event loop for the one GIL. Here they run in a
-process of their own (`python -m gateway.sources.mqtt_worker FD`), one select() loop over the broker
+process of their own (`python -m gateway.sources.mqtt.worker FD`), one select() loop over the broker
 socket and the daemon's socketpair, no threads. The daemon sends a start frame, then batches of
 settled (mid, qos) once each measurement is committed; this side sends parsed deliveries, health and
 log lines. Frames are a 4-byte length and a pickle. The worker ends with its connection, and as soon as
 the daemon closes the pipe or goes away (parent pid polled): it never outlives the daemon's session.
 
 The broker connection is a paho client on its public API (`manual_ack=True`, `Client.ack`), or, with
-the exact paho version it was tested with, the faster client of `mqtt_paho_private` (the one module
+the exact paho version it was tested with, the faster client of `paho_private` (the one module
 that uses paho's internals). The worker tells the daemon which one serves (health `paho_client`).
 """
 
@@ -48,7 +48,7 @@ from gateway.core.rejects import (
     TOO_LARGE,
     UNREADABLE,
 )
-from gateway.sources import mqtt_paho_private as paho_private
+from gateway.sources.mqtt import paho_private
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
 MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
@@ -293,7 +293,7 @@ class Worker:
         self.settled = 0  # of those, reported committed or skipped by the daemon
         self.refused: str | None = None
         self.delivered = 0  # messages paho has handed to on_message (refused ones too)
-        self.path = "public"  # which paho client serves the connection (mqtt_paho_private)
+        self.path = "public"  # which paho client serves the connection (paho_private)
 
     def send(self, message: Any) -> None:
         """To the daemon (blocking: the daemon always reads, and is bounded by MAX_UNACKED)."""
@@ -469,7 +469,7 @@ class Worker:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m gateway.sources.mqtt_worker FD`: serve one connection for the daemon on socket FD."""
+    """`python -m gateway.sources.mqtt.worker FD`: serve one connection for the daemon on socket FD."""
     # The daemon stops this process (pipe closed, or SIGKILL); a terminal's ^C or systemd's SIGTERM to
     # the whole group must not end it before the daemon's last commit is acknowledged.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

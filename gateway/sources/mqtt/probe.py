@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 
 from gateway.config import Config, MqttAddress
 from gateway.config import MqttSource as MqttSourceConfig
-from gateway.sources.mqtt_worker import MalformedPayload, new_client, parse_payload
+from gateway.sources.mqtt.worker import MalformedPayload, new_client, parse_payload
 
 MAX_MESSAGES = 20  # messages shown at most
 WAIT = 5.0  # seconds to listen by default

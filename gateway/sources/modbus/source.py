@@ -21,7 +21,7 @@ from gateway.config import ModbusAddress
 from gateway.config import ModbusSource as ModbusSourceConfig
 from gateway.core.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
-from gateway.sources.modbus_codec import (
+from gateway.sources.modbus.codec import (
     BIT_TABLES,
     ReadBlock,
     decode,
@@ -32,7 +32,7 @@ from gateway.sources.modbus_codec import (
 )
 from gateway.sources.sampling import Sampler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.sources.modbus")  # the logger's name from before the package
 # We log Modbus problems ourselves, rate-limited; pymodbus would log every timeout of a dead unit with
 # hex frames. A level set explicitly (for debugging) is left alone.
 if logging.getLogger("pymodbus").level == logging.NOTSET:

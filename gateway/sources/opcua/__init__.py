@@ -1,0 +1,1 @@
+"""The opcua gauge source."""
