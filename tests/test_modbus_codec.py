@@ -7,7 +7,6 @@ import struct
 
 import pytest
 
-from gateway.config import ModbusAddress
 from gateway.sources.modbus.codec import (
     all_byte_orders,
     decode,
@@ -16,6 +15,7 @@ from gateway.sources.modbus.codec import (
     plan_reads,
     scaled,
 )
+from gateway.sources.modbus.settings import ModbusAddress
 
 VALUES = {
     "int16": -12345, "uint16": 54321, "int32": -123456789, "uint32": 3_000_000_001,

@@ -17,10 +17,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import Backoff as BackoffConfig
-from gateway.config import Characteristic, MqttAddress, Product, Sampling
-from gateway.config import MqttSource as MqttSourceConfig
+from gateway.config import Characteristic, Product, Sampling
 from gateway.core.model import Measurement
 from gateway.sources.base import Binding
+from gateway.sources.mqtt.settings import MqttAddress
+from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig
 from gateway.sources.mqtt.source import (
     MAX_PAYLOAD,
     MalformedPayload,
@@ -35,11 +36,11 @@ pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
 def _source(port: int, sink, *, protocol: str = "5", client_id: str = "gw-in") -> MqttSource:
     chars = (
-        Characteristic("plain", "broker", mqtt=MqttAddress("line/plain"), sampling=Sampling("per_message")),
-        Characteristic("runout", "broker", mqtt=MqttAddress("line/json", value="reading.value",
+        Characteristic("plain", "broker", address=MqttAddress("line/plain"), sampling=Sampling("per_message")),
+        Characteristic("runout", "broker", address=MqttAddress("line/json", value="reading.value",
                                                            timestamp="reading.ts"),
                        sampling=Sampling("per_message")),
-        Characteristic("deep", "broker", mqtt=MqttAddress("line/+/deep", value="a.0.b"),
+        Characteristic("deep", "broker", address=MqttAddress("line/+/deep", value="a.0.b"),
                        sampling=Sampling("per_message")),
     )
     product = Product(1, "SHAFT", "shaft", chars)

@@ -130,8 +130,8 @@ def test_a_stop_sent_with_the_start_ends_the_worker(mosquitto) -> None:
     import subprocess
     import sys
 
-    from gateway.config import MqttAddress
-    from gateway.config import MqttSource as MqttSourceConfig
+    from gateway.sources.mqtt.settings import MqttAddress
+    from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig
     from gateway.sources.mqtt.worker import frame
 
     config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-stop-at-once", keepalive=5)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, load_config
+from gateway.config import Config
 from gateway.sim.opcua_server import start_opcua_simulator
 from gateway.sim.simulator import Gauge
+from gateway.sources.registry import load_config
 from gateway.tools import probe
 from tests.conftest import free_port
 

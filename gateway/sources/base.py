@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.config import Characteristic, Product
-from gateway.config import Source as SourceConfig
+from gateway.config import Characteristic, Product, SourceSettings
 from gateway.core.backoff import Backoff as Backoff  # the sources import it from here
 from gateway.core.model import CharacteristicKey, Measurement
 
@@ -69,7 +68,7 @@ class Binding:
 class Source(abc.ABC):
     """A running connection to one gauge server/bus; reads its bindings and feeds the sink."""
 
-    def __init__(self, config: SourceConfig, bindings: list[Binding], sink: Sink):
+    def __init__(self, config: SourceSettings, bindings: list[Binding], sink: Sink):
         self.config = config
         self.bindings = bindings
         self.sink = sink

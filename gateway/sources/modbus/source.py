@@ -17,8 +17,6 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from gateway.config import ModbusAddress
-from gateway.config import ModbusSource as ModbusSourceConfig
 from gateway.core.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.modbus.codec import (
@@ -30,6 +28,7 @@ from gateway.sources.modbus.codec import (
     plan_reads,
     scaled,
 )
+from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
 from gateway.sources.sampling import Sampler
 
 log = logging.getLogger("gateway.sources.modbus")  # the logger's name from before the package
@@ -123,17 +122,17 @@ class _Cycle:
 class ModbusSource(Source):
     """Polls Modbus TCP or RTU units and feeds one measurement per new part."""
 
-    config: ModbusSourceConfig
+    config: ModbusSettings
 
-    def __init__(self, config: ModbusSourceConfig, bindings: list[Binding], sink: Sink, *, merge: bool = True):
+    def __init__(self, config: ModbusSettings, bindings: list[Binding], sink: Sink, *, merge: bool = True):
         super().__init__(config, bindings, sink)
         addresses: list[ModbusAddress] = []
         self.readings: list[_Reading] = []
         for binding in bindings:
             characteristic = binding.characteristic
-            if characteristic.modbus is None:
+            if not isinstance(characteristic.address, ModbusAddress):
                 raise ValueError(f"{binding.key}: characteristic has no modbus address")
-            addresses.append(characteristic.modbus)
+            addresses.append(characteristic.address)
             counter_tag = None
             if characteristic.sampling.mode == "part_counter":
                 counter = characteristic.sampling.counter

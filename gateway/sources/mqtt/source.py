@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import gateway
-from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.model import Measurement
 from gateway.core.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,
     MAX_PAYLOAD,
@@ -94,7 +94,7 @@ class _Worker(asyncio.BufferedProtocol):
         finally:
             theirs.close()
         await self.loop.create_connection(lambda: self, sock=mine)
-        addresses = [r.binding.characteristic.mqtt for r in self.source.readers]
+        addresses = [r.binding.characteristic.address for r in self.source.readers]
         self.write(("start", self.source.config, addresses, os.getpid()))
 
     def write(self, message: Any) -> None:
@@ -174,13 +174,13 @@ class _Worker(asyncio.BufferedProtocol):
 class MqttSource(Source):
     """Subscribes one topic per characteristic on one broker; acknowledges after commit."""
 
-    def __init__(self, config: MqttSourceConfig, bindings: list[Binding], sink: Sink):
+    def __init__(self, config: MqttSettings, bindings: list[Binding], sink: Sink):
         super().__init__(config, bindings, sink)
-        self.config: MqttSourceConfig = config
+        self.config: MqttSettings = config
         self.readers: list[_Reader] = []
         for binding in bindings:
-            address = binding.characteristic.mqtt
-            if address is None:
+            address = binding.characteristic.address
+            if not isinstance(address, MqttAddress):
                 raise ValueError(f"characteristic {binding.characteristic.name} has no mqtt address")
             reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode))
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)

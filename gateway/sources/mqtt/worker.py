@@ -35,8 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.config import MqttAddress, read_secret
-from gateway.config import MqttSource as MqttSourceConfig
+from gateway.config import read_secret
 from gateway.core.rejects import (
     BAD_TIMESTAMP,
     BAD_TOPIC,
@@ -49,6 +48,7 @@ from gateway.core.rejects import (
     UNREADABLE,
 )
 from gateway.sources.mqtt import paho_private
+from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
 MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
@@ -182,7 +182,7 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | 
     return value, parse_timestamp(raw), str(raw)
 
 
-def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool,
+def new_client(config: MqttSettings, client_id: str, *, persistent: bool, manual_ack: bool,
                cls: type[paho.Client] = paho.Client) -> paho.Client:
     """A paho client with the source's protocol, credentials and TLS (not yet connected)."""
     v5 = config.protocol == "5"
@@ -280,7 +280,7 @@ class FrameReader:
 class Worker:
     """One broker connection: parse, hand over, acknowledge what the daemon says is committed."""
 
-    def __init__(self, pipe: socket.socket, config: MqttSourceConfig, addresses: list[MqttAddress],
+    def __init__(self, pipe: socket.socket, config: MqttSettings, addresses: list[MqttAddress],
                  parent_pid: int):
         self.pipe, self.config, self.addresses, self.parent_pid = pipe, config, addresses, parent_pid
         self.exact = {a.topic: i for i, a in enumerate(addresses) if "+" not in a.topic and "#" not in a.topic}

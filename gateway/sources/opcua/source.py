@@ -24,9 +24,9 @@ from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusC
 from asyncua.crypto import security_policies
 
 from gateway.config import ConfigError, read_secret
-from gateway.config import OpcUaSource as OpcUaSourceConfig
 from gateway.core.model import Measurement
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
 from gateway.sources.sampling import Sampler
 
 log = logging.getLogger("gateway.sources.opcua")  # the logger's name from before the package
@@ -111,7 +111,7 @@ def _certificate_uri(path: str) -> str | None:
     return uris[0] if uris else None
 
 
-async def build_client(config: OpcUaSourceConfig) -> Client:
+async def build_client(config: OpcUaSettings) -> Client:
     """A fresh client with the full security configuration (called for every connection)."""
     # auto_reconnect off: reconnects are ours (fresh client, backoff with jitter), see the module doc.
     client = Client(config.endpoint, timeout=config.timeout, watchdog_intervall=WATCHDOG_INTERVAL,
@@ -159,17 +159,18 @@ def _describe(exc: BaseException) -> str:
 class OpcUaSource(Source):
     """Reads characteristics from one OPC UA server, by subscription or by polling."""
 
-    def __init__(self, config: OpcUaSourceConfig, bindings: list[Binding], sink: Sink):
+    def __init__(self, config: OpcUaSettings, bindings: list[Binding], sink: Sink):
         super().__init__(config, bindings, sink)
-        self.config: OpcUaSourceConfig = config
+        self.config: OpcUaSettings = config
         self.readers: list[_Reader] = []
         for binding in bindings:
             ch = binding.characteristic
-            if ch.opcua is None:
+            if not isinstance(ch.address, OpcUaAddress):
                 raise OpcUaConfigError(f"characteristic {ch.name} has no opcua address")
             counter = ch.sampling.counter
-            counter_id = getattr(counter, "node_id", None) if ch.sampling.mode == "part_counter" else None
-            self.readers.append(_Reader(binding, ch.opcua.node_id, counter_id, Sampler(ch.sampling.mode)))
+            counter_id = counter.node_id if isinstance(counter, OpcUaAddress) and ch.sampling.mode == "part_counter" \
+                else None
+            self.readers.append(_Reader(binding, ch.address.node_id, counter_id, Sampler(ch.sampling.mode)))
         self._lost = asyncio.Event()
         self._next_handle = 0  # client handles of monitored items, unique per source
         self._last_log = 0.0
