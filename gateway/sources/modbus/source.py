@@ -18,6 +18,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
 from gateway.core.model import Measurement
+from gateway.core.ratelog import RateLimitedLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.modbus.codec import (
     BIT_TABLES,
@@ -48,26 +49,6 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-class RateLimitedLog:
-    """Logs a recurring problem once per `every` seconds per key, saying how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, every: float = LOG_EVERY, max_keys: int = 1000):
-        self.logger, self.every, self.max_keys = logger, every, max_keys
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, level: int, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last, suppressed = self._last.get(key, (-1e18, 0))
-        if now - last < self.every:
-            self._last[key] = (last, suppressed + 1)
-            return
-        if len(self._last) >= self.max_keys:  # bounded: forget the oldest keys
-            self._last.pop(next(iter(self._last)))
-        self._last[key] = (now, 0)
-        tail = f" ({suppressed} more like this suppressed)" if suppressed else ""
-        self.logger.log(level, message + tail, *args)
 
 
 class ClockWatch:
@@ -153,7 +134,7 @@ class ModbusSource(Source):
         # One transaction at a time on this source's port/socket (the poll loop and probe share it).
         self._bus = asyncio.Lock()
         self._next_request_at = 0.0  # monotonic: request_delay between two transactions on the bus
-        self._log = RateLimitedLog(log)
+        self._log = RateLimitedLog(log, LOG_EVERY)
         self._clock = ClockWatch()
         self.health.details.update(requests=0, timeouts=0, exceptions=0, missed_parts=0, units={})
 

@@ -25,6 +25,7 @@ from asyncua.crypto import security_policies
 
 from gateway.config import ConfigError, read_secret
 from gateway.core.model import Measurement
+from gateway.core.rejects import BAD_STATUS, NOT_FINITE, NOT_NUMBER, RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
 from gateway.sources.sampling import Sampler
@@ -173,8 +174,7 @@ class OpcUaSource(Source):
             self.readers.append(_Reader(binding, ch.address.node_id, counter_id, Sampler(ch.sampling.mode)))
         self._lost = asyncio.Event()
         self._next_handle = 0  # client handles of monitored items, unique per source
-        self._last_log = 0.0
-        self._suppressed = 0
+        self.rejects = RejectLog(log, "value skipped / 값 무시", LOG_EVERY)
         self.health.details = {"mode": config.mode, "failed_nodes": {}, "missed_parts": 0}
 
     # ------------------------------------------------------------------ the connection loop
@@ -332,11 +332,11 @@ class OpcUaSource(Source):
     async def _on_counter(self, client: Client, reader: _Reader, data: ua.DataValue) -> None:
         """The part counter moved: the part's value is the newest one written no later than the counter."""
         if data.StatusCode is not None and data.StatusCode.is_bad():
-            self._bad(reader, f"counter status {_status_name(data.StatusCode)}")
+            self._bad(reader, BAD_STATUS, f"counter status {_status_name(data.StatusCode)}")
             return
         counter = _number(data.Value.Value if data.Value else None)
         if counter is None:
-            self._bad(reader, "counter is not a number")
+            self._bad(reader, NOT_NUMBER, "counter is not a number")
             return
         counter_time = _utc_seconds(data.SourceTimestamp)
         value = None
@@ -374,11 +374,11 @@ class OpcUaSource(Source):
                 if not self._resolved(reader, reader.counter_id, counter_data):
                     continue
                 if counter_data.StatusCode is not None and counter_data.StatusCode.is_bad():
-                    self._bad(reader, f"counter status {_status_name(counter_data.StatusCode)}")
+                    self._bad(reader, BAD_STATUS, f"counter status {_status_name(counter_data.StatusCode)}")
                     continue
                 counter = _number(counter_data.Value.Value if counter_data.Value else None)
                 if counter is None:
-                    self._bad(reader, "counter is not a number")
+                    self._bad(reader, NOT_NUMBER, "counter is not a number")
                     continue
                 await self._offer(reader, data, int(counter))
             next_at += self.config.poll_interval
@@ -421,11 +421,11 @@ class OpcUaSource(Source):
     async def _offer(self, reader: _Reader, data: ua.DataValue, counter: int | None = None) -> None:
         """Bad status and non-numbers are counted and skipped; the sampler decides what is a part."""
         if data.StatusCode is not None and data.StatusCode.is_bad():
-            self._bad(reader, f"status {_status_name(data.StatusCode)}")
+            self._bad(reader, BAD_STATUS, f"status {_status_name(data.StatusCode)}")
             return
         value = _number(data.Value.Value if data.Value is not None else None)
         if value is None:
-            self._bad(reader, f"not a finite number: {data.Value.Value if data.Value else None!r}")
+            self._bad(reader, NOT_FINITE, f"not a finite number: {data.Value.Value if data.Value else None!r}")
             return
         source_time = _utc_seconds(data.SourceTimestamp)
         if not reader.sampler.accept(value, source_time, counter):
@@ -438,16 +438,10 @@ class OpcUaSource(Source):
         self.health.last_reading_at = time.monotonic()
         await self.sink(Measurement(reader.binding.key, value, time.time(), source_time))
 
-    def _bad(self, reader: _Reader, why: str) -> None:
+    def _bad(self, reader: _Reader, kind: str, why: str) -> None:
+        """A value skipped: counted, and logged at most once per LOG_EVERY with the counts since."""
         self.health.bad_readings += 1
-        now = time.monotonic()
-        if now - self._last_log < LOG_EVERY:
-            self._suppressed += 1
-            return
-        more = f" (+{self._suppressed} more since last report)" if self._suppressed else ""
-        log.warning("%s: %s (%s): value skipped / 값 무시: %s%s", self.config.name, reader.binding.key,
-                    reader.node_id, why, more)
-        self._last_log, self._suppressed = now, 0
+        self.rejects.add(f"{self.config.name}: {reader.binding.key} ({reader.node_id})", kind, why)
 
     def _node_failed(self, reader: _Reader, node_id: str, why: str) -> None:
         if reader.failed.get(node_id) != why:
