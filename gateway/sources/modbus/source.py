@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -160,36 +161,31 @@ class ModbusSource(Source):
         cfg = self.config
         return str(cfg.serial_port) if cfg.transport == "rtu" else f"{cfg.host}:{cfg.port}"
 
-    async def run(self) -> None:
-        """Connect, poll every poll_interval, reconnect with backoff: until cancelled."""
-        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
-        first = True
-        while True:
-            self.health.state = "connecting"
-            client = None
-            try:
-                client = self.make_client()
-                if not await client.connect():
-                    raise ConnectionError(f"cannot connect to {self.where()}")
-                self.health.state = "connected"
-                for unit in self.units.values():  # a fresh connection: every unit gets a chance at once
-                    unit.retry_at = 0.0
-                if not first:
-                    log.info("modbus %s: connected again to %s", self.config.name, self.where())
-                await self._poll_forever(client, backoff)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a peer problem: log, back off, reconnect; never end the task
-                self.health.last_error = f"{type(exc).__name__}: {exc}"
-                self._log(logging.WARNING, "connection", "modbus %s: %s", self.config.name,
-                          self.health.last_error)
-            finally:
-                if client is not None:
-                    client.close()
-            self.health.state = "down"
-            self.health.reconnects += 1
-            first = False
-            await asyncio.sleep(backoff.next_delay())
+    # The reconnect loop is Source.run: connect, serve (poll every poll_interval), close, back off.
+
+    async def connect(self) -> Any:
+        client = self.make_client()
+        try:
+            if not await client.connect():
+                raise ConnectionError(f"cannot connect to {self.where()}")
+        except BaseException:
+            client.close()
+            raise
+        for unit in self.units.values():  # a fresh connection: every unit gets a chance at once
+            unit.retry_at = 0.0
+        if self.health.reconnects:
+            log.info("modbus %s: connected again to %s", self.config.name, self.where())
+        return client
+
+    async def serve(self, connection: Any, backoff: Backoff) -> None:
+        await self._poll_forever(connection, backoff)
+
+    async def close(self, connection: Any) -> None:
+        connection.close()
+
+    def report(self, exc: Exception) -> None:
+        # a bus that stays down fails on every attempt: one line a minute, with the count held back
+        self._log(logging.WARNING, "connection", "modbus %s: %s", self.config.name, self.health.last_error)
 
     # ------------------------------------------------------------ polling
 

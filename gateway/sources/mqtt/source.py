@@ -64,6 +64,14 @@ class _Reader:
     rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
 
 
+class NotConnected(Exception):
+    """A worker that could not start or whose broker did not accept it; the message is for health."""
+
+    def __init__(self, message: str, level: int):
+        super().__init__(message)
+        self.level = level  # how loud: a worker that cannot start is an error, a broker away a warning
+
+
 class _Worker(asyncio.BufferedProtocol):
     """The daemon's end of one worker process: its deliveries in, acknowledgements out."""
 
@@ -214,53 +222,57 @@ class MqttSource(Source):
         self.malformed(topic, kind, why)
 
     async def run(self) -> None:
-        """Start a worker, read, and after it ends start another with backoff: forever, until cancelled."""
-        loop = asyncio.get_running_loop()
-        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
+        """Source.run (a worker per connection, backoff between), beside the task that takes deliveries."""
         consumer = asyncio.create_task(self._consume(), name=f"mqtt-in-consumer:{self.config.name}")
         try:
-            while True:
-                self.health.state = "connecting"
-                worker = _Worker(self, loop)
-                try:
-                    lasted = await self._session(worker)
-                finally:
-                    await worker.close()
-                    self.health.details["worker_pid"] = None
-                if lasted >= STABLE_SESSION:
-                    backoff.reset()
-                self.health.state = "down"
-                self.health.reconnects += 1
-                await asyncio.sleep(backoff.next_delay())
+            await super().run()
         finally:
             consumer.cancel()
 
-    async def _session(self, worker: _Worker) -> float:
-        """Run one worker until its connection ends; returns the seconds it was connected."""
+    async def connect(self) -> _Worker:
+        """A worker process connected to the broker (its CONNACK came)."""
+        worker = _Worker(self, asyncio.get_running_loop())
         try:
             await worker.start()
         except OSError as exc:
-            self.health.last_error = f"MQTT worker could not start / MQTT 작업 프로세스 시작 실패: {exc}"
-            log.error("%s: %s", self.config.name, self.health.last_error)
-            return 0.0
-        self.worker = worker
-        self.health.details["worker_pid"] = worker.process.pid if worker.process else None
+            await self.close(worker)
+            raise NotConnected(f"MQTT worker could not start / MQTT 작업 프로세스 시작 실패: {exc}",
+                               logging.ERROR) from exc
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(worker.connected), WORKER_START)
-        except TimeoutError:
-            outcome = "no CONNACK from the broker / 브로커 응답 없음"
-        if isinstance(outcome, str):
-            self.health.last_error = outcome
-            log.warning("%s: %s", self.config.name, outcome)
-            return 0.0
-        self.health.state = "connected"
+            self.worker = worker
+            self.health.details["worker_pid"] = worker.process.pid if worker.process else None
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(worker.connected), WORKER_START)
+            except TimeoutError:
+                outcome = "no CONNACK from the broker / 브로커 응답 없음"
+            if isinstance(outcome, str):
+                raise NotConnected(outcome, logging.WARNING)
+        except BaseException:
+            await self.close(worker)
+            raise
         self.health.details["session_present"] = outcome
-        connected_at = time.monotonic()
         log.info("%s: connected to %s:%d (session present: %s)", self.config.name, self.config.host,
                  self.config.port, outcome)
-        self.health.last_error = await worker.ended
+        return worker
+
+    async def serve(self, connection: _Worker, backoff: Backoff) -> None:
+        """Until the worker's connection ends; a session that lasted resets the backoff."""
+        connected_at = time.monotonic()
+        self.health.last_error = await connection.ended
         log.warning("%s: %s", self.config.name, self.health.last_error)
-        return time.monotonic() - connected_at
+        if time.monotonic() - connected_at >= STABLE_SESSION:
+            backoff.reset()
+
+    async def close(self, connection: _Worker) -> None:
+        await connection.close()
+        self.health.details["worker_pid"] = None
+
+    def describe(self, exc: Exception) -> str:
+        return str(exc) if isinstance(exc, NotConnected) else super().describe(exc)
+
+    def report(self, exc: Exception) -> None:
+        level = exc.level if isinstance(exc, NotConnected) else logging.WARNING
+        log.log(level, "%s: %s", self.config.name, self.health.last_error)
 
     async def _consume(self) -> None:
         readers = self.readers

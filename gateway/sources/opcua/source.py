@@ -179,43 +179,41 @@ class OpcUaSource(Source):
 
     # ------------------------------------------------------------------ the connection loop
 
-    async def run(self) -> None:
-        """Connect, read, reconnect with backoff: forever, until cancelled."""
-        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
-        while True:
-            self.health.state = "connecting"
-            client: Client | None = None
-            try:
-                client = await build_client(self.config)
-                self._lost = asyncio.Event()
-                client.connection_lost_callback = self._on_connection_lost
-                await asyncio.wait_for(client.connect(), self.config.timeout * 3)
-                # asyncua's stale-subscription watchdog would recreate the subscription behind our back;
-                # our own watchdog rebuilds the whole client instead (a private task, hence the getattr).
-                task = getattr(client, "_stale_watchdog_task", None)
-                if task is not None:
-                    task.cancel()
-                self.health.state = "connected"
-                log.info("%s: connected to %s", self.config.name, self.config.endpoint)
-                if self.config.mode == "subscribe":
-                    await self._subscribe_session(client, backoff)
-                else:
-                    await self._poll_session(client, backoff)
-            except asyncio.CancelledError:
-                if client is not None:
-                    await _close(client)
-                raise
-            except OpcUaConfigError as exc:
-                self.health.last_error = str(exc)
-                log.error("%s: %s", self.config.name, exc)
-            except Exception as exc:
-                self.health.last_error = _describe(exc)
-                log.warning("%s: %s", self.config.name, self.health.last_error)
-            if client is not None:
-                await _close(client)
-            self.health.state = "down"
-            self.health.reconnects += 1
-            await asyncio.sleep(backoff.next_delay())
+    # The reconnect loop is Source.run: connect (a fresh client each time), serve, close, back off.
+
+    async def connect(self) -> Client:
+        client = await build_client(self.config)
+        try:
+            self._lost = asyncio.Event()
+            client.connection_lost_callback = self._on_connection_lost
+            await asyncio.wait_for(client.connect(), self.config.timeout * 3)
+            # asyncua's stale-subscription watchdog would recreate the subscription behind our back;
+            # our own watchdog rebuilds the whole client instead (a private task, hence the getattr).
+            task = getattr(client, "_stale_watchdog_task", None)
+            if task is not None:
+                task.cancel()
+        except BaseException:
+            await _close(client)
+            raise
+        log.info("%s: connected to %s", self.config.name, self.config.endpoint)
+        return client
+
+    async def serve(self, connection: Client, backoff: Backoff) -> None:
+        if self.config.mode == "subscribe":
+            await self._subscribe_session(connection, backoff)
+        else:
+            await self._poll_session(connection, backoff)
+
+    async def close(self, connection: Client) -> None:
+        await _close(connection)
+
+    def describe(self, exc: Exception) -> str:
+        return str(exc) if isinstance(exc, OpcUaConfigError) else _describe(exc)
+
+    def report(self, exc: Exception) -> None:
+        # a setting the technician must fix is an error; a server that is away is a warning
+        level = logging.ERROR if isinstance(exc, OpcUaConfigError) else logging.WARNING
+        log.log(level, "%s: %s", self.config.name, self.health.last_error)
 
     async def _on_connection_lost(self, exc: Exception) -> None:
         self._lost.set()
