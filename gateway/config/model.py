@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-ChartType = Literal["imr", "xbar_r", "xbar_s"]
+from gateway.spc.charts.registry import default_chart
+
 Role = Literal["viewer", "operator"]
 SamplingMode = Literal["per_message", "on_change", "every_poll", "part_counter"]
 
@@ -185,7 +186,7 @@ class Characteristic:
     address: object = None
     sampling: Sampling = Sampling("on_change")
     spec: Spec = Spec()
-    chart: ChartType = "imr"
+    chart: str = default_chart(1).name  # a name in gateway.spc.charts.registry.CHARTS
     subgroup_size: int = 1
     limits: Limits = Limits(baseline_subgroups=25)
     rules: Rules = Rules("nelson", ALL_TESTS["nelson"])
