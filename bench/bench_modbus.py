@@ -20,9 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway.config import Characteristic, ModbusAddress, ModbusSource, Product, Sampling  # noqa: E402
+from gateway.config import Characteristic, Product, Sampling  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
-from gateway.sources.modbus import ModbusSource as ModbusGaugeSource  # noqa: E402
+from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings  # noqa: E402
+from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource  # noqa: E402
 
 
 def free_port() -> int:
@@ -45,7 +46,7 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 def bindings(tags: int) -> list[Binding]:
     characteristics = tuple(
         Characteristic(name=f"t{i}", source="plc", sampling=Sampling("every_poll"),
-                       modbus=ModbusAddress(2 * i, data_type="float32"))
+                       address=ModbusAddress(2 * i, data_type="float32"))
         for i in range(tags))
     product = Product(1, "BENCH", "bench", characteristics)
     return [Binding(product, c) for c in characteristics]
@@ -58,7 +59,7 @@ async def measure(port: int, tags: int, seconds: float, merge: bool) -> tuple[fl
         nonlocal count
         count += 1
 
-    config = ModbusSource(name="plc", host="127.0.0.1", port=port, poll_interval=0.0, timeout=2.0)
+    config = ModbusSettings(name="plc", host="127.0.0.1", port=port, poll_interval=0.0, timeout=2.0)
     source = ModbusGaugeSource(config, bindings(tags), sink, merge=merge)
     requests_per_poll = sum(len(u.blocks) for u in source.units.values())
     await source.start()

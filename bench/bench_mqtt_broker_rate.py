@@ -2,7 +2,7 @@
 
 Measures, in the same run and against the same broker:
   mqtt_bare_paho_qos1    a bare paho subscriber that only counts (auto-ack): the ceiling
-  mqtt_source_drain      gateway.sources.mqtt.MqttSource (parse, sample, manual ack on commit) with a
+  mqtt_source_drain      gateway.sources.mqtt.source.MqttSource (parse, sample, manual ack on commit) with a
                          sink that commits at once (no SQLite): the source's own cost
 The publishers are `mosquitto_pub -q 1 -l` processes fed lines from a pipe, several in parallel, so the
 publisher is not the limit. The lead puts the whole gateway's committed rate beside these numbers.
@@ -32,10 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import start_broker  # noqa: E402
 
-from gateway.config import Characteristic, MqttAddress, Product, Sampling  # noqa: E402
-from gateway.config import MqttSource as MqttSourceConfig  # noqa: E402
+from gateway.config import Characteristic, Product, Sampling  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
-from gateway.sources.mqtt import MqttSource  # noqa: E402
+from gateway.sources.mqtt.settings import MqttAddress
+from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig  # noqa: E402
+from gateway.sources.mqtt.source import MqttSource  # noqa: E402
 
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 TOPIC = "bench/line/gauge"
@@ -113,7 +114,7 @@ def gateway_source(port: int, total: int, publishers: int, protocol: str) -> flo
             m.on_committed()
 
     async def main() -> float:
-        char = Characteristic("od", "broker", mqtt=MqttAddress(TOPIC), sampling=Sampling("per_message"))
+        char = Characteristic("od", "broker", address=MqttAddress(TOPIC), sampling=Sampling("per_message"))
         config = MqttSourceConfig("broker", "127.0.0.1", port=port, client_id=f"bench-gw-{protocol}",
                                   protocol=protocol)  # type: ignore[arg-type]
         source = MqttSource(config, [Binding(Product(1, "P", "p", (char,)), char)], sink)

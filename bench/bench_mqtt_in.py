@@ -36,7 +36,7 @@ from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from gateway.config import MqttSource as MqttSourceConfig  # noqa: E402  (the gateway's default protocol)
+from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig  # noqa: E402  (the gateway's default protocol)
 
 TOPIC = "bench/x"
 DRAIN_TIMEOUT = 180.0  # seconds a drain may take before the run gives up on it

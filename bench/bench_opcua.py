@@ -1,4 +1,4 @@
-"""OPC UA subscription values per second through gateway.sources.opcua.OpcUaSource.
+"""OPC UA subscription values per second through gateway.sources.opcua.source.OpcUaSource.
 
 The simulated server (gateway.sim.opcua_server, asyncua) runs in its own process with GAUGES gauges
 making a part every INTERVAL seconds each; the source subscribes to every value node (on_change,
@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.config import Characteristic, OpcUaAddress, Product, Sampling  # noqa: E402
-from gateway.config import OpcUaSource as OpcUaSourceConfig  # noqa: E402
+from gateway.config import Characteristic, Product, Sampling  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
-from gateway.sources.opcua import OpcUaSource  # noqa: E402
+from gateway.sources.opcua.settings import OpcUaAddress
+from gateway.sources.opcua.settings import OpcUaSettings as OpcUaSourceConfig  # noqa: E402
+from gateway.sources.opcua.source import OpcUaSource  # noqa: E402
 
 
 def _free_port() -> int:
@@ -47,7 +48,7 @@ def _serve(port: int, gauges: int, interval: float) -> None:
 
 async def measure(port: int, gauges: int, interval: float, seconds: float) -> tuple[float, int]:
     endpoint = f"opc.tcp://127.0.0.1:{port}/spc-gateway/sim/"
-    chars = tuple(Characteristic(f"g{i}", "cmm", opcua=OpcUaAddress(f"ns=2;s=Line3.CMM.G{i:03d}"),
+    chars = tuple(Characteristic(f"g{i}", "cmm", address=OpcUaAddress(f"ns=2;s=Line3.CMM.G{i:03d}"),
                                  sampling=Sampling("on_change")) for i in range(gauges))
     product = Product(1, "P", "p", chars)
     count = 0

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.alerts import AlertService
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config, ConfigError
 from gateway.config.topics import topic_for as northbound_topic
 from gateway.core.listen_error import ListenError
 from gateway.core.model import Event
@@ -31,8 +31,8 @@ from gateway.outputs.mqtt import Northbound
 from gateway.outputs.websocket.hub import Hub
 from gateway.outputs.websocket.ws import LineServer
 from gateway.pipeline import Pipeline
-from gateway.sources import build_source
 from gateway.sources.base import Binding, Source
+from gateway.sources.registry import SOURCES, load_config
 from gateway.store import Store
 
 log = logging.getLogger("gateway")
@@ -160,7 +160,7 @@ class Gateway:
             log.info("source %s: no characteristic reads it; not started", source_config.name)
             return
         assert self.pipeline is not None
-        source = build_source(source_config, bindings, self.pipeline.sink)
+        source = SOURCES[source_config.type].build(source_config, bindings, self.pipeline.sink)
         self.sources[source_config.name] = source
         await source.start()
 

@@ -31,7 +31,8 @@ def setup_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The daemon."""
-    from gateway.config import ConfigError, load_config, require_files
+    from gateway.config import ConfigError, require_files
+    from gateway.sources.registry import load_config
 
     try:
         config, warnings = load_config(args.config)
@@ -62,8 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config.check import check_config
+    from gateway.sources.registry import SOURCES
 
-    return check_config(args.file)
+    return check_config(args.file, SOURCES.kinds())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from gateway.core.model import (
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import TextError, texts
+from gateway.sources.registry import SOURCES
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import bad_reading
 
@@ -135,14 +136,11 @@ class Pipeline:
 
     @staticmethod
     def _stale_after(config: Config, characteristic: Characteristic) -> float | None:
-        if characteristic.stale_after is not None:
-            return characteristic.stale_after
+        """The characteristic's own stale_after, else its source's plugin's rule (gateway.sources.plugin)."""
         source = next((s for s in config.sources if s.name == characteristic.source), None)
-        interval = getattr(source, "poll_interval", None) if source is not None else None
-        if source is not None and source.type == "opcua" and source.mode == "subscribe":
-            interval = source.sampling_interval
-        # MQTT gauges publish when a part is measured: no interval to judge staleness by
-        return None if interval is None or source is None or source.type == "mqtt" else max(3 * interval, 5.0)
+        if source is None:
+            return characteristic.stale_after
+        return SOURCES[source.type].stale_after(source, characteristic)
 
     # ------------------------------------------------------------------ the hot path
 

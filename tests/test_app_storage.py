@@ -13,8 +13,8 @@ import pytest
 
 from gateway.alerts import AlertError, AlertService
 from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
+from gateway.sources.registry import load_config
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 

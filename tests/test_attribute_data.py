@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.outputs.websocket.ws import LineServer
+from gateway.sources.registry import load_config
 from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
 

@@ -21,17 +21,17 @@ from gateway.config import (
     Config,
     ConfigError,
     Listen,
-    ModbusAddress,
-    MqttSource,
-    OpcUaAddress,
     Rules,
     Sampling,
-    load_config,
     missing_files,
     require_files,
 )
 from gateway.config.check import check_config
 from gateway.core.secrets import SecretError, read_secret
+from gateway.sources.modbus.settings import ModbusAddress
+from gateway.sources.mqtt.settings import MqttSettings
+from gateway.sources.opcua.settings import OpcUaAddress
+from gateway.sources.registry import SOURCES, load_config
 
 CASES = REPO / "tests" / "config_cases"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "gateway.yaml").exists())
@@ -40,7 +40,7 @@ EXAMPLE = REPO / "config" / "gateway.example.yaml"
 
 def run_check(path: str) -> tuple[int, list[str]]:
     out = io.StringIO()
-    code = check_config(path, out=out)
+    code = check_config(path, SOURCES.kinds(), out=out)
     return code, out.getvalue().splitlines()
 
 
@@ -89,19 +89,19 @@ def test_contract_config_typed_values() -> None:
     assert (plc.poll_interval, plc.timeout, rs485.timeout) == (0.5, 1.0, 0.3)
     assert (rs485.transport, rs485.parity, rs485.baudrate) == ("rtu", "E", 19200)
     assert cmm.sampling_interval == 0.25 and cmm.security.mode == "SignAndEncrypt"
-    assert isinstance(broker, MqttSource) and broker.client_id == "spc-gw-line3-in"
+    assert isinstance(broker, MqttSettings) and broker.client_id == "spc-gw-line3-in"
 
     bolt, shaft = config.products
     diameter, length = bolt.characteristics
-    assert diameter.modbus == ModbusAddress(address=100, unit=1, table="holding", data_type="float32")
+    assert diameter.address == ModbusAddress(address=100, unit=1, table="holding", data_type="float32")
     assert diameter.sampling == Sampling("part_counter", ModbusAddress(address=110, data_type="uint32"))
     assert (diameter.chart, diameter.subgroup_size, diameter.limits.baseline_subgroups) == ("xbar_r", 5, 25)
     assert diameter.rules == Rules("nelson", ALL_TESTS["nelson"])
-    assert length.modbus.scale == 0.01 and length.sampling == Sampling("on_change")
+    assert length.address.scale == 0.01 and length.sampling == Sampling("on_change")
     assert length.limits.fixed and (length.limits.center, length.limits.sigma) == (40.0, 0.04)
     assert length.rules == Rules("nelson", (1, 2, 3, 5, 6)) and length.rules.label == "1,2,3,5,6"
     outer, runout = shaft.characteristics
-    assert outer.opcua == OpcUaAddress("ns=2;s=Line3.CMM.Shaft.OD") and outer.sampling == Sampling("on_change")
+    assert outer.address == OpcUaAddress("ns=2;s=Line3.CMM.Shaft.OD") and outer.sampling == Sampling("on_change")
     assert outer.rules == Rules("western_electric", (1, 2, 3, 4)) and outer.rules.label == "western_electric"
     assert runout.spec.lsl is None and runout.spec.target is None and runout.spec.usl == 0.05  # one-sided
     assert runout.sampling == Sampling("per_message")
@@ -378,10 +378,10 @@ def test_read_secret_refuses_what_is_not_one_line(tmp_path: Path, content: bytes
 
 def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
     """A trailing space once counted for MQTT out (first line, newline cut) and not for MQTT in (strip)."""
-    from gateway.config import MqttSource as MqttSourceConfig
     from gateway.outputs.mqtt import NorthboundError, read_password
-    from gateway.sources.mqtt_worker import new_client
-    from gateway.sources.opcua import OpcUaConfigError, _read_secret
+    from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig
+    from gateway.sources.mqtt.worker import new_client
+    from gateway.sources.opcua.source import OpcUaConfigError, _read_secret
 
     path = write(tmp_path, "pass word \n", "password")
     client = new_client(MqttSourceConfig("gauges", "127.0.0.1", username="line3", password_file=path),

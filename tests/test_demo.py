@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import load_config
 from gateway.sim.demo import demo_config
+from gateway.sources.registry import load_config
 from tests.conftest import free_port, wait_port
 from tests.daemon_helpers import REPO
 

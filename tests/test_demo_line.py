@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.config import load_config
 from gateway.sim.demo import PLAN, demo_gauges
+from gateway.sources.registry import load_config
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from tests.conftest import free_port, wait_port
 from tests.daemon_helpers import REPO

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from gateway.config import load_config
 from gateway.core.texts import _TEXTS, LANGUAGES, text
 from gateway.outputs.websocket.protocol import SCHEMA, Protocol, Session
+from gateway.sources.registry import load_config
 from tests.conftest import free_port
 from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
 

@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource, Product, Sampling
+from gateway.config import Backoff, Characteristic, Product, Sampling
 from gateway.core.model import Measurement
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
-from gateway.sources import build_source
 from gateway.sources.base import Binding
-from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
+from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
+from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource
+from gateway.sources.registry import SOURCES
 from tests.conftest import free_port
 from tests.test_modbus_codec import VALUES, wire_registers
 
@@ -39,15 +40,15 @@ ON_CHANGE = Sampling("on_change")
 
 
 def bind(name: str, address: ModbusAddress, sampling: Sampling = ON_CHANGE) -> Binding:
-    characteristic = Characteristic(name=name, source="plc", modbus=address, sampling=sampling)
+    characteristic = Characteristic(name=name, source="plc", address=address, sampling=sampling)
     return Binding(Product(1, "P", "P", (characteristic,)), characteristic)
 
 
-def source_config(port: int, **kw) -> ModbusSource:
+def source_config(port: int, **kw) -> ModbusSettings:
     settings = dict(name="plc", host="127.0.0.1", port=port, poll_interval=0.02, timeout=0.3,
                     backoff=Backoff(0.05, 0.2))
     settings.update(kw)
-    return ModbusSource(**settings)
+    return ModbusSettings(**settings)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -90,7 +91,7 @@ def test_every_data_type_and_byte_order_and_table_through_the_source() -> None:
         sim = ModbusSimulator(memory, port=free_port())
         await sim.start()
         sink = Collector()
-        source = build_source(source_config(sim.port), bindings, sink)
+        source = SOURCES["modbus"].build(source_config(sim.port), bindings, sink)
         assert isinstance(source, ModbusGaugeSource)
         await source.start()
         await until(lambda: len(sink.items) == len(expected))
@@ -276,7 +277,7 @@ def test_request_delay_spaces_transactions_on_the_bus() -> None:
 
 
 def test_wall_clock_step_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.sources import modbus
+    from gateway.sources.modbus import source as modbus
 
     watch = modbus.ClockWatch()
     assert watch.check() == 0.0

@@ -7,8 +7,7 @@ import struct
 
 import pytest
 
-from gateway.config import ModbusAddress
-from gateway.sources.modbus_codec import (
+from gateway.sources.modbus.codec import (
     all_byte_orders,
     decode,
     encode,
@@ -16,6 +15,7 @@ from gateway.sources.modbus_codec import (
     plan_reads,
     scaled,
 )
+from gateway.sources.modbus.settings import ModbusAddress
 
 VALUES = {
     "int16": -12345, "uint16": 54321, "int32": -123456789, "uint32": 3_000_000_001,
@@ -108,7 +108,7 @@ def test_far_addresses_and_limits_split_reads() -> None:
 
 
 def test_float32_reads_as_its_shortest_decimal_and_scaling_adds_no_binary_noise() -> None:
-    from gateway.sources.modbus_codec import decode, encode, scaled
+    from gateway.sources.modbus.codec import decode, encode, scaled
 
     assert decode(encode(10.118341, "float32"), "float32") == 10.118341
     assert decode(encode(74.03, "float32", "CDAB"), "float32", "CDAB") == 74.03

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
+from gateway.sources.registry import load_config
 from gateway.tools import probe
 from tests.conftest import free_port
 

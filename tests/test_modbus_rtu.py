@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.config import Backoff, Characteristic, ModbusAddress, ModbusSource, Product, Sampling
+from gateway.config import Backoff, Characteristic, Product, Sampling
 from gateway.core.model import Measurement
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from gateway.sources.base import Binding
-from gateway.sources.modbus import ModbusSource as ModbusGaugeSource
+from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
+from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource
 
 SOCAT = shutil.which("socat") or "/usr/bin/socat"
 
@@ -41,7 +42,7 @@ def pty_pair() -> Iterator[tuple[str, str]]:
 
 def bind(name: str, unit: int) -> Binding:
     characteristic = Characteristic(name=name, source="rs485", sampling=Sampling("every_poll"),
-                                    modbus=ModbusAddress(0, unit=unit, table="input", data_type="int16",
+                                    address=ModbusAddress(0, unit=unit, table="input", data_type="int16",
                                                          scale=0.01))
     return Binding(Product(1, "P", "P", (characteristic,)), characteristic)
 
@@ -60,7 +61,7 @@ def test_live_unit_keeps_its_rate_while_a_dead_unit_backs_off(pty_pair: tuple[st
         async def sink(m: Measurement) -> None:
             items.append(m)
 
-        config = ModbusSource(name="rs485", transport="rtu", serial_port=gateway_side, baudrate=19200,
+        config = ModbusSettings(name="rs485", transport="rtu", serial_port=gateway_side, baudrate=19200,
                               parity="N", poll_interval=poll_interval, timeout=0.1,
                               backoff=Backoff(0.5, 2.0))
         source = ModbusGaugeSource(config, [bind("live", 7), bind("dead", 9)], sink)

@@ -212,8 +212,8 @@ KINDS = {"too large", "not UTF-8", "not JSON", "missing field", "not a number", 
 def test_the_parser_refuses_with_a_named_reason_and_nothing_else(payload: bytes, json_address: bool) -> None:
     """The worker's parser alone, fast: a reading with finite numbers, or MalformedPayload with one of
     the named reasons. ("unreadable", the worker's catch-all, would mean a gap in the parser.)"""
-    from gateway.config import MqttAddress
-    from gateway.sources.mqtt_worker import MalformedPayload, parse_payload
+    from gateway.sources.mqtt.settings import MqttAddress
+    from gateway.sources.mqtt.worker import MalformedPayload, parse_payload
 
     address = MqttAddress("t", value="reading.value", timestamp="reading.ts") if json_address else MqttAddress("t")
     try:

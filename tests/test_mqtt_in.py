@@ -17,11 +17,18 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import Backoff as BackoffConfig
-from gateway.config import Characteristic, MqttAddress, Product, Sampling
-from gateway.config import MqttSource as MqttSourceConfig
+from gateway.config import Characteristic, Product, Sampling
 from gateway.core.model import Measurement
 from gateway.sources.base import Binding
-from gateway.sources.mqtt import MAX_PAYLOAD, MalformedPayload, MqttSource, parse_payload, parse_timestamp
+from gateway.sources.mqtt.settings import MqttAddress
+from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig
+from gateway.sources.mqtt.source import (
+    MAX_PAYLOAD,
+    MalformedPayload,
+    MqttSource,
+    parse_payload,
+    parse_timestamp,
+)
 from tests.test_northbound_tls import pki, tls_broker  # noqa: F401  (fixtures: a TLS + password broker)
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
@@ -29,11 +36,11 @@ pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
 
 def _source(port: int, sink, *, protocol: str = "5", client_id: str = "gw-in") -> MqttSource:
     chars = (
-        Characteristic("plain", "broker", mqtt=MqttAddress("line/plain"), sampling=Sampling("per_message")),
-        Characteristic("runout", "broker", mqtt=MqttAddress("line/json", value="reading.value",
+        Characteristic("plain", "broker", address=MqttAddress("line/plain"), sampling=Sampling("per_message")),
+        Characteristic("runout", "broker", address=MqttAddress("line/json", value="reading.value",
                                                            timestamp="reading.ts"),
                        sampling=Sampling("per_message")),
-        Characteristic("deep", "broker", mqtt=MqttAddress("line/+/deep", value="a.0.b"),
+        Characteristic("deep", "broker", address=MqttAddress("line/+/deep", value="a.0.b"),
                        sampling=Sampling("per_message")),
     )
     product = Product(1, "SHAFT", "shaft", chars)
@@ -140,7 +147,7 @@ def test_only_a_gauges_number_forms_are_accepted() -> None:
 def test_pipe_frames_survive_any_chunking_and_big_frames() -> None:
     """The daemon <-> worker pipe reader: messages come out whole and in order however the bytes are cut;
     a frame larger than the reused buffer grows it, and the buffer shrinks back afterwards."""
-    from gateway.sources.mqtt_worker import MAX_FRAME, FrameReader, frame
+    from gateway.sources.mqtt.worker import MAX_FRAME, FrameReader, frame
 
     messages = [("batch", i, [("t", b"x" * (i % 97))], None) for i in range(2000)]
     messages.insert(700, ("batch", "big", b"y" * 300_000, None))  # > the 64 KiB buffer of this reader
@@ -217,7 +224,7 @@ async def test_malformed_payloads_are_counted_acked_and_skipped(mosquitto) -> No
 
 
 async def test_refusals_are_logged_once_a_window_with_counts_per_reason(mosquitto, monkeypatch, caplog) -> None:
-    import gateway.sources.mqtt as mqtt_module
+    import gateway.sources.mqtt.source as mqtt_module
 
     monkeypatch.setattr(mqtt_module, "LOG_EVERY", 2.0)
     sink = Collector()
@@ -422,11 +429,11 @@ async def test_stop_is_fast_and_leaves_no_worker(mosquitto) -> None:
 
 def test_worker_exits_when_the_daemon_end_closes(mosquitto) -> None:
     """A daemon that dies without a word (SIGKILL) closes its end of the pipe: the worker goes too."""
-    from gateway.sources.mqtt_worker import FrameReader, frame
+    from gateway.sources.mqtt.worker import FrameReader, frame
 
     config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-orphan", keepalive=5)
     mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
                               pass_fds=(theirs.fileno(),))
     theirs.close()
     try:

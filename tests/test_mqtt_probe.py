@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, load_config
+from gateway.config import Config
+from gateway.sources.registry import load_config
 from gateway.tools import probe
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]
@@ -91,7 +92,15 @@ async def test_probe_says_when_the_broker_cannot_be_reached(tmp_path: Path) -> N
     assert status == 1 and f"127.0.0.1:{port}: connection failed" in out
 
 
-async def test_probe_refuses_an_unknown_source_type(tmp_path: Path) -> None:
+async def test_probe_refuses_an_unknown_source_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A type no plugin is registered for is an error of its own, not handed to the MQTT probe (the
+    # if-chain before the registry ended with it)
+    from gateway.sources.mqtt import probe as mqtt_probe
+
+    async def not_this_one(*args, **kwargs):
+        raise AssertionError("the MQTT probe ran for a source that is not MQTT")
+
+    monkeypatch.setattr(mqtt_probe, "probe", not_this_one)
     config = load(tmp_path, 1883)
     odd = dataclasses.replace(config, sources=(dataclasses.replace(config.sources[0], type="bacnet"),))
     out = io.StringIO()

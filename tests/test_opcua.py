@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.config import Backoff as BackoffConfig
-from gateway.config import Characteristic, OpcUaAddress, OpcUaSecurity, Product, Sampling
-from gateway.config import OpcUaSource as OpcUaSourceConfig
+from gateway.config import Characteristic, Product, Sampling
 from gateway.core.model import Measurement
 from gateway.sim.opcua_server import OpcUaSimulator, SimSecurity, start_opcua_simulator
 from gateway.sim.simulator import Gauge
-from gateway.sources import opcua
 from gateway.sources.base import Binding
+from gateway.sources.opcua import source as opcua
+from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSecurity
+from gateway.sources.opcua.settings import OpcUaSettings as OpcUaSourceConfig
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]
@@ -49,10 +50,10 @@ class Collector:
 def _source(sim: OpcUaSimulator, sink: Collector, mode: str, *, extra: tuple[Characteristic, ...] = (),
             **cfg: object) -> opcua.OpcUaSource:
     chars = (
-        Characteristic("od", "cmm", opcua=OpcUaAddress(sim.node_ids["OD"]), sampling=Sampling("on_change")),
-        Characteristic("runout", "cmm", opcua=OpcUaAddress(sim.node_ids["RUNOUT"]),
+        Characteristic("od", "cmm", address=OpcUaAddress(sim.node_ids["OD"]), sampling=Sampling("on_change")),
+        Characteristic("runout", "cmm", address=OpcUaAddress(sim.node_ids["RUNOUT"]),
                        sampling=Sampling("part_counter", OpcUaAddress(sim.counter_node_ids["RUNOUT"]))),
-        Characteristic("ghost", "cmm", opcua=OpcUaAddress("ns=2;s=Line3.CMM.NoSuchGauge")),
+        Characteristic("ghost", "cmm", address=OpcUaAddress("ns=2;s=Line3.CMM.NoSuchGauge")),
     ) + extra
     product = Product(2, "SHAFT-20", "shaft", chars)
     config = OpcUaSourceConfig("cmm", sim.endpoint, mode=mode, sampling_interval=0.05, poll_interval=0.05,
@@ -81,7 +82,7 @@ async def test_values_bad_status_unknown_node_and_part_counter(mode: str) -> Non
     sim = await _simulator()
     sink = Collector()
     source = _source(sim, sink, mode, extra=(
-        Characteristic("od_every", "cmm", opcua=OpcUaAddress(sim.node_ids["OD"]), sampling=Sampling("every_poll")),
+        Characteristic("od_every", "cmm", address=OpcUaAddress(sim.node_ids["OD"]), sampling=Sampling("every_poll")),
     ) if mode == "poll" else ())
     await source.start()
     try:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, load_config
+from gateway.config import Config
 from gateway.sim.opcua_server import start_opcua_simulator
 from gateway.sim.simulator import Gauge
+from gateway.sources.registry import load_config
 from gateway.tools import probe
 from tests.conftest import free_port
 
@@ -42,7 +43,7 @@ def load(tmp_path: Path, port: int) -> Config:
 async def run_probe(config: Config, address: str | None, **limits: int) -> tuple[int, str]:
     out = io.StringIO()
     if limits:
-        from gateway.tools import probe_opcua
+        from gateway.sources.opcua import probe as probe_opcua
 
         status = await probe_opcua.probe(config, config.source("cmm"), address, out, **limits)  # type: ignore[arg-type]
     else:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
+from gateway.sources.registry import load_config
 from tests.daemon_helpers import minimal_config, write_config
 
 

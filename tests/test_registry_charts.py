@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError
+from gateway.sources.registry import load_config
 from gateway.spc.charts.base import ChartType, SubgroupSummary, summarize
 from gateway.spc.charts.registry import CHARTS, chart_named, default_chart
 from gateway.spc.engine import CharacteristicEngine, EngineSettings

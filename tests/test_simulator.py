@@ -9,7 +9,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.sim.simulator import Disturbance, Gauge, ModbusSimulator, parse_disturbance
-from gateway.sources.modbus_codec import decode
+from gateway.sources.modbus.codec import decode
 from tests.conftest import free_port
 
 

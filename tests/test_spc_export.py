@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
+from gateway.sources.registry import load_config
 from gateway.store import Store
 from tests.daemon_helpers import REPO, minimal_config, write_config
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from gateway.alerts import AlertService
-from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.pipeline import Pipeline
+from gateway.sources.registry import load_config
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, bad_reading, reading_problem

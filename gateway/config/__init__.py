@@ -1,10 +1,12 @@
 """The gateway's configuration: YAML -> frozen dataclasses (model), read and checked by the loader.
 
-The public names are re-exported here, so `from gateway.config import Config, load_config, ConfigError`
-works for every caller outside the package; inside it, modules import from their neighbours directly.
+The public names are re-exported here, so `from gateway.config import Config, ConfigError` works for
+every caller outside the package; inside it, modules import from their neighbours directly. A file is
+read with the source protocols it may use: `gateway.config.load.load_config(path, kinds)`, which every
+caller reaches through `gateway.sources.registry.load_config(path)` (all registered protocols).
 """
 
-from gateway.config.load import load_config
+from gateway.config.kinds import SourceKind
 from gateway.config.loader import missing_files, require_files
 from gateway.config.model import (
     ALL_TESTS,
@@ -12,25 +14,15 @@ from gateway.config.model import (
     AlertPriority,
     AuthEntry,
     Backoff,
-    ByteOrder,
     CapabilitySettings,
     Characteristic,
     Config,
     ConfigError,
-    DataType,
     GatewaySection,
     Limits,
     Listen,
-    ModbusAddress,
-    ModbusSource,
-    ModbusTable,
-    MqttAddress,
-    MqttSource,
     NorthboundMQTT,
     NorthboundSection,
-    OpcUaAddress,
-    OpcUaSecurity,
-    OpcUaSource,
     Problem,
     Product,
     Role,
@@ -38,7 +30,7 @@ from gateway.config.model import (
     Sampling,
     ServerSection,
     ServerTLS,
-    Source,
+    SourceSettings,
     Spec,
     StorageSection,
 )
@@ -48,26 +40,16 @@ __all__ = [
     "AlertPriority",
     "AuthEntry",
     "Backoff",
-    "ByteOrder",
     "CapabilitySettings",
     "Characteristic",
     "Config",
     "ConfigError",
-    "DataType",
     "GatewaySection",
     "Limits",
     "Listen",
     "MQTTTLS",
-    "ModbusAddress",
-    "ModbusSource",
-    "ModbusTable",
-    "MqttAddress",
-    "MqttSource",
     "NorthboundMQTT",
     "NorthboundSection",
-    "OpcUaAddress",
-    "OpcUaSecurity",
-    "OpcUaSource",
     "Problem",
     "Product",
     "Role",
@@ -75,10 +57,10 @@ __all__ = [
     "Sampling",
     "ServerSection",
     "ServerTLS",
-    "Source",
+    "SourceSettings",
+    "SourceKind",
     "Spec",
     "StorageSection",
-    "load_config",
     "missing_files",
     "require_files",
 ]

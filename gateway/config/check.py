@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import TextIO
 
+from gateway.config.kinds import SourceKind
 from gateway.config.load import load_config
 from gateway.config.model import ConfigError
 
 
-def check_config(path: str, out: TextIO = sys.stdout) -> int:
-    """Validate a config file without starting anything; 0 when usable (warnings allowed), 1 when not."""
+def check_config(path: str, kinds: Iterable[SourceKind], out: TextIO = sys.stdout) -> int:
+    """Validate a config file without starting anything; 0 when usable (warnings allowed), 1 when not.
+
+    `kinds`: the source protocols a file may use (gateway.sources.registry.SOURCES.kinds()).
+    """
     try:
-        config, warnings = load_config(path)
+        config, warnings = load_config(path, kinds)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=out)

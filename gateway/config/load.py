@@ -8,17 +8,23 @@ below imports it, so the package reads one way (model <- files <- loader <- valu
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from types import MappingProxyType
 from typing import Any
 
+from gateway.config.kinds import SourceKind
 from gateway.config.loader import MAX_CONFIG_BYTES, Reader, _compose, check_files
 from gateway.config.model import Config, ConfigError, Problem
 from gateway.config.sections import build_config
 from gateway.core.secrets import TooLarge, read_limited
 
 
-def load_config(path: str) -> tuple[Config, list[Problem]]:
-    """Parse and validate a file; returns the config and its warnings, or raises ConfigError."""
+def load_config(path: str, kinds: Iterable[SourceKind]) -> tuple[Config, list[Problem]]:
+    """Parse and validate a file; returns the config and its warnings, or raises ConfigError.
+
+    `kinds` are the source protocols a file may use; callers outside config use
+    gateway.sources.registry.load_config(path), which passes every registered one.
+    """
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
     built: dict[str, Any] | None = None
     try:
@@ -31,7 +37,7 @@ def load_config(path: str) -> tuple[Config, list[Problem]]:
     else:
         root = _compose(reader, data)
         if root is not None:
-            built = build_config(reader, root)
+            built = build_config(reader, root, kinds)
     warnings = check_files(path, reader.files, reader.marks)
     problems = sorted(reader.problems + warnings, key=lambda p: (p.line, p.column))
     if built is None or any(p.severity == "error" for p in problems):

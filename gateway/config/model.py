@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from gateway.spc.charts.registry import default_chart
 
-ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
-DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"]
-ModbusTable = Literal["holding", "input", "coil", "discrete"]
 Role = Literal["viewer", "operator"]
+SamplingMode = Literal["per_message", "on_change", "every_poll", "part_counter"]
 
 
 # ---------------------------------------------------------------- gateway, storage, server
@@ -107,104 +105,29 @@ class NorthboundSection:
 
 # ---------------------------------------------------------------- sources
 
+class SourceSettings(Protocol):
+    """One `sources:` entry as its plugin built it (gateway.config.kinds); the config reads only these."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Backoff:
     initial: float = 1.0
     maximum: float = 30.0
 
 
-@dataclass(frozen=True)
-class ModbusSource:
-    name: str
-    type: Literal["modbus"] = "modbus"
-    transport: Literal["tcp", "rtu"] = "tcp"
-    host: str | None = None
-    port: int = 502
-    serial_port: str | None = None
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stop_bits: int = 1
-    bytesize: int = 8
-    poll_interval: float = 1.0
-    timeout: float = 1.0
-    request_delay: float = 0.0  # pause between two transactions on the same bus
-    merge_gap: int = 8  # registers apart that are still merged into one read
-    backoff: Backoff = Backoff()
-
-
-@dataclass(frozen=True)
-class OpcUaSecurity:
-    policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None"
-    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
-    certificate: str | None = None
-    private_key: str | None = None
-    server_certificate: str | None = None
-
-
-@dataclass(frozen=True)
-class OpcUaSource:
-    name: str
-    endpoint: str
-    type: Literal["opcua"] = "opcua"
-    mode: Literal["subscribe", "poll"] = "subscribe"
-    sampling_interval: float = 0.5
-    poll_interval: float = 1.0
-    timeout: float = 4.0
-    security: OpcUaSecurity = OpcUaSecurity()
-    username: str | None = None
-    password_file: str | None = None
-    backoff: Backoff = Backoff()
-
-
-@dataclass(frozen=True)
-class MqttSource:
-    name: str
-    host: str
-    type: Literal["mqtt"] = "mqtt"
-    port: int = 1883
-    client_id: str = "spc-gateway-in"
-    qos: Literal[0, 1, 2] = 1
-    username: str | None = None
-    password_file: str | None = None
-    tls: MQTTTLS | None = None
-    protocol: Literal["3.1.1", "5"] = "5"
-    keepalive: float = 30.0
-    backoff: Backoff = Backoff()
-
-
-Source = ModbusSource | OpcUaSource | MqttSource
-
-
 # ---------------------------------------------------------------- products and characteristics
 
 @dataclass(frozen=True)
-class ModbusAddress:
-    address: int
-    unit: int = 1
-    table: ModbusTable = "holding"
-    data_type: DataType = "uint16"
-    byte_order: ByteOrder = "ABCD"
-    scale: float = 1.0
-    offset: float = 0.0
-
-
-@dataclass(frozen=True)
-class OpcUaAddress:
-    node_id: str
-
-
-@dataclass(frozen=True)
-class MqttAddress:
-    topic: str
-    value: str | None = None  # dotted path into a JSON payload; None: the payload is a plain number
-    timestamp: str | None = None  # dotted path to an ISO 8601 or epoch timestamp
-
-
-@dataclass(frozen=True)
 class Sampling:
-    mode: Literal["per_message", "on_change", "every_poll", "part_counter"]
-    # for part_counter: where the counter is (same source as the value)
-    counter: ModbusAddress | OpcUaAddress | None = None
+    mode: SamplingMode
+    # for part_counter: where the counter is (same source as the value), as the source's plugin parsed it
+    counter: object | None = None
 
 
 @dataclass(frozen=True)
@@ -259,9 +182,8 @@ class Characteristic:
     name: str
     source: str
     unit: str = ""
-    modbus: ModbusAddress | None = None
-    opcua: OpcUaAddress | None = None
-    mqtt: MqttAddress | None = None
+    # where the value is read, as the source's plugin parsed the block named after its type (`modbus:`...)
+    address: object = None
     sampling: Sampling = Sampling("on_change")
     spec: Spec = Spec()
     chart: str = default_chart(1).name  # a name in gateway.spc.charts.registry.CHARTS
@@ -288,7 +210,7 @@ class Product:
 class Config:
     gateway: GatewaySection
     storage: StorageSection
-    sources: tuple[Source, ...]
+    sources: tuple[SourceSettings, ...]
     products: tuple[Product, ...]
     server: ServerSection = ServerSection()
     northbound: NorthboundSection | None = None
@@ -298,7 +220,7 @@ class Config:
     # (key path, absolute path) of every file the config names: secrets, certificates
     named_files: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
-    def source(self, name: str) -> Source:
+    def source(self, name: str) -> SourceSettings:
         return next(s for s in self.sources if s.name == name)
 
     def product(self, product_id: int) -> Product:

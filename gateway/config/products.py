@@ -1,17 +1,19 @@
 """Products and their characteristics in the config file: address, sampling, spec, chart, limits, rules.
 
 A characteristic is checked against its source (the address block and sampling must fit the source's
-protocol), so the sources are read first and passed in as name -> (type, transport).
+protocol), so the sources are read first and passed in as name -> (kind, context): the source's
+plugin (gateway.config.kinds.SourceKind) parses the address block and the part counter.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
+from collections.abc import Mapping
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from gateway.config.kinds import SourceKind, and_list
 from gateway.config.loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
 from gateway.config.model import (
     ALL_TESTS,
@@ -19,9 +21,6 @@ from gateway.config.model import (
     CapabilitySettings,
     Characteristic,
     Limits,
-    ModbusAddress,
-    MqttAddress,
-    OpcUaAddress,
     Product,
     Rules,
     Sampling,
@@ -39,93 +38,23 @@ from gateway.config.values import (
     name,
     number,
     section,
-    text,
     text_of,
 )
 from gateway.spc.charts.registry import CHARTS, default_chart
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
 
-Known = dict[str, tuple[str, str]] | None  # source name -> (type, transport); None: sources unusable
-INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
-DATA_TYPES = (*INTEGER_TYPES, "float32", "float64", "bool")
-REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
-             "float32": 2, "float64": 4, "bool": 1}
-BIT_TABLES = ("coil", "discrete")
-NODE_ID = re.compile(r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=.+)$")
+Known = dict[str, tuple[SourceKind, object]] | None  # source name -> (kind, context); None: sources unusable
+SAMPLING_MODES = ("per_message", "on_change", "every_poll")  # besides part_counter (gateway.sources.sampling)
 
+# -------------------------------------------------------------------- sampling
 
-# -------------------------------------------------------------------- address blocks
-
-def modbus_address(transport: str, *, counter: bool = False, default_unit: int = 1) -> Convert:
-    """A Modbus register (or coil) address; a part counter must be a whole-number register."""
-    def make(**values: Any) -> ModbusAddress:
-        data_type = "bool" if values.get("table") in BIT_TABLES else "uint16"
-        return ModbusAddress(**{"data_type": data_type, "unit": default_unit, **values})
-
-    def check(r: Reader, values: dict[str, Any], path: str) -> bool:
-        table, data_type = values.get("table", "holding"), values.get("data_type")
-        problems = len(r.problems)
-        if table in BIT_TABLES and data_type not in (None, "bool"):
-            r.at(f"{path}.data_type", f"table {table} holds single bits, not {data_type}", "data_type: bool")
-        elif table not in BIT_TABLES and data_type == "bool":
-            r.at(f"{path}.data_type", f"bool is only for tables coil and discrete, not {table} registers",
-                 one_of(DATA_TYPES[:-1]))
-        if counter and (data_type or "uint16") not in INTEGER_TYPES:
-            r.at(f"{path}.data_type" if data_type else path, "a part counter counts whole parts",
-                 one_of(INTEGER_TYPES), report_as=f"{path}.data_type")
-        count = REGISTERS.get(data_type or ("bool" if table in BIT_TABLES else "uint16"), 1)
-        if "address" in values and values["address"] + count > 65536:
-            r.at(f"{path}.address", f"{data_type} at {values['address']} needs {count} registers, past 65535",
-                 f"at most {65536 - count}")
-        if values.get("scale") == 0:
-            r.at(f"{path}.scale", "scale 0 would turn every reading into the offset", "any number but 0")
-        return len(r.problems) == problems
-
-    unit = integer(1, 247) if transport == "rtu" else integer(0, 255)
-    return section(make, {
-        "unit": unit, "table": choice("holding", "input", "coil", "discrete"), "address": integer(0, 65535),
-        "data_type": choice(*DATA_TYPES), "byte_order": choice("ABCD", "CDAB", "BADC", "DCBA"),
-        "scale": number(), "offset": number(),
-    }, required=("address",), check=check)
-
-
-def node_id(r: Reader, node: Node, path: str) -> Any:
-    value = text(r, node, path)
-    if value is not BAD and not NODE_ID.match(value):
-        return r.error(node, path, f"{show(value)} is not an OPC UA node id",
-                       'in quotes, e.g. "ns=2;s=Line3.CMM.Shaft.OD" or "ns=3;i=1001"')
-    return value
-
-
-def topic_filter(r: Reader, node: Node, path: str) -> Any:
-    value = text(r, node, path)
-    if value is BAD:
-        return BAD
-    levels = value.split("/")
-    bad_hash = any("#" in level for level in levels[:-1]) or ("#" in levels[-1] and levels[-1] != "#")
-    if bad_hash or any("+" in level and level != "+" for level in levels):
-        return r.error(node, path, f"{show(value)} is not an MQTT topic filter",
-                       "'+' stands for one whole level, '#' only as the last level")
-    return value
-
-
-def json_path(r: Reader, node: Node, path: str) -> Any:
-    value = text(r, node, path)
-    if value is not BAD and (re.search(r"\s", value) or "" in value.split(".")):
-        return r.error(node, path, f"{show(value)} is not a dotted path", "keys joined by '.', e.g. reading.value")
-    return value
-
-
-OPCUA_ADDRESS = section(OpcUaAddress, {"node_id": node_id}, required=("node_id",))
-MQTT_ADDRESS = section(MqttAddress, {"topic": topic_filter, "value": json_path, "timestamp": json_path},
-                       required=("topic",))
-
-
-def sampling(source: str, source_type: str | None, transport: str, default_unit: int) -> Convert:
-    """When a reading is a new part; what is allowed depends on the source's protocol."""
-    allowed = {"mqtt": ("per_message", "on_change"), "modbus": ("on_change", "every_poll"),
-               "opcua": ("on_change", "every_poll")}.get(source_type or "", ("per_message", "on_change", "every_poll"))
-    counter_form = "{part_counter: {table: holding, address: 110, data_type: uint32}}"
+def sampling(source: str, source_kind: SourceKind | None, context: object, block: Node | None,
+             kinds: Mapping[str, SourceKind]) -> Convert:
+    """When a reading is a new part; what is allowed depends on the source's protocol (its kind)."""
+    allowed = source_kind.sampling_modes if source_kind else SAMPLING_MODES
+    with_counter = [k for k in kinds.values() if k.counter is not None]
+    # one example for every source, as before the plugins: the first kind's that has a part counter
+    counter_form = f"{{part_counter: {with_counter[0].counter_example}}}" if with_counter else "part_counter"
 
     def convert(r: Reader, node: Node, path: str) -> Any:
         if isinstance(node, MappingNode):
@@ -134,17 +63,14 @@ def sampling(source: str, source_type: str | None, transport: str, default_unit:
                 return BAD
             if "part_counter" not in items:
                 return r.error(node, f"{path}.part_counter", "is required", counter_form)
-            if source_type == "mqtt":
-                return r.error(items["part_counter"], f"{path}.part_counter",
-                               f"part_counter is only for modbus and opcua sources; {source!r} is mqtt",
-                               one_of(allowed))
-            sub = f"{path}.part_counter"
-            if source_type == "modbus":
-                counter = modbus_address(transport, counter=True, default_unit=default_unit)(r, items["part_counter"], sub)
-            elif source_type == "opcua":
-                counter = OPCUA_ADDRESS(r, items["part_counter"], sub)
-            else:
+            if source_kind is None:
                 return BAD  # the source is unknown (reported there); the counter cannot be checked
+            if source_kind.counter is None:
+                return r.error(items["part_counter"], f"{path}.part_counter",
+                               f"part_counter is only for {and_list(k.type for k in with_counter)} sources; "
+                               f"{source!r} is {source_kind.type}", one_of(allowed))
+            sub = f"{path}.part_counter"
+            counter = source_kind.counter(context, block)(r, items["part_counter"], sub)
             return BAD if counter is BAD else Sampling("part_counter", counter)
         value = r.scalar(node, path)
         if value is BAD:
@@ -152,10 +78,12 @@ def sampling(source: str, source_type: str | None, transport: str, default_unit:
         if value == "part_counter":
             return r.error(node, path, "part_counter needs the counter's address", counter_form)
         if value not in allowed:
-            every = ("per_message", "on_change", "every_poll")
-            what = (f"{show(value)} is for {'MQTT' if value == 'per_message' else 'polled'} sources; "
-                    f"{source!r} is {source_type}") if value in every else f"{show(value)} is not a sampling mode"
-            extra = "" if source_type == "mqtt" else ", or " + counter_form
+            what = f"{show(value)} is not a sampling mode"
+            if value in SAMPLING_MODES and source_kind is not None:
+                fitting = [k for k in kinds.values() if value in k.sampling_modes]
+                sources = "polled" if all(k.polled for k in fitting) else and_list(k.label for k in fitting)
+                what = f"{show(value)} is for {sources} sources; {source!r} is {source_kind.type}"
+            extra = "" if source_kind is not None and source_kind.counter is None else ", or " + counter_form
             return r.error(node, path, what, one_of(allowed) + extra)
         return Sampling(value)
     return convert
@@ -250,22 +178,20 @@ def unit_text(r: Reader, node: Node, path: str) -> Any:
 
 # -------------------------------------------------------------------- characteristic and product
 
-BLOCKS = ("modbus", "opcua", "mqtt")
-
-
-def characteristic(r: Reader, node: Node, path: str, known: Known) -> Any:
-    spec_keys = ("name", "unit", "source", *BLOCKS, "sampling", "spec", "chart", "subgroup_size", "limits",
+def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, SourceKind]) -> Any:
+    blocks = tuple(kinds)  # the address block is named after its source's type
+    spec_keys = ("name", "unit", "source", *blocks, "sampling", "spec", "chart", "subgroup_size", "limits",
                  "rules", "capability", "alert_priority", "stale_after")
     items = r.mapping(node, path, spec_keys)
     if items is None:
         return BAD
     source = peek(node, "source")
-    source_type, transport = (known or {}).get(source, (None, "tcp")) if isinstance(source, str) else (None, "tcp")
-    unit = peek(key_node(node, "modbus"), "unit")
+    source_kind, context = (known or {}).get(source, (None, None)) if isinstance(source, str) else (None, None)
+    source_type = source_kind.type if source_kind else None
     converters: dict[str, Convert] = {
-        "name": name, "unit": unit_text, "source": text_of(NAME_MAX), "modbus": modbus_address(transport), "opcua": OPCUA_ADDRESS,
-        "mqtt": MQTT_ADDRESS, "sampling": sampling(str(source), source_type, transport,
-                                                   unit if isinstance(unit, int) else 1),
+        "name": name, "unit": unit_text, "source": text_of(NAME_MAX),
+        **{k.type: k.address(context if k is source_kind else None) for k in kinds.values()},
+        "sampling": sampling(str(source), source_kind, context, key_node(node, source_type or ""), kinds),
         "spec": SPEC, "chart": choice(*CHARTS), "subgroup_size": integer(1, 1000), "limits": LIMITS,
         "rules": rules, "capability": CAPABILITY, "alert_priority": ALERT_PRIORITY, "stale_after": duration(),
     }
@@ -277,21 +203,23 @@ def characteristic(r: Reader, node: Node, path: str, known: Known) -> Any:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         r.at(f"{path}.source", f"no source named {show(good['source'])}{hint}",
              "a name under sources: " + ", ".join(known) if known else "define it under sources")
-    blocks = [b for b in BLOCKS if b in items]
-    wanted = f"a '{source_type}' block for source {source!r}" if source_type else "modbus, opcua or mqtt"
-    if not blocks:
-        r.at(path, "needs an address block: where the value is read", wanted, report_as=f"{path}.{source_type or 'modbus'}")
-    elif len(blocks) > 1:
-        r.at(f"{path}.{blocks[1]}", f"has both {blocks[0]} and {blocks[1]}: only one address block", wanted)
-    elif source_type and blocks[0] != source_type:
-        r.at(f"{path}.{blocks[0]}", f"source {source!r} is a {source_type} source; the {blocks[0]} block "
+    given = [b for b in blocks if b in items]
+    wanted = f"a '{source_type}' block for source {source!r}" if source_type else one_of(blocks)
+    if not given:
+        r.at(path, "needs an address block: where the value is read", wanted,
+             report_as=f"{path}.{source_type or blocks[0]}")
+    elif len(given) > 1:
+        r.at(f"{path}.{given[1]}", f"has both {given[0]} and {given[1]}: only one address block", wanted)
+    elif source_type and given[0] != source_type:
+        r.at(f"{path}.{given[0]}", f"source {source!r} is a {source_type} source; the {given[0]} block "
              "does not fit it", f"a '{source_type}' block")
     chart, size = _chart_and_size(r, items, good, path)
     if not r.ok(values) or len(r.problems) != problems or chart is BAD:
         return BAD
     if "sampling" not in good:
-        good["sampling"] = Sampling("per_message" if source_type == "mqtt" else "on_change")
-    return Characteristic(**{**good, "chart": chart, "subgroup_size": size})
+        good["sampling"] = Sampling(source_kind.default_sampling if source_kind else "on_change")
+    address = next((good.pop(b) for b in blocks if b in good), None)
+    return Characteristic(**{**good, "address": address, "chart": chart, "subgroup_size": size})
 
 
 def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], path: str) -> tuple[Any, int]:
@@ -330,14 +258,14 @@ def _other_charts(size: int, low: int, high: int) -> str:
     return "; larger subgroups are not charted" if size > high else ""
 
 
-def product(r: Reader, node: Node, path: str, known: Known) -> Any:
+def product(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, SourceKind]) -> Any:
     def characteristics(r: Reader, node: Node, path: str) -> Any:
         items = r.sequence(node, path)
         if items is None:
             return BAD
         if not items:
             return r.error(node, path, "no characteristics", "at least one characteristic")
-        found = [characteristic(r, n, p, known) for n, p in items]
+        found = [characteristic(r, n, p, known, kinds) for n, p in items]
         first: dict[str, str] = {}
         for item, item_path in items:
             char_name = peek(item, "name")
@@ -353,14 +281,14 @@ def product(r: Reader, node: Node, path: str, known: Known) -> Any:
                    required=("id", "code", "name", "characteristics"))(r, node, path)
 
 
-def products_list(r: Reader, node: Node, path: str, known: Known) -> Any:
+def products_list(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, SourceKind]) -> Any:
     """The products; ids and codes are unique across the file."""
     items = r.sequence(node, path)
     if items is None:
         return BAD
     if not items:
         return r.error(node, path, "no products", "at least one product with its characteristics")
-    found = [product(r, n, p, known) for n, p in items]
+    found = [product(r, n, p, known, kinds) for n, p in items]
     for key in ("id", "code"):
         first: dict[Any, str] = {}
         for item, item_path in items:

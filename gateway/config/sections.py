@@ -10,34 +10,36 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node
 
-from gateway.config.loader import BAD, Convert, Reader, is_null, key_node, kind, one_of, peek, show
+from gateway.config.connections import (
+    CLIENT_ID,
+    HOST,
+    PORT,
+    PROTOCOL,
+    QOS,
+    SOURCE_NAME,
+    TLS,
+    USERNAME,
+    check_credentials,
+)
+from gateway.config.kinds import SourceKind
+from gateway.config.loader import BAD, Reader, is_null, key_node, kind, one_of, peek, show
 from gateway.config.model import (
-    MQTTTLS,
     AuthEntry,
-    Backoff,
     GatewaySection,
-    ModbusSource,
-    MqttSource,
     NorthboundMQTT,
     NorthboundSection,
-    OpcUaSecurity,
-    OpcUaSource,
     ServerSection,
     ServerTLS,
     StorageSection,
 )
-from gateway.config.products import products_list
+from gateway.config.products import Known, products_list
 from gateway.config.values import (
-    NAME_MAX,
-    PATH_MAX,
-    boolean,
-    both_or_neither,
     choice,
     duration,
     file_path,
@@ -50,15 +52,7 @@ from gateway.config.values import (
     size,
     storage_path,
     text,
-    text_of,
 )
-
-PORT = integer(1, 65535)
-HOST = text_of(253)  # the longest DNS name
-CLIENT_ID = text_of(128)  # MQTT 3.1.1 brokers need only accept 23; mosquitto and EMQX take far more
-USERNAME = text_of(256)
-SOURCE_NAME = text_of(NAME_MAX)  # not `name`: spaces have always been allowed here
-
 
 # -------------------------------------------------------------------- gateway, storage, server
 
@@ -132,18 +126,7 @@ SERVER = section(ServerSection, {
     "replay_limit": integer(0),
 }, check=check_server)
 
-
-# -------------------------------------------------------------------- MQTT (northbound and sources)
-
-def check_tls(r: Reader, values: dict[str, Any], path: str) -> bool:
-    return both_or_neither(r, values, path, "certificate", "private_key")
-
-
-TLS = section(MQTTTLS, {"ca_file": file_path, "certificate": file_path, "private_key": file_path,
-                         "insecure": boolean}, check=check_tls)
-QOS = integer(0, 2)
-PROTOCOL = choice("3.1.1", "5")
-
+# -------------------------------------------------------------------- northbound
 
 def topic_prefix(r: Reader, node: Node, path: str) -> Any:
     value = text(r, node, path, 200)  # the whole topic adds a type, a product code and a name
@@ -151,13 +134,6 @@ def topic_prefix(r: Reader, node: Node, path: str) -> Any:
         return r.error(node, path, f"{show(value)} is not a topic prefix",
                        "topic levels separated by '/', no wildcards, spaces or leading/trailing '/'")
     return value
-
-
-def check_credentials(r: Reader, values: dict[str, Any], path: str) -> bool:
-    if "password_file" in values and "username" not in values:
-        r.at(f"{path}.password_file", "password_file is given without username", "both, or neither")
-        return False
-    return True
 
 
 def check_northbound_mqtt(r: Reader, values: dict[str, Any], path: str) -> bool:
@@ -178,126 +154,19 @@ NORTHBOUND = section(NorthboundSection, {"mqtt": section(NorthboundMQTT, {
     "max_inflight": integer(1, 65535), "reconnect_min": duration(), "reconnect_max": duration(),
 }, required=("host",), check=check_northbound_mqtt)}, required=("mqtt",))
 
-
 # -------------------------------------------------------------------- sources
 
-def check_backoff(r: Reader, values: dict[str, Any], path: str) -> bool:
-    if values.get("initial", 1.0) > values.get("maximum", 30.0):
-        r.at(f"{path}.initial", "initial is longer than maximum", "initial <= maximum")
-        return False
-    return True
-
-
-BACKOFF = section(Backoff, {"initial": duration(), "maximum": duration()}, check=check_backoff)
-SERIAL_KEYS = ("serial_port", "baudrate", "parity", "stop_bits", "bytesize")
-
-
-def check_modbus(r: Reader, values: dict[str, Any], path: str) -> bool:
-    transport = values.get("transport", "tcp")
-    if "transport" not in values and r.marks.get(f"{path}.transport"):
-        return True  # transport itself was wrong; the rest depends on it
-    needed, foreign = ("host", SERIAL_KEYS) if transport == "tcp" else ("serial_port", ("host", "port"))
-    passed = True
-    if needed not in values and f"{path}.{needed}" not in r.marks:
-        r.at(path, f"{needed} is required for transport {transport}", report_as=f"{path}.{needed}")
-        passed = False
-    for key in foreign:
-        if f"{path}.{key}" in r.marks:
-            other = "rtu" if transport == "tcp" else "tcp"
-            r.at(f"{path}.{key}", f"{key} is for transport {other}, but this source is transport {transport}",
-                 f"set transport: {other}, or remove {key}")
-            passed = False
-    return passed
-
-
-MODBUS_SOURCE = {
-    "name": SOURCE_NAME, "type": text, "transport": choice("tcp", "rtu"), "host": HOST, "port": PORT,
-    "serial_port": text_of(PATH_MAX), "baudrate": integer(300, 4_000_000), "parity": choice("N", "E", "O"),
-    "stop_bits": integer(1, 2), "bytesize": integer(5, 8), "poll_interval": duration(),
-    "timeout": duration(), "request_delay": duration(above=None, lo=0), "merge_gap": integer(0, 125),
-    "backoff": BACKOFF,
-}
-
-
-def endpoint(r: Reader, node: Node, path: str) -> Any:
-    value = text(r, node, path)
-    if value is BAD:
-        return BAD
-    parts = urlsplit(value)
-    try:
-        port_ok = parts.port is None or 1 <= parts.port <= 65535
-    except ValueError:
-        port_ok = False
-    if parts.scheme != "opc.tcp" or not parts.hostname or not port_ok:
-        return r.error(node, path, f"{show(value)} is not an OPC UA endpoint",
-                       "opc.tcp://HOST:PORT[/path], e.g. opc.tcp://192.168.10.30:4840")
-    return value
-
-
-def check_security(r: Reader, values: dict[str, Any], path: str) -> bool:
-    policy, mode = values.get("policy", "None"), values.get("mode", "None")
-    if f"{path}.policy" in r.marks and "policy" not in values or f"{path}.mode" in r.marks and "mode" not in values:
-        return True  # one of them was wrong already
-    if policy == "None" and mode != "None":
-        r.at(f"{path}.mode", f"mode {mode} needs a security policy", "set policy, e.g. Basic256Sha256, or mode None")
-        return False
-    passed = True
-    if policy != "None":
-        if mode == "None":
-            r.at(f"{path}.mode" if "mode" in values else f"{path}.policy",
-                 f"policy {policy} needs mode Sign or SignAndEncrypt", "Sign or SignAndEncrypt")
-            passed = False
-        for key in ("certificate", "private_key"):
-            if key not in values and f"{path}.{key}" not in r.marks:
-                r.at(f"{path}.policy", f"policy {policy} needs a client {key.replace('_', ' ')}",
-                     f"set {key} to the client's file", report_as=f"{path}.{key}")
-                passed = False
-    return passed
-
-
-SECURITY = section(OpcUaSecurity, {
-    "policy": choice("None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"),
-    "mode": choice("None", "Sign", "SignAndEncrypt"), "certificate": file_path, "private_key": file_path,
-    "server_certificate": file_path,
-}, check=check_security)
-
-
-def check_opcua(r: Reader, values: dict[str, Any], path: str) -> bool:
-    passed = check_credentials(r, values, path)
-    if "username" in values and "password_file" not in values and f"{path}.password_file" not in r.marks:
-        r.at(f"{path}.username", "username is given without password_file", "both, or neither")
-        passed = False
-    return passed
-
-
-OPCUA_SOURCE = {
-    "name": SOURCE_NAME, "type": text, "endpoint": endpoint, "mode": choice("subscribe", "poll"),
-    "sampling_interval": duration(above=None, lo=0), "poll_interval": duration(), "timeout": duration(),
-    "security": SECURITY, "username": USERNAME, "password_file": file_path, "backoff": BACKOFF,
-}
-MQTT_SOURCE = {
-    "name": SOURCE_NAME, "type": text, "host": HOST, "port": PORT, "client_id": CLIENT_ID, "qos": QOS,
-    "username": USERNAME, "password_file": file_path, "tls": TLS, "protocol": PROTOCOL,
-    "keepalive": duration(), "backoff": BACKOFF,
-}
-SOURCE_TYPES: dict[str, tuple[type, dict[str, Convert], tuple[str, ...], Callable[..., bool]]] = {
-    "modbus": (ModbusSource, MODBUS_SOURCE, ("name",), check_modbus),
-    "opcua": (OpcUaSource, OPCUA_SOURCE, ("name", "endpoint"), check_opcua),
-    "mqtt": (MqttSource, MQTT_SOURCE, ("name", "host"), check_credentials),
-}
-
-
-def sources_list(r: Reader, node: Node, path: str) -> tuple[Any, dict[str, tuple[str, str]] | None]:
-    """The sources, and name -> (type, transport) of every source whose name and type could be read.
+def sources_list(r: Reader, node: Node, path: str, kinds: Mapping[str, SourceKind]) -> tuple[Any, Known]:
+    """The sources, and name -> (kind, context) of every source whose name and type could be read.
 
     The names are None when the list itself is unusable (then characteristics skip the source check).
     """
     items = r.sequence(node, path)
-    known: dict[str, tuple[str, str]] = {}
+    known: dict[str, tuple[SourceKind, object]] = {}
     if items is None:
         return BAD, None
     if not items:
-        return r.error(node, path, "no sources", "at least one source: modbus, opcua or mqtt"), known
+        return r.error(node, path, "no sources", f"at least one source: {one_of(kinds)}"), known
     sources: list[Any] = []
     first: dict[str, str] = {}
     for item, item_path in items:
@@ -309,34 +178,38 @@ def sources_list(r: Reader, node: Node, path: str) -> tuple[Any, dict[str, tuple
                       "each source its own name")
         elif isinstance(source_name, str):
             first[source_name] = item_path
-        if source_type not in SOURCE_TYPES:
+        if source_type not in kinds:
             where = key_node(item, "type")
             if not isinstance(item, MappingNode):
                 r.error(item, item_path, f"expected a mapping of keys, got {kind(item)}")
             elif where is None:
-                r.error(item, f"{item_path}.type", "is required", one_of(SOURCE_TYPES))
+                r.error(item, f"{item_path}.type", "is required", one_of(kinds))
             else:
-                close = difflib.get_close_matches(str(source_type), list(SOURCE_TYPES), n=1)
+                close = difflib.get_close_matches(str(source_type), list(kinds), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 r.error(where, f"{item_path}.type", f"{show(source_type)} is not a source type{hint}",
-                        one_of(SOURCE_TYPES))
+                        one_of(kinds))
             sources.append(BAD)
             continue
-        cls, spec, required, check = SOURCE_TYPES[source_type]
-        sources.append(BAD if duplicate else section(cls, spec, required, check)(r, item, item_path))
+        source_kind = kinds[source_type]
+        spec = {"name": SOURCE_NAME, "type": text, **source_kind.spec}
+        sources.append(BAD if duplicate else section(source_kind.settings, spec, source_kind.required,
+                                                     source_kind.check)(r, item, item_path))
         if isinstance(source_name, str) and not duplicate:
-            transport = peek(item, "transport") if source_type == "modbus" else ""
-            known[source_name] = (source_type, transport if transport in ("tcp", "rtu") else "tcp")
+            known[source_name] = (source_kind, source_kind.context(item))
     return (BAD if any(s is BAD for s in sources) else tuple(sources)), known
-
 
 # -------------------------------------------------------------------- the whole file
 
 TOP = ("gateway", "storage", "server", "northbound", "sources", "products")
 
 
-def build_config(r: Reader, root: Node) -> dict[str, Any] | None:
-    """Config keyword arguments from the root node, or None when anything was wrong."""
+def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind]) -> dict[str, Any] | None:
+    """Config keyword arguments from the root node, or None when anything was wrong.
+
+    `kinds` are the source protocols the file may use (gateway.sources.registry gives them).
+    """
+    by_type = {k.type: k for k in kinds}
     if not isinstance(root, MappingNode):
         r.error(root, "(top level)", f"expected a mapping of sections, got {kind(root)}",
                 "gateway, storage, sources, products and optionally server, northbound")
@@ -355,19 +228,19 @@ def build_config(r: Reader, root: Node) -> dict[str, Any] | None:
     for key, convert in converters.items():
         if key in items and not is_null(items[key]):
             values[key] = convert(r, items[key], key)
-    known: dict[str, tuple[str, str]] | None = None
+    known: Known = None
     if "sources" in items and not is_null(items["sources"]):
-        values["sources"], known = sources_list(r, items["sources"], "sources")
+        values["sources"], known = sources_list(r, items["sources"], "sources", by_type)
     if "products" in items and not is_null(items["products"]):
-        values["products"] = products_list(r, items["products"], "products", known)
-    _client_ids(r, values)
+        values["products"] = products_list(r, items["products"], "products", known, by_type)
+    _client_ids(r, values, by_type)
     if r.ok(values) and not any(p.severity == "error" for p in r.problems):
         _warnings(r, values)
         return values
     return None
 
 
-def _client_ids(r: Reader, values: dict[str, Any]) -> None:
+def _client_ids(r: Reader, values: dict[str, Any], kinds: Mapping[str, SourceKind]) -> None:
     """Two MQTT connections with one client_id on one broker: each login makes the broker drop the
     other (the MQTT rule for a repeated client id), so both reconnect and kick each other off forever.
 
@@ -381,8 +254,11 @@ def _client_ids(r: Reader, values: dict[str, Any]) -> None:
         clients.append(("northbound.mqtt", mqtt.host, mqtt.port, mqtt.client_id))
     sources = values.get("sources")
     if isinstance(sources, tuple):
-        clients += [(f"sources[{i}]", s.host, s.port, s.client_id)
-                    for i, s in enumerate(sources) if isinstance(s, MqttSource)]
+        for i, source in enumerate(sources):
+            login = kinds[source.type].broker_login
+            broker = login(source) if login is not None else None
+            if broker is not None:
+                clients.append((f"sources[{i}]", *broker))
     first: dict[tuple[str, int, str], str] = {}
     for path, host, port, client_id in clients:
         key = (host.lower().rstrip("."), port, client_id)

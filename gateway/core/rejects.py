@@ -22,6 +22,7 @@ OUT_OF_RANGE = "out of range"  # beyond what the SPC statistics can hold (gatewa
 BAD_TIMESTAMP = "bad timestamp"
 BAD_ATTRIBUTE = "bad count"  # attribute data: a count or sample size that cannot be stored
 BAD_TOPIC = "bad topic"
+BAD_STATUS = "bad status"  # a value its server marks bad (an OPC UA status code)
 UNREADABLE = "unreadable"
 
 LOG_EVERY = 10.0  # seconds between two log lines of one RejectLog

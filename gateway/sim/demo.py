@@ -25,9 +25,12 @@ from typing import Any
 
 import yaml
 
-from gateway.config import Characteristic, Config, ConfigError, ModbusAddress, load_config
+from gateway.config import Characteristic, Config, ConfigError
 from gateway.core.listen_error import ListenError, address_text, check_bindable
 from gateway.sim.simulator import Disturbance, Gauge, ModbusSimulator
+from gateway.sources.modbus.settings import ModbusAddress
+from gateway.sources.opcua.settings import OpcUaAddress
+from gateway.sources.registry import load_config
 from gateway.spc.charts.registry import default_chart
 
 log = logging.getLogger("gateway.demo")
@@ -147,8 +150,8 @@ def modbus_simulator(config: Config, gauges: dict[str, Gauge], port: int) -> Mod
     modbus = ModbusSimulator(port=port)
     for c in (c for p in config.products for c in p.characteristics):
         counter = c.sampling.counter
-        if c.modbus is not None and isinstance(counter, ModbusAddress):
-            modbus.add_gauge(gauges[c.name], unit=c.modbus.unit, address=c.modbus.address,
+        if isinstance(c.address, ModbusAddress) and isinstance(counter, ModbusAddress):
+            modbus.add_gauge(gauges[c.name], unit=c.address.unit, address=c.address.address,
                              counter_address=counter.address)
     return modbus
 
@@ -157,8 +160,8 @@ def opcua_gauges(config: Config, gauges: dict[str, Gauge]) -> dict[str, Gauge]:
     """The demo CMM's gauges, by the name the OPC UA simulator serves them under (`PREFIX.NAME`)."""
     served: dict[str, Gauge] = {}
     for c in (c for p in config.products for c in p.characteristics):
-        if c.opcua is not None:
-            served[c.opcua.node_id.removeprefix(f"ns=2;s={OPCUA_PREFIX}.")] = gauges[c.name]
+        if isinstance(c.address, OpcUaAddress):
+            served[c.address.node_id.removeprefix(f"ns=2;s={OPCUA_PREFIX}.")] = gauges[c.name]
     return served
 
 

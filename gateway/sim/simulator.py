@@ -21,7 +21,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.core.listen_error import ListenError, check_bindable
-from gateway.sources.modbus_codec import encode
+from gateway.sources.modbus.codec import encode
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,9 @@
-"""The one interface every gauge source implements, and the health it reports."""
+"""The one interface every gauge source implements, the health it reports, and its reconnect loop.
+
+`Source.run` is the loop every protocol shares, written once: connect, serve until the connection ends
+or fails, close, back off, connect again; health says which step it is in. A protocol fills in
+`connect`, `serve` and `close` (and how it words and logs a failure).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
+from gateway.config import Backoff as BackoffSettings
 from gateway.config import Characteristic, Product
-from gateway.config import Source as SourceConfig
+from gateway.config import SourceSettings as ConfigSourceSettings
 from gateway.core.backoff import Backoff as Backoff  # the sources import it from here
 from gateway.core.model import CharacteristicKey, Measurement
 
@@ -24,6 +30,13 @@ ConnectionState = Literal["connecting", "connected", "down", "stopped"]
 
 # Where a source hands its readings: the pipeline's bounded queue (awaiting it is the back-pressure).
 Sink = Callable[[Measurement], Awaitable[None]]
+
+
+class SourceSettings(ConfigSourceSettings, Protocol):
+    """What the reconnect loop reads of every source's settings."""
+
+    @property
+    def backoff(self) -> BackoffSettings: ...
 
 
 @dataclass
@@ -69,7 +82,7 @@ class Binding:
 class Source(abc.ABC):
     """A running connection to one gauge server/bus; reads its bindings and feeds the sink."""
 
-    def __init__(self, config: SourceConfig, bindings: list[Binding], sink: Sink):
+    def __init__(self, config: SourceSettings, bindings: list[Binding], sink: Sink):
         self.config = config
         self.bindings = bindings
         self.sink = sink
@@ -97,6 +110,44 @@ class Source(abc.ABC):
                 log.warning("source %s ended with %r", self.config.name, task.exception())
         self.health.state = "stopped"
 
-    @abc.abstractmethod
     async def run(self) -> None:
-        """Connect, read, reconnect with backoff: forever, until cancelled."""
+        """Connect, serve, close; back off and connect again: forever, until cancelled."""
+        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
+        while True:
+            self.health.state = "connecting"
+            connection: Any = None
+            try:
+                connection = await self.connect()
+                self.health.state = "connected"
+                await self.serve(connection, backoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a peer problem: say so, back off, reconnect; never end the task
+                self.health.last_error = self.describe(exc)
+                self.report(exc)
+            finally:
+                if connection is not None:
+                    await self.close(connection)
+            self.health.state = "down"
+            self.health.reconnects += 1
+            await asyncio.sleep(backoff.next_delay())
+
+    @abc.abstractmethod
+    async def connect(self) -> Any:
+        """A new connection, ready to serve; raises when there is none (closing what it half made)."""
+
+    @abc.abstractmethod
+    async def serve(self, connection: Any, backoff: Backoff) -> None:
+        """Read until the connection ends (return) or fails (raise); reset `backoff` once it proves good."""
+
+    @abc.abstractmethod
+    async def close(self, connection: Any) -> None:
+        """Close a connection `connect` made; also when the task is being cancelled."""
+
+    def describe(self, exc: Exception) -> str:
+        """A failure as health's last_error says it."""
+        return f"{type(exc).__name__}: {exc}"
+
+    def report(self, exc: Exception) -> None:
+        """Log a failure (health.last_error is already set)."""
+        log.warning("%s: %s", self.config.name, self.health.last_error)

@@ -20,7 +20,8 @@ def _database_and_zone(args) -> tuple[str, _dt.tzinfo]:
         return args.db, _dt.UTC
     from zoneinfo import ZoneInfo
 
-    from gateway.config import ConfigError, load_config
+    from gateway.config import ConfigError
+    from gateway.sources.registry import load_config
 
     try:
         config, _warnings = load_config(args.config)
@@ -45,8 +46,9 @@ def _export_database_and_zone(args) -> tuple[str, _dt.tzinfo, str]:
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from gateway.config import ConfigError, load_config
+    from gateway.config import ConfigError
     from gateway.core.paths import DEFAULT_CONFIG
+    from gateway.sources.registry import load_config
 
     zone: _dt.tzinfo | None = None
     origin = ""

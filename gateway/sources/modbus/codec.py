@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.config import ModbusAddress
+from gateway.sources.modbus.settings import ModbusAddress
 
 BYTE_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 # data type -> (struct code, registers)

@@ -16,8 +16,9 @@ from typing import Any, TextIO
 from asyncua import Client, ua
 
 from gateway.config import Config
-from gateway.config import OpcUaSource as OpcUaSourceConfig
-from gateway.sources.opcua import _close, _describe, _status_name, build_client
+from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
+from gateway.sources.opcua.source import _close, _describe, _status_name, build_client
+from gateway.sources.plugin import characteristics_of
 
 MAX_DEPTH = 5  # levels below the starting node
 MAX_NODES = 200  # nodes printed at most
@@ -31,12 +32,12 @@ class _Entry:
     value: ua.DataValue | None = None
 
 
-async def probe(config: Config, source_cfg: OpcUaSourceConfig, address: str | None, out: TextIO, *,
+async def probe(config: Config, source_cfg: OpcUaSettings, address: str | None, out: TextIO, *,
                 max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int:
     """Browse or read now and print what came back; 0 ok, 1 failed."""
     # a characteristic's name stands for its node id, as for Modbus
-    by_name = {c.name: c.opcua.node_id for p in config.products for c in p.characteristics
-               if c.source == source_cfg.name and c.opcua is not None}
+    by_name = {c.name: c.address.node_id for c in characteristics_of(config, source_cfg.name)
+               if isinstance(c.address, OpcUaAddress)}
     labels = {node_id: name for name, node_id in by_name.items()}
     node_text = by_name.get(address, address) if address is not None else None
     if node_text is not None:
@@ -80,7 +81,7 @@ async def probe(config: Config, source_cfg: OpcUaSourceConfig, address: str | No
         await _close(client)
 
 
-async def _server_summary(client: Client, source_cfg: OpcUaSourceConfig, out: TextIO) -> None:
+async def _server_summary(client: Client, source_cfg: OpcUaSettings, out: TextIO) -> None:
     state = await client.nodes.server_state.read_value()
     namespaces = await client.get_namespace_array()
     out.write(f"{source_cfg.name}: {source_cfg.endpoint}: server state {ua.ServerState(state).name}\n")

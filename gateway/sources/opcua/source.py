@@ -23,14 +23,15 @@ from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto import security_policies
 
-from gateway.config import OpcUaSource as OpcUaSourceConfig
 from gateway.core.model import Measurement
+from gateway.core.rejects import BAD_STATUS, NOT_FINITE, NOT_NUMBER, RejectLog
 from gateway.core.secrets import SecretError, read_secret
 from gateway.sources import asyncua_private
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
 from gateway.sources.sampling import Sampler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.sources.opcua")  # the logger's name from before the package
 
 SUBSCRIPTION_QUEUE = 10_000  # notifications buffered between asyncua's publish loop and us
 MONITORED_QUEUE = 10  # values the server keeps per node between two publish responses
@@ -112,7 +113,7 @@ def _certificate_uri(path: str) -> str | None:
     return uris[0] if uris else None
 
 
-async def build_client(config: OpcUaSourceConfig) -> Client:
+async def build_client(config: OpcUaSettings) -> Client:
     """A fresh client with the full security configuration (called for every connection)."""
     # auto_reconnect off: reconnects are ours (fresh client, backoff with jitter), see the module doc.
     client = Client(config.endpoint, timeout=config.timeout, watchdog_intervall=WATCHDOG_INTERVAL,
@@ -160,60 +161,58 @@ def _describe(exc: BaseException) -> str:
 class OpcUaSource(Source):
     """Reads characteristics from one OPC UA server, by subscription or by polling."""
 
-    def __init__(self, config: OpcUaSourceConfig, bindings: list[Binding], sink: Sink):
+    def __init__(self, config: OpcUaSettings, bindings: list[Binding], sink: Sink):
         super().__init__(config, bindings, sink)
-        self.config: OpcUaSourceConfig = config
+        self.config: OpcUaSettings = config
         self.readers: list[_Reader] = []
         for binding in bindings:
             ch = binding.characteristic
-            if ch.opcua is None:
+            if not isinstance(ch.address, OpcUaAddress):
                 raise OpcUaConfigError(f"characteristic {ch.name} has no opcua address")
             counter = ch.sampling.counter
-            counter_id = getattr(counter, "node_id", None) if ch.sampling.mode == "part_counter" else None
-            self.readers.append(_Reader(binding, ch.opcua.node_id, counter_id, Sampler(ch.sampling.mode)))
+            counter_id = counter.node_id if isinstance(counter, OpcUaAddress) and ch.sampling.mode == "part_counter" \
+                else None
+            self.readers.append(_Reader(binding, ch.address.node_id, counter_id, Sampler(ch.sampling.mode)))
         self._lost = asyncio.Event()
         self._next_handle = 0  # client handles of monitored items, unique per source
-        self._last_log = 0.0
-        self._suppressed = 0
+        self.rejects = RejectLog(log, "value skipped / 값 무시", LOG_EVERY)
         self.health.details = {"mode": config.mode, "failed_nodes": {}, "missed_parts": 0}
 
     # ------------------------------------------------------------------ the connection loop
 
-    async def run(self) -> None:
-        """Connect, read, reconnect with backoff: forever, until cancelled."""
-        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
-        while True:
-            self.health.state = "connecting"
-            client: Client | None = None
-            try:
-                client = await build_client(self.config)
-                self._lost = asyncio.Event()
-                client.connection_lost_callback = self._on_connection_lost
-                await asyncio.wait_for(client.connect(), self.config.timeout * 3)
-                # asyncua's stale-subscription watchdog would recreate the subscription behind our back;
-                # our own watchdog rebuilds the whole client instead (an asyncua internal: asyncua_private).
-                asyncua_private.stop_stale_watchdog(client)
-                self.health.state = "connected"
-                log.info("%s: connected to %s", self.config.name, self.config.endpoint)
-                if self.config.mode == "subscribe":
-                    await self._subscribe_session(client, backoff)
-                else:
-                    await self._poll_session(client, backoff)
-            except asyncio.CancelledError:
-                if client is not None:
-                    await _close(client)
-                raise
-            except OpcUaConfigError as exc:
-                self.health.last_error = str(exc)
-                log.error("%s: %s", self.config.name, exc)
-            except Exception as exc:
-                self.health.last_error = _describe(exc)
-                log.warning("%s: %s", self.config.name, self.health.last_error)
-            if client is not None:
-                await _close(client)
-            self.health.state = "down"
-            self.health.reconnects += 1
-            await asyncio.sleep(backoff.next_delay())
+    # The reconnect loop is Source.run: connect (a fresh client each time), serve, close, back off.
+
+    async def connect(self) -> Client:
+        client = await build_client(self.config)
+        try:
+            self._lost = asyncio.Event()
+            client.connection_lost_callback = self._on_connection_lost
+            await asyncio.wait_for(client.connect(), self.config.timeout * 3)
+            # asyncua's stale-subscription watchdog would recreate the subscription behind our back;
+            # our own watchdog rebuilds the whole client instead (an asyncua internal: asyncua_private).
+            asyncua_private.stop_stale_watchdog(client)
+        except BaseException:
+            await _close(client)
+            raise
+        log.info("%s: connected to %s", self.config.name, self.config.endpoint)
+        return client
+
+    async def serve(self, connection: Client, backoff: Backoff) -> None:
+        if self.config.mode == "subscribe":
+            await self._subscribe_session(connection, backoff)
+        else:
+            await self._poll_session(connection, backoff)
+
+    async def close(self, connection: Client) -> None:
+        await _close(connection)
+
+    def describe(self, exc: Exception) -> str:
+        return str(exc) if isinstance(exc, OpcUaConfigError) else _describe(exc)
+
+    def report(self, exc: Exception) -> None:
+        # a setting the technician must fix is an error; a server that is away is a warning
+        level = logging.ERROR if isinstance(exc, OpcUaConfigError) else logging.WARNING
+        log.log(level, "%s: %s", self.config.name, self.health.last_error)
 
     async def _on_connection_lost(self, exc: Exception) -> None:
         self._lost.set()
@@ -323,11 +322,11 @@ class OpcUaSource(Source):
     async def _on_counter(self, client: Client, reader: _Reader, data: ua.DataValue) -> None:
         """The part counter moved: the part's value is the newest one written no later than the counter."""
         if data.StatusCode is not None and data.StatusCode.is_bad():
-            self._bad(reader, f"counter status {_status_name(data.StatusCode)}")
+            self._bad(reader, BAD_STATUS, f"counter status {_status_name(data.StatusCode)}")
             return
         counter = _number(data.Value.Value if data.Value else None)
         if counter is None:
-            self._bad(reader, "counter is not a number")
+            self._bad(reader, NOT_NUMBER, "counter is not a number")
             return
         counter_time = _utc_seconds(data.SourceTimestamp)
         value = None
@@ -365,11 +364,11 @@ class OpcUaSource(Source):
                 if not self._resolved(reader, reader.counter_id, counter_data):
                     continue
                 if counter_data.StatusCode is not None and counter_data.StatusCode.is_bad():
-                    self._bad(reader, f"counter status {_status_name(counter_data.StatusCode)}")
+                    self._bad(reader, BAD_STATUS, f"counter status {_status_name(counter_data.StatusCode)}")
                     continue
                 counter = _number(counter_data.Value.Value if counter_data.Value else None)
                 if counter is None:
-                    self._bad(reader, "counter is not a number")
+                    self._bad(reader, NOT_NUMBER, "counter is not a number")
                     continue
                 await self._offer(reader, data, int(counter))
             next_at += self.config.poll_interval
@@ -412,11 +411,11 @@ class OpcUaSource(Source):
     async def _offer(self, reader: _Reader, data: ua.DataValue, counter: int | None = None) -> None:
         """Bad status and non-numbers are counted and skipped; the sampler decides what is a part."""
         if data.StatusCode is not None and data.StatusCode.is_bad():
-            self._bad(reader, f"status {_status_name(data.StatusCode)}")
+            self._bad(reader, BAD_STATUS, f"status {_status_name(data.StatusCode)}")
             return
         value = _number(data.Value.Value if data.Value is not None else None)
         if value is None:
-            self._bad(reader, f"not a finite number: {data.Value.Value if data.Value else None!r}")
+            self._bad(reader, NOT_FINITE, f"not a finite number: {data.Value.Value if data.Value else None!r}")
             return
         source_time = _utc_seconds(data.SourceTimestamp)
         if not reader.sampler.accept(value, source_time, counter):
@@ -429,16 +428,10 @@ class OpcUaSource(Source):
         self.health.last_reading_at = time.monotonic()
         await self.sink(Measurement(reader.binding.key, value, time.time(), source_time))
 
-    def _bad(self, reader: _Reader, why: str) -> None:
+    def _bad(self, reader: _Reader, kind: str, why: str) -> None:
+        """A value skipped: counted, and logged at most once per LOG_EVERY with the counts since."""
         self.health.bad_readings += 1
-        now = time.monotonic()
-        if now - self._last_log < LOG_EVERY:
-            self._suppressed += 1
-            return
-        more = f" (+{self._suppressed} more since last report)" if self._suppressed else ""
-        log.warning("%s: %s (%s): value skipped / 값 무시: %s%s", self.config.name, reader.binding.key,
-                    reader.node_id, why, more)
-        self._last_log, self._suppressed = now, 0
+        self.rejects.add(f"{self.config.name}: {reader.binding.key} ({reader.node_id})", kind, why)
 
     def _node_failed(self, reader: _Reader, node_id: str, why: str) -> None:
         if reader.failed.get(node_id) != why:

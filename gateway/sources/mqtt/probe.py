@@ -17,19 +17,20 @@ from typing import Any, TextIO
 
 import paho.mqtt.client as paho
 
-from gateway.config import Config, MqttAddress
-from gateway.config import MqttSource as MqttSourceConfig
-from gateway.sources.mqtt_worker import MalformedPayload, new_client, parse_payload
+from gateway.config import Config
+from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
+from gateway.sources.mqtt.worker import MalformedPayload, new_client, parse_payload
+from gateway.sources.plugin import characteristics_of
 
 MAX_MESSAGES = 20  # messages shown at most
 WAIT = 5.0  # seconds to listen by default
 
 
-async def probe(config: Config, source_cfg: MqttSourceConfig, address: str | None, out: TextIO, *,
+async def probe(config: Config, source_cfg: MqttSettings, address: str | None, out: TextIO, *,
                 wait: float = WAIT) -> int:
     """Listen for up to `wait` seconds; 0 when a value came through, 1 when nothing usable arrived."""
-    characteristics = {c.name: c.mqtt for p in config.products for c in p.characteristics
-                       if c.source == source_cfg.name and c.mqtt is not None}
+    characteristics = {c.name: c.address for c in characteristics_of(config, source_cfg.name)
+                       if isinstance(c.address, MqttAddress)}
     if address is None:
         watched = characteristics
         topics = sorted({a.topic for a in watched.values()}) or ["#"]

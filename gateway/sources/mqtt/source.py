@@ -2,7 +2,7 @@
 
 QoS 1 with a persistent session, and each message acknowledged to the broker only after its
 measurement is committed to SQLite (paho `manual_ack`): a crash loses nothing the broker delivered.
-The broker connection lives in a child process per connection (`mqtt_worker`): paho's packet and
+The broker connection lives in a child process per connection (`worker`): paho's packet and
 payload parsing run there, on the other core, not under the daemon's GIL. Over a socketpair it sends
 parsed deliveries; this side runs the sampler, hands measurements to the sink, and sends back the
 (mid, qos) of each one once it is committed. `run()` owns the reconnects: a connection that ends, or a
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import gateway
-from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.model import Measurement
 from gateway.core.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
-from gateway.sources.mqtt_worker import (  # noqa: F401  (the module's public names, as before the split)
+from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
+from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,
     MAX_PAYLOAD,
     MAX_UNACKED,
@@ -45,7 +45,7 @@ from gateway.sources.mqtt_worker import (  # noqa: F401  (the module's public na
 )
 from gateway.sources.sampling import Sampler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.sources.mqtt")  # the logger's name from before the package
 
 LOG_EVERY = 10.0  # seconds between two log lines about malformed payloads
 # A session that lasted this long resets the backoff. A worker that dies on a message dies right after
@@ -62,6 +62,14 @@ class _Reader:
     topic: str
     sampler: Sampler
     rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
+
+
+class NotConnected(Exception):
+    """A worker that could not start or whose broker did not accept it; the message is for health."""
+
+    def __init__(self, message: str, level: int):
+        super().__init__(message)
+        self.level = level  # how loud: a worker that cannot start is an error, a broker away a warning
 
 
 class _Worker(asyncio.BufferedProtocol):
@@ -86,7 +94,7 @@ class _Worker(asyncio.BufferedProtocol):
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(
                 p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)}
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+                [sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         except BaseException:
             mine.close()
@@ -94,7 +102,7 @@ class _Worker(asyncio.BufferedProtocol):
         finally:
             theirs.close()
         await self.loop.create_connection(lambda: self, sock=mine)
-        addresses = [r.binding.characteristic.mqtt for r in self.source.readers]
+        addresses = [r.binding.characteristic.address for r in self.source.readers]
         self.write(("start", self.source.config, addresses, os.getpid()))
 
     def write(self, message: Any) -> None:
@@ -172,13 +180,13 @@ class _Worker(asyncio.BufferedProtocol):
 class MqttSource(Source):
     """Subscribes one topic per characteristic on one broker; acknowledges after commit."""
 
-    def __init__(self, config: MqttSourceConfig, bindings: list[Binding], sink: Sink):
+    def __init__(self, config: MqttSettings, bindings: list[Binding], sink: Sink):
         super().__init__(config, bindings, sink)
-        self.config: MqttSourceConfig = config
+        self.config: MqttSettings = config
         self.readers: list[_Reader] = []
         for binding in bindings:
-            address = binding.characteristic.mqtt
-            if address is None:
+            address = binding.characteristic.address
+            if not isinstance(address, MqttAddress):
                 raise ValueError(f"characteristic {binding.characteristic.name} has no mqtt address")
             reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode))
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
@@ -212,53 +220,57 @@ class MqttSource(Source):
         self.malformed(topic, kind, why)
 
     async def run(self) -> None:
-        """Start a worker, read, and after it ends start another with backoff: forever, until cancelled."""
-        loop = asyncio.get_running_loop()
-        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
+        """Source.run (a worker per connection, backoff between), beside the task that takes deliveries."""
         consumer = asyncio.create_task(self._consume(), name=f"mqtt-in-consumer:{self.config.name}")
         try:
-            while True:
-                self.health.state = "connecting"
-                worker = _Worker(self, loop)
-                try:
-                    lasted = await self._session(worker)
-                finally:
-                    await worker.close()
-                    self.health.details["worker_pid"] = None
-                if lasted >= STABLE_SESSION:
-                    backoff.reset()
-                self.health.state = "down"
-                self.health.reconnects += 1
-                await asyncio.sleep(backoff.next_delay())
+            await super().run()
         finally:
             consumer.cancel()
 
-    async def _session(self, worker: _Worker) -> float:
-        """Run one worker until its connection ends; returns the seconds it was connected."""
+    async def connect(self) -> _Worker:
+        """A worker process connected to the broker (its CONNACK came)."""
+        worker = _Worker(self, asyncio.get_running_loop())
         try:
             await worker.start()
         except OSError as exc:
-            self.health.last_error = f"MQTT worker could not start / MQTT 작업 프로세스 시작 실패: {exc}"
-            log.error("%s: %s", self.config.name, self.health.last_error)
-            return 0.0
-        self.worker = worker
-        self.health.details["worker_pid"] = worker.process.pid if worker.process else None
+            await self.close(worker)
+            raise NotConnected(f"MQTT worker could not start / MQTT 작업 프로세스 시작 실패: {exc}",
+                               logging.ERROR) from exc
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(worker.connected), WORKER_START)
-        except TimeoutError:
-            outcome = "no CONNACK from the broker / 브로커 응답 없음"
-        if isinstance(outcome, str):
-            self.health.last_error = outcome
-            log.warning("%s: %s", self.config.name, outcome)
-            return 0.0
-        self.health.state = "connected"
+            self.worker = worker
+            self.health.details["worker_pid"] = worker.process.pid if worker.process else None
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(worker.connected), WORKER_START)
+            except TimeoutError:
+                outcome = "no CONNACK from the broker / 브로커 응답 없음"
+            if isinstance(outcome, str):
+                raise NotConnected(outcome, logging.WARNING)
+        except BaseException:
+            await self.close(worker)
+            raise
         self.health.details["session_present"] = outcome
-        connected_at = time.monotonic()
         log.info("%s: connected to %s:%d (session present: %s)", self.config.name, self.config.host,
                  self.config.port, outcome)
-        self.health.last_error = await worker.ended
+        return worker
+
+    async def serve(self, connection: _Worker, backoff: Backoff) -> None:
+        """Until the worker's connection ends; a session that lasted resets the backoff."""
+        connected_at = time.monotonic()
+        self.health.last_error = await connection.ended
         log.warning("%s: %s", self.config.name, self.health.last_error)
-        return time.monotonic() - connected_at
+        if time.monotonic() - connected_at >= STABLE_SESSION:
+            backoff.reset()
+
+    async def close(self, connection: _Worker) -> None:
+        await connection.close()
+        self.health.details["worker_pid"] = None
+
+    def describe(self, exc: Exception) -> str:
+        return str(exc) if isinstance(exc, NotConnected) else super().describe(exc)
+
+    def report(self, exc: Exception) -> None:
+        level = exc.level if isinstance(exc, NotConnected) else logging.WARNING
+        log.log(level, "%s: %s", self.config.name, self.health.last_error)
 
     async def _consume(self) -> None:
         readers = self.readers

@@ -12,16 +12,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from gateway.config import ModbusAddress
-from gateway.config import ModbusSource as ModbusSourceConfig
 from gateway.core.model import Measurement
+from gateway.core.ratelog import RateLimitedLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
-from gateway.sources.modbus_codec import (
+from gateway.sources.modbus.codec import (
     BIT_TABLES,
     ReadBlock,
     decode,
@@ -30,9 +30,10 @@ from gateway.sources.modbus_codec import (
     plan_reads,
     scaled,
 )
+from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
 from gateway.sources.sampling import Sampler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.sources.modbus")  # the logger's name from before the package
 # We log Modbus problems ourselves, rate-limited; pymodbus would log every timeout of a dead unit with
 # hex frames. A level set explicitly (for debugging) is left alone.
 if logging.getLogger("pymodbus").level == logging.NOTSET:
@@ -49,26 +50,6 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-class RateLimitedLog:
-    """Logs a recurring problem once per `every` seconds per key, saying how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, every: float = LOG_EVERY, max_keys: int = 1000):
-        self.logger, self.every, self.max_keys = logger, every, max_keys
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, level: int, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last, suppressed = self._last.get(key, (-1e18, 0))
-        if now - last < self.every:
-            self._last[key] = (last, suppressed + 1)
-            return
-        if len(self._last) >= self.max_keys:  # bounded: forget the oldest keys
-            self._last.pop(next(iter(self._last)))
-        self._last[key] = (now, 0)
-        tail = f" ({suppressed} more like this suppressed)" if suppressed else ""
-        self.logger.log(level, message + tail, *args)
 
 
 class ClockWatch:
@@ -123,17 +104,17 @@ class _Cycle:
 class ModbusSource(Source):
     """Polls Modbus TCP or RTU units and feeds one measurement per new part."""
 
-    config: ModbusSourceConfig
+    config: ModbusSettings
 
-    def __init__(self, config: ModbusSourceConfig, bindings: list[Binding], sink: Sink, *, merge: bool = True):
+    def __init__(self, config: ModbusSettings, bindings: list[Binding], sink: Sink, *, merge: bool = True):
         super().__init__(config, bindings, sink)
         addresses: list[ModbusAddress] = []
         self.readings: list[_Reading] = []
         for binding in bindings:
             characteristic = binding.characteristic
-            if characteristic.modbus is None:
+            if not isinstance(characteristic.address, ModbusAddress):
                 raise ValueError(f"{binding.key}: characteristic has no modbus address")
-            addresses.append(characteristic.modbus)
+            addresses.append(characteristic.address)
             counter_tag = None
             if characteristic.sampling.mode == "part_counter":
                 counter = characteristic.sampling.counter
@@ -154,7 +135,7 @@ class ModbusSource(Source):
         # One transaction at a time on this source's port/socket (the poll loop and probe share it).
         self._bus = asyncio.Lock()
         self._next_request_at = 0.0  # monotonic: request_delay between two transactions on the bus
-        self._log = RateLimitedLog(log)
+        self._log = RateLimitedLog(log, LOG_EVERY)
         self._clock = ClockWatch()
         self.health.details.update(requests=0, timeouts=0, exceptions=0, missed_parts=0, units={})
 
@@ -180,36 +161,31 @@ class ModbusSource(Source):
         cfg = self.config
         return str(cfg.serial_port) if cfg.transport == "rtu" else f"{cfg.host}:{cfg.port}"
 
-    async def run(self) -> None:
-        """Connect, poll every poll_interval, reconnect with backoff: until cancelled."""
-        backoff = Backoff(self.config.backoff.initial, self.config.backoff.maximum)
-        first = True
-        while True:
-            self.health.state = "connecting"
-            client = None
-            try:
-                client = self.make_client()
-                if not await client.connect():
-                    raise ConnectionError(f"cannot connect to {self.where()}")
-                self.health.state = "connected"
-                for unit in self.units.values():  # a fresh connection: every unit gets a chance at once
-                    unit.retry_at = 0.0
-                if not first:
-                    log.info("modbus %s: connected again to %s", self.config.name, self.where())
-                await self._poll_forever(client, backoff)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a peer problem: log, back off, reconnect; never end the task
-                self.health.last_error = f"{type(exc).__name__}: {exc}"
-                self._log(logging.WARNING, "connection", "modbus %s: %s", self.config.name,
-                          self.health.last_error)
-            finally:
-                if client is not None:
-                    client.close()
-            self.health.state = "down"
-            self.health.reconnects += 1
-            first = False
-            await asyncio.sleep(backoff.next_delay())
+    # The reconnect loop is Source.run: connect, serve (poll every poll_interval), close, back off.
+
+    async def connect(self) -> Any:
+        client = self.make_client()
+        try:
+            if not await client.connect():
+                raise ConnectionError(f"cannot connect to {self.where()}")
+        except BaseException:
+            client.close()
+            raise
+        for unit in self.units.values():  # a fresh connection: every unit gets a chance at once
+            unit.retry_at = 0.0
+        if self.health.reconnects:
+            log.info("modbus %s: connected again to %s", self.config.name, self.where())
+        return client
+
+    async def serve(self, connection: Any, backoff: Backoff) -> None:
+        await self._poll_forever(connection, backoff)
+
+    async def close(self, connection: Any) -> None:
+        connection.close()
+
+    def report(self, exc: Exception) -> None:
+        # a bus that stays down fails on every attempt: one line a minute, with the count held back
+        self._log(logging.WARNING, "connection", "modbus %s: %s", self.config.name, self.health.last_error)
 
     # ------------------------------------------------------------ polling
 

@@ -2,7 +2,7 @@
 
 paho's packet parsing (MQTT 5 properties above all) and payload parsing cost about as much as the
 SPC itself; in the daemon they competed with the event loop for the one GIL. Here they run in a
-process of their own (`python -m gateway.sources.mqtt_worker FD`), one select() loop over the broker
+process of their own (`python -m gateway.sources.mqtt.worker FD`), one select() loop over the broker
 socket and the daemon's socketpair, no threads. The daemon sends a start frame, then batches of
 settled (mid, qos) once each measurement is committed; this side sends parsed deliveries, health and
 log lines. Frames are a 4-byte length and a pickle. The worker ends with its connection, and as soon as
@@ -35,8 +35,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.config import MqttAddress
-from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.rejects import (
     BAD_TIMESTAMP,
     BAD_TOPIC,
@@ -49,6 +47,7 @@ from gateway.core.rejects import (
     UNREADABLE,
 )
 from gateway.core.secrets import read_secret
+from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
 MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
@@ -182,7 +181,7 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | 
     return value, parse_timestamp(raw), str(raw)
 
 
-def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
+def new_client(config: MqttSettings, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
     """A paho client with the source's protocol, credentials and TLS (not yet connected)."""
     v5 = config.protocol == "5"
     kwargs: dict[str, Any] = {} if v5 else {"clean_session": not persistent}
@@ -279,7 +278,7 @@ class FrameReader:
 class Worker:
     """One broker connection: parse, hand over, acknowledge what the daemon says is committed."""
 
-    def __init__(self, pipe: socket.socket, config: MqttSourceConfig, addresses: list[MqttAddress],
+    def __init__(self, pipe: socket.socket, config: MqttSettings, addresses: list[MqttAddress],
                  parent_pid: int):
         self.pipe, self.config, self.addresses, self.parent_pid = pipe, config, addresses, parent_pid
         self.exact = {a.topic: i for i, a in enumerate(addresses) if "+" not in a.topic and "#" not in a.topic}
@@ -451,7 +450,7 @@ def _queued_for_the_loop(client: paho.Client, userdata: Any, sock: Any) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m gateway.sources.mqtt_worker FD`: serve one connection for the daemon on socket FD."""
+    """`python -m gateway.sources.mqtt.worker FD`: serve one connection for the daemon on socket FD."""
     # The daemon stops this process (pipe closed, or SIGKILL); a terminal's ^C or systemd's SIGTERM to
     # the whole group must not end it before the daemon's last commit is acknowledged.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,101 @@
+"""The `type: mqtt` source in the config file: its settings, its address block, its sampling.
+
+Read by gateway.config with the generic machinery (gateway.config.kinds.SourceKind); the running source
+is gateway.sources.mqtt.source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from yaml.nodes import Node
+
+from gateway.config.connections import (
+    BACKOFF,
+    CLIENT_ID,
+    HOST,
+    PORT,
+    PROTOCOL,
+    QOS,
+    TLS,
+    USERNAME,
+    check_credentials,
+)
+from gateway.config.kinds import SourceKind
+from gateway.config.loader import BAD, Convert, Reader, show
+from gateway.config.model import MQTTTLS, Backoff
+from gateway.config.values import duration, file_path, section, text
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """One `type: mqtt` entry of `sources:` (a line broker the gauges publish to)."""
+
+    name: str
+    host: str
+    type: Literal["mqtt"] = "mqtt"
+    port: int = 1883
+    client_id: str = "spc-gateway-in"
+    qos: Literal[0, 1, 2] = 1
+    username: str | None = None
+    password_file: str | None = None
+    tls: MQTTTLS | None = None
+    protocol: Literal["3.1.1", "5"] = "5"
+    keepalive: float = 30.0
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True)
+class MqttAddress:
+    """A characteristic's `mqtt:` block."""
+
+    topic: str
+    value: str | None = None  # dotted path into a JSON payload; None: the payload is a plain number
+    timestamp: str | None = None  # dotted path to an ISO 8601 or epoch timestamp
+
+
+SPEC = {
+    "host": HOST, "port": PORT, "client_id": CLIENT_ID, "qos": QOS,
+    "username": USERNAME, "password_file": file_path, "tls": TLS, "protocol": PROTOCOL,
+    "keepalive": duration(), "backoff": BACKOFF,
+}
+
+
+def topic_filter(r: Reader, node: Node, path: str) -> Any:
+    value = text(r, node, path)
+    if value is BAD:
+        return BAD
+    levels = value.split("/")
+    bad_hash = any("#" in level for level in levels[:-1]) or ("#" in levels[-1] and levels[-1] != "#")
+    if bad_hash or any("+" in level and level != "+" for level in levels):
+        return r.error(node, path, f"{show(value)} is not an MQTT topic filter",
+                       "'+' stands for one whole level, '#' only as the last level")
+    return value
+
+
+def json_path(r: Reader, node: Node, path: str) -> Any:
+    value = text(r, node, path)
+    if value is not BAD and (re.search(r"\s", value) or "" in value.split(".")):
+        return r.error(node, path, f"{show(value)} is not a dotted path", "keys joined by '.', e.g. reading.value")
+    return value
+
+
+ADDRESS = section(MqttAddress, {"topic": topic_filter, "value": json_path, "timestamp": json_path},
+                  required=("topic",))
+
+
+def address(context: object) -> Convert:
+    return ADDRESS
+
+
+def broker_login(settings: MqttSettings) -> tuple[str, int, str]:
+    return settings.host, settings.port, settings.client_id
+
+
+KIND = SourceKind(
+    type="mqtt", label="MQTT", settings=MqttSettings, spec=SPEC, required=("name", "host"),
+    check=check_credentials, address=address, sampling_modes=("per_message", "on_change"),
+    default_sampling="per_message", polled=False, broker_login=broker_login,
+)
