@@ -1,7 +1,7 @@
 """The library internals the gateway still leans on, checked against the installed libraries.
 
 Two modules hold them, one per library, each pinned to the minor version it was tested with:
-gateway/outputs/websocket/websockets_private.py (websockets) and gateway/sources/asyncua_private.py
+gateway/outputs/websocket/websockets_private.py (websockets) and gateway/sources/opcua/asyncua_private.py
 (asyncua). paho-mqtt is used on its public API only. When a test here fails, the message names what
 changed: read the module's docstring, check it against the new library, then move the pin in
 pyproject.toml and the module's TESTED_VERSION together (or find a public way).
@@ -35,7 +35,7 @@ from gateway.outputs.websocket.websockets_private import (
     frame,
     write,
 )
-from gateway.sources import asyncua_private
+from gateway.sources.opcua import asyncua_private
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent

@@ -65,13 +65,12 @@ def test_a_stop_sent_with_the_start_ends_the_worker(mosquitto) -> None:
     import subprocess
     import sys
 
-    from gateway.config import MqttAddress
-    from gateway.config import MqttSource as MqttSourceConfig
-    from gateway.sources.mqtt_worker import frame
+    from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
+    from gateway.sources.mqtt.worker import frame
 
-    config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-stop-at-once", keepalive=5)
+    config = MqttSettings("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-stop-at-once", keepalive=5)
     mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt_worker", str(theirs.fileno())],
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
                               pass_fds=(theirs.fileno(),))
     theirs.close()
     try:

@@ -26,8 +26,8 @@ from asyncua.crypto import security_policies
 from gateway.core.model import Measurement
 from gateway.core.rejects import BAD_STATUS, NOT_FINITE, NOT_NUMBER, RejectLog
 from gateway.core.secrets import SecretError, read_secret
-from gateway.sources import asyncua_private
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.opcua import asyncua_private
 from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
 from gateway.sources.sampling import Sampler
 
