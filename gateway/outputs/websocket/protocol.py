@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.alerts import types as alert_types
 from gateway.alerts.service import MAX_SHELVE_S
 from gateway.config import Product
 from gateway.core import texts as i18n
@@ -27,11 +28,10 @@ from gateway.outputs.websocket.inputs import INT64_MAX, bad_character
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
                "too_large", "storage_unavailable")
 ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
-ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
-               "STORAGE", "MANUAL")
+ALERT_TYPES = tuple(alert_types.ALERT_TYPES)  # every type, in the order of the table
 # The types a person or another system may create; the others are raised (and resolved) by the gateway
 # itself, and an operator's alert typed like them would pass for the gateway's own.
-OPERATOR_ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "MANUAL")
+OPERATOR_ALERT_TYPES = alert_types.operator_alert_types()
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
                             "create_alert", "recalculate_limits", "unshelve_alert"})
 MAX_REQUEST_ID = 100  # characters of a string request_id
