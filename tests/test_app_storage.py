@@ -79,7 +79,7 @@ def test_an_act_the_writer_refuses_is_undone_and_never_written(tmp_path: Path) -
                 await asyncio.wait_for(alerts.resolve(alert["id"], "kim", "fixed"), 5)
             assert refused.value.code == "storage_unavailable"
             assert store.failing and store.stats()["file_lost"]
-            assert alerts.unresolved() == before and alert["id"] in alerts._timers  # still shelved, timer armed
+            assert alerts.unresolved() == before and alerts._unresolved[alert["id"]].timer is not None  # still shelved, timer armed
             for act in (alerts.unshelve(alert["id"], "kim"), alerts.create(1, "MANUAL", 3, "t2", "m2"),
                         alerts.comment(alert["id"], "kim", "c")):
                 with pytest.raises(AlertError) as refused:
