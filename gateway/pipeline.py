@@ -29,7 +29,7 @@ from gateway.core.model import (
     iso_time,
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
-from gateway.core.texts import TextError, texts
+from gateway.core.texts import Refusal, texts
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
 
@@ -373,7 +373,7 @@ class Pipeline:
         count = min(subgroups, INT64_MAX - from_subgroup)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
         if len(values) < 2:
-            raise TextError("invalid_field", texts("error.too_few_subgroups", n=len(values),
+            raise Refusal("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))
         limits = state.engine.recalculate(values, source="recalculated", from_subgroup=from_subgroup,
                                           to_subgroup=from_subgroup + len(values) - 1)

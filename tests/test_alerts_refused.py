@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerts import AlertError, AlertService
+from gateway.alerts import AlertService
 from gateway.config import load_config
+from gateway.core.texts import Refusal
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 
@@ -44,7 +45,7 @@ def test_a_refused_acknowledge_leaves_the_alert_as_it_was_and_a_later_one_is_tak
             # the disk is full: the file may not grow by a single page, and nobody has noticed yet
             await store._write_job(lambda c: c.execute("PRAGMA max_page_count = 1").fetchone())
             assert not store.failing
-            with pytest.raises(AlertError) as refused:
+            with pytest.raises(Refusal) as refused:
                 await asyncio.wait_for(alerts.acknowledge(alert_id, "lee", LONG_COMMENT), 5)
             assert refused.value.code == "storage_unavailable" and store.failing
             assert alerts.unresolved() == before

@@ -23,7 +23,7 @@ from gateway.alerts.causes import spc_alerts, stale_alert, storage_alert
 from gateway.alerts.types import alert_type as type_of
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import Event, finite_or_none, iso_time
-from gateway.core.texts import text, texts
+from gateway.core.texts import Refusal, text, texts
 from gateway.store.schema import StoreUnavailable
 
 # The screen an operator act came through (its server.auth name, else its address); the WebSocket handler
@@ -37,17 +37,6 @@ OCCURRENCE_EMIT_INTERVAL = 1.0  # seconds: a chattering rule sends its updated a
 UNRESOLVED = ("OPEN", "ACKNOWLEDGED", "SHELVED")
 
 Publish = Callable[[list[Event]], None]
-
-
-class AlertError(Exception):
-    """An operator act that cannot be done; `code` is a protocol error code (not_found, invalid_field).
-    `texts` has the message in every language ({language: text}) for the error reply."""
-
-    def __init__(self, code: str, message: str, texts: dict[str, str] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.texts = texts or {}
 
 
 class AlertService:
@@ -353,7 +342,7 @@ class AlertService:
         if getattr(self.store, "failing", False):
             raise self._unavailable()
 
-    def _unavailable(self) -> AlertError:
+    def _unavailable(self) -> Refusal:
         return self._error("storage_unavailable", "error.storage_unavailable")
 
     async def _stored(self, batch: Any) -> None:
@@ -421,14 +410,13 @@ class AlertService:
             raise self._error("not_found", "error.no_alert", alert_id=alert_id)
         raise self._state_error(stored, action)
 
-    def _state_error(self, alert: dict[str, Any], action: str) -> AlertError:
+    def _state_error(self, alert: dict[str, Any], action: str) -> Refusal:
         return self._error("invalid_field", "error.state", alert_id=alert["id"],
                            status=texts(f"status.{alert['status']}"), action=texts(f"action.{action}"))
 
-    def _error(self, code: str, key: str, **values: Any) -> AlertError:
-        """An AlertError worded in every language; its message in the gateway's."""
-        words = texts(key, **values)
-        return AlertError(code, words.get(self.config.gateway.language, words["en"]), words)
+    def _error(self, code: str, key: str, **values: Any) -> Refusal:
+        """A refusal worded in every language (text `key` filled with `values`)."""
+        return Refusal(code, texts(key, **values))
 
     def _published(self, events: list[Event]) -> None:
         if self.publish is not None and events:

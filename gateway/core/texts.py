@@ -251,14 +251,20 @@ def error_texts(message: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {lang: {"message": message[lang]} for lang in LANGUAGES if lang in message}
 
 
-class TextError(ValueError):
-    """A refusal worded in every language: `code` is a protocol error code, `texts` {language: text}.
-    str() is the English text, for logs."""
+class Refusal(Exception):
+    """A request the gateway refuses: `code` is a stable protocol error code (invalid_field, not_found,
+    storage_unavailable...), `texts` the reason in every language ({language: text}, from `texts()`).
+    The protocol's checks, the alert service and the limits recalculation all refuse with it, and the
+    line-side service turns it into one `error` reply. str() is the English text, for logs."""
 
     def __init__(self, code: str, texts_: Mapping[str, str]):
         super().__init__(texts_.get("en", next(iter(texts_.values()))))
         self.code = code
         self.texts = dict(texts_)
+
+    def message(self, language: str) -> str:
+        """The reason in `language` (English when it has none)."""
+        return self.texts.get(language) or self.texts["en"]
 
 
 def rule_description(language: str, convention: str, rule: int, fallback: str = "") -> str:

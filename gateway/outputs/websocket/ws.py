@@ -26,9 +26,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
+from gateway.alerts import ACTING_CLIENT, AlertService
 from gateway.config import Config
 from gateway.config.files import read_secret
+from gateway.core.texts import Refusal
 from gateway.outputs.websocket.http import (
     STATIC_DIR,
     HttpRoutes,
@@ -398,13 +399,12 @@ class LineServer:
             else:  # pragma: no cover - the schema and this table list the same commands
                 raise AssertionError(command.type)
             return self.protocol.reply(command, "result", alert=alert)
-        except AlertError as exc:
-            return self.protocol.error(exc.code, exc.texts or exc.message, command.request_id)
+        except Refusal as exc:
+            return self.protocol.error(exc.code, exc.texts, command.request_id)
         except LookupError as exc:
             return self.protocol.error("not_found", str(exc), command.request_id)
-        except ValueError as exc:  # an i18n.TextError carries its words in every language
-            return self.protocol.error(getattr(exc, "code", "invalid_field"), getattr(exc, "texts", None) or str(exc),
-                                       command.request_id)
+        except ValueError as exc:
+            return self.protocol.error("invalid_field", str(exc), command.request_id)
 
     async def _measurements(self, command: Command) -> dict[str, Any]:
         f = command.fields
