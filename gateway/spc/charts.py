@@ -143,14 +143,19 @@ def make_limits(chart: str, n: int, center: float, sigma: float, *, source: str,
 
 
 class EstimateError(ValueError):
-    """The subgroups do not allow estimating limits (too few, or no within-subgroup data)."""
+    """The subgroups do not allow estimating limits (too few, or no within-subgroup data). `reason` names
+    the cause (no_values, imr_too_few, no_within, not_finite) for a caller that words it itself."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def estimate_center(summaries: list[SubgroupSummary]) -> float:
     """Grand mean of all individual values (the n-weighted mean of subgroup means)."""
     total = sum(s.n for s in summaries)
     if total == 0:
-        raise EstimateError("no subgroups to estimate the center from")
+        raise EstimateError("no subgroups to estimate the center from", "no_values")
     return math.fsum(s.n * s.mean for s in summaries) / total
 
 
@@ -158,12 +163,12 @@ def estimate_sigma(chart: str, summaries: list[SubgroupSummary]) -> float:
     """Within-subgroup sigma by the chart's own estimator (MRbar/d2, Rbar/d2, Sbar/c4)."""
     if chart == "imr":
         if len(summaries) < 2:
-            raise EstimateError("an I-MR chart needs at least 2 individual values to estimate sigma")
+            raise EstimateError("an I-MR chart needs at least 2 individual values to estimate sigma", "imr_too_few")
         ranges = [abs(b.mean - a.mean) for a, b in zip(summaries, summaries[1:], strict=False)]
         return math.fsum(ranges) / len(ranges) / constants.d2(2)
     usable = [s for s in summaries if s.n >= 2]
     if not usable:
-        raise EstimateError("no subgroup with 2 or more values to estimate the within-subgroup sigma")
+        raise EstimateError("no subgroup with 2 or more values to estimate the within-subgroup sigma", "no_within")
     sizes = {s.n for s in usable}
     if chart == "xbar_r":
         if len(sizes) == 1:
@@ -197,10 +202,10 @@ def estimate_limits(chart: str, n: int, summaries: list[SubgroupSummary], *, sou
         raise
     except (OverflowError, ValueError):  # math.fsum refuses sums beyond the float range, and inf - inf
         raise EstimateError("no control limits can be drawn from these subgroups: "
-                            "their sums overflow (values far beyond any measurement)") from None
+                            "their sums overflow (values far beyond any measurement)", "not_finite") from None
     version = make_limits(chart, n, center, sigma, source=source, effective_from=effective_from,
                           from_subgroup=from_subgroup, to_subgroup=to_subgroup)
     problem = version.problem()
     if problem is not None:
-        raise EstimateError(f"no control limits can be drawn from these subgroups: {problem}")
+        raise EstimateError(f"no control limits can be drawn from these subgroups: {problem}", "not_finite")
     return version
