@@ -391,7 +391,6 @@ class LineServer:
                                                  f["message"], user=f["user"] or session.client_name,
                                                  characteristic=f["characteristic"])
             elif command.type == "recalculate_limits":
-                self.alerts.refuse_if_unwritable()  # a limits version that cannot be stored is not kept waiting
                 limits = await self.recalculate(f["product_id"], f["characteristic"], user=f["user"],
                                                 reason=f["reason"], from_subgroup=f["from_subgroup"],
                                                 subgroups=f["subgroups"])
