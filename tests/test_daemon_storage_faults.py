@@ -165,6 +165,10 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                                                   "user": "kim", "request_id": "ack-2"}))
                     second = (await receive_until(screen, lambda m: m[-1].get("request_id") == "ack-2", 5))[-1]
                     second_s = time.monotonic() - started
+                    await screen.send(json.dumps({"type": "recalculate_limits", "product_id": 2,
+                                                  "characteristic": "runout", "user": "qe", "reason": "new gauge",
+                                                  "request_id": "limits-1"}))
+                    limits = (await receive_until(screen, lambda m: m[-1].get("request_id") == "limits-1", 5))[-1]
                     async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/product/2/") as late:
                         # a screen that connects during the fault sees STORAGE in its snapshot
                         snapshot = (await receive_until(late, lambda m: m[-1]["type"] == "alerts", 5))[-1]
@@ -179,7 +183,7 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                     third = (await receive_until(screen, lambda m: m[-1].get("request_id") == "ack-3", 10))[-1]
                     return {"first": first, "first_s": first_s, "alerts": storage_alerts(got), "second": second,
                             "second_s": second_s, "posted": posted, "post_s": post_s, "health": health,
-                            "third": third, "snapshot": snapshot}
+                            "third": third, "snapshot": snapshot, "limits": limits}
 
             r = asyncio.run(scenario())
             assert r["first"]["type"] == "error" and r["first"]["code"] == "storage_unavailable", r["first"]
@@ -188,6 +192,7 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
             assert alert["priority"] == 4 and "cannot be written" in alert["texts"]["en"]["message"], alert
             assert [a["alert_type"] for a in r["snapshot"]["alerts"]] == ["MANUAL", "STORAGE"], r["snapshot"]
             assert r["second"]["code"] == "storage_unavailable" and r["second_s"] < 1.0, r
+            assert r["limits"]["type"] == "error" and r["limits"]["code"] == "storage_unavailable", r["limits"]
             (status, body) = r["posted"]
             assert status == 503 and body["code"] == "storage_unavailable" and r["post_s"] < 2.0, r
             assert r["health"][0] == 503 and r["health"][1]["store"]["failing"]
@@ -200,6 +205,8 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                                                (before["id"],))]
             titles = [json.loads(r[0])["title"] for r in conn.execute("SELECT body FROM alerts")]
             storage = conn.execute("SELECT COUNT(*) FROM alerts WHERE alert_type = 'STORAGE'").fetchone()[0]
+            recalculated = conn.execute("SELECT COUNT(*) FROM control_limits WHERE source = 'recalculated'").fetchone()[0]
         assert acts == ["create", "acknowledge"], acts  # the refused acknowledges were never applied
         assert "while the disk is full" not in titles, titles  # nor the refused POST
         assert storage == 1  # the STORAGE alert is stored once the disk has room
+        assert recalculated == 0  # the refused recalculation was never stored, nor applied later
