@@ -396,10 +396,11 @@ class AlertService:
             now = self.clock()
             with self.store.batch(on_commit=self._published) as batch:
                 self._record(batch, alert, now, "gateway", "shelve_expired", alert.changed(changes, drop))
-            # the gateway's own act is not refusable: it waits for the disk, and holds from now on
+            # the gateway's own act is not refusable: it holds from now on and waits for the disk, outside
+            # the lock, so that operators' acts meanwhile are answered (refused while the disk is full)
             alert.apply(changes, drop)
             self._end_shelve(alert)
-            await batch.committed
+        await batch.committed
 
     async def _unresolved_or_fail(self, alert_id: int, action: str) -> Alert:
         alert = self._unresolved.get(alert_id)
