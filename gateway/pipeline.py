@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,9 +29,9 @@ from gateway.core.model import (
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
-from gateway.spc.charts import EstimateError
+from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
+from gateway.spc.numeric import bad_reading
 from gateway.store.schema import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
@@ -190,10 +189,9 @@ class Pipeline:
                     state.rejected += 1
                     self.rejected += 1
                     continue
-                # one chained comparison: also false for NaN and infinity (the reason is worked out only then)
-                if not -MAX_MAGNITUDE <= reading.value <= MAX_MAGNITUDE:
-                    kind = OUT_OF_RANGE if math.isfinite(reading.value) else NOT_FINITE
-                    self._refuse(state, reading, kind, reading_problem(reading.value) or "")
+                bad = bad_reading(reading.value)
+                if bad is not None:
+                    self._refuse(state, reading, OUT_OF_RANGE if bad.finite else NOT_FINITE, bad.reason)
                     continue
                 # The time is checked before the engine sees the reading: a reading the store cannot
                 # hold must not be counted, charted or learned from. This is the very formatting

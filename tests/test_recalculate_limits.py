@@ -18,7 +18,7 @@ from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.core.texts import LANGUAGES, Refusal, text
 from gateway.pipeline import Pipeline
-from gateway.spc.charts import EstimateError
+from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config

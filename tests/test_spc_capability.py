@@ -9,7 +9,8 @@ import statistics
 import pytest
 
 from gateway.spc.capability import Z_95, compute, compute_individuals, pooled_mean_m2
-from gateway.spc.charts import SubgroupSummary, summarize
+from gateway.spc.charts.base import SubgroupSummary, summarize
+from gateway.spc.charts.registry import CHARTS
 
 
 def _subgroups(k, n, seed=1, mean=10.0, sd=1.0):
@@ -21,7 +22,7 @@ def test_indices_follow_their_formulas():
     groups = _subgroups(25, 5)
     summaries = [summarize(g) for g in groups]
     values = [v for g in groups for v in g]
-    c = compute("xbar_r", summaries, 6.0, 15.0, 11.0)
+    c = compute(CHARTS["xbar_r"], summaries, 6.0, 15.0, 11.0)
     mean = statistics.fmean(values)
     sw = statistics.fmean(max(g) - min(g) for g in groups) / 2.325929
     so = statistics.stdev(values)
@@ -39,27 +40,27 @@ def test_indices_follow_their_formulas():
 
 def test_xbar_s_uses_sbar_over_c4():
     groups = _subgroups(20, 4, seed=2)
-    c = compute("xbar_s", [summarize(g) for g in groups], 5.0, 15.0)
+    c = compute(CHARTS["xbar_s"], [summarize(g) for g in groups], 5.0, 15.0)
     assert c.sigma_within == pytest.approx(statistics.fmean(statistics.stdev(g) for g in groups) / 0.921318,
                                            rel=1e-6)
 
 
 def test_one_sided_spec_gives_only_its_side():
     groups = _subgroups(25, 5)
-    c = compute("xbar_r", [summarize(g) for g in groups], None, 14.0)
+    c = compute(CHARTS["xbar_r"], [summarize(g) for g in groups], None, 14.0)
     assert c.cp is None and c.pp is None and c.cpm is None
     assert c.cpk == pytest.approx((14.0 - c.mean) / (3 * c.sigma_within))
     assert c.ppk == pytest.approx((14.0 - c.mean) / (3 * c.sigma_overall))
     assert "one-sided" in c.reason
-    lower = compute("xbar_r", [summarize(g) for g in groups], 6.0, None)
+    lower = compute(CHARTS["xbar_r"], [summarize(g) for g in groups], 6.0, None)
     assert lower.cpk == pytest.approx((lower.mean - 6.0) / (3 * lower.sigma_within))
 
 
 def test_too_little_data_gives_nulls_with_a_reason():
-    c = compute("xbar_r", [summarize(g) for g in _subgroups(19, 5)], 6.0, 14.0)
+    c = compute(CHARTS["xbar_r"], [summarize(g) for g in _subgroups(19, 5)], 6.0, 14.0)
     assert (c.cp, c.cpk, c.pp, c.ppk, c.cpm, c.cpk_lower) == (None,) * 6
     assert "19 subgroups" in c.reason and "20" in c.reason
-    assert compute("xbar_r", [summarize(g) for g in _subgroups(20, 5)], 6.0, 14.0).cpk is not None
+    assert compute(CHARTS["xbar_r"], [summarize(g) for g in _subgroups(20, 5)], 6.0, 14.0).cpk is not None
     values = [v for g in _subgroups(29, 1) for v in g]
     assert "29 individual values" in compute_individuals(values, 6.0, 14.0).reason
     assert compute_individuals(values + [10.0], 6.0, 14.0).cpk is not None
@@ -76,7 +77,7 @@ def test_individuals_use_the_moving_range():
     mr = statistics.fmean(abs(b - a) for a, b in zip(values, values[1:], strict=False))
     assert c.sigma_within == pytest.approx(mr / 1.128379, rel=1e-6)
     assert c.sigma_overall == pytest.approx(statistics.stdev(values), rel=1e-12)
-    assert compute("imr", [SubgroupSummary(1, v, 0.0, 0.0) for v in values], 6.0, 14.0) == c
+    assert compute(CHARTS["imr"], [SubgroupSummary(1, v, 0.0, 0.0) for v in values], 6.0, 14.0) == c
 
 
 def test_pooling_is_stable_far_from_zero():

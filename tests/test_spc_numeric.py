@@ -19,9 +19,9 @@ from gateway.alerts import AlertService
 from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.pipeline import Pipeline
-from gateway.spc.charts import EstimateError
+from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from gateway.spc.numeric import MAX_MAGNITUDE, reading_problem
+from gateway.spc.numeric import MAX_MAGNITUDE, bad_reading, reading_problem
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 
@@ -104,6 +104,18 @@ def test_reading_problem_bound():
     assert reading_problem(5e-324) is None  # tiny is harmless to the sums
     for bad in (1.0000001e100, -1e308, math.inf, -math.inf, math.nan):
         assert reading_problem(bad) is not None
+
+
+def test_bad_reading_is_the_one_guard_of_the_pipeline_and_analyze():
+    assert bad_reading(1e100) is None and bad_reading(-1e100) is None and bad_reading(0.0) is None
+    for value in (1.0000001e100, -1e308):
+        bad = bad_reading(value)
+        assert bad is not None and bad.finite and bad.what == "beyond +-1e+100"
+        assert bad.reason == reading_problem(value)
+    for value in (math.inf, -math.inf, math.nan):
+        bad = bad_reading(value)
+        assert bad is not None and not bad.finite and bad.what == "not a finite number"
+        assert bad.reason == reading_problem(value)
 
 
 def test_engine_never_installs_limits_that_are_not_finite():

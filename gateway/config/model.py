@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.spc.charts.registry import default_chart
+
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"]
 ModbusTable = Literal["holding", "input", "coil", "discrete"]
-ChartType = Literal["imr", "xbar_r", "xbar_s"]
 Role = Literal["viewer", "operator"]
 
 
@@ -263,7 +264,7 @@ class Characteristic:
     mqtt: MqttAddress | None = None
     sampling: Sampling = Sampling("on_change")
     spec: Spec = Spec()
-    chart: ChartType = "imr"
+    chart: str = default_chart(1).name  # a name in gateway.spc.charts.registry.CHARTS
     subgroup_size: int = 1
     limits: Limits = Limits(baseline_subgroups=25)
     rules: Rules = Rules("nelson", ALL_TESTS["nelson"])

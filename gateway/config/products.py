@@ -42,6 +42,7 @@ from gateway.config.values import (
     text,
     text_of,
 )
+from gateway.spc.charts.registry import CHARTS, default_chart
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
 
 Known = dict[str, tuple[str, str]] | None  # source name -> (type, transport); None: sources unusable
@@ -50,7 +51,6 @@ DATA_TYPES = (*INTEGER_TYPES, "float32", "float64", "bool")
 REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4,
              "float32": 2, "float64": 4, "bool": 1}
 BIT_TABLES = ("coil", "discrete")
-CHART_SIZES = {"imr": (1, 1), "xbar_r": (2, 10), "xbar_s": (2, 25)}
 NODE_ID = re.compile(r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=.+)$")
 
 
@@ -266,7 +266,7 @@ def characteristic(r: Reader, node: Node, path: str, known: Known) -> Any:
         "name": name, "unit": unit_text, "source": text_of(NAME_MAX), "modbus": modbus_address(transport), "opcua": OPCUA_ADDRESS,
         "mqtt": MQTT_ADDRESS, "sampling": sampling(str(source), source_type, transport,
                                                    unit if isinstance(unit, int) else 1),
-        "spec": SPEC, "chart": choice(*CHART_SIZES), "subgroup_size": integer(1, 1000), "limits": LIMITS,
+        "spec": SPEC, "chart": choice(*CHARTS), "subgroup_size": integer(1, 1000), "limits": LIMITS,
         "rules": rules, "capability": CAPABILITY, "alert_priority": ALERT_PRIORITY, "stale_after": duration(),
     }
     values = r.convert(node, path, items, converters, required=("name", "source", "spec"))
@@ -295,22 +295,39 @@ def characteristic(r: Reader, node: Node, path: str, known: Known) -> Any:
 
 
 def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], path: str) -> tuple[Any, int]:
-    """The chart and subgroup size; a missing chart follows the size (1: imr, up to 10: xbar_r, else xbar_s)."""
+    """The chart and subgroup size; a missing chart follows the size (spc.charts.registry.default_chart)."""
     if "chart" in items and "chart" not in good or "subgroup_size" in items and "subgroup_size" not in good:
         return BAD, 1  # already reported
     size = good.get("subgroup_size", 1)
-    chart = good.get("chart") or ("imr" if size == 1 else "xbar_r" if size <= 10 else "xbar_s")
-    low, high = CHART_SIZES[chart]
+    chart = good.get("chart") or default_chart(size).name
+    low, high = CHARTS[chart].sizes
     if low <= size <= high:
         return chart, size
-    allowed = f"{chart}: {low}" if low == high else f"{chart}: {low} to {high}"
-    hint = {"imr": "; use xbar_r for 2 to 10, xbar_s for 2 to 25", "xbar_r": "; use xbar_s for 11 to 25",
-            "xbar_s": "; larger subgroups are not charted"}[chart]
+    allowed = f"{chart}: {_sizes(low, high)}" + _other_charts(size, low, high)
     if "subgroup_size" in items:
-        r.at(f"{path}.subgroup_size", f"subgroup_size {size} does not fit chart {chart}", allowed + hint)
+        r.at(f"{path}.subgroup_size", f"subgroup_size {size} does not fit chart {chart}", allowed)
     else:
-        r.at(f"{path}.chart", f"chart {chart} needs a subgroup_size", allowed, report_as=f"{path}.subgroup_size")
+        r.at(f"{path}.chart", f"chart {chart} needs a subgroup_size", f"{chart}: {_sizes(low, high)}",
+             report_as=f"{path}.subgroup_size")
     return BAD, size
+
+
+def _sizes(low: int, high: int) -> str:
+    return f"{low}" if low == high else f"{low} to {high}"
+
+
+def _other_charts(size: int, low: int, high: int) -> str:
+    """'; use CHART for SIZES, ...': the charts that take this size, each with the sizes it takes beyond
+    the chosen chart's (low..high), on the side of the size asked for."""
+    hints = []
+    for other in CHARTS.values():
+        first, last = other.sizes
+        if first <= size <= last:
+            first, last = (max(first, high + 1), last) if size > high else (first, min(last, low - 1))
+            hints.append(f"{other.name} for {_sizes(first, last)}")
+    if hints:
+        return "; use " + ", ".join(hints)
+    return "; larger subgroups are not charted" if size > high else ""
 
 
 def product(r: Reader, node: Node, path: str, known: Known) -> Any:

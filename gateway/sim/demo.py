@@ -28,6 +28,7 @@ import yaml
 from gateway.config import Characteristic, Config, ConfigError, ModbusAddress, load_config
 from gateway.core.listen_error import ListenError, address_text, check_bindable
 from gateway.sim.simulator import Disturbance, Gauge, ModbusSimulator
+from gateway.spc.charts.registry import default_chart
 
 log = logging.getLogger("gateway.demo")
 
@@ -68,7 +69,10 @@ def _free_port() -> int:
 
 
 def demo_config(*, listen: str, db: str, modbus_port: int, opcua_port: int) -> dict[str, Any]:
-    """The demo line's configuration, as a technician would write it (see config/demo.yaml)."""
+    """The demo line's configuration, as a technician would write it (see config/demo.yaml).
+
+    Each characteristic names its chart, as config/demo.yaml shows a technician; the chart is the
+    default for its subgroup size (chart names belong to gateway.spc.charts alone)."""
     return {
         "gateway": {"name": "DEMO-LINE", "language": "ko", "timezone": "Asia/Seoul"},
         "storage": {"path": db, "retention": "30d", "max_size": "1GB"},
@@ -85,18 +89,19 @@ def demo_config(*, listen: str, db: str, modbus_port: int, opcua_port: int) -> d
                  "modbus": {"unit": 1, "table": "holding", "address": 100, "data_type": "float32",
                             "byte_order": "ABCD"},
                  "sampling": {"part_counter": {"table": "holding", "address": 110, "data_type": "uint32"}},
-                 "spec": {"lsl": 9.7, "target": 10.0, "usl": 10.3}, "chart": "xbar_r", "subgroup_size": 5,
+                 "spec": {"lsl": 9.7, "target": 10.0, "usl": 10.3}, "chart": default_chart(5).name, "subgroup_size": 5,
                  "limits": {"baseline_subgroups": 20}, "rules": "nelson",
                  "capability": {"every_subgroups": 10, "window_subgroups": 50, "min_cpk": 1.33}},
                 {"name": "length", "unit": "mm", "source": "plc",
                  "modbus": {"unit": 1, "table": "holding", "address": 120, "data_type": "float32"},
                  "sampling": {"part_counter": {"table": "holding", "address": 130, "data_type": "uint32"}},
-                 "spec": {"lsl": 39.8, "usl": 40.2}, "chart": "imr",
+                 "spec": {"lsl": 39.8, "usl": 40.2}, "chart": default_chart(1).name,
                  "limits": {"center": 40.0, "sigma": 0.04}, "rules": [1, 2, 3, 5, 6]},
             ]},
             {"id": 2, "code": "SHAFT-20", "name": "20mm 샤프트", "characteristics": [
                 {"name": "outer_diameter", "unit": "mm", "source": "cmm", "opcua": {"node_id": OPCUA_NODE},
-                 "spec": {"lsl": 19.98, "target": 20.0, "usl": 20.02}, "chart": "imr",
+                 "spec": {"lsl": 19.98, "target": 20.0, "usl": 20.02},
+                 "chart": default_chart(1).name,
                  "limits": {"baseline_subgroups": 30}, "rules": "western_electric",
                  "capability": {"every_subgroups": 30, "window_subgroups": 100, "min_cpk": 1.33}},
             ]},

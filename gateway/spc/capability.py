@@ -1,6 +1,6 @@
 """Process capability: Cp, Cpk, Pp, Ppk, Cpm and Bissell's lower confidence bound of Cpk.
 
-- Within sigma (Cp, Cpk): the chart's own estimator (MRbar/d2(2), Rbar/d2, Sbar/c4), see charts.py.
+- Within sigma (Cp, Cpk): the chart's own estimator (MRbar/d2(2), Rbar/d2, Sbar/c4), see charts/.
 - Overall sigma (Pp, Ppk): the sample standard deviation of all individual values, n - 1, no c4
   (Minitab's default since v15; AIAG SPC manual 2nd ed.). Pooled from subgroup summaries with Chan's
   parallel update, so it is as stable as a two-pass computation.
@@ -18,7 +18,7 @@ import math
 import operator
 from typing import Any, NamedTuple
 
-from gateway.spc.charts import EstimateError, SubgroupSummary, estimate_sigma
+from gateway.spc.charts.base import ChartType, EstimateError, SubgroupSummary
 from gateway.spc.constants import d2
 
 MIN_SUBGROUPS = 20
@@ -68,17 +68,17 @@ def _indices(mean: float, sigma: float, lsl: float | None, usl: float | None) ->
     return both, min(sides)
 
 
-def compute(chart: str, summaries: list[SubgroupSummary], lsl: float | None, usl: float | None,
+def compute(chart: ChartType, summaries: list[SubgroupSummary], lsl: float | None, usl: float | None,
             target: float | None = None) -> CapabilityResult:
-    """Capability of the given subgroups against the spec."""
-    if chart == "imr":
+    """Capability of the given subgroups against the spec, with the chart's own within sigma."""
+    if chart.individuals:
         return compute_individuals([s.mean for s in summaries], lsl, usl, target)
     count, mean, m2 = pooled_mean_m2(summaries)
     k = len(summaries)
     if k < MIN_SUBGROUPS:
         return _empty(count, k, mean, f"too little data: {k} subgroups, at least {MIN_SUBGROUPS} needed")
     try:
-        sigma_within = estimate_sigma(chart, summaries)
+        sigma_within = chart.estimate_sigma(summaries)
     except EstimateError as e:
         return _empty(count, k, mean, str(e))
     return _indices_for(count, k, mean, m2, sigma_within, lsl, usl, target)

@@ -19,17 +19,9 @@ from typing import Any, NamedTuple
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
-from gateway.spc.charts import (
-    CHARTS,
-    EstimateError,
-    LimitsVersion,
-    PointLimits,
-    SubgroupSummary,
-    estimate_limits,
-    make_limits,
-    point_limits,
-    summarize,
-)
+from gateway.spc.charts.base import EstimateError, PointLimits, SubgroupSummary, summarize
+from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limits
+from gateway.spc.charts.registry import chart_named, default_chart
 from gateway.spc.numeric import MAX_MAGNITUDE
 from gateway.spc.rules import DISPERSION_NAME, RuleSet, RuleWindow, Violation
 
@@ -42,7 +34,7 @@ _INF = math.inf
 class EngineSettings:
     """What the engine needs of a characteristic's configuration."""
 
-    chart: str = "imr"
+    chart: str = default_chart(1).name  # a name in charts.registry.CHARTS; the default size's default
     subgroup_size: int = 1
     lsl: float | None = None
     usl: float | None = None
@@ -57,10 +49,9 @@ class EngineSettings:
     min_cpk: float = 1.33
 
     def __post_init__(self) -> None:
-        if self.chart not in CHARTS:
-            raise ValueError(f"unknown chart {self.chart!r} (allowed: {', '.join(CHARTS)})")
-        if self.chart == "imr" and self.subgroup_size != 1:
-            raise ValueError("an imr chart charts individual values: subgroup_size must be 1")
+        chart = chart_named(self.chart)  # UnknownChart, a ValueError, lists the known ones
+        if chart.individuals and self.subgroup_size != 1:
+            raise ValueError(f"an {chart.name} chart charts individual values: subgroup_size must be 1")
         if not 1 <= self.subgroup_size <= 100:
             raise ValueError(f"subgroup_size {self.subgroup_size} is outside 1..100")
         if (self.center is None) != (self.sigma is None):
@@ -68,11 +59,11 @@ class EngineSettings:
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"sigma must be positive, not {self.sigma}")
         if self.center is not None and self.sigma is not None:
-            problem = make_limits(self.chart, self.subgroup_size, self.center, self.sigma, source="fixed",
+            problem = make_limits(chart, self.subgroup_size, self.center, self.sigma, source="fixed",
                                   effective_from=0.0).problem()
             if problem is not None:
                 raise ValueError(f"fixed limits cannot be used: {problem}")
-        if self.baseline_subgroups < (2 if self.chart == "imr" else 1):
+        if self.baseline_subgroups < chart.min_baseline:
             raise ValueError(f"baseline_subgroups {self.baseline_subgroups} is too small")
         if self.lsl is not None and self.usl is not None and not self.lsl < self.usl:
             raise ValueError(f"lsl {self.lsl} must be below usl {self.usl}")
@@ -142,9 +133,9 @@ class CharacteristicEngine:
 
     def __init__(self, settings: EngineSettings, state: dict[str, Any] | None = None):
         s = self.settings = settings
-        self.chart = s.chart
+        self.chart = chart_named(s.chart)
         self.size = s.subgroup_size
-        self.individuals = s.chart == "imr"
+        self.individuals = self.chart.individuals
         self.has_spec = s.lsl is not None or s.usl is not None
         self.lsl = s.lsl if s.lsl is not None else -_INF
         self.usl = s.usl if s.usl is not None else _INF
@@ -169,7 +160,7 @@ class CharacteristicEngine:
         if state is not None and self._restore(state):
             return
         if s.center is not None and s.sigma is not None:  # s.fixed (settings require both or neither)
-            self._install(make_limits(s.chart, self.size, s.center, s.sigma, source="fixed",
+            self._install(make_limits(self.chart, self.size, s.center, s.sigma, source="fixed",
                                       effective_from=0.0))
             self._announce = True
 
@@ -182,7 +173,7 @@ class CharacteristicEngine:
 
     def _install(self, version: LimitsVersion) -> None:
         self._limits = version
-        table = [point_limits(self.chart, version.center, version.sigma, n) for n in range(1, self.size + 1)]
+        table = [self.chart.point_limits(version.center, version.sigma, n) for n in range(1, self.size + 1)]
         # indexed by subgroup size; index 0 is never read (a subgroup has n >= 1) and repeats n = 1 so
         # that the table holds one type
         self._table = [table[0], *table]
@@ -302,11 +293,11 @@ class CharacteristicEngine:
             summary: SubgroupSummary | float = mean  # the capability window of an I-MR chart keeps plain values
         else:
             rng = self.open_high - self.open_low
-            stdev = math.sqrt(m2 / (n - 1)) if n > 1 else None
             if n == 1:
-                dispersion = None
+                stdev = dispersion = None
             else:
-                dispersion = rng if self.chart == "xbar_r" else stdev
+                stdev = math.sqrt(m2 / (n - 1))
+                dispersion = self.chart.dispersion(rng, stdev)
             summary = SubgroupSummary(n, mean, m2, rng)
             self._reset_open()
         new_limits = None

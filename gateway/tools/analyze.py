@@ -12,7 +12,6 @@ import csv
 import io
 import itertools
 import json
-import math
 import re
 import sys
 import textwrap
@@ -23,9 +22,9 @@ from typing import Any, TextIO, overload
 
 from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
-from gateway.spc.charts import DISPERSION_CHART, point_limits
+from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
-from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, bad_reading, reading_problem
 from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
@@ -75,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", metavar="CSV", help="file with a header; column `value`, optional `subgroup`")
     parser.add_argument("--subgroup-size", type=int, default=1, metavar="N",
                         help="without a `subgroup` column: cut consecutive rows into subgroups of N (default 1)")
-    parser.add_argument("--chart", choices=("xbar_r", "xbar_s", "imr"),
-                        help="default: imr for size 1, xbar_r up to 10, xbar_s above")
+    parser.add_argument("--chart", choices=list(CHARTS),
+                        help=f"default: {DEFAULT_CHART_RULE}")
     parser.add_argument("--rules", default="nelson", metavar="nelson|western_electric|LIST",
                         help="rule set (default nelson); LIST of Nelson test numbers like 1,2,5")
     parser.add_argument("--phase1", type=int, metavar="K", help="estimate limits from the first K subgroups")
@@ -216,10 +215,9 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
             value = marks.number(text, rows)
         except NumberError as e:
             raise InputError(f"{name}:{line}: row {rows}: {e}") from None
-        problem = reading_problem(value)
-        if problem is not None:
-            what = "not a finite number" if not math.isfinite(value) else f"beyond +-{MAX_MAGNITUDE:g}"
-            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {what}: SPC statistics "
+        bad = bad_reading(value)
+        if bad is not None:
+            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {bad.what}: SPC statistics "
                              "cannot be computed from it")
         if characteristic_at is not None and characteristic_at < len(row) and row[characteristic_at].strip():
             characteristics.setdefault(row[characteristic_at].strip(), line)
@@ -305,21 +303,23 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
     sizes = Counter(len(v) for _, v in subgroups)
     nominal = max(sizes, key=lambda n: (sizes[n], n))  # the most common size; ties: the larger
     largest = max(sizes)
-    if chart is None:
-        chart = "imr" if nominal == 1 else "xbar_r" if nominal <= 10 else "xbar_s"
-    if chart == "imr" and largest > 1:
-        raise InputError(f"an imr chart takes one value per subgroup; subgroup "
+    try:
+        chart_type = default_chart(nominal) if chart is None else chart_named(chart)
+    except ValueError as e:  # UnknownChart: only from a caller in code, the command line offers CHARTS
+        raise InputError(str(e)) from None
+    if chart_type.individuals and largest > 1:
+        raise InputError(f"an {chart_type.name} chart takes one value per subgroup; subgroup "
                          f"{next(label for label, v in subgroups if len(v) > 1)!r} has more")
     k = len(subgroups) if phase1 is None else phase1
     if k > len(subgroups):
         raise InputError(f"--phase1 {phase1}: the file has only {len(subgroups)} subgroups")
-    if chart == "imr" and center is None and k < 2:
-        # sigma of an I-MR chart comes from moving ranges: one value has none
-        raise InputError(f"--phase1 {phase1}: an imr chart estimates sigma from moving ranges and needs at "
-                         "least 2 subgroups" if phase1 is not None else
-                         "the file has only 1 value: an imr chart needs at least 2 to estimate limits "
+    if chart_type.individuals and center is None and k < chart_type.min_baseline:
+        # sigma of an individuals chart comes from moving ranges: one value has none
+        raise InputError(f"--phase1 {phase1}: an {chart_type.name} chart estimates sigma from moving ranges "
+                         "and needs at least 2 subgroups" if phase1 is not None else
+                         f"the file has only 1 value: an {chart_type.name} chart needs at least 2 to estimate limits "
                          "(or give fixed limits with --center and --sigma)")
-    common: dict[str, Any] = {"chart": chart, "subgroup_size": largest, "lsl": lsl, "usl": usl, "target": target,
+    common: dict[str, Any] = {"chart": chart_type.name, "subgroup_size": largest, "lsl": lsl, "usl": usl, "target": target,
               "convention": convention, "tests": tests}
     try:
         # pass 1: learn the limits (unless fixed) and the capability from the phase-I subgroups
@@ -350,12 +350,12 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
     except ValueError as e:  # EstimateError, or settings the engine refuses: never a traceback
         raise InputError(str(e)) from None
     assert center is not None and sigma is not None  # both given (the settings check it) or learned
-    location = point_limits(chart, center, sigma, nominal)
+    location = chart_type.point_limits(center, sigma, nominal)
     head = _clean({
-        "chart": chart,
+        "chart": chart_type.name,
         "subgroups": len(subgroups),
         "limits": {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma},
-        "dispersion": {"chart": DISPERSION_CHART[chart], "center": location.dispersion_center,
+        "dispersion": {"chart": chart_type.dispersion_name, "center": location.dispersion_center,
                        "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl},
     })
     if (lsl is not None or usl is not None) and capability is not None:  # a spec gives a capability

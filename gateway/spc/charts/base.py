@@ -1,0 +1,128 @@
+"""The ChartType interface, and what every variables chart shares: subgroup summaries and point limits.
+
+Everything follows from two numbers, the process center and sigma (the standard deviation of individual
+values within subgroups). For a subgroup of n_i values the location chart has center +- 3 sigma/sqrt(n_i)
+("stair-step" limits when subgroups come short); the dispersion chart and the sigma estimator are the
+chart type's own (imr.py, xbar_r.py, xbar_s.py; Montgomery ch. 6; Minitab "Xbar-R/Xbar-S methods and
+formulas"; R qcc sd.xbar).
+
+Subgroups of a single value carry no within-subgroup information on Xbar charts: they are plotted
+but left out of the sigma estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar, NamedTuple
+
+from gateway.spc import constants
+from gateway.spc.numeric import SMALLEST_NORMAL
+
+# A zero sigma would divide by zero; its inverse is replaced by this, so any deviation is beyond limits.
+# So is a subnormal one: 1/5e-324 overflows to infinity, and 0 * infinity (a point on the center line)
+# is NaN, which would flag every point.
+HUGE_INVERSE = 1e300
+
+
+class SubgroupSummary(NamedTuple):
+    """What the charts need of one subgroup: size, mean, sum of squared deviations (M2), range."""
+
+    n: int
+    mean: float
+    m2: float
+    range: float
+
+    @property
+    def stdev(self) -> float | None:
+        """Sample standard deviation (n - 1); None for a single value."""
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
+
+
+def summarize(values: list[float]) -> SubgroupSummary:
+    """Summary of one subgroup with Welford's update (the same arithmetic as the streaming engine)."""
+    n = 0
+    mean = m2 = 0.0
+    low = high = values[0]
+    for x in values:
+        n += 1
+        delta = x - mean
+        mean += delta / n
+        m2 += delta * (x - mean)
+        if x < low:
+            low = x
+        elif x > high:
+            high = x
+    return SubgroupSummary(n, mean, m2, high - low)
+
+
+class EstimateError(ValueError):
+    """The subgroups do not allow estimating limits (too few, or no within-subgroup data). `reason` names
+    the cause (no_values, imr_too_few, no_within, not_finite) for a caller that words it itself."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class PointLimits(NamedTuple):
+    """Limits for a plotted point of subgroup size n, precomputed once per n."""
+
+    inverse_se: float  # 1 / (sigma / sqrt(n)): multiplies (mean - center) into z
+    ucl: float
+    lcl: float
+    dispersion_center: float | None
+    dispersion_ucl: float | None
+    dispersion_lcl: float | None
+
+
+class ChartType(ABC):
+    """One kind of control chart: what the engine, the limits and the capability analysis ask of it.
+
+    A chart type is one module in this package and one line in `registry.CHARTS`; nothing outside
+    this package names one. Its location chart plots subgroup means against center +- 3 sigma/sqrt(n).
+    """
+
+    name: ClassVar[str]  # the config's `chart:` value, stored with every limits version
+    sizes: ClassVar[tuple[int, int]]  # the subgroup sizes a configuration may give it (lowest, highest)
+    dispersion_name: ClassVar[str]  # the dispersion chart's short name in `analyze` ("r", "s", "mr")
+    # one value per point (no subgroups): the engine keeps plain values, its dispersion is the moving
+    # range of two consecutive values, and the subgroup size must be 1
+    individuals: ClassVar[bool] = False
+    min_baseline: ClassVar[int] = 1  # the fewest subgroups its sigma can be estimated from
+
+    @abstractmethod
+    def estimate_sigma(self, summaries: list[SubgroupSummary]) -> float:
+        """Within-subgroup sigma by the chart's own estimator; EstimateError when the data allow none."""
+
+    @abstractmethod
+    def dispersion_limits(self, sigma: float, n: int) -> tuple[float, float, float] | None:
+        """(center, ucl, lcl) of the dispersion chart for subgroup size n; None when nothing is plotted."""
+
+    @abstractmethod
+    def dispersion(self, subgroup_range: float, stdev: float) -> float:
+        """The dispersion plotted for a closed subgroup of 2 or more values (not called on individuals)."""
+
+    def point_limits(self, center: float, sigma: float, n: int) -> PointLimits:
+        """Location and dispersion limits for one subgroup size."""
+        se = sigma / math.sqrt(n)
+        inverse = 1.0 / se if se >= SMALLEST_NORMAL else HUGE_INVERSE
+        disp = self.dispersion_limits(sigma, n)
+        if disp is None:
+            return PointLimits(inverse, center + 3.0 * se, center - 3.0 * se, None, None, None)
+        return PointLimits(inverse, center + 3.0 * se, center - 3.0 * se, *disp)
+
+
+def range_limits(sigma: float, n: int) -> tuple[float, float, float]:
+    """Limits of the range of n values: center d2(n) sigma, (d2 +- 3 d3) sigma, LCL floored at 0
+    (= D3 Rbar, D4 Rbar); the R chart's, and with n = 2 the moving range's."""
+    center, spread = constants.d2(n) * sigma, 3.0 * constants.d3(n) * sigma
+    return center, center + spread, max(0.0, center - spread)
+
+
+def within_subgroups(summaries: list[SubgroupSummary]) -> list[SubgroupSummary]:
+    """The subgroups that carry within-subgroup information (2 or more values); EstimateError if none."""
+    usable = [s for s in summaries if s.n >= 2]
+    if not usable:
+        raise EstimateError("no subgroup with 2 or more values to estimate the within-subgroup sigma", "no_within")
+    return usable
