@@ -253,21 +253,15 @@ class Gateway:
 
     def _storage_alert(self, stats: dict[str, Any]) -> None:
         """Raise STORAGE and show it on every screen now. Its batch cannot be committed while the disk is
-        full (or ever, once the file is lost), so the screens get it before it is stored: it is the one
-        message they must not wait for. The plant gets it from the outbox once it is stored."""
+        full (or ever, once the file is lost), so the screens get it before it is stored, as a status
+        message without `seq` (hub.announce): it is the one message they must not wait for. Once stored
+        it goes out like every event, numbered and in order, to the screens and the plant."""
         kind = "store_lost" if stats.get("file_lost") else "store_failing"
-        with self.store.batch(on_commit=self._publish_from_outbox) as batch:
+        with self.store.batch(on_commit=self._publish) as batch:
             self.alerts.storage_problem(batch, kind, error=stats.get("last_error"))
-        if batch.events:
+        if batch.events:  # the screens see it now; every output gets it again, with its seq, once stored
             for output in self.outputs:
-                if not output.output.from_outbox:
-                    output.publish(batch.events)
-
-    def _publish_from_outbox(self, events: list[Event]) -> None:
-        """The storage alert is stored at last: the outputs that forward the outbox may send it now."""
-        for output in self.outputs:
-            if output.output.from_outbox:
-                output.publish(events)
+                output.announce(batch.events)
 
     async def _release_memory(self) -> None:
         # Thousands of short-lived event bodies, frames and SQLite buffers a second, freed on three threads,

@@ -28,10 +28,12 @@ from gateway.core.model import (
     iso_time,
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
-from gateway.core.texts import TextError, texts
+from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
+from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import bad_reading
+from gateway.store.schema import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -356,12 +358,19 @@ class Pipeline:
 
     async def recalculate_limits(self, product_id: int, characteristic: str, *, user: str, reason: str,
                                  from_subgroup: int | None = None, subgroups: int = 25) -> dict[str, Any]:
-        """A new limits version from stored subgroups; applies from now on, history stays as it was."""
+        """A new limits version from stored subgroups; applies from now on, history stays as it was.
+
+        An operator's act: refused (Refusal storage_unavailable) while the database cannot be written or
+        when the writer refuses its batch, and the limits are put in force only once they are stored."""
         state = self.characteristics.get(CharacteristicKey(product_id, characteristic))
         if state is None:
-            raise LookupError(f"no characteristic {characteristic!r} in product {product_id}")
+            raise Refusal("not_found", texts("error.no_characteristic", product_id=product_id,
+                                             characteristic=characteristic))
         if not 2 <= subgroups <= 1000:
-            raise ValueError("subgroups must be between 2 and 1000")
+            raise Refusal("invalid_field", texts("error.wrong", field="subgroups",
+                                                 expected=texts("expect.int", lo="2", hi="1000")))
+        if getattr(self.store, "failing", False):  # it would wait in memory, unanswered, and take effect after recovery
+            raise Refusal("storage_unavailable", texts("error.storage_unavailable"))
         if from_subgroup is None:
             from_subgroup = max(1, state.engine.subgroup_number - subgroups + 1)
         # the store asks SQLite for from_subgroup <= n < from_subgroup + count: near the int64 end that
@@ -369,14 +378,30 @@ class Pipeline:
         count = min(subgroups, INT64_MAX - from_subgroup)
         values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
         if len(values) < 2:
-            raise TextError("invalid_field", texts("error.too_few_subgroups", n=len(values),
+            raise Refusal("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))
-        limits = state.engine.recalculate(values, source="recalculated", from_subgroup=from_subgroup,
-                                          to_subgroup=from_subgroup + len(values) - 1)
-        with self.store.batch() as batch:
+        engine = state.engine
+        try:
+            limits = engine.estimate(values, source="recalculated", from_subgroup=from_subgroup,
+                                     to_subgroup=from_subgroup + len(values) - 1)
+        except EstimateError as exc:
+            raise Refusal("invalid_field", texts(f"error.estimate.{exc.reason}")) from None
+        # stored with the limits: the engine's state once they are in force (a copy: the engine itself
+        # takes them only after the commit, so a refused batch leaves it as it was)
+        after = CharacteristicEngine(engine.settings, state=engine.state())
+        after.adopt(limits)
+        batch = self.store.batch(refusable=True)
+        with batch:
             version = self._store_limits(batch, state.product, state.characteristic, limits, who=user, reason=reason)
-            batch.engine_state(product_id, characteristic, json.dumps(state.engine.state()))
-        await batch.committed
+            batch.engine_state(product_id, characteristic, json.dumps(after.state()))
+        try:
+            await batch.committed
+        except StoreUnavailable:
+            raise Refusal("storage_unavailable", texts("error.storage_unavailable")) from None
+        engine.adopt(limits)
+        # readings charted while the batch waited stored the state they left, with the old limits, after it
+        with self.store.batch() as batch:
+            batch.engine_state(product_id, characteristic, json.dumps(engine.state()))
         return {
             "product_id": product_id, "characteristic": characteristic, "version": version,
             "center": limits.center, "sigma": limits.sigma, "ucl": limits.ucl, "lcl": limits.lcl,

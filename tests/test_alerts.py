@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 
-from gateway.alerts import AlertError, AlertService
+from gateway.alerts import AlertService
 from gateway.alerts import service as alerts_module
 from gateway.config import AlertPriority, CapabilitySettings, Characteristic, Limits, Product, Rules, Spec
+from gateway.core.texts import Refusal
 from gateway.outputs.websocket.protocol import Protocol, Session
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.store import Store
@@ -127,10 +128,10 @@ def test_repeats_count_occurrences_until_resolved(tmp_path):
         await alerts.resolve(first["id"], "kim", "burr on the part", "deburring station checked")
         again = [a for a in await ingest(store, alerts, engine, [10.7]) if a["alert_type"] == "OUT_OF_SPEC"]
         assert len(again) == 1 and again[0]["id"] != first["id"] and again[0]["occurrences"] == 1
-        with pytest.raises(AlertError) as refused:
+        with pytest.raises(Refusal) as refused:
             await alerts.acknowledge(first["id"], "lee")
         assert refused.value.code == "invalid_field"
-        with pytest.raises(AlertError) as refused:
+        with pytest.raises(Refusal) as refused:
             await alerts.resolve(4242, "lee", "x")
         assert refused.value.code == "not_found"
         await alerts.stop()
@@ -145,7 +146,7 @@ def test_timed_shelve_survives_a_restart_and_returns_to_its_state(tmp_path, monk
             alert = alerts.raise_alert(batch, product=BOLT, characteristic=DIAMETER, alert_type="OUT_OF_SPEC",
                                        priority=4, title="t", message="m")
         await batch.committed
-        with pytest.raises(AlertError):
+        with pytest.raises(Refusal):
             await alerts.shelve(alert["id"], "kim", 8 * 3600 + 1, "too long")
         shelved = await alerts.shelve(alert["id"], "kim", 0.4, "tool change")
         assert shelved["status"] == "SHELVED"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerts import AlertError, AlertService
+from gateway.alerts import AlertService
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
+from gateway.core.texts import Refusal
 from gateway.sources.registry import load_config
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
@@ -75,16 +76,16 @@ def test_an_act_the_writer_refuses_is_undone_and_never_written(tmp_path: Path) -
             before = alerts.unresolved()
             os.rename(db, moved)  # the path no longer names the file: the writer refuses every commit
             assert not store.failing  # nobody has noticed yet: the act passes the up-front check
-            with pytest.raises(AlertError) as refused:
+            with pytest.raises(Refusal) as refused:
                 await asyncio.wait_for(alerts.resolve(alert["id"], "kim", "fixed"), 5)
             assert refused.value.code == "storage_unavailable"
             assert store.failing and store.stats()["file_lost"]
-            assert alerts.unresolved() == before and alert["id"] in alerts._timers  # still shelved, timer armed
+            assert alerts.unresolved() == before and alerts._unresolved[alert["id"]].timer is not None  # still shelved, timer armed
             for act in (alerts.unshelve(alert["id"], "kim"), alerts.create(1, "MANUAL", 3, "t2", "m2"),
                         alerts.comment(alert["id"], "kim", "c")):
-                with pytest.raises(AlertError) as refused:
+                with pytest.raises(Refusal) as refused:
                     await asyncio.wait_for(act, 1)  # refused at once now that the fault is known
-                assert refused.value.code == "storage_unavailable" and "저장소" in refused.value.message
+                assert refused.value.code == "storage_unavailable" and "저장소" in refused.value.texts["ko"]
             assert alerts.unresolved() == before
         finally:
             await alerts.stop()

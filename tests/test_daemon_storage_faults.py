@@ -165,6 +165,10 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                                                   "user": "kim", "request_id": "ack-2"}))
                     second = (await receive_until(screen, lambda m: m[-1].get("request_id") == "ack-2", 5))[-1]
                     second_s = time.monotonic() - started
+                    await screen.send(json.dumps({"type": "recalculate_limits", "product_id": 2,
+                                                  "characteristic": "runout", "user": "qe", "reason": "new gauge",
+                                                  "request_id": "limits-1"}))
+                    limits = (await receive_until(screen, lambda m: m[-1].get("request_id") == "limits-1", 5))[-1]
                     async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/product/2/") as late:
                         # a screen that connects during the fault sees STORAGE in its snapshot
                         snapshot = (await receive_until(late, lambda m: m[-1]["type"] == "alerts", 5))[-1]
@@ -179,7 +183,7 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                     third = (await receive_until(screen, lambda m: m[-1].get("request_id") == "ack-3", 10))[-1]
                     return {"first": first, "first_s": first_s, "alerts": storage_alerts(got), "second": second,
                             "second_s": second_s, "posted": posted, "post_s": post_s, "health": health,
-                            "third": third, "snapshot": snapshot}
+                            "third": third, "snapshot": snapshot, "limits": limits}
 
             r = asyncio.run(scenario())
             assert r["first"]["type"] == "error" and r["first"]["code"] == "storage_unavailable", r["first"]
@@ -188,6 +192,7 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
             assert alert["priority"] == 4 and "cannot be written" in alert["texts"]["en"]["message"], alert
             assert [a["alert_type"] for a in r["snapshot"]["alerts"]] == ["MANUAL", "STORAGE"], r["snapshot"]
             assert r["second"]["code"] == "storage_unavailable" and r["second_s"] < 1.0, r
+            assert r["limits"]["type"] == "error" and r["limits"]["code"] == "storage_unavailable", r["limits"]
             (status, body) = r["posted"]
             assert status == 503 and body["code"] == "storage_unavailable" and r["post_s"] < 2.0, r
             assert r["health"][0] == 503 and r["health"][1]["store"]["failing"]
@@ -200,6 +205,57 @@ def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_pat
                                                (before["id"],))]
             titles = [json.loads(r[0])["title"] for r in conn.execute("SELECT body FROM alerts")]
             storage = conn.execute("SELECT COUNT(*) FROM alerts WHERE alert_type = 'STORAGE'").fetchone()[0]
+            recalculated = conn.execute("SELECT COUNT(*) FROM control_limits WHERE source = 'recalculated'").fetchone()[0]
         assert acts == ["create", "acknowledge"], acts  # the refused acknowledges were never applied
         assert "while the disk is full" not in titles, titles  # nor the refused POST
         assert storage == 1  # the STORAGE alert is stored once the disk has room
+        assert recalculated == 0  # the refused recalculation was never stored, nor applied later
+
+
+def numbered_storage(message: dict) -> bool:
+    return bool(storage_alerts([message])) and "seq" in message
+
+
+def test_the_early_storage_alert_has_no_seq_and_every_numbered_event_arrives_in_order(
+        tmp_path: Path, mosquitto) -> None:
+    """Readings wait in memory while the disk is full; STORAGE reaches the screens at once, but without a
+    `seq`: the readings numbered before it reach them first after recovery, then STORAGE with its `seq`,
+    so a screen's last `seq` never skips an event that was still waiting."""
+    http_port = free_port()
+    base_ts = time.time()
+    with small_disk(tmp_path / "disk") as disk:
+        db = disk / "spc.sqlite3"
+        config = mqtt_config(tmp_path, mosquitto.port, http_port)
+        config["storage"]["path"] = str(db)
+        daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=http_port)
+        try:
+            wait_for(lambda: "subscribed" in daemon.log().lower() or db.exists(), 10, "the source to subscribe")
+            time.sleep(0.5)
+            publish(mosquitto.port, 0, 10, base_ts)
+            wait_for(lambda: count(db, "select count(*) from measurements") == 10, 20, "the first readings")
+
+            async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
+                async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/product/2/") as screen:
+                    await receive_until(screen, lambda m: m[-1]["type"] == "alerts", 5)
+                    filler = fill(disk)
+                    await asyncio.to_thread(publish, mosquitto.port, 100, 20, base_ts)  # they wait in memory
+                    during = await receive_until(screen, lambda m: bool(storage_alerts(m)), 15)
+                    filler.unlink()  # the disk has room again
+                    after = await receive_until(screen, lambda m: numbered_storage(m[-1]), 20)
+                async with websockets.connect(f"ws://127.0.0.1:{http_port}/ws/spc/product/2/?since=0") as late:
+                    replay = await receive_until(late, lambda m: m[-1]["type"] == "replay_complete", 10)
+                return during, after, replay
+
+            during, after, replay = asyncio.run(scenario())
+        finally:
+            daemon.stop()
+    (early,) = [m for m in during if m.get("type") == "alert"]
+    assert early["alert"]["alert_type"] == "STORAGE" and "seq" not in early and "epoch" not in early, early
+    numbered = [m["seq"] for m in during + after if "seq" in m]
+    assert numbered == sorted(numbered) and len(set(numbered)) == len(numbered), numbered  # in order, once each
+    stored = [m for m in after if m.get("type") == "alert" and "seq" in m]
+    assert stored and stored[-1]["alert"]["id"] == early["alert"]["id"] and stored[-1]["epoch"]
+    measurements = [m["seq"] for m in after if m.get("type") == "measurement"]
+    assert len(measurements) == 20 and max(measurements) < stored[-1]["seq"], (measurements, stored[-1]["seq"])
+    replayed = [m["seq"] for m in replay if "seq" in m and m["type"] not in ("connection",)]
+    assert replayed == sorted(replayed) and stored[-1]["seq"] in replayed

@@ -1,8 +1,9 @@
 """Which SPC results, source states and storage troubles raise which alerts, worded in every language.
 
-Pure functions: each returns the fields of the alerts to raise (`alert_type`, `priority`, `words`, and
-`rule`/`value`/`limit`/`chart` where they apply; `chart` is location or dispersion); the AlertService raises them, counts repeats as occurrences
-and keeps their lifecycle. `words()` gives `title` and `message` in the gateway's language and `texts`
+Pure functions: each returns the fields of the alerts to raise (`alert_type`, `priority`, `words` from
+the type's entry in `alerts.types`, and `rule`/`value`/`limit`/`chart` where they apply; `chart` is
+location or dispersion); the AlertService raises them, counts repeats as occurrences and keeps their
+lifecycle. `words()` gives `title` and `message` in the gateway's language and `texts`
 in both, for a screen switched to the other one. It is called only for a new alert: a repeat is
 counted, never reworded, so a chattering rule costs no string formatting.
 """
@@ -11,84 +12,59 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from typing import Any
 
+from gateway.alerts.types import ALERT_TYPES
 from gateway.config import Characteristic
-from gateway.core.texts import LANGUAGES, number, rule_description, text
-
-STORAGE_PRIORITY = 4  # losing data threatens every characteristic at once
+from gateway.core.texts import number, rule_description
 
 
 def spc_alerts(characteristic: Characteristic, result: Any, value: float, language: str) -> list[dict[str, Any]]:
     """OUT_OF_SPEC / OUT_OF_CONTROL / RUN_RULE_VIOLATION / CAPABILITY_LOW for one SPC result."""
-    priorities = characteristic.alert_priority
     common = {"characteristic": characteristic.name, "unit": characteristic.unit}
     alerts = []
     if result.is_within_spec is False:
         spec = characteristic.spec
         upper = spec.usl is not None and value > spec.usl
         limit = spec.usl if upper else spec.lsl
-        message = "alert.OUT_OF_SPEC." + ("upper" if upper else "lower")
-        alerts.append({"alert_type": "OUT_OF_SPEC", "priority": priorities.out_of_spec, "value": value,
-                       "limit": limit, "words": _later(language, "alert.OUT_OF_SPEC.title", message,
-                                                       value=number(value), limit=number(limit), **common)})
+        alerts.append({**ALERT_TYPES["OUT_OF_SPEC"].fields(characteristic, language, "upper" if upper else "lower",
+                                                         value=number(value), limit=number(limit), **common),
+                       "value": value, "limit": limit})
     point = result.subgroup
     if result.is_within_control is False and point is not None:
         plotted, limit, which = _beyond(point)
         # `chart` says which chart the value and limit belong to: one alert counts the repeats of both
-        alerts.append({"alert_type": "OUT_OF_CONTROL", "priority": priorities.out_of_control, "value": plotted,
-                       "limit": limit, "chart": "dispersion" if which == "dispersion" else "location",
-                       "words": _later(language, "alert.OUT_OF_CONTROL.title", f"alert.OUT_OF_CONTROL.{which}",
-                                       value=number(plotted), limit=number(limit), **common)})
+        alerts.append({**ALERT_TYPES["OUT_OF_CONTROL"].fields(characteristic, language, which,
+                                                            value=number(plotted), limit=number(limit), **common),
+                       "value": plotted, "limit": limit, "chart": "dispersion" if which == "dispersion" else "location"})
     for violation in result.violations:
         if violation.rule == 1:  # a point beyond the limits is the OUT_OF_CONTROL alert above
             continue
         description = functools.partial(_rule_words, characteristic.rules.convention, violation)
-        alerts.append({"alert_type": "RUN_RULE_VIOLATION", "priority": priorities.run_rule, "rule": violation.rule,
-                       "value": _plotted(point), "chart": getattr(violation, "chart", "location"),
-                       "words": _later(language, "alert.RUN_RULE_VIOLATION.title", "alert.RUN_RULE_VIOLATION.message",
-                                       rule=violation.rule, description=description,
-                                       points=", ".join(str(p) for p in violation.points[-15:]), **common)})
+        alerts.append({**ALERT_TYPES["RUN_RULE_VIOLATION"].fields(
+                           characteristic, language, rule=violation.rule, description=description,
+                           points=", ".join(str(p) for p in violation.points[-15:]), **common),
+                       "rule": violation.rule, "value": _plotted(point), "chart": getattr(violation, "chart", "location")})
     capability = result.capability
     cpk = getattr(capability, "cpk", None) if capability is not None else None
     min_cpk = characteristic.capability.min_cpk
     if cpk is not None and math.isfinite(cpk) and cpk < min_cpk:
-        alerts.append({"alert_type": "CAPABILITY_LOW", "priority": priorities.capability, "value": cpk,
-                       "limit": min_cpk,
-                       "words": _later(language, "alert.CAPABILITY_LOW.title", "alert.CAPABILITY_LOW.message",
-                                       cpk=f"{cpk:.2f}", min_cpk=f"{min_cpk:.2f}", **common)})
+        alerts.append({**ALERT_TYPES["CAPABILITY_LOW"].fields(characteristic, language, cpk=f"{cpk:.2f}",
+                                                            min_cpk=f"{min_cpk:.2f}", **common),
+                       "value": cpk, "limit": min_cpk})
     return alerts
 
 
 def stale_alert(characteristic: Characteristic, age: float, language: str) -> dict[str, Any]:
     """SOURCE_STALE: no good value for `age` seconds."""
-    return {"alert_type": "SOURCE_STALE", "priority": characteristic.alert_priority.source_stale,
-            "value": round(age, 1),
-            "words": _later(language, "alert.SOURCE_STALE.title", "alert.SOURCE_STALE.message",
-                            characteristic=characteristic.name, age=f"{age:.0f}", source=characteristic.source)}
+    return {**ALERT_TYPES["SOURCE_STALE"].fields(characteristic, language, characteristic=characteristic.name,
+                                                 age=f"{age:.0f}", source=characteristic.source),
+            "value": round(age, 1)}
 
 
 def storage_alert(kind: str, language: str, **values: Any) -> dict[str, Any]:
     """STORAGE: `kind` is store_failing, store_lost, outbox_high or outbox_dropped; `values` fill alert.STORAGE.<kind>."""
-    return {"alert_type": "STORAGE", "priority": STORAGE_PRIORITY,
-            "words": _later(language, "alert.STORAGE.title", f"alert.STORAGE.{kind}", **values)}
-
-
-def _later(language: str, title_key: str, message_key: str, **values: Any) -> Callable[[], dict[str, Any]]:
-    """The words of an alert, formatted when called."""
-    return functools.partial(worded, language, title_key, message_key, **values)
-
-
-def worded(language: str, title_key: str, message_key: str, **values: Any) -> dict[str, Any]:
-    """`title` and `message` in `language`, and `texts` in every language. A callable value is called
-    with the language (a rule's description is worded per language too)."""
-    texts: dict[str, dict[str, str]] = {}
-    for lang in LANGUAGES:
-        filled = {k: v(lang) if callable(v) else v for k, v in values.items()}
-        texts[lang] = {"title": text(lang, title_key, **filled), "message": text(lang, message_key, **filled)}
-    own = texts.get(language, texts["en"])
-    return {"title": own["title"], "message": own["message"], "texts": texts}
+    return ALERT_TYPES["STORAGE"].fields(None, language, kind, **values)
 
 
 def _plotted(point: Any) -> float | None:

@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
 from gateway.config.kinds import SourceKind, and_list
 from gateway.config.loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
@@ -266,14 +266,9 @@ def product(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, 
         if not items:
             return r.error(node, path, "no characteristics", "at least one characteristic")
         found = [characteristic(r, n, p, known, kinds) for n, p in items]
-        first: dict[str, str] = {}
-        for item, item_path in items:
-            char_name = peek(item, "name")
-            if isinstance(char_name, str) and char_name in first:
-                r.at(f"{item_path}.name", f"duplicate characteristic name {show(char_name)} in this product "
-                     f"(also {first[char_name]})", "each characteristic of a product its own name")
-                found.append(BAD)
-            first.setdefault(char_name, item_path)
+        if _duplicates(r, items, "name", "characteristic name", " in this product",
+                       "each characteristic of a product its own name", types=(str,)):
+            return BAD
         return BAD if any(c is BAD for c in found) else tuple(found)
 
     return section(Product, {"id": integer(1, 2**31 - 1), "code": name, "name": text_of(LABEL_MAX),
@@ -289,15 +284,22 @@ def products_list(r: Reader, node: Node, path: str, known: Known, kinds: Mapping
     if not items:
         return r.error(node, path, "no products", "at least one product with its characteristics")
     found = [product(r, n, p, known, kinds) for n, p in items]
-    for key in ("id", "code"):
-        first: dict[Any, str] = {}
-        for item, item_path in items:
-            value = peek(item, key)
-            if value is None or not isinstance(key_node(item, key), ScalarNode):
-                continue
-            if value in first:
-                r.at(f"{item_path}.{key}", f"duplicate product {key} {show(value)} (also {first[value]})",
-                     f"each product its own {key}")
-                found.append(BAD)
-            first.setdefault(value, item_path)
-    return BAD if any(p is BAD for p in found) else tuple(found)
+    repeated = [_duplicates(r, items, key, f"product {key}", "", f"each product its own {key}") for key in ("id", "code")]
+    return BAD if any(repeated) or any(p is BAD for p in found) else tuple(found)
+
+
+def _duplicates(r: Reader, items: list[tuple[Node, str]], key: str, what: str, where: str, allowed: str,
+                types: tuple[type, ...] = (str, int)) -> bool:
+    """Report every item whose `key` repeats an earlier item's, naming the first; True when any did.
+    A value of another kind is left to the item's own check (it is reported there)."""
+    first: dict[Any, str] = {}
+    repeated = False
+    for item, item_path in items:
+        value = peek(item, key)
+        if not isinstance(value, types):
+            continue
+        if value in first:
+            r.at(f"{item_path}.{key}", f"duplicate {what} {show(value)}{where} (also {first[value]})", allowed)
+            repeated = True
+        first.setdefault(value, item_path)
+    return repeated

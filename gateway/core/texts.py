@@ -167,6 +167,25 @@ _TEXTS: dict[str, dict[str, str]] = {
               "connection",
     },
     # ------------------------------------------------------------------ refusals worded per language
+    # limits recalculation: why the stored subgroups give no limits (spc.charts.EstimateError.reason)
+    "error.estimate.no_values": {
+        "ko": "부분군에 값이 없어 중심선을 추정할 수 없습니다",
+        "en": "no subgroups to estimate the center from",
+    },
+    "error.estimate.imr_too_few": {
+        "ko": "I-MR 관리도는 시그마를 추정하려면 개별값이 2개 이상 필요합니다",
+        "en": "an I-MR chart needs at least 2 individual values to estimate sigma",
+    },
+    "error.estimate.no_within": {
+        "ko": "값이 2개 이상인 부분군이 없어 부분군 내 시그마를 추정할 수 없습니다",
+        "en": "no subgroup with 2 or more values to estimate the within-subgroup sigma",
+    },
+    "error.estimate.not_finite": {
+        "ko": "이 부분군들로는 관리한계를 그릴 수 없습니다: 측정값으로 볼 수 없을 만큼 큰 값이 있어 한계가 유한한 수가 "
+              "되지 않습니다",
+        "en": "no control limits can be drawn from these subgroups: their values give no finite limits (values "
+              "far beyond any measurement)",
+    },
     "error.too_few_subgroups": {
         "ko": "부분군 {from_subgroup}부터 저장된 부분군이 {n}개뿐입니다. 한계를 계산하려면 2개 이상 필요합니다",
         "en": "only {n} stored subgroups from subgroup {from_subgroup}: need at least 2",
@@ -251,14 +270,21 @@ def error_texts(message: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {lang: {"message": message[lang]} for lang in LANGUAGES if lang in message}
 
 
-class TextError(ValueError):
-    """A refusal worded in every language: `code` is a protocol error code, `texts` {language: text}.
-    str() is the English text, for logs."""
+class Refusal(ValueError):
+    """A request the gateway refuses: `code` is a stable protocol error code (invalid_field, not_found,
+    storage_unavailable...), `texts` the reason in every language ({language: text}, from `texts()`).
+    The protocol's checks, the alert service and the limits recalculation all refuse with it, and the
+    line-side service turns it into one `error` reply. str() is the English text, for logs. A ValueError,
+    as a value the gateway does not take, so a caller that only knows ValueError still says why."""
 
     def __init__(self, code: str, texts_: Mapping[str, str]):
         super().__init__(texts_.get("en", next(iter(texts_.values()))))
         self.code = code
         self.texts = dict(texts_)
+
+    def message(self, language: str) -> str:
+        """The reason in `language` (English when it has none)."""
+        return self.texts.get(language) or self.texts["en"]
 
 
 def rule_description(language: str, convention: str, rule: int, fallback: str = "") -> str:

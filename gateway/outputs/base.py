@@ -25,7 +25,6 @@ class Output(abc.ABC):
     """Something that takes committed events out of the process: the line-side screens, the plant broker."""
 
     name: ClassVar[str]  # the key of its stats in /healthz (and of its section in /metrics)
-    from_outbox: ClassVar[bool]  # True: it forwards the outbox rows, so `publish` only says there are new ones
     stop_timeout: ClassVar[float] = 1.0  # seconds its stop may take of the few a clean stop has
 
     @abc.abstractmethod
@@ -43,6 +42,10 @@ class Output(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
         """Its numbers for /healthz and /metrics (JSON-able)."""
+
+    def announce(self, events: list[Event]) -> None:  # noqa: B027  (only the screens show what is not stored)
+        """Events shown before they are stored (the STORAGE alert while the disk fails), without seq;
+        `publish` brings them again, numbered, once stored. Most outputs wait for that."""
 
     def reconfigure(self, config: Config) -> None:  # noqa: B027  (most outputs take settings at restart only)
         """SIGHUP: settings that may change live; the others take effect at the next restart."""
@@ -76,6 +79,13 @@ class RunningOutput:
         except Exception:
             self.publish_errors += 1
             log.exception("output %s: publishing %d events failed", self.name, len(events))
+
+    def announce(self, events: list[Event]) -> None:
+        try:
+            self.output.announce(events)
+        except Exception:
+            self.publish_errors += 1
+            log.exception("output %s: announcing %d events failed", self.name, len(events))
 
     def stats(self) -> dict[str, Any]:
         return self.output.stats()

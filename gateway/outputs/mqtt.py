@@ -105,7 +105,6 @@ class Northbound(Output):
     """Forwards the outbox to the plant broker; `wake()` after each commit, `stats()` for /metrics."""
 
     name = "northbound"
-    from_outbox = True  # it sends the outbox rows: `publish` only wakes it
     stop_timeout = 1.0
 
     def __init__(self, config: NorthboundMQTT, store: Any, *, gateway_name: str, version: str,

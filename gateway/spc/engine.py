@@ -187,13 +187,24 @@ class CharacteristicEngine:
 
         EstimateError (a ValueError), and the limits in force stay, when the values give no finite limits.
         """
+        version = self.estimate(subgroups, source=source, at=at, from_subgroup=from_subgroup,
+                                to_subgroup=to_subgroup)
+        self.adopt(version)
+        return version
+
+    def estimate(self, subgroups: list[list[float]], *, source: str = "recalculated", at: float | None = None,
+                 from_subgroup: int | None = None, to_subgroup: int | None = None) -> LimitsVersion:
+        """New limits from the given subgroups' values, not yet in force: a caller that must store them
+        first puts them in force with `adopt` once they are stored. EstimateError as `recalculate`."""
         summaries = [summarize(list(v)) for v in subgroups if len(v) > 0]
-        version = estimate_limits(self.chart, self.size, summaries, source=source,
-                                  effective_from=self.last_at if at is None else at,
-                                  from_subgroup=from_subgroup, to_subgroup=to_subgroup)
+        return estimate_limits(self.chart, self.size, summaries, source=source,
+                               effective_from=self.last_at if at is None else at,
+                               from_subgroup=from_subgroup, to_subgroup=to_subgroup)
+
+    def adopt(self, version: LimitsVersion) -> None:
+        """Put `version` in force from now on (the rule windows start afresh)."""
         self._install(version)
         self._announce = False
-        return version
 
     # ------------------------------------------------------------ the hot path
 

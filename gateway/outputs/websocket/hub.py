@@ -158,6 +158,25 @@ class Hub:
             if selection[0]:
                 self._offer(client, *selection)
 
+    def announce(self, events: list[Event]) -> None:
+        """Send events now, before they are stored, to every live client that carries them: a status
+        message, without `seq` and `epoch`, because events numbered before them may still wait in memory
+        (a screen that took such a `seq` for its `since` would skip them). Each is published again, with
+        its `seq`, in order, once stored. For the STORAGE alert the screens must see while the disk is full."""
+        for event in events:
+            data = frame(encode({k: v for k, v in event.body.items() if k not in ("seq", "epoch")}))
+            for client in self.clients:
+                if client.closed or not client.live or not carries(client.endpoint_product, client.subscriptions,
+                                                                   event):
+                    continue  # a screen not yet live gets its alerts from the snapshot (memory while failing)
+                if not client.queue and can_write(client.connection):
+                    write(client.connection, data)
+                    client.sent += 1
+                    self.deliveries += 1
+                elif len(client.queue) < self.queue_limit:
+                    client.queue.append((0, data))
+                    client.wake.set()
+
     def _offer(self, client: Client, chunks: list[tuple[int, bytes]], joined: bytes) -> None:
         if chunks[0][0] <= client.replayed_through:  # only the commits right after a replay
             chunks = [chunk for chunk in chunks if chunk[0] > client.replayed_through]

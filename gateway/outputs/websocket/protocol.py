@@ -16,22 +16,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.alerts import types as alert_types
 from gateway.alerts.service import MAX_SHELVE_S
 from gateway.config import Product
 from gateway.core import texts as i18n
 from gateway.core.model import iso_time
-from gateway.core.texts import text
+from gateway.core.texts import Refusal, text
 from gateway.outputs.websocket.inputs import INT64_MAX, bad_character
 
 # storage_unavailable: a write refused, unapplied, while the database cannot be written
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
                "too_large", "storage_unavailable")
 ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
-ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "SOURCE_STALE",
-               "STORAGE", "MANUAL")
+ALERT_TYPES = tuple(alert_types.ALERT_TYPES)  # every type, in the order of the table
 # The types a person or another system may create; the others are raised (and resolved) by the gateway
 # itself, and an operator's alert typed like them would pass for the gateway's own.
-OPERATOR_ALERT_TYPES = ("OUT_OF_SPEC", "OUT_OF_CONTROL", "RUN_RULE_VIOLATION", "CAPABILITY_LOW", "MANUAL")
+OPERATOR_ALERT_TYPES = alert_types.operator_alert_types()
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
                             "create_alert", "recalculate_limits", "unshelve_alert"})
 MAX_REQUEST_ID = 100  # characters of a string request_id
@@ -40,16 +40,6 @@ FLOOD_CLOSE_AFTER = 200  # rate-limited frames in a row before the connection is
 USER = 100
 TITLE = 200
 LONG_TEXT = 2000
-
-
-class Reject(Exception):
-    """A frame that cannot be served: becomes an `error` reply with a stable code and its words in
-    every language ({language: text})."""
-
-    def __init__(self, code: str, words: str | Mapping[str, str]):
-        super().__init__(words if isinstance(words, str) else words.get("en", ""))
-        self.code = code
-        self.words = words  # a plain str is one language only (kept working for older call sites)
 
 
 @dataclass
@@ -187,22 +177,22 @@ class Protocol:
         request_id = None
         try:
             if isinstance(frame, bytes):
-                raise Reject("invalid_json", i18n.texts("error.binary"))
+                raise Refusal("invalid_json", i18n.texts("error.binary"))
             try:
                 data = json.loads(frame)
             except json.JSONDecodeError as exc:
-                raise Reject("invalid_json", i18n.texts("error.json_syntax", detail=str(exc), line=exc.lineno,
+                raise Refusal("invalid_json", i18n.texts("error.json_syntax", detail=str(exc), line=exc.lineno,
                                                    column=exc.colno)) from None
             except ValueError:  # not a JSONDecodeError: Python's limit on the digits of an int
-                raise Reject("invalid_json", i18n.texts("error.json_number")) from None
+                raise Refusal("invalid_json", i18n.texts("error.json_number")) from None
             except RecursionError:
-                raise Reject("invalid_json", i18n.texts("error.json_deep")) from None
+                raise Refusal("invalid_json", i18n.texts("error.json_deep")) from None
             if not isinstance(data, dict):
-                raise Reject("invalid_json", _not_object(data))
+                raise Refusal("invalid_json", _not_object(data))
             request_id = self._request_id(data)
             return self._command(session, data, request_id)
-        except Reject as rejected:
-            return self.error(rejected.code, rejected.words, request_id)
+        except Refusal as rejected:
+            return self.error(rejected.code, rejected.texts, request_id)
 
     def http_command(self, session: Session, type_: str, body: Any) -> Command | dict[str, Any]:
         """A command whose fields came as an HTTP request body (a JSON object, no `type`): the Command
@@ -212,10 +202,10 @@ class Protocol:
             return self.error("rate_limited", i18n.texts("error.rate_limited", rate=self.rate))
         try:
             if not isinstance(body, dict):
-                raise Reject("invalid_json", _not_object(body))
+                raise Refusal("invalid_json", _not_object(body))
             return self._command(session, {**body, "type": type_}, None)
-        except Reject as rejected:
-            return self.error(rejected.code, rejected.words)
+        except Refusal as rejected:
+            return self.error(rejected.code, rejected.texts)
 
     def flooding(self, session: Session) -> bool:
         """True when a client keeps sending after being told to slow down: close it (1008)."""
@@ -239,11 +229,11 @@ class Protocol:
         if rid is None:
             return None
         if not (isinstance(rid, str) or _is_number(rid)):  # echoed back: NaN would come back as null
-            raise Reject("invalid_field", i18n.texts("error.wrong", field="request_id",
+            raise Refusal("invalid_field", i18n.texts("error.wrong", field="request_id",
                                                      expected=i18n.texts("expect.request_id")))
         if isinstance(rid, str):
             if len(rid) > MAX_REQUEST_ID:
-                raise Reject("too_large", i18n.texts("error.too_long", field="request_id", length=len(rid),
+                raise Refusal("too_large", i18n.texts("error.too_long", field="request_id", length=len(rid),
                                                      limit=MAX_REQUEST_ID))
             self._check_characters("request_id", rid, multiline=False)
         return rid
@@ -251,17 +241,17 @@ class Protocol:
     def _command(self, session: Session, data: dict[str, Any], request_id: str | int | None) -> Command | dict:
         type_ = data.get("type")
         if not isinstance(type_, str):
-            raise Reject("invalid_field", i18n.texts("error.missing", field="type", expected=i18n.texts("expect.type")))
+            raise Refusal("invalid_field", i18n.texts("error.missing", field="type", expected=i18n.texts("expect.type")))
         schema = SCHEMA.get(type_)
         if schema is None:
-            raise Reject("unknown_type", i18n.texts("error.unknown_type", type=type_[:50], allowed=", ".join(SCHEMA)))
+            raise Refusal("unknown_type", i18n.texts("error.unknown_type", type=type_[:50], allowed=", ".join(SCHEMA)))
         if type_ in WRITE_COMMANDS and session.role != "operator":
-            raise Reject("unauthorized", i18n.texts("error.unauthorized", role=session.role, type=type_))
+            raise Refusal("unauthorized", i18n.texts("error.unauthorized", role=session.role, type=type_))
         if type_ == "create_alert" and "product_id" not in data and "product" in data:
             data = {**data, "product_id": data["product"]}  # the seed's POST /api/spc/alerts/ body
         if type_ == "create_alert" and data.get("alert_type") in ALERT_TYPES \
                 and data["alert_type"] not in OPERATOR_ALERT_TYPES:
-            raise Reject("invalid_field", i18n.texts("error.gateway_type", alert_type=data["alert_type"],
+            raise Refusal("invalid_field", i18n.texts("error.gateway_type", alert_type=data["alert_type"],
                                                      allowed=", ".join(OPERATOR_ALERT_TYPES)))
         fields = {name: self._field(name, spec, data.get(name)) for name, spec in schema.items()}
         self._check_references(type_, fields)
@@ -281,11 +271,11 @@ class Protocol:
     def _field(self, name: str, spec: F, value: Any) -> Any:
         if value is None:
             if spec.required:
-                raise Reject("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
+                raise Refusal("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         if spec.kind == "id":
             if _id(value) is None:
-                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
+                raise Refusal("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind in ("int", "number"):
             ok = _is_number(value) and (spec.kind == "number" or isinstance(value, int))
@@ -294,21 +284,21 @@ class Protocol:
             elif ok:
                 ok = (spec.lo is None or value >= spec.lo) and (spec.hi is None or value <= spec.hi)
             if not ok:
-                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
+                raise Refusal("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if spec.kind == "choice":
             if value not in spec.choices:
-                raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
+                raise Refusal("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
             return value
         if not isinstance(value, str):
-            raise Reject("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
+            raise Refusal("invalid_field", i18n.texts("error.wrong", field=name, expected=_expected(spec)))
         value = value.strip()
         if spec.hi is not None and len(value) > spec.hi:
-            raise Reject("too_large", i18n.texts("error.too_long", field=name, length=len(value), limit=int(spec.hi)))
+            raise Refusal("too_large", i18n.texts("error.too_long", field=name, length=len(value), limit=int(spec.hi)))
         self._check_characters(name, value, multiline=spec.lines)
         if spec.lo and len(value) < spec.lo:
             if spec.required:
-                raise Reject("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
+                raise Refusal("invalid_field", i18n.texts("error.missing", field=name, expected=_expected(spec)))
             return spec.default
         return value
 
@@ -316,7 +306,7 @@ class Protocol:
         bad = bad_character(value, multiline=multiline)
         if bad is not None:
             key = "error.bad_character_lines" if multiline else "error.bad_character"
-            raise Reject("invalid_field", i18n.texts(key, field=name, char=bad))
+            raise Refusal("invalid_field", i18n.texts(key, field=name, char=bad))
 
     def _check_references(self, type_: str, fields: dict[str, Any]) -> None:
         product_id = fields.get("product_id")
@@ -324,10 +314,10 @@ class Protocol:
             return
         product = self.products.get(product_id)
         if product is None:
-            raise Reject("not_found", i18n.texts("error.no_product", product_id=product_id))
+            raise Refusal("not_found", i18n.texts("error.no_product", product_id=product_id))
         name = fields.get("characteristic")
         if name is not None and all(c.name != name for c in product.characteristics):
-            raise Reject("not_found", i18n.texts("error.no_characteristic", product_id=product_id, characteristic=name))
+            raise Refusal("not_found", i18n.texts("error.no_characteristic", product_id=product_id, characteristic=name))
 
 
 def _expected(spec: F) -> dict[str, str]:

@@ -26,11 +26,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
+from gateway.alerts import ACTING_CLIENT, AlertService
 from gateway.config import Config
 from gateway.core.listen_error import is_bind_error, listen_error
 from gateway.core.model import Event
 from gateway.core.secrets import read_secret
+from gateway.core.texts import Refusal
 from gateway.outputs.base import Output
 from gateway.outputs.websocket.http import (
     STATIC_DIR,
@@ -83,7 +84,6 @@ class LineServer(Output):
     """Serves the endpoints on `server.listen`; `start()`/`stop()` (stop closes clients with 1001)."""
 
     name = "clients"  # its stats in /healthz: the WebSocket clients
-    from_outbox = False  # it takes events from memory: the screens must see a STORAGE alert before it is stored
     stop_timeout = 1.5
 
     def __init__(self, config: Config, store: Any, alerts: AlertService, hub: Hub, *,
@@ -403,7 +403,6 @@ class LineServer(Output):
                                                  f["message"], user=f["user"] or session.client_name,
                                                  characteristic=f["characteristic"])
             elif command.type == "recalculate_limits":
-                self.alerts.refuse_if_unwritable()  # a limits version that cannot be stored is not kept waiting
                 limits = await self.recalculate(f["product_id"], f["characteristic"], user=f["user"],
                                                 reason=f["reason"], from_subgroup=f["from_subgroup"],
                                                 subgroups=f["subgroups"])
@@ -411,13 +410,12 @@ class LineServer(Output):
             else:  # pragma: no cover - the schema and this table list the same commands
                 raise AssertionError(command.type)
             return self.protocol.reply(command, "result", alert=alert)
-        except AlertError as exc:
-            return self.protocol.error(exc.code, exc.texts or exc.message, command.request_id)
+        except Refusal as exc:
+            return self.protocol.error(exc.code, exc.texts, command.request_id)
         except LookupError as exc:
             return self.protocol.error("not_found", str(exc), command.request_id)
-        except ValueError as exc:  # an i18n.TextError carries its words in every language
-            return self.protocol.error(getattr(exc, "code", "invalid_field"), getattr(exc, "texts", None) or str(exc),
-                                       command.request_id)
+        except ValueError as exc:
+            return self.protocol.error("invalid_field", str(exc), command.request_id)
 
     async def _measurements(self, command: Command) -> dict[str, Any]:
         f = command.fields
@@ -445,6 +443,10 @@ class LineServer(Output):
     def publish(self, events: list[Event]) -> None:
         """Committed events to every screen that carries them (the hub: one frame each, bounded queues)."""
         self.hub.publish(events)
+
+    def announce(self, events: list[Event]) -> None:
+        """The screens must see a STORAGE alert before it can be stored: sent now, without seq."""
+        self.hub.announce(events)
 
     def stats(self) -> dict[str, Any]:
         """The clients, their queues and the refused handshakes (`clients` in /healthz)."""

@@ -57,7 +57,12 @@ def summarize(values: list[float]) -> SubgroupSummary:
 
 
 class EstimateError(ValueError):
-    """The subgroups do not allow estimating limits (too few, or no within-subgroup data)."""
+    """The subgroups do not allow estimating limits (too few, or no within-subgroup data). `reason` names
+    the cause (no_values, imr_too_few, no_within, not_finite) for a caller that words it itself."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class PointLimits(NamedTuple):
@@ -119,5 +124,5 @@ def within_subgroups(summaries: list[SubgroupSummary]) -> list[SubgroupSummary]:
     """The subgroups that carry within-subgroup information (2 or more values); EstimateError if none."""
     usable = [s for s in summaries if s.n >= 2]
     if not usable:
-        raise EstimateError("no subgroup with 2 or more values to estimate the within-subgroup sigma")
+        raise EstimateError("no subgroup with 2 or more values to estimate the within-subgroup sigma", "no_within")
     return usable

@@ -22,7 +22,7 @@ class IndividualsMovingRange(ChartType):
 
     def estimate_sigma(self, summaries: list[SubgroupSummary]) -> float:
         if len(summaries) < 2:
-            raise EstimateError("an I-MR chart needs at least 2 individual values to estimate sigma")
+            raise EstimateError("an I-MR chart needs at least 2 individual values to estimate sigma", "imr_too_few")
         ranges = [abs(b.mean - a.mean) for a, b in zip(summaries, summaries[1:], strict=False)]
         return math.fsum(ranges) / len(ranges) / constants.d2(2)
 

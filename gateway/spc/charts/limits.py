@@ -59,7 +59,7 @@ def estimate_center(summaries: list[SubgroupSummary]) -> float:
     """Grand mean of all individual values (the n-weighted mean of subgroup means)."""
     total = sum(s.n for s in summaries)
     if total == 0:
-        raise EstimateError("no subgroups to estimate the center from")
+        raise EstimateError("no subgroups to estimate the center from", "no_values")
     return math.fsum(s.n * s.mean for s in summaries) / total
 
 
@@ -76,10 +76,10 @@ def estimate_limits(chart: ChartType, n: int, summaries: list[SubgroupSummary], 
         raise
     except (OverflowError, ValueError):  # math.fsum refuses sums beyond the float range, and inf - inf
         raise EstimateError("no control limits can be drawn from these subgroups: "
-                            "their sums overflow (values far beyond any measurement)") from None
+                            "their sums overflow (values far beyond any measurement)", "not_finite") from None
     version = make_limits(chart, n, center, sigma, source=source, effective_from=effective_from,
                           from_subgroup=from_subgroup, to_subgroup=to_subgroup)
     problem = version.problem()
     if problem is not None:
-        raise EstimateError(f"no control limits can be drawn from these subgroups: {problem}")
+        raise EstimateError(f"no control limits can be drawn from these subgroups: {problem}", "not_finite")
     return version
