@@ -12,9 +12,10 @@ import pytest
 
 from gateway.alerts import AlertService
 from gateway.alerts.types import ALERT_TYPES, AlertType, operator_alert_types
-from gateway.config import AlertPriority, load_config
+from gateway.config import AlertPriority
 from gateway.core import texts as core_texts
 from gateway.outputs.websocket import protocol
+from gateway.sources.registry import load_config
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gateway.alerts import AlertService
-from gateway.config import load_config
 from gateway.core.texts import Refusal
+from gateway.sources.registry import load_config
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
 

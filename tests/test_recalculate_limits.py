@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from gateway.alerts import AlertService
-from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.core.texts import LANGUAGES, Refusal, text
 from gateway.pipeline import Pipeline
+from gateway.sources.registry import load_config
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.store import Store
