@@ -71,7 +71,7 @@ def _indices(mean: float, sigma: float, lsl: float | None, usl: float | None) ->
 def compute(chart: ChartType, summaries: list[SubgroupSummary], lsl: float | None, usl: float | None,
             target: float | None = None) -> CapabilityResult:
     """Capability of the given subgroups against the spec, with the chart's own within sigma."""
-    if chart.individuals:
+    if chart.individual_values(summaries):
         return compute_individuals([s.mean for s in summaries], lsl, usl, target)
     count, mean, m2 = pooled_mean_m2(summaries)
     k = len(summaries)

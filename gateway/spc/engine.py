@@ -19,9 +19,10 @@ from typing import Any, NamedTuple
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
-from gateway.spc.charts.base import EstimateError, PointLimits, SubgroupSummary, summarize
+from gateway.spc.charts.base import ChartParameters, EstimateError, PointLimits, SubgroupSummary, summarize
 from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limits
 from gateway.spc.charts.registry import chart_named, default_chart
+from gateway.spc.charts.weighted import TimeWeighted, Tracker
 from gateway.spc.numeric import MAX_MAGNITUDE
 from gateway.spc.rules import DISPERSION_NAME, RuleSet, RuleWindow, Violation
 
@@ -47,9 +48,13 @@ class EngineSettings:
     capability_every: int = 25  # subgroups between two capability analyses
     capability_window: int = 100  # subgroups the analysis looks back over (and the memory kept)
     min_cpk: float = 1.33
+    parameters: ChartParameters = ChartParameters()  # EWMA lambda, L; CUSUM k, h, fir
 
     def __post_init__(self) -> None:
         chart = chart_named(self.chart)  # UnknownChart, a ValueError, lists the known ones
+        problem = self.parameters.problem()
+        if problem is not None:
+            raise ValueError(f"chart parameters: {problem}")
         if chart.individuals and self.subgroup_size != 1:
             raise ValueError(f"an {chart.name} chart charts individual values: subgroup_size must be 1")
         if not 1 <= self.subgroup_size <= 100:
@@ -113,6 +118,14 @@ class SubgroupPoint(NamedTuple):
     z: float | None
     is_within_control: bool | None
     at: float
+    # time-weighted charts: EWMA's z_i (None: the chart plots `mean`, or CUSUM its two sums), CUSUM's
+    # C+ and C- with their runs N+ and N-, and at a CUSUM signal the estimated new process mean
+    plotted: float | None = None
+    cusum_upper: float | None = None
+    cusum_lower: float | None = None
+    run_upper: int | None = None
+    run_lower: int | None = None
+    shift: float | None = None
 
 
 class IngestResult(NamedTuple):
@@ -155,6 +168,7 @@ class CharacteristicEngine:
         self.capability_every = s.capability_every
         self._limits: LimitsVersion | None = None
         self._table: list[PointLimits] = []
+        self.tracker: Tracker | None = None  # EWMA/CUSUM statistic under the limits in force
         self._announce = False  # fixed limits not yet reported as a version
         self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
         if state is not None and self._restore(state):
@@ -178,6 +192,9 @@ class CharacteristicEngine:
         # that the table holds one type
         self._table = [table[0], *table]
         self.window.reset()
+        if isinstance(self.chart, TimeWeighted):  # a new limits version starts a new statistic
+            self.tracker = self.chart.start_tracker(version.center, version.sigma, self.size,
+                                                    self.settings.parameters)
         self.baseline = []
 
     def recalculate(self, subgroups: list[list[float]], *, source: str = "recalculated",
@@ -321,6 +338,8 @@ class CharacteristicEngine:
             return IngestResult(sample, number, in_spec, None, point, NO_VIOLATIONS, new_limits, capability)
         p = self._table[n]
         z = (mean - limits.center) * p.inverse_se
+        if self.tracker is not None:
+            return self._tracked(number, n, mean, rng, stdev, z, at, sample, in_spec, new_limits, capability)
         within = -3.0 <= z <= 3.0
         # a dispersion value exists only where the table has its limits (n >= 2, or I-MR)
         dispersion_beyond = (dispersion is not None and p.dispersion_ucl is not None
@@ -337,6 +356,23 @@ class CharacteristicEngine:
                               p.dispersion_center, p.dispersion_ucl, p.dispersion_lcl, dispersion_rules, z,
                               within, at)
         return IngestResult(sample, number, in_spec, within, point, violations, new_limits, capability)
+
+    def _tracked(self, number: int, n: int, mean: float, rng: float | None, stdev: float | None, z: float,
+                 at: float, sample: int, in_spec: bool | None, new_limits: LimitsVersion | None,
+                 capability: CapabilityResult | None) -> IngestResult:
+        """A subgroup on an EWMA or CUSUM chart: only the beyond-limits test, reported as rule 1."""
+        assert self.tracker is not None and self._limits is not None and isinstance(self.chart, TimeWeighted)
+        center = self._limits.center
+        # a short subgroup's mean rescaled to the nominal size (charts/weighted.py)
+        t = self.tracker.push(mean if n == self.size else center + (mean - center) * math.sqrt(n / self.size))
+        violations: list[Violation] | tuple[Violation, ...] = NO_VIOLATIONS
+        rules: tuple[int, ...] = ()
+        if t.beyond:
+            violations, rules = [Violation(1, self.chart.beyond_name, number, (number,), "location")], (1,)
+        point = SubgroupPoint(number, n, mean, rng, stdev, t.center, t.ucl, t.lcl, rules, None, None, None,
+                              None, (), z, not t.beyond, at, t.value, t.upper, t.lower, t.run_upper,
+                              t.run_lower, t.shift)
+        return IngestResult(sample, number, in_spec, not t.beyond, point, violations, new_limits, capability)
 
     def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool
                     ) -> tuple[list[Violation] | tuple[Violation, ...], tuple[int, ...], tuple[int, ...]]:
@@ -371,7 +407,10 @@ class CharacteristicEngine:
 
     def _fingerprint(self) -> list[object]:
         s = self.settings
-        return [s.chart, s.subgroup_size, s.center, s.sigma, s.convention, list(s.tests)]
+        fingerprint: list[object] = [s.chart, s.subgroup_size, s.center, s.sigma, s.convention, list(s.tests)]
+        if isinstance(self.chart, TimeWeighted):  # other charts take no parameters: their states stay valid
+            fingerprint.append(list(s.parameters))
+        return fingerprint
 
     def state(self) -> dict[str, Any]:
         """Small JSON-able dict from which `CharacteristicEngine(settings, state)` continues exactly."""
@@ -387,6 +426,7 @@ class CharacteristicEngine:
             "limits": self._limits.to_dict() if self._limits is not None else None,
             "announce": self._announce,
             "rules": self.window.to_state(),
+            "tracker": self.tracker.to_state() if self.tracker is not None else None,
             "baseline": [list(b) for b in self.baseline],
             "capability": list(self.capability_window) if self.individuals
             else [list(b) for b in self.capability_window],
@@ -435,6 +475,8 @@ class CharacteristicEngine:
         self.previous = state["previous"]
         self._announce = bool(state["announce"])
         self.window.restore(state["rules"])
+        if self.tracker is not None and state.get("tracker") is not None:
+            self.tracker.restore(state["tracker"])
         self.baseline = [SubgroupSummary(*b) for b in state["baseline"]]
         self.capability_window.extend(state["capability"] if self.individuals
                                       else (SubgroupSummary(*b) for b in state["capability"]))

@@ -22,14 +22,16 @@ from typing import Any, TextIO, overload
 
 from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
+from gateway.spc.charts.weighted import TimeWeighted
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, bad_reading, reading_problem
 from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
 NEGATIVE_NUMBER = re.compile(r"^-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
-NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target"})
+NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target", "--lambda", "--L", "--k", "--h"})
 
 
 def option_number(text: str) -> float:
@@ -85,6 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lsl", type=option_number, metavar="X", help="lower specification limit")
     parser.add_argument("--usl", type=option_number, metavar="Y", help="upper specification limit")
     parser.add_argument("--target", type=option_number, metavar="T", help="target (for Cpm; default the midpoint)")
+    parser.add_argument("--lambda", dest="lam", type=option_number, metavar="W",
+                        help="ewma: weight of the newest subgroup mean, in (0, 1] (default 0.2)")
+    parser.add_argument("--L", dest="L", type=option_number, metavar="L",
+                        help="ewma: limits L standard errors of the EWMA wide (default 3)")
+    parser.add_argument("--k", dest="k", type=option_number, metavar="K",
+                        help="cusum: reference value in standard errors of the mean (default 0.5)")
+    parser.add_argument("--h", dest="h", type=option_number, metavar="H",
+                        help="cusum: decision interval in standard errors of the mean (default 5)")
+    parser.add_argument("--fir", action="store_true", help="cusum: start both sums at H/2 (fast initial response)")
     parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
 
 
@@ -278,7 +289,9 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], **options) -> tuple[d
 def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
                    rules: str = "nelson", phase1: int | None = None, center: float | None = None,
                    sigma: float | None = None, lsl: float | None = None, usl: float | None = None,
-                   target: float | None = None) -> tuple[dict, Iterator[dict], CapabilityResult | None]:
+                   target: float | None = None, lam: float | None = None, L: float | None = None,
+                   k: float | None = None, h: float | None = None, fir: bool = False
+                   ) -> tuple[dict, Iterator[dict], CapabilityResult | None]:
     """The analysis without its points, the points one by one, and the capability result.
 
     The points are evaluated as they are taken: a file of millions of rows is written point by point
@@ -307,20 +320,28 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
         chart_type = default_chart(nominal) if chart is None else chart_named(chart)
     except ValueError as e:  # UnknownChart: only from a caller in code, the command line offers CHARTS
         raise InputError(str(e)) from None
+    parameters = _parameters(chart_type, {"--lambda": lam, "--L": L, "--k": k, "--h": h, "--fir": fir})
+    weighted = chart_type if isinstance(chart_type, TimeWeighted) else None
+    if weighted is not None and len(sizes) > 1:
+        odd = next(label for label, v in subgroups if len(v) != nominal)
+        raise InputError(f"an {chart_type.name} chart needs subgroups of one size: subgroup {odd!r} has "
+                         f"{len(subgroups[[lb for lb, _ in subgroups].index(odd)][1])} values, most have {nominal}")
     if chart_type.individuals and largest > 1:
         raise InputError(f"an {chart_type.name} chart takes one value per subgroup; subgroup "
                          f"{next(label for label, v in subgroups if len(v) > 1)!r} has more")
-    k = len(subgroups) if phase1 is None else phase1
-    if k > len(subgroups):
+    phases = len(subgroups) if phase1 is None else phase1
+    if phases > len(subgroups):
         raise InputError(f"--phase1 {phase1}: the file has only {len(subgroups)} subgroups")
-    if chart_type.individuals and center is None and k < chart_type.min_baseline:
+    if (chart_type.individuals or weighted is not None and largest == 1) and center is None \
+            and phases < chart_type.min_baseline:
         # sigma of an individuals chart comes from moving ranges: one value has none
         raise InputError(f"--phase1 {phase1}: an {chart_type.name} chart estimates sigma from moving ranges "
                          "and needs at least 2 subgroups" if phase1 is not None else
                          f"the file has only 1 value: an {chart_type.name} chart needs at least 2 to estimate limits "
                          "(or give fixed limits with --center and --sigma)")
-    common: dict[str, Any] = {"chart": chart_type.name, "subgroup_size": largest, "lsl": lsl, "usl": usl, "target": target,
-              "convention": convention, "tests": tests}
+    common: dict[str, Any] = {"chart": chart_type.name, "subgroup_size": largest, "lsl": lsl, "usl": usl,
+                              "target": target, "convention": convention, "tests": tests, "parameters": parameters}
+    k = phases
     try:
         # pass 1: learn the limits (unless fixed) and the capability from the phase-I subgroups
         learner = CharacteristicEngine(EngineSettings(
@@ -351,24 +372,60 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
         raise InputError(str(e)) from None
     assert center is not None and sigma is not None  # both given (the settings check it) or learned
     location = chart_type.point_limits(center, sigma, nominal)
-    head = _clean({
-        "chart": chart_type.name,
-        "subgroups": len(subgroups),
-        "limits": {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma},
-        "dispersion": {"chart": chart_type.dispersion_name, "center": location.dispersion_center,
-                       "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl},
-    })
+    if weighted is not None:
+        limits: dict[str, Any] = {"center": center, "lcl": None, "ucl": None, "sigma": sigma,
+                                  **weighted.overall_limits(center, sigma, nominal, parameters)}
+        dispersion: dict[str, Any] | None = None  # time-weighted charts draw no dispersion chart
+    else:
+        limits = {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma}
+        dispersion = {"chart": chart_type.dispersion_name, "center": location.dispersion_center,
+                      "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl}
+    head = _clean({"chart": chart_type.name, "subgroups": len(subgroups), "limits": limits,
+                   "dispersion": dispersion})
     if (lsl is not None or usl is not None) and capability is not None:  # a spec gives a capability
         head["capability"] = _clean(_capability_json(capability))
 
     def points() -> Iterator[dict]:
         for label, values in subgroups:
             p = _feed(evaluator, values)
-            yield {"subgroup": label, "n": p.n, "value": finite_or_none(p.mean),
-                   "dispersion": None if p.dispersion is None else finite_or_none(p.dispersion),
-                   "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations)}
+            point = {"subgroup": label, "n": p.n,
+                     "value": finite_or_none(p.mean if weighted is None else p.plotted),
+                     "dispersion": None if p.dispersion is None else finite_or_none(p.dispersion),
+                     "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations),
+                     "center": _float(p.center), "lcl": _float(p.lcl), "ucl": _float(p.ucl)}
+            if p.cusum_upper is not None:
+                point.update(cusum_upper=_float(p.cusum_upper), cusum_lower=_float(p.cusum_lower),
+                             run_upper=p.run_upper, run_lower=p.run_lower)
+            yield point
 
     return head, points(), capability
+
+
+def _float(x: float | None) -> float | None:
+    return None if x is None else finite_or_none(x)
+
+
+# the options of the time-weighted charts -> ChartParameters fields
+PARAMETER_OPTIONS = {"--lambda": "lam", "--L": "L", "--k": "k", "--h": "h", "--fir": "fir"}
+
+
+def _parameters(chart_type: Any, given: dict[str, Any]) -> ChartParameters:
+    """The chart's parameters from the options given (option -> value, None or False when not given);
+    UsageError for an option the chart does not take, InputError naming one out of its range."""
+    chosen = {}
+    for option, value in given.items():
+        if value is None or value is False:
+            continue
+        field = PARAMETER_OPTIONS[option]
+        if field not in chart_type.parameters:
+            owners = " or ".join(c.name for c in CHARTS.values() if field in c.parameters)
+            raise UsageError(f"{option} applies to --chart {owners}, not {chart_type.name}")
+        chosen[field] = value
+    parameters = ChartParameters()._replace(**chosen)
+    for field, reason in parameters.problems().items():
+        option = next(o for o, f in PARAMETER_OPTIONS.items() if f == field)
+        raise InputError(f"{option} {getattr(parameters, field)!r}: {reason}")
+    return parameters
 
 
 def _capability_json(c: CapabilityResult) -> dict:
@@ -402,19 +459,25 @@ def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: f
                 reason: str | None = None) -> None:
     """format_table, written line by line as the points come."""
     lim, disp = head["limits"], head["dispersion"]
-    out.write("\n".join([
-        f"chart {head['chart']}, {head['subgroups']} subgroups",
-        f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
-        f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}",
-        f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
-        f"UCL {_number(disp['ucl'])}", "",
-        f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  dispersion"]) + "\n")
+    extra = "".join(f"  {key.upper()} {_number(lim[key])}" for key in ("h", "k") if key in lim)
+    lines = [f"chart {head['chart']}, {head['subgroups']} subgroups",
+             f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
+             f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}{extra}"]
+    if disp is not None:
+        lines.append(f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
+                     f"UCL {_number(disp['ucl'])}")
+    out.write("\n".join([*lines, "", f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  "
+                         "dispersion  limits"]) + "\n")
     flagged = []
     for p in points:
         tests = ",".join(map(str, p["violations"])) or "-"
         dtests = ",".join(map(str, p["dispersion_violations"])) or "-"
+        limits = f"{_number(p.get('lcl'))} .. {_number(p.get('ucl'))}"
+        if "cusum_upper" in p:  # the two sums instead of a value
+            limits += (f"  C+ {_number(p['cusum_upper'])} (N+ {p['run_upper']})"
+                       f"  C- {_number(p['cusum_lower'])} (N- {p['run_lower']})")
         out.write(f"{p['subgroup']:>10} {p['n']:>3} {_number(p['value'], 10):>14} "
-                  f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests}\n")
+                  f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests:<10}  {limits}\n")
         if p["violations"] or p["dispersion_violations"]:
             flagged.append(p["subgroup"])
     lines = ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
@@ -456,7 +519,8 @@ def run(args: argparse.Namespace) -> int:
         except UnicodeDecodeError as e:
             raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
         options = {"chart": args.chart, "rules": args.rules, "phase1": args.phase1, "center": args.center,
-                   "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target}
+                   "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target,
+                   "lam": args.lam, "L": args.L, "k": args.k, "h": args.h, "fir": args.fir}
         head, points, capability = analyze_stream(subgroups, **options)
     except UsageError as e:
         print(f"spc-gateway analyze: error: {e}", file=sys.stderr)

@@ -71,6 +71,39 @@ class PointLimits(NamedTuple):
     dispersion_lcl: float | None
 
 
+class ChartParameters(NamedTuple):
+    """The parameters of the time-weighted charts (the Shewhart and attribute charts take none).
+
+    EWMA: weight `lam` of the newest mean and limits `L` standard errors of the EWMA wide; CUSUM:
+    reference value `k` and decision interval `h` in standard errors of the mean, and `fir` (fast initial
+    response) starting both sums at h/2. Defaults: qcc's and Montgomery's (lambda 0.2, L 3; k 0.5, h 5).
+    """
+
+    lam: float = 0.2
+    L: float = 3.0
+    k: float = 0.5
+    h: float = 5.0
+    fir: bool = False
+
+    def problems(self) -> dict[str, str]:
+        """Why a parameter cannot chart anything, by field name (empty when all can)."""
+        found = {}
+        if not 0.0 < self.lam <= 1.0:
+            found["lam"] = "lambda must be in (0, 1]"
+        if not 0.0 < self.L <= 1e6:
+            found["L"] = "L must be positive (and at most 1e6)"
+        if not 0.0 <= self.k <= 1e6:
+            found["k"] = "k must be 0 or more (and at most 1e6)"
+        if not 0.0 < self.h <= 1e6:
+            found["h"] = "h must be positive (and at most 1e6)"
+        return found
+
+    def problem(self) -> str | None:
+        """All problems in one sentence, or None."""
+        found = self.problems()
+        return "; ".join(f"{reason}, not {getattr(self, field)!r}" for field, reason in found.items()) or None
+
+
 class ChartType(ABC):
     """One kind of control chart: what the engine, the limits and the capability analysis ask of it.
 
@@ -85,6 +118,15 @@ class ChartType(ABC):
     # range of two consecutive values, and the subgroup size must be 1
     individuals: ClassVar[bool] = False
     min_baseline: ClassVar[int] = 1  # the fewest subgroups its sigma can be estimated from
+    # "shewhart": each point against center +- 3 standard errors, with the run rules;
+    # "time_weighted": EWMA/CUSUM, a statistic carried from point to point (start_tracker), only test 1;
+    # "attribute": counts in samples (p, np, c, u), one sample per point (see attribute.py)
+    kind: ClassVar[str] = "shewhart"
+    parameters: ClassVar[tuple[str, ...]] = ()  # the ChartParameters fields it uses
+
+    def individual_values(self, summaries: list[SubgroupSummary]) -> bool:
+        """Whether capability treats these subgroups as individual values (I-MR's estimators)."""
+        return self.individuals
 
     @abstractmethod
     def estimate_sigma(self, summaries: list[SubgroupSummary]) -> float:
@@ -95,8 +137,9 @@ class ChartType(ABC):
         """(center, ucl, lcl) of the dispersion chart for subgroup size n; None when nothing is plotted."""
 
     @abstractmethod
-    def dispersion(self, subgroup_range: float, stdev: float) -> float:
-        """The dispersion plotted for a closed subgroup of 2 or more values (not called on individuals)."""
+    def dispersion(self, subgroup_range: float, stdev: float) -> float | None:
+        """The dispersion plotted for a closed subgroup of 2 or more values (not called on individuals);
+        None when the chart has no dispersion chart."""
 
     def point_limits(self, center: float, sigma: float, n: int) -> PointLimits:
         """Location and dispersion limits for one subgroup size."""
