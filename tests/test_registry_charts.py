@@ -67,7 +67,7 @@ def test_no_chart_name_in_python_code_outside_spc_charts() -> None:
     found = [f"{path.relative_to(GATEWAY.parent)}:{number}: {line.strip()}"
              for path in sorted(GATEWAY.rglob("*.py")) if CHART_PACKAGE not in path.parents
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if names.search(line)]
+             if names.search(line.replace('find_library("c")', ""))]  # the C library is not the c chart
     assert not found, "chart names outside gateway/spc/charts/ (ask spc.charts.registry):\n" + "\n".join(found)
 
 

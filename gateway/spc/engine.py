@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.charts.attribute import AttributeChart, Sample
 from gateway.spc.charts.base import ChartParameters, EstimateError, PointLimits, SubgroupSummary, summarize
 from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limits
 from gateway.spc.charts.registry import chart_named, default_chart
@@ -59,12 +60,15 @@ class EngineSettings:
             raise ValueError(f"an {chart.name} chart charts individual values: subgroup_size must be 1")
         if not 1 <= self.subgroup_size <= 100:
             raise ValueError(f"subgroup_size {self.subgroup_size} is outside 1..100")
-        if (self.center is None) != (self.sigma is None):
+        plain_attribute = isinstance(chart, AttributeChart) and not chart.laney
+        if (self.center is None) != (self.sigma is None) and not (plain_attribute and self.sigma is None):
+            # an attribute chart's fixed limits are its rate alone (sigma is Laney's sigma_Z, 1 otherwise)
             raise ValueError("fixed limits need both center and sigma")
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"sigma must be positive, not {self.sigma}")
-        if self.center is not None and self.sigma is not None:
-            problem = make_limits(chart, self.subgroup_size, self.center, self.sigma, source="fixed",
+        if self.center is not None and (self.sigma is not None or plain_attribute):
+            problem = make_limits(chart, self.subgroup_size, self.center, 1.0 if self.sigma is None else self.sigma,
+                                  source="fixed",
                                   effective_from=0.0).problem()
             if problem is not None:
                 raise ValueError(f"fixed limits cannot be used: {problem}")
@@ -126,6 +130,7 @@ class SubgroupPoint(NamedTuple):
     run_upper: int | None = None
     run_lower: int | None = None
     shift: float | None = None
+    sample_size: float | None = None  # attribute charts: the sample's n (`n` is 1, one sample a point)
 
 
 class IngestResult(NamedTuple):
@@ -171,11 +176,13 @@ class CharacteristicEngine:
         self.tracker: Tracker | None = None  # EWMA/CUSUM statistic under the limits in force
         self._announce = False  # fixed limits not yet reported as a version
         self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
+        self.attribute = self.chart if isinstance(self.chart, AttributeChart) else None
+        self.samples: list[Sample] = []  # attribute charts: the baseline's samples
         if state is not None and self._restore(state):
             return
-        if s.center is not None and s.sigma is not None:  # s.fixed (settings require both or neither)
-            self._install(make_limits(self.chart, self.size, s.center, s.sigma, source="fixed",
-                                      effective_from=0.0))
+        if s.center is not None:  # s.fixed (sigma with it, or an attribute chart's rate alone)
+            self._install(make_limits(self.chart, self.size, s.center, 1.0 if s.sigma is None else s.sigma,
+                                      source="fixed", effective_from=0.0))
             self._announce = True
 
     # ------------------------------------------------------------ limits
@@ -374,6 +381,54 @@ class CharacteristicEngine:
                               t.run_lower, t.shift)
         return IngestResult(sample, number, in_spec, not t.beyond, point, violations, new_limits, capability)
 
+    def ingest_count(self, count: int, n: float | None, at: float) -> IngestResult:
+        """One attribute sample (count nonconforming parts or defects in n parts or units): one point.
+
+        The caller has checked it (core.model.Measurement.attribute_problem, and
+        AttributeChart.problem for count <= n). A c chart takes no n (one inspection unit)."""
+        chart = self.attribute
+        if chart is None:
+            raise TypeError(f"chart {self.chart.name} charts measured values, not counts")
+        sample = self.sample_number = self.sample_number + 1
+        self.last_at = at
+        number = self.subgroup_number = self.subgroup_number + 1
+        size = float(n) if n is not None and chart.uses_n else 1.0
+        taken = Sample(count, size)
+        value = chart.value(taken)
+        new_limits = None
+        if self._announce and self._limits is not None:
+            self._announce = False
+            new_limits = self._limits = self._limits._replace(effective_from=at)
+        limits = self._limits
+        if limits is None:
+            self.samples.append(taken)
+            if len(self.samples) >= self.settings.baseline_subgroups:
+                k = len(self.samples)
+                try:
+                    rate, sigma_z = chart.estimate(self.samples)
+                    new_limits = make_limits(chart, max(1, round(math.fsum(s.n for s in self.samples) / k)), rate,
+                                             sigma_z, source="learned", effective_from=at,
+                                             from_subgroup=number - k + 1, to_subgroup=number)
+                    if new_limits.problem() is not None:
+                        raise EstimateError(new_limits.problem())
+                    self._install(new_limits)
+                except EstimateError:
+                    new_limits = None
+                    self.samples = []
+                    self.refused_baselines += 1
+            point = SubgroupPoint(number, 1, value, None, None, None, None, None, (), None, None, None, None,
+                                  (), None, None, at, sample_size=size)
+            return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, None)
+        p = chart.limits(limits.center, limits.sigma, size)
+        z = (value - p.center) * p.inverse_sd
+        within = -3.0 <= z <= 3.0
+        fired = self.window.push(z, value) & self.enabled
+        violations, rules, _ = (self._violations(fired, number, z, False) if fired
+                                else (NO_VIOLATIONS, (), ()))
+        point = SubgroupPoint(number, 1, value, None, None, p.center, p.ucl, p.lcl, rules, None, None, None,
+                              None, (), z, within, at, sample_size=size)
+        return IngestResult(sample, number, None, within, point, violations, new_limits, None)
+
     def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool
                     ) -> tuple[list[Violation] | tuple[Violation, ...], tuple[int, ...], tuple[int, ...]]:
         """(violations, location rule numbers, dispersion rule numbers) in the convention's numbering."""
@@ -431,6 +486,7 @@ class CharacteristicEngine:
             "capability": list(self.capability_window) if self.individuals
             else [list(b) for b in self.capability_window],
             "since_capability": self.since_capability,
+            **({"samples": [[s.count, s.n] for s in self.samples]} if self.attribute is not None else {}),
         }
 
     def _numbers_fit(self, state: dict[str, Any]) -> bool:
@@ -481,4 +537,5 @@ class CharacteristicEngine:
         self.capability_window.extend(state["capability"] if self.individuals
                                       else (SubgroupSummary(*b) for b in state["capability"]))
         self.since_capability = int(state["since_capability"])
+        self.samples = [Sample(*s) for s in state.get("samples", ())]
         return True

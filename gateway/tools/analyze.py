@@ -22,11 +22,13 @@ from typing import Any, TextIO, overload
 
 from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.charts.attribute import AttributeChart
 from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted
 from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, bad_reading, reading_problem
+from gateway.tools.analyze_attribute import DEFAULT_RULES, SampleError, analyze_samples, read_samples
 from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
 
 MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
@@ -78,8 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="without a `subgroup` column: cut consecutive rows into subgroups of N (default 1)")
     parser.add_argument("--chart", choices=list(CHARTS),
                         help=f"default: {DEFAULT_CHART_RULE}")
-    parser.add_argument("--rules", default="nelson", metavar="nelson|western_electric|LIST",
-                        help="rule set (default nelson); LIST of Nelson test numbers like 1,2,5")
+    parser.add_argument("--rules", metavar="nelson|western_electric|LIST",
+                        help="rule set (default nelson; 1,2,3,4 on attribute charts); LIST of Nelson test "
+                             "numbers like 1,2,5")
     parser.add_argument("--phase1", type=int, metavar="K", help="estimate limits from the first K subgroups")
     parser.add_argument("--center", type=option_number, metavar="C", help="fixed limits: the process mean")
     parser.add_argument("--sigma", type=option_number, metavar="S",
@@ -482,7 +485,9 @@ def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: f
             flagged.append(p["subgroup"])
     lines = ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
     cap = head.get("capability")
-    if cap is not None:
+    if cap is not None and "cp" not in cap:  # an attribute chart's
+        lines.append("capability: " + "  ".join(f"{key} {_number(value, 6)}" for key, value in cap.items()))
+    elif cap is not None:
         lines.append(f"capability (n = {cap['n']}): Cp {_number(cap['cp'], 4)}  Cpk {_number(cap['cpk'], 4)}"
                      f" (lower 95% bound {_number(cpk_lower, 4)})  Pp {_number(cap['pp'], 4)}"
                      f"  Ppk {_number(cap['ppk'], 4)}  Cpm {_number(cap['cpm'], 4)}")
@@ -507,6 +512,11 @@ def write_json(head: dict, points: Iterable[dict], out: TextIO) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `spc-gateway analyze`: 0 done, 1 bad input, 2 bad usage."""
+    chart = chart_named(args.chart) if args.chart is not None else None
+    if isinstance(chart, AttributeChart):
+        return _run_attribute(args, chart)
+    if args.rules is None:
+        args.rules = "nelson"
     try:
         if args.subgroup_size < 1 or args.subgroup_size > MAX_SUBGROUP_SIZE:
             raise UsageError(f"--subgroup-size {args.subgroup_size} is outside 1..{MAX_SUBGROUP_SIZE}")
@@ -531,6 +541,47 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "table":
         extra: dict[str, Any] = {"cpk_lower": capability.cpk_lower, "reason": capability.reason} if capability else {}
         write_table(head, points, sys.stdout, **extra)
+    else:
+        write_json(head, points, sys.stdout)
+    return 0
+
+
+def _run_attribute(args: argparse.Namespace, chart: AttributeChart) -> int:
+    """`analyze --chart p|np|c|u|laney_p|laney_u`: counts per sample (analyze_attribute.py)."""
+    try:
+        convention, tests = parse_rules(args.rules or DEFAULT_RULES)
+        for option, given in (("--sigma", args.sigma), ("--lsl", args.lsl), ("--usl", args.usl),
+                              ("--target", args.target)):
+            if given is not None:
+                raise UsageError(f"{option} does not apply to a {chart.name} chart (--center is the known "
+                                 f"{'fraction nonconforming p-bar' if chart.defectives else 'rate c-bar or u-bar'})")
+        _parameters(chart, {"--lambda": args.lam, "--L": args.L, "--k": args.k, "--h": args.h, "--fir": args.fir})
+        if args.phase1 is not None and args.phase1 < 1:
+            raise UsageError(f"--phase1 {args.phase1}: at least 1 sample")
+        if args.center is not None and (args.center < 0 or chart.defectives and args.center > 1):
+            raise UsageError(f"--center {args.center!r}: a {'fraction from 0 to 1' if chart.defectives else 'rate >= 0'}")
+        try:
+            with open(args.csv, newline="", encoding="utf-8-sig") as f:
+                samples = read_samples(f, args.csv, chart)
+        except OSError as e:
+            raise InputError(f"{args.csv}: cannot read the file: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
+        except SampleError as e:
+            raise InputError(str(e)) from None
+        try:
+            head, points = analyze_samples(samples, chart, convention=convention, tests=tests,
+                                           phase1=args.phase1, center=args.center)
+        except ValueError as e:  # SampleError, EstimateError, settings the engine refuses
+            raise InputError(str(e)) from None
+    except UsageError as e:
+        print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
+        return 2
+    except InputError as e:
+        print(f"spc-gateway analyze: {e}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        write_table(head, points, sys.stdout)
     else:
         write_json(head, points, sys.stdout)
     return 0
