@@ -141,7 +141,8 @@ def test_defaults_and_keys(tmp_path, capsys):
     _, out, _ = run_cli(capsys, path, "--subgroup-size", 12, "--usl", 11)
     r = json.loads(out)
     assert r["chart"] == "xbar_s" and r["dispersion"]["chart"] == "s"
-    assert set(r["capability"]) == {"cp", "cpk", "pp", "ppk", "cpm", "sigma_within", "sigma_overall", "n"}
+    assert set(r["capability"]) == {"cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "sigma_within", "sigma_overall",
+                                    "n"}  # cpk_lower: Bissell's bound (issue 15, item 5)
     assert r["capability"]["cp"] is None  # one-sided; and only 5 subgroups: all null
     _, out, _ = run_cli(capsys, path, "--rules", "western_electric", "--center", 10.3, "--sigma", 0.2)
     r = json.loads(out)

@@ -223,7 +223,8 @@ class CharacteristicEngine:
 
     def _reset_open(self) -> None:
         self.open_n = 0
-        self.open_mean = 0.0
+        self.open_shift = 0.0  # the subgroup's first value: the others are accumulated as offsets from it
+        self.open_mean = 0.0  # mean offset from open_shift
         self.open_m2 = 0.0
         self.open_low = _INF
         self.open_high = -_INF
@@ -235,11 +236,15 @@ class CharacteristicEngine:
         in_spec = (self.lsl <= value <= self.usl) if self.has_spec else None
         if self.individuals:
             return self._individual(value, at, sample, in_spec)
-        # Welford: stable for values far from zero (NIST StRD NumAcc1)
+        # Welford about a shift (the first value): at 1e12 a float holds steps of 1.2e-4, so a running
+        # mean of the values themselves loses a spread of 1e-3; their offsets from the first keep all of it
         n = self.open_n = self.open_n + 1
-        delta = value - self.open_mean
+        if n == 1:
+            self.open_shift = value
+        offset = value - self.open_shift
+        delta = offset - self.open_mean
         mean = self.open_mean = self.open_mean + delta / n
-        self.open_m2 += delta * (value - mean)
+        self.open_m2 += delta * (offset - mean)
         if value < self.open_low:
             self.open_low = value
         if value > self.open_high:
@@ -295,7 +300,9 @@ class CharacteristicEngine:
     def _close(self, at: float, sample: int, in_spec: bool | None) -> IngestResult:
         number = self.subgroup_number = self.subgroup_number + 1
         n = self.open_n
-        mean = self.open_mean
+        offset = self.open_mean
+        shift = self.open_shift  # 0 on an I-MR chart: its value is open_mean itself
+        mean = shift + offset
         m2 = self.open_m2
         if self.individuals:
             self.open_n = 0
@@ -311,7 +318,7 @@ class CharacteristicEngine:
             else:
                 stdev = math.sqrt(m2 / (n - 1))
                 dispersion = self.chart.dispersion(rng, stdev)
-            summary = SubgroupSummary(n, mean, m2, rng)
+            summary = SubgroupSummary(n, mean, m2, rng, offset - (mean - shift))
             self._reset_open()
         new_limits = None
         if self._announce and self._limits is not None:  # announced limits are always installed
@@ -475,7 +482,7 @@ class CharacteristicEngine:
             "sample_number": self.sample_number,
             "subgroup_number": self.subgroup_number,
             "last_at": self.last_at,
-            "open": [self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high]
+            "open": [self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high, self.open_shift]
             if self.open_n else None,
             "previous": self.previous,
             "limits": self._limits.to_dict() if self._limits is not None else None,
@@ -493,7 +500,7 @@ class CharacteristicEngine:
         """Whether the kept values are all ones a reading within +-MAX_MAGNITUDE can produce."""
         spread = 2.0 * MAX_MAGNITUDE
 
-        def fits(n: float, mean: float, m2: float, rng: float) -> bool:
+        def fits(n: float, mean: float, m2: float, rng: float, *error: float) -> bool:
             # m2 may come out a rounding error below zero, never above what bounded readings give
             return abs(mean) <= MAX_MAGNITUDE and 0.0 <= rng <= spread and abs(m2) <= n * spread * spread
 
@@ -501,8 +508,8 @@ class CharacteristicEngine:
         if not self.individuals:
             summaries += state["capability"]
         if state["open"]:
-            n, mean, m2, low, high = state["open"]
-            summaries.append([n, mean, m2, high - low])
+            n, mean, m2, low, high, *shift = state["open"]
+            summaries.append([n, mean + (shift[0] if shift else 0.0), m2, high - low])
         singles = list(state["capability"]) if self.individuals else []
         if state["previous"] is not None:
             singles.append(state["previous"])
@@ -527,7 +534,9 @@ class CharacteristicEngine:
         if restored is not None:
             self._install(restored)
         if state["open"]:
-            self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high = state["open"]
+            # states written before the shift have 5 numbers and an absolute mean (a shift of 0)
+            self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high, *shift = state["open"]
+            self.open_shift = shift[0] if shift else 0.0
         self.previous = state["previous"]
         self._announce = bool(state["announce"])
         self.window.restore(state["rules"])

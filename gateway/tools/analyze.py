@@ -432,7 +432,7 @@ def _parameters(chart_type: Any, given: dict[str, Any]) -> ChartParameters:
 
 
 def _capability_json(c: CapabilityResult) -> dict:
-    return {"cp": c.cp, "cpk": c.cpk, "pp": c.pp, "ppk": c.ppk, "cpm": c.cpm,
+    return {"cp": c.cp, "cpk": c.cpk, "pp": c.pp, "ppk": c.ppk, "cpm": c.cpm, "cpk_lower": c.cpk_lower,
             "sigma_within": c.sigma_within, "sigma_overall": c.sigma_overall, "n": c.n}
 
 

@@ -26,12 +26,18 @@ HUGE_INVERSE = 1e300
 
 
 class SubgroupSummary(NamedTuple):
-    """What the charts need of one subgroup: size, mean, sum of squared deviations (M2), range."""
+    """What the charts need of one subgroup: size, mean, sum of squared deviations (M2), range.
+
+    `mean_error` is the part of the exact mean the float `mean` cannot hold (mean + mean_error is the
+    mean to twice the precision): at 1e12 a float steps by 1.2e-4, a tenth of a 1e-3 spread, and pooling
+    subgroup means that lost it would misstate sigma overall (capability.pooled_mean_m2 adds it back).
+    """
 
     n: int
     mean: float
     m2: float
     range: float
+    mean_error: float = 0.0
 
     @property
     def stdev(self) -> float | None:
@@ -40,20 +46,23 @@ class SubgroupSummary(NamedTuple):
 
 
 def summarize(values: list[float]) -> SubgroupSummary:
-    """Summary of one subgroup with Welford's update (the same arithmetic as the streaming engine)."""
+    """Summary of one subgroup with Welford's update about its first value (the same arithmetic as the
+    streaming engine): offsets from a value near them are exact, so values far from zero lose nothing."""
     n = 0
-    mean = m2 = 0.0
-    low = high = values[0]
+    offset = m2 = 0.0
+    shift = low = high = values[0]
     for x in values:
         n += 1
-        delta = x - mean
-        mean += delta / n
-        m2 += delta * (x - mean)
+        d = x - shift
+        delta = d - offset
+        offset += delta / n
+        m2 += delta * (d - offset)
         if x < low:
             low = x
         elif x > high:
             high = x
-    return SubgroupSummary(n, mean, m2, high - low)
+    mean = shift + offset
+    return SubgroupSummary(n, mean, m2, high - low, offset - (mean - shift))
 
 
 class EstimateError(ValueError):
@@ -131,6 +140,11 @@ class ChartType(ABC):
     @abstractmethod
     def estimate_sigma(self, summaries: list[SubgroupSummary]) -> float:
         """Within-subgroup sigma by the chart's own estimator; EstimateError when the data allow none."""
+
+    def sigma_df(self, summaries: list[SubgroupSummary]) -> float:
+        """Degrees of freedom of estimate_sigma's estimate, for the confidence bound of Cpk (Minitab,
+        "Potential capability: methods and formulas"); the chart types override it."""
+        return max(1.0, sum(s.n for s in summaries) - 1.0)
 
     @abstractmethod
     def dispersion_limits(self, sigma: float, n: int) -> tuple[float, float, float] | None:

@@ -71,6 +71,9 @@ class TimeWeighted(ChartType):
     def estimate_sigma(self, summaries: list[SubgroupSummary]) -> float:
         return self._estimator(summaries).estimate_sigma(summaries)
 
+    def sigma_df(self, summaries: list[SubgroupSummary]) -> float:
+        return self._estimator(summaries).sigma_df(summaries)
+
     def individual_values(self, summaries: list[SubgroupSummary]) -> bool:
         return all(s.n == 1 for s in summaries)
 
