@@ -25,7 +25,7 @@ from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limit
 from gateway.spc.charts.registry import chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted, Tracker
 from gateway.spc.numeric import MAX_MAGNITUDE
-from gateway.spc.rules import DISPERSION_NAME, RuleSet, RuleWindow, Violation
+from gateway.spc.rules import DISPERSION_NAME, Z_TOLERANCE, RuleSet, RuleWindow, Violation, on_boundary
 
 STATE_VERSION = 1
 NO_VIOLATIONS: tuple[Violation, ...] = ()
@@ -223,11 +223,9 @@ class CharacteristicEngine:
 
     def _reset_open(self) -> None:
         self.open_n = 0
-        self.open_shift = 0.0  # the subgroup's first value: the others are accumulated as offsets from it
-        self.open_mean = 0.0  # mean offset from open_shift
-        self.open_m2 = 0.0
-        self.open_low = _INF
-        self.open_high = -_INF
+        # the open subgroup's values (at most 100): summarized when it closes, in an order-independent
+        # way (charts.base.summarize), so two subgroups holding the same values plot the same mean
+        self.open_values: list[float] = []
 
     def ingest(self, value: float, at: float) -> IngestResult:
         """One measurement: spec verdict, and when it completes a subgroup, the chart's verdicts."""
@@ -236,19 +234,8 @@ class CharacteristicEngine:
         in_spec = (self.lsl <= value <= self.usl) if self.has_spec else None
         if self.individuals:
             return self._individual(value, at, sample, in_spec)
-        # Welford about a shift (the first value): at 1e12 a float holds steps of 1.2e-4, so a running
-        # mean of the values themselves loses a spread of 1e-3; their offsets from the first keep all of it
+        self.open_values.append(value)
         n = self.open_n = self.open_n + 1
-        if n == 1:
-            self.open_shift = value
-        offset = value - self.open_shift
-        delta = offset - self.open_mean
-        mean = self.open_mean = self.open_mean + delta / n
-        self.open_m2 += delta * (offset - mean)
-        if value < self.open_low:
-            self.open_low = value
-        if value > self.open_high:
-            self.open_high = value
         if n < self.size:
             return IngestResult(sample, self.subgroup_number + 1, in_spec, None, None, NO_VIOLATIONS,
                                 None, None)
@@ -259,7 +246,7 @@ class CharacteristicEngine:
         limits = self._limits
         if limits is None or self._announce:
             self.open_n = 1
-            self.open_mean = x
+            self.open_values = [x]
             return self._close(at, sample, in_spec)
         previous = self.previous
         self.previous = x
@@ -275,6 +262,10 @@ class CharacteristicEngine:
             self.since_capability = since
         p = self._table[1]
         z = (x - limits.center) * p.inverse_se
+        if -3.5 < z < 3.5:  # rules.on_boundary, inline on the hot path
+            whole = round(z)
+            if -Z_TOLERANCE < z - whole < Z_TOLERANCE:
+                z = float(whole)
         within = -3.0 <= z <= 3.0
         # an I-MR table always has the moving range's UCL; its LCL is 0
         beyond = (moving_range is not None and p.dispersion_ucl is not None
@@ -300,26 +291,23 @@ class CharacteristicEngine:
     def _close(self, at: float, sample: int, in_spec: bool | None) -> IngestResult:
         number = self.subgroup_number = self.subgroup_number + 1
         n = self.open_n
-        offset = self.open_mean
-        shift = self.open_shift  # 0 on an I-MR chart: its value is open_mean itself
-        mean = shift + offset
-        m2 = self.open_m2
+        values = self.open_values
+        self._reset_open()
         if self.individuals:
-            self.open_n = 0
+            mean = values[0]
             previous = self.previous
             dispersion = rng = None if previous is None else abs(mean - previous)
             self.previous = mean
             stdev = None
             summary: SubgroupSummary | float = mean  # the capability window of an I-MR chart keeps plain values
         else:
-            rng = self.open_high - self.open_low
+            summary = summarize(values)
+            mean, rng = summary.mean, summary.range
             if n == 1:
                 stdev = dispersion = None
             else:
-                stdev = math.sqrt(m2 / (n - 1))
+                stdev = math.sqrt(summary.m2 / (n - 1))
                 dispersion = self.chart.dispersion(rng, stdev)
-            summary = SubgroupSummary(n, mean, m2, rng, offset - (mean - shift))
-            self._reset_open()
         new_limits = None
         if self._announce and self._limits is not None:  # announced limits are always installed
             self._announce = False
@@ -352,8 +340,12 @@ class CharacteristicEngine:
             return IngestResult(sample, number, in_spec, None, point, NO_VIOLATIONS, new_limits, capability)
         p = self._table[n]
         z = (mean - limits.center) * p.inverse_se
-        if self.tracker is not None:
+        if self.tracker is not None:  # its own limits and test; z only for the record
             return self._tracked(number, n, mean, rng, stdev, z, at, sample, in_spec, new_limits, capability)
+        if -3.5 < z < 3.5:  # rules.on_boundary, inline on the hot path
+            whole = round(z)
+            if -Z_TOLERANCE < z - whole < Z_TOLERANCE:
+                z = float(whole)
         within = -3.0 <= z <= 3.0
         # a dispersion value exists only where the table has its limits (n >= 2, or I-MR)
         dispersion_beyond = (dispersion is not None and p.dispersion_ucl is not None
@@ -427,7 +419,7 @@ class CharacteristicEngine:
                                   (), None, None, at, sample_size=size)
             return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, None)
         p = chart.limits(limits.center, limits.sigma, size)
-        z = (value - p.center) * p.inverse_sd
+        z = on_boundary((value - p.center) * p.inverse_sd)
         within = -3.0 <= z <= 3.0
         fired = self.window.push(z, value) & self.enabled
         violations, rules, _ = (self._violations(fired, number, z, False) if fired
@@ -482,8 +474,8 @@ class CharacteristicEngine:
             "sample_number": self.sample_number,
             "subgroup_number": self.subgroup_number,
             "last_at": self.last_at,
-            "open": [self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high, self.open_shift]
-            if self.open_n else None,
+            "open": None,  # before the open subgroup's values were kept: [n, mean, m2, low, high]
+            "open_values": list(self.open_values),
             "previous": self.previous,
             "limits": self._limits.to_dict() if self._limits is not None else None,
             "announce": self._announce,
@@ -508,9 +500,10 @@ class CharacteristicEngine:
         if not self.individuals:
             summaries += state["capability"]
         if state["open"]:
-            n, mean, m2, low, high, *shift = state["open"]
-            summaries.append([n, mean + (shift[0] if shift else 0.0), m2, high - low])
+            n, mean, m2, low, high = state["open"]
+            summaries.append([n, mean, m2, high - low])
         singles = list(state["capability"]) if self.individuals else []
+        singles += state.get("open_values", [])
         if state["previous"] is not None:
             singles.append(state["previous"])
         return (all(abs(x) <= MAX_MAGNITUDE for x in singles)
@@ -533,10 +526,11 @@ class CharacteristicEngine:
             return False
         if restored is not None:
             self._install(restored)
-        if state["open"]:
-            # states written before the shift have 5 numbers and an absolute mean (a shift of 0)
-            self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high, *shift = state["open"]
-            self.open_shift = shift[0] if shift else 0.0
+        # a state written before the values were kept has "open": [n, mean, m2, low, high] instead: a
+        # subgroup cannot be continued from its summary alone, so those few readings (stored, and counted
+        # in sample_number) are not charted
+        self.open_values = [float(x) for x in state.get("open_values", ())]
+        self.open_n = len(self.open_values)
         self.previous = state["previous"]
         self._announce = bool(state["announce"])
         self.window.restore(state["rules"])

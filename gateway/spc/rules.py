@@ -59,6 +59,21 @@ WINDOW = {1: 1, 2: 9, 3: 6, 4: 14, 5: 3, 6: 5, 7: 15, 8: 8}
 _POPCOUNT = tuple(bin(i).count("1") for i in range(256))
 
 
+# z within this many standard errors of a whole number (the center line, the 1 and 2 sigma zone
+# boundaries, a limit) is taken as exactly on it: a point on a limit is inside and z = 1 or 2 is not
+# beyond, even when the rounding of the point's value, of the limit or of z itself put it a hair over
+Z_TOLERANCE = 1e-9
+
+
+def on_boundary(z: float) -> float:
+    """z, or the whole number it is within Z_TOLERANCE of (only for |z| < 3.5: the boundaries are 0..3)."""
+    if -3.5 < z < 3.5:
+        whole = round(z)
+        if -Z_TOLERANCE < z - whole < Z_TOLERANCE:
+            return float(whole)
+    return z
+
+
 class Violation(NamedTuple):
     """A run rule that fired on a point; `points` are the subgroup numbers that form the pattern."""
 

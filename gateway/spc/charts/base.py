@@ -46,23 +46,22 @@ class SubgroupSummary(NamedTuple):
 
 
 def summarize(values: list[float]) -> SubgroupSummary:
-    """Summary of one subgroup with Welford's update about its first value (the same arithmetic as the
-    streaming engine): offsets from a value near them are exact, so values far from zero lose nothing."""
-    n = 0
-    offset = m2 = 0.0
-    shift = low = high = values[0]
-    for x in values:
-        n += 1
-        d = x - shift
-        delta = d - offset
-        offset += delta / n
-        m2 += delta * (d - offset)
-        if x < low:
-            low = x
-        elif x > high:
-            high = x
-    mean = shift + offset
-    return SubgroupSummary(n, mean, m2, high - low, offset - (mean - shift))
+    """Summary of one subgroup, the same whatever the order of its values (the streaming engine keeps
+    an open subgroup's values and calls this when it closes).
+
+    The mean is the correctly rounded sum (math.fsum) over n: two subgroups holding the same values
+    plot the same mean, so a tie in the trend and alternation tests is a tie. The residuals x - mean
+    are exact for values near each other, so mean_error (what the float mean could not hold) and the
+    two-pass M2 lose nothing for values far from zero (1e12 with a 1e-3 spread).
+    """
+    n = len(values)
+    if n == 1:
+        return SubgroupSummary(1, values[0], 0.0, 0.0)
+    mean = math.fsum(values) / n
+    residuals = [x - mean for x in values]
+    error = math.fsum(residuals) / n
+    m2 = math.fsum([(r - error) * (r - error) for r in residuals])
+    return SubgroupSummary(n, mean, m2, max(values) - min(values), error)
 
 
 class EstimateError(ValueError):
