@@ -143,10 +143,10 @@ def test_rules_default_1_to_4_on_z_per_point(tmp_path, capsys):
 @pytest.mark.parametrize("chart, header, rows, words", [
     ("p", "count,n", [(1, 10), (-1, 10)], "row 2: count '-1' is not a whole number >= 0"),
     ("p", "count,n", [(1, 10), (2.5, 10)], "row 2: count '2.5' is not a whole number >= 0"),
-    ("p", "count,n", [(1, 10), (11, 10)], "row 2: count 11 is larger than n 10.0"),
+    ("p", "count,n", [(1, 10), (11, 10)], "row 2: count 11 is larger than n 10"),
     ("np", "count,n", [(1, 10), (2, 12)], "row 2: n 12 differs from row 1's 10"),
-    ("u", "count,n", [(1, 2), (1, 0)], "row 2: n 0.0 must be positive"),
-    ("p", "count,n", [(1, 10), (1, -5)], "row 2: n -5.0 must be positive"),
+    ("u", "count,n", [(1, 2), (1, 0)], "row 2: n 0 must be positive"),
+    ("p", "count,n", [(1, 10), (1, -5)], "row 2: n -5 must be positive"),
     ("c", "value", [(1,)], "needs the column `count`"),
     ("u", "count", [(1,)], "needs the column `n`"),
     ("p", "count,n", [(1, 10), ("", 10)], "row 2 has no count"),

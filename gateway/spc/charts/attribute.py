@@ -99,9 +99,9 @@ class AttributeChart(ChartType):
     def problem(self, sample: Sample) -> str | None:
         """Why a sample cannot be charted (the contract's refusals), or None."""
         if self.uses_n and not sample.n > 0:
-            return f"n {sample.n!r} must be positive"
+            return f"n {sample.n:g} must be positive"
         if self.defectives and sample.count > sample.n:
-            return f"count {sample.count} is larger than n {sample.n!r}"
+            return f"count {sample.count} is larger than n {sample.n:g}"
         return None
 
     # ---- the ChartType interface, for a limits version's nominal numbers (one sample of n)
