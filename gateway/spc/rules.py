@@ -34,7 +34,7 @@ NELSON_NAMES = {
     5: "2 out of 3 points beyond 2 sigma on the same side",
     6: "4 out of 5 points beyond 1 sigma on the same side",
     7: "15 points in a row within 1 sigma of the center line",
-    8: "8 points in a row beyond 1 sigma on either side",
+    8: "8 points in a row beyond 1 sigma, with points on both sides",
 }
 NELSON_NAMES_KO = {
     1: "1개 점이 3시그마 밖",
