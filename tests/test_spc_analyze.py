@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gateway.spc.charts.base import ChartParameters
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from gateway.tools import analyze
+from gateway.tools import analyze, analyze_input
 from tests.conftest import REFERENCE, needs_shared
 
 
@@ -233,7 +233,7 @@ def test_streaming_and_batch_agree(groups, k, chart, rules, lam, fir):
     size = max(len(g) for g in groups)
     spec = {"lsl": -60.0, "usl": 60.0}
     text = "subgroup,value\n" + "".join(f"{label},{v!r}\n" for label, g in labelled for v in g)
-    parsed = analyze.read_subgroups(io.StringIO(text), "x.csv", 1)
+    parsed = analyze_input.read_subgroups(io.StringIO(text), "x.csv", 1)
     assert parsed == labelled
     try:
         batch, batch_cap = analyze.analyze_full(parsed, chart=chart, rules=rules, phase1=k, **spec, **parameters)

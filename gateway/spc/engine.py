@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
@@ -25,10 +25,10 @@ from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limit
 from gateway.spc.charts.registry import chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted, Tracker
 from gateway.spc.numeric import MAX_MAGNITUDE
+from gateway.spc.points import NO_VIOLATIONS, IngestResult, SubgroupPoint
 from gateway.spc.rules import DISPERSION_NAME, Z_TOLERANCE, RuleSet, RuleWindow, Violation, on_boundary
 
 STATE_VERSION = 1
-NO_VIOLATIONS: tuple[Violation, ...] = ()
 _INF = math.inf
 
 
@@ -95,55 +95,6 @@ class EngineSettings:
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
                    capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
-
-
-class SubgroupPoint(NamedTuple):
-    """A charted point: a completed subgroup (n > 1) or an individual (I-MR).
-
-    `range` is the subgroup range, or the moving range on an I-MR chart (None for the first point);
-    `dispersion` is the plotted dispersion statistic (range, standard deviation or moving range).
-    Limits and z are None while the baseline is still being collected.
-    """
-
-    subgroup_number: int
-    n: int
-    mean: float
-    range: float | None
-    stdev: float | None
-    center: float | None
-    ucl: float | None
-    lcl: float | None
-    violations: tuple[int, ...]  # rule numbers flagging the location point
-    dispersion: float | None
-    dispersion_center: float | None
-    dispersion_ucl: float | None
-    dispersion_lcl: float | None
-    dispersion_violations: tuple[int, ...]  # (1,) when the dispersion point is beyond its limits
-    z: float | None
-    is_within_control: bool | None
-    at: float
-    # time-weighted charts: EWMA's z_i (None: the chart plots `mean`, or CUSUM its two sums), CUSUM's
-    # C+ and C- with their runs N+ and N-, and at a CUSUM signal the estimated new process mean
-    plotted: float | None = None
-    cusum_upper: float | None = None
-    cusum_lower: float | None = None
-    run_upper: int | None = None
-    run_lower: int | None = None
-    shift: float | None = None
-    sample_size: float | None = None  # attribute charts: the sample's n (`n` is 1, one sample a point)
-
-
-class IngestResult(NamedTuple):
-    """What one measurement produced. `is_within_spec` is None when the characteristic has no spec."""
-
-    sample_number: int
-    subgroup_number: int
-    is_within_spec: bool | None
-    is_within_control: bool | None
-    subgroup: SubgroupPoint | None
-    violations: list[Violation] | tuple[Violation, ...]
-    new_limits: LimitsVersion | None
-    capability: CapabilityResult | None
 
 
 class CharacteristicEngine:

@@ -8,17 +8,11 @@ they are frozen. Output per shared/contract/cli.md.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import itertools
-import json
 import re
 import sys
-import textwrap
-from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO, overload
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
@@ -26,12 +20,13 @@ from gateway.spc.charts.attribute import AttributeChart
 from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted
-from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
-from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, bad_reading, reading_problem
+from gateway.spc.engine import CharacteristicEngine, EngineSettings
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
+from gateway.spc.points import SubgroupPoint
 from gateway.tools.analyze_attribute import DEFAULT_RULES, SampleError, analyze_samples, read_samples
-from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
+from gateway.tools.analyze_input import MAX_SUBGROUP_SIZE, InputError, Subgroup, read_subgroups
+from gateway.tools.analyze_output import write_json, write_table
 
-MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
 NEGATIVE_NUMBER = re.compile(r"^-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target", "--lambda", "--L", "--k", "--h"})
 
@@ -63,10 +58,6 @@ def join_negative_numbers(argv: list[str]) -> list[str]:
         joined.append(argv[i])
         i += 1
     return joined
-
-
-class InputError(Exception):
-    """The CSV cannot be analyzed: the message names the row (exit 1)."""
 
 
 class UsageError(Exception):
@@ -113,154 +104,6 @@ def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:
     if not tests or any(not 1 <= t <= 8 for t in tests):
         raise UsageError(f"--rules {text!r}: Nelson tests are numbered 1 to 8")
     return "nelson", tests
-
-
-Subgroup = tuple[str, list[float]]  # (label, values)
-
-
-class Subgroups(Sequence[Subgroup]):
-    """The file's subgroups as (label, values), kept compactly: all values in one array of doubles
-    (8 bytes each) and each subgroup's start, with labels only when the file names them. A list of
-    (str, [float]) costs about 230 bytes a row: 2.4 GB for a 100 MB file of one value per row."""
-
-    def __init__(self, labelled: bool) -> None:
-        self.values = array("d")
-        self.starts = array("q")
-        self.labels: list[str] | None = [] if labelled else None
-
-    def start(self, label: str) -> None:
-        self.starts.append(len(self.values))
-        if self.labels is not None:
-            self.labels.append(label)
-
-    def add(self, value: float) -> None:
-        self.values.append(value)
-
-    def size_of_last(self) -> int:
-        return len(self.values) - self.starts[-1]
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def _one(self, i: int) -> tuple[str, list[float]]:
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.values)
-        return (self.labels[i] if self.labels is not None else str(i + 1)), self.values[self.starts[i]:end].tolist()
-
-    @overload
-    def __getitem__(self, i: int) -> Subgroup: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Subgroup]: ...
-
-    def __getitem__(self, i: int | slice) -> Subgroup | list[Subgroup]:
-        if isinstance(i, slice):
-            return [self._one(j) for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._one(i)
-
-    def __iter__(self) -> Iterator[tuple[str, list[float]]]:
-        return (self._one(i) for i in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:  # equal to the list of (label, values) it stands for
-        if isinstance(other, list | Subgroups):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
-    """Rows -> [(label, values)], in order of first appearance; InputError names the offending line.
-
-    The separator is `,`, or `;`/tab when the header uses it (then `1,5` is one and a half: see
-    gateway.tools.analyze_input). Subgroups come from a `subgroup` column, else from `subgroup_number` (as
-    `spc-gateway export` writes it), else from cutting consecutive rows into `subgroup_size`. A
-    `characteristic` column (also from export) must name one characteristic only.
-    """
-    first_line = stream.readline()
-    blank = 0  # blank lines above the header (a spreadsheet's empty first row): skipped, still counted
-    while first_line and not first_line.strip():
-        blank += 1
-        first_line = stream.readline()
-    if not first_line.strip():
-        raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
-    separator = separator_of(first_line)
-    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
-    header = next(reader)
-    columns = [h.strip() for h in header]
-    if "value" not in columns:
-        raise InputError(f"{name}:{blank + 1}: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
-    for column in ("value", "subgroup", "subgroup_number", "characteristic"):
-        if columns.count(column) > 1:  # which one is meant? taking the first would chart the wrong data
-            at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
-            raise InputError(f"{name}:{blank + 1}: the header has the column `{column}` more than once (columns {at}); "
-                             "keep one")
-    value_at = columns.index("value")
-    label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
-        else None
-    label_at = columns.index(label_column) if label_column is not None else None
-    characteristic_at = columns.index("characteristic") if "characteristic" in columns else None
-    characteristics: dict[str, int] = {}  # name -> line of its first row
-    marks = DecimalMarks(separator)
-    groups = Subgroups(labelled=label_at is not None)
-    first_line_of: dict[str, int] = {}  # label -> line of its first row (labelled files only)
-    current: str | None = None
-    rows = 0
-    for row in reader:
-        line = reader.line_num + blank
-        if not any(cell.strip() for cell in row):
-            continue  # blank lines carry nothing
-        rows += 1
-        if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns):]):
-            hint = ""
-            if separator == "," and len(row) > value_at + 1 and row[value_at].strip().lstrip("+-").isdigit() \
-                    and row[value_at + 1].strip()[:1].isdigit():
-                hint = (f"; is {row[value_at].strip()},{row[value_at + 1].strip()} a number with a decimal "
-                        "comma? write it with '.', or separate the columns with ';'")
-            raise InputError(f"{name}:{line}: row {rows} has {len(row)} cells but the header has "
-                             f"{len(columns)} column{'s' if len(columns) > 1 else ''}{hint}")
-        if value_at >= len(row) or not row[value_at].strip():
-            raise InputError(f"{name}:{line}: row {rows} has no value")
-        text = row[value_at].strip()
-        try:
-            value = marks.number(text, rows)
-        except NumberError as e:
-            raise InputError(f"{name}:{line}: row {rows}: {e}") from None
-        bad = bad_reading(value)
-        if bad is not None:
-            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {bad.what}: SPC statistics "
-                             "cannot be computed from it")
-        if characteristic_at is not None and characteristic_at < len(row) and row[characteristic_at].strip():
-            characteristics.setdefault(row[characteristic_at].strip(), line)
-            if len(characteristics) > 1:
-                named = ", ".join(f"{c!r} (from line {at})" for c, at in characteristics.items())
-                raise InputError(f"{name}:{line}: the rows mix characteristics: {named}. Their values "
-                                 "cannot share one chart: analyze one characteristic at a time (spc-gateway "
-                                 "export --characteristic NAME writes one)")
-        if label_at is None:
-            label = str((rows - 1) // subgroup_size + 1)
-        else:
-            label = row[label_at].strip() if label_at < len(row) else ""
-            if not label:
-                raise InputError(f"{name}:{line}: row {rows} has an empty {label_column} label")
-            if label != current and label in first_line_of:
-                raise InputError(f"{name}:{line}: row {rows}: subgroup {label!r} appears again after "
-                                 f"subgroup {current!r} (it started on line {first_line_of[label]}); "
-                                 "the rows of a subgroup must be consecutive")
-        if label != current:
-            groups.start(label)
-            if label_at is not None:
-                first_line_of[label] = line
-        elif groups.size_of_last() >= MAX_SUBGROUP_SIZE:
-            raise InputError(f"{name}:{line}: subgroup {label!r} has more than {MAX_SUBGROUP_SIZE} values")
-        groups.add(value)
-        current = label
-    if not len(groups):
-        raise InputError(f"{name}: no data rows after the header")
-    return groups
 
 
 def _feed(engine: CharacteristicEngine, values: list[float]) -> SubgroupPoint:
@@ -445,69 +288,6 @@ def _clean(value):
     if isinstance(value, float):
         return finite_or_none(value)
     return value
-
-
-def _number(x: float | None, digits: int = 6) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
-
-
-def format_table(result: dict, *, cpk_lower: float | None = None, reason: str | None = None) -> str:
-    """The analysis for people: limits, one line per subgroup, capability."""
-    out = io.StringIO()
-    write_table(result, result["points"], out, cpk_lower=cpk_lower, reason=reason)
-    return out.getvalue()
-
-
-def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: float | None = None,
-                reason: str | None = None) -> None:
-    """format_table, written line by line as the points come."""
-    lim, disp = head["limits"], head["dispersion"]
-    extra = "".join(f"  {key.upper()} {_number(lim[key])}" for key in ("h", "k") if key in lim)
-    lines = [f"chart {head['chart']}, {head['subgroups']} subgroups",
-             f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
-             f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}{extra}"]
-    if disp is not None:
-        lines.append(f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
-                     f"UCL {_number(disp['ucl'])}")
-    out.write("\n".join([*lines, "", f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  "
-                         "dispersion  limits"]) + "\n")
-    flagged = []
-    for p in points:
-        tests = ",".join(map(str, p["violations"])) or "-"
-        dtests = ",".join(map(str, p["dispersion_violations"])) or "-"
-        limits = f"{_number(p.get('lcl'))} .. {_number(p.get('ucl'))}"
-        if "cusum_upper" in p:  # the two sums instead of a value
-            limits += (f"  C+ {_number(p['cusum_upper'])} (N+ {p['run_upper']})"
-                       f"  C- {_number(p['cusum_lower'])} (N- {p['run_lower']})")
-        out.write(f"{p['subgroup']:>10} {p['n']:>3} {_number(p['value'], 10):>14} "
-                  f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests:<10}  {limits}\n")
-        if p["violations"] or p["dispersion_violations"]:
-            flagged.append(p["subgroup"])
-    lines = ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
-    cap = head.get("capability")
-    if cap is not None and "cp" not in cap:  # an attribute chart's
-        lines.append("capability: " + "  ".join(f"{key} {_number(value, 6)}" for key, value in cap.items()))
-    elif cap is not None:
-        lines.append(f"capability (n = {cap['n']}): Cp {_number(cap['cp'], 4)}  Cpk {_number(cap['cpk'], 4)}"
-                     f" (lower 95% bound {_number(cpk_lower, 4)})  Pp {_number(cap['pp'], 4)}"
-                     f"  Ppk {_number(cap['ppk'], 4)}  Cpm {_number(cap['cpm'], 4)}")
-        lines.append(f"  sigma within {_number(cap['sigma_within'])}, overall {_number(cap['sigma_overall'])}"
-                     + (f"; {reason}" if reason else ""))
-    out.write("\n".join(lines) + "\n")
-
-
-def write_json(head: dict, points: Iterable[dict], out: TextIO) -> None:
-    """json.dumps(analysis, indent=2) to the letter, written point by point."""
-    text = json.dumps({**{k: v for k, v in head.items() if k != "capability"}, "points": [],
-                       **({"capability": head["capability"]} if "capability" in head else {})},
-                      indent=2, allow_nan=False)
-    before, after = text.split('"points": []', 1)
-    out.write(before + '"points": [')
-    first = True
-    for p in points:
-        out.write(("\n" if first else ",\n") + textwrap.indent(json.dumps(p, indent=2, allow_nan=False), "    "))
-        first = False
-    out.write(("]" if first else "\n  ]") + after + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
