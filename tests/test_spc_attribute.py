@@ -19,7 +19,8 @@ from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.tools import analyze
 from gateway.tools.analyze_attribute import analyze_samples
 
-# Montgomery, Introduction to Statistical Quality Control, 6th ed. (Wiley 2009), Example 7.1, Table 7.1:
+# Montgomery, Introduction to Statistical Quality Control, 6th ed. (Wiley 2009), chapter 7 (control charts
+# for attributes; pages not checked here), Example 7.1, Table 7.1:
 # 6-oz frozen orange juice cans, 30 samples of n = 50 (R qcc `orangejuice`, trial samples). Published:
 # p-bar = 347/1500 = 0.2313, UCL 0.4102, LCL 0.0524; samples 15 and 23 beyond the UCL. With those two
 # removed (assignable causes): p-bar 0.2150, UCL 0.3893, LCL 0.0407.

@@ -13,12 +13,13 @@ from gateway.spc.charts.base import ChartParameters
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.tools import analyze
 
-# Montgomery, Introduction to Statistical Quality Control, 7th ed. (Wiley 2013), section 9.1.2, Table 9.1
-# (p. 416): 30 observations, the first 20 from N(10, 1), the last 10 after the mean shifted to 11.
+# Montgomery, Introduction to Statistical Quality Control, 7th ed. (Wiley 2013), section 9.1, Table 9.1:
+# 30 observations, the first 20 from N(10, 1), the last 10 after the mean shifted to 11. (Pages: Table
+# 9.2 is on p. 416 of the 7th edition as other projects cite it; the pages were not checked here.)
 TABLE_9_1 = [9.45, 7.99, 9.29, 11.66, 12.16, 10.18, 8.04, 11.46, 9.20, 10.34, 9.03, 11.47, 10.51, 9.40,
              10.08, 9.37, 10.62, 10.31, 8.52, 10.84, 10.90, 9.33, 12.29, 11.50, 10.60, 11.08, 10.38, 11.62,
              11.31, 10.52]
-# Example 9.1, Table 9.2 (p. 418): the tabular CUSUM with mu0 = 10, sigma = 1, k = 1/2, h = 5 (K = 0.5,
+# Example 9.1, Table 9.2: the tabular CUSUM with mu0 = 10, sigma = 1, k = 1/2, h = 5 (K = 0.5,
 # H = 5). Published C+_i and N+ to two decimals; C+_29 = 5.28 > H first, N+ = 7, and the new mean is
 # estimated as mu0 + K + C+/N+ = 10 + 0.5 + 5.28/7 = 11.25.
 TABLE_9_2_UPPER = [0.0, 0.0, 0.0, 1.16, 2.82, 2.50, 0.04, 1.00, 0.0, 0.0, 0.0, 0.97, 0.98, 0.0, 0.0, 0.0,
