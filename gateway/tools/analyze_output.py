@@ -25,7 +25,7 @@ def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: f
                 reason: str | None = None) -> None:
     """format_table, written line by line as the points come."""
     lim, disp = head["limits"], head["dispersion"]
-    extra = "".join(f"  {key.upper()} {_number(lim[key])}" for key in ("h", "k") if key in lim)
+    extra = "".join(f"  {key.upper()} {_number(lim[key])}" for key in ("h", "k", "sigma_z") if key in lim)
     lines = [f"chart {head['chart']}, {head['subgroups']} subgroups",
              f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
              f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}{extra}"]
