@@ -243,8 +243,6 @@ def gateway_drain(workdir: Path, broker_port: int, total: int, publishers: int, 
     daemon = start_daemon(config, log_path)
     try:
         wait_source_connected(daemon, http_port, log_path)  # the persistent session and its subscription
-        # Which paho client the worker runs (SPC_GATEWAY_MQTT_PAHO=public forces the public API).
-        print(f"gateway's MQTT client: {health(http_port)['sources']['gauges'].get('paho_client')}", flush=True)
     finally:
         stop_daemon(daemon)
 

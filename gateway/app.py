@@ -23,9 +23,10 @@ from gateway import __version__
 from gateway.alerts import AlertService
 from gateway.config import Config, ConfigError, load_config
 from gateway.config.topics import topic_for as northbound_topic
-from gateway.core.listen_error import ListenError, is_bind_error, listen_error
+from gateway.core.listen_error import ListenError
 from gateway.core.model import Event
 from gateway.core.sdnotify import Notifier
+from gateway.outputs.base import Output, RunningOutput
 from gateway.outputs.mqtt import Northbound
 from gateway.outputs.websocket.hub import Hub
 from gateway.outputs.websocket.ws import LineServer
@@ -39,6 +40,8 @@ log = logging.getLogger("gateway")
 STOP_TIMEOUT = 4.0  # seconds for a clean stop; systemd's TimeoutStopSec is longer
 STORAGE_CHECK_INTERVAL = 2.0
 MEMORY_TRIM_INTERVAL = 10.0  # seconds between handing freed heap memory back to the OS (each trim < 1 ms)
+# Every kind of output the daemon may run: /healthz reports each under its name, null when not configured.
+OUTPUT_KINDS: tuple[type[Output], ...] = (LineServer, Northbound)
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -109,9 +112,7 @@ class Gateway:
         self.store = Store(storage.path, batch_max=storage.batch_max, flush_interval=storage.flush_interval,
                            retention=storage.retention, max_size=storage.max_size)
         self.alerts = AlertService(self.store, config)
-        self.northbound: Northbound | None = None
-        self.server: LineServer | None = None
-        self.hub: Hub | None = None
+        self.outputs: list[RunningOutput] = []  # in start order; each stops within its own timeout
         self.sources: dict[str, Source] = {}
         self.pipeline: Pipeline | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -123,29 +124,26 @@ class Gateway:
         """Open the store, start serving, start the sources; then tell systemd we are ready."""
         await self.store.open()
         self.store.sync_catalog(self.config.products)
-        self.hub = Hub(self.config)
         topic_for = None
+        northbound = None
         if self.config.northbound is not None:
             mqtt = self.config.northbound.mqtt
             # None for the types northbound.mqtt.publish leaves out: those never enter the outbox
             topic_for = functools.partial(northbound_topic, mqtt)
-            self.northbound = Northbound(
+            northbound = Northbound(
                 mqtt, self.store, gateway_name=self.config.gateway.name, version=__version__,
                 product_codes=[p.code for p in self.config.products], on_alert=self._northbound_alert)
         self.pipeline = Pipeline(self.config, self.store, self.alerts, publish=self._publish, topic_for=topic_for)
         await self.alerts.start(publish=self._publish)
         await self.pipeline.start()
-        self.server = LineServer(self.config, self.store, self.alerts, self.hub, health=self.health,
-                                 metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
-        try:
-            await self.server.start()
-        except OSError as exc:  # a taken port is one line for the journal, not a traceback
-            if not is_bind_error(exc):
-                raise
-            listen = self.config.server.listen
-            raise listen_error("server.listen", listen.host, listen.port, exc) from None
-        if self.northbound is not None:
-            await self.northbound.start()
+        server = LineServer(self.config, self.store, self.alerts, Hub(self.config), health=self.health,
+                            metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
+        # every output is built before any starts: each outbox consumer registers before rows are deleted
+        for output in (server, northbound):
+            if output is not None:
+                running = RunningOutput(output)
+                await running.start()  # the line-side service raises ListenError for a taken port
+                self.outputs.append(running)
         for source_config in self.config.sources:
             await self._start_source(source_config)
         self._tasks = [asyncio.create_task(self.notifier.watchdog(), name="watchdog"),
@@ -179,12 +177,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.alerts.stop()
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.stop(), 1.5)
-        if self.northbound is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.northbound.stop(), 1.0)
+        for output in self.outputs:
+            await output.stop()  # bounded by the output's own stop_timeout; never raises
         await self.store.close(timeout=2.0)
         log.info("spc-gateway stopped")
 
@@ -223,10 +217,8 @@ class Gateway:
         self.store.sync_catalog(new.products)
         assert self.pipeline is not None
         self.pipeline.reconfigure(new, await self.store.engine_states())
-        if self.hub is not None:
-            self.hub.reconfigure(new)
-        if self.server is not None:
-            self.server.reconfigure(new)
+        for output in self.outputs:
+            output.reconfigure(new)
         for source in new.sources:
             if source.name in changed_sources:
                 await self._start_source(source)
@@ -236,10 +228,9 @@ class Gateway:
     # ------------------------------------------------------------------ fan-out, health
 
     def _publish(self, events: list[Event]) -> None:
-        if self.hub is not None:
-            self.hub.publish(events)
-        if self.northbound is not None:
-            self.northbound.wake()
+        """After each commit, in seq order: every output gets the events (or the word that they are stored)."""
+        for output in self.outputs:
+            output.publish(events)
 
     def _northbound_alert(self, kind: str, **values: Any) -> None:
         with self.store.batch(on_commit=self._publish) as batch:
@@ -265,14 +256,18 @@ class Gateway:
         full (or ever, once the file is lost), so the screens get it before it is stored: it is the one
         message they must not wait for. The plant gets it from the outbox once it is stored."""
         kind = "store_lost" if stats.get("file_lost") else "store_failing"
-        with self.store.batch(on_commit=self._publish_north) as batch:
+        with self.store.batch(on_commit=self._publish_from_outbox) as batch:
             self.alerts.storage_problem(batch, kind, error=stats.get("last_error"))
-        if self.hub is not None and batch.events:
-            self.hub.publish(batch.events)
+        if batch.events:
+            for output in self.outputs:
+                if not output.output.from_outbox:
+                    output.publish(batch.events)
 
-    def _publish_north(self, events: list[Event]) -> None:
-        if self.northbound is not None:
-            self.northbound.wake()
+    def _publish_from_outbox(self, events: list[Event]) -> None:
+        """The storage alert is stored at last: the outputs that forward the outbox may send it now."""
+        for output in self.outputs:
+            if output.output.from_outbox:
+                output.publish(events)
 
     async def _release_memory(self) -> None:
         # Thousands of short-lived event bodies, frames and SQLite buffers a second, freed on three threads,
@@ -288,20 +283,22 @@ class Gateway:
             await asyncio.to_thread(trim)
 
     def health(self) -> dict[str, Any]:
-        """What /healthz serves: sources, characteristics, store, northbound, clients; `ok` decides 200/503."""
+        """What /healthz serves: sources, characteristics, store, every output's stats; `ok` decides 200/503."""
         sources = {name: s.health.as_dict() for name, s in self.sources.items()}
         characteristics = self.pipeline.health() if self.pipeline else {}
         store = self.store.stats()
-        northbound = self.northbound.stats() if self.northbound is not None else None
         ok = (not store.get("failing")
               and all(s["state"] == "connected" for s in sources.values())
               and not any(c["stale"] for c in characteristics.values()))
-        return {
+        report: dict[str, Any] = {
             "ok": ok, "gateway": self.config.gateway.name, "version": __version__,
             "uptime_s": round(time.time() - self.started_at, 1),
             "sources": sources, "characteristics": characteristics, "store": store,
-            "northbound": northbound, "pipeline": self.pipeline_stats(), "process": process_memory(),
+            "pipeline": self.pipeline_stats(), "process": process_memory(),
         }
+        report.update(dict.fromkeys(kind.name for kind in OUTPUT_KINDS))
+        report.update((output.name, output.stats()) for output in self.outputs)
+        return report
 
     def pipeline_stats(self) -> dict[str, Any]:
         p = self.pipeline

@@ -16,6 +16,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import load_config
 from gateway.core.model import CharacteristicKey, Measurement
+from gateway.outputs.websocket.ws import LineServer
 from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
 
@@ -31,7 +32,8 @@ def test_count_and_sample_size_are_stored_sent_and_exported(tmp_path: Path) -> N
         await gateway.start()
         try:
             sent: list = []
-            gateway.hub.publish = lambda events, _orig=gateway.hub.publish: (sent.extend(events), _orig(events))
+            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
+            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
             sink = gateway.pipeline.sink
             await sink(Measurement(key, 10.0, now))  # variables data: no count
             await sink(Measurement(key, 10.01, now, count=3, sample_size=50))  # p / np: 3 of 50 parts

@@ -28,10 +28,10 @@ from gateway.config import (
     Sampling,
     load_config,
     missing_files,
-    read_secret,
     require_files,
 )
 from gateway.config.check import check_config
+from gateway.core.secrets import SecretError, read_secret
 
 CASES = REPO / "tests" / "config_cases"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "gateway.yaml").exists())
@@ -201,7 +201,7 @@ def test_missing_files_refuse_and_secret(tmp_path: Path) -> None:
     assert read_secret(config.server.auth[0].token_file) == "s3cret-token"
     (tmp_path / "tokens" / "empty").write_text("\n")
     for bad in (tmp_path / "tokens" / "empty", tmp_path / "tokens" / "nope"):
-        with pytest.raises(ConfigError) as exc:
+        with pytest.raises(SecretError) as exc:
             read_secret(str(bad))
         assert "s3cret" not in str(exc.value)
 
@@ -353,10 +353,10 @@ def test_read_secret_refuses_devices_fifos_and_big_files_at_once(tmp_path: Path,
     elif special == "big":
         special = write(tmp_path, "x" * (64 * 1024 + 1), "big")
     started = time.perf_counter()
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(SecretError) as exc:
         read_secret(special)
     assert time.perf_counter() - started < 1.0
-    assert exc.value.problems[0].message in (
+    assert exc.value.message in (
         "cannot read the secret file: not a regular file (a device, FIFO or socket)",
         "cannot read the secret file: is a folder, not a file", "the secret file is larger than 64 KB")
 
@@ -371,7 +371,7 @@ def test_read_secret_takes_the_text_minus_one_line_ending(tmp_path: Path, conten
 
 @pytest.mark.parametrize("content", [b"", b"\n", b"Qx7one\nQx7two\n", b"Qx7\n\n", b"Qx7\x00Qx7", b"\xff\xfeQx7"])
 def test_read_secret_refuses_what_is_not_one_line(tmp_path: Path, content: bytes) -> None:
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(SecretError) as exc:
         read_secret(write(tmp_path, content, "secret"))
     assert "Qx7" not in str(exc.value)  # never the secret itself
 
@@ -393,7 +393,7 @@ def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
         read_password(fifo)
     with pytest.raises(OpcUaConfigError, match="not a regular file"):
         _read_secret(fifo)
-    with pytest.raises(ConfigError):
+    with pytest.raises(SecretError):
         new_client(MqttSourceConfig("gauges", "127.0.0.1", username="line3", password_file=fifo),
                    "gw-in", persistent=False, manual_ack=False)
 

@@ -81,7 +81,9 @@ class Rig:
         await self.store.close()
 
     def _health(self) -> dict[str, Any]:
-        return {"ok": True, "gateway": "LINE-T", "store": self.store.stats(), "sources": {}, "characteristics": {}}
+        # as the app's report does: every output's stats under its name
+        return {"ok": True, "gateway": "LINE-T", "store": self.store.stats(), "sources": {}, "characteristics": {},
+                self.server.name: self.server.stats()}
 
     async def _recalculate(self, product_id: int, characteristic: str, *, user: str, reason: str,
                            from_subgroup: int | None, subgroups: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ The public names are re-exported here, so `from gateway.config import Config, lo
 works for every caller outside the package; inside it, modules import from their neighbours directly.
 """
 
-from gateway.config.files import read_secret
 from gateway.config.load import load_config
 from gateway.config.loader import missing_files, require_files
 from gateway.config.model import (
@@ -81,6 +80,5 @@ __all__ = [
     "StorageSection",
     "load_config",
     "missing_files",
-    "read_secret",
     "require_files",
 ]

@@ -11,10 +11,10 @@ import os
 from types import MappingProxyType
 from typing import Any
 
-from gateway.config.files import TooLarge, read_limited
 from gateway.config.loader import MAX_CONFIG_BYTES, Reader, _compose, check_files
 from gateway.config.model import Config, ConfigError, Problem
 from gateway.config.sections import build_config
+from gateway.core.secrets import TooLarge, read_limited
 
 
 def load_config(path: str) -> tuple[Config, list[Problem]]:

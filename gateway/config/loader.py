@@ -16,8 +16,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gateway.config.files import SECRET_KEYS, regular_file_problem
-from gateway.config.files import read_secret as read_secret
-from gateway.config.model import Config, ConfigError, Problem
+from gateway.config.model import Config, Problem
+from gateway.core.secrets import SecretError, read_secret
 
 
 class _Bad:
@@ -318,8 +318,8 @@ def check_files(file: str, named: Iterable[tuple[str, str]],
         if what is None and key_path.rsplit(".", 1)[-1] in SECRET_KEYS:
             try:
                 read_secret(path)
-            except ConfigError as exc:
-                what = f"{exc.problems[0].message}: {path}"
+            except SecretError as exc:
+                what = f"{exc.message}: {path}"
         if what is None:
             continue
         line, column = marks.get(key_path, (1, 1))

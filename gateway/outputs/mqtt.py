@@ -36,11 +36,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.config import ConfigError, NorthboundMQTT, read_secret
+from gateway.config import NorthboundMQTT
 from gateway.config.topics import TOPIC_TYPES
 from gateway.config.topics import topic_for as topic_for  # where the tests and the bench have found it
 from gateway.core.backoff import Backoff
+from gateway.core.model import Event
+from gateway.core.secrets import SecretError, read_secret
 from gateway.core.texts import text
+from gateway.outputs.base import Output
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +75,11 @@ def mark_replayed(payload: bytes) -> bytes:
 
 
 def read_password(path: str) -> str:
-    """The broker password, by the one rule for every secret file (gateway.config.files.read_secret)."""
+    """The broker password, by the one rule for every secret file (gateway.core.secrets.read_secret)."""
     try:
         return read_secret(path)
-    except ConfigError as e:
-        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.problems[0].message}") from None
+    except SecretError as e:
+        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.message}") from None
 
 
 @dataclass(eq=False)
@@ -98,8 +101,12 @@ class _Session:
     status_acked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Northbound:
+class Northbound(Output):
     """Forwards the outbox to the plant broker; `wake()` after each commit, `stats()` for /metrics."""
+
+    name = "northbound"
+    from_outbox = True  # it sends the outbox rows: `publish` only wakes it
+    stop_timeout = 1.0
 
     def __init__(self, config: NorthboundMQTT, store: Any, *, gateway_name: str, version: str,
                  product_codes: list[str] | tuple[str, ...], on_alert: AlertCallback,
@@ -157,6 +164,10 @@ class Northbound:
 
     def wake(self) -> None:
         """New outbox rows are committed: publish them now instead of at the next poll."""
+        self._wake.set()
+
+    def publish(self, events: list[Event]) -> None:
+        """Committed events: their outbox rows are in the file now; the drain reads them from there."""
         self._wake.set()
 
     async def stop(self) -> None:

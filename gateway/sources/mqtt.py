@@ -121,8 +121,6 @@ class _Worker(asyncio.BufferedProtocol):
                 self._settle(self.ended, message[1])
             elif kind == "log":
                 log.log(message[1], "%s: %s", self.source.config.name, message[2])
-            elif kind == "client":  # which paho path the worker runs (gateway.sources.mqtt_paho_private)
-                self.source.health.details["paho_client"] = message[1]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

@@ -8,9 +8,9 @@ settled (mid, qos) once each measurement is committed; this side sends parsed de
 log lines. Frames are a 4-byte length and a pickle. The worker ends with its connection, and as soon as
 the daemon closes the pipe or goes away (parent pid polled): it never outlives the daemon's session.
 
-The broker connection is a paho client on its public API (`manual_ack=True`, `Client.ack`), or, with
-the exact paho version it was tested with, the faster client of `mqtt_paho_private` (the one module
-that uses paho's internals). The worker tells the daemon which one serves (health `paho_client`).
+The broker connection is a paho client on its public API only (`manual_ack=True`, `Client.ack`, and
+`socket()`/`loop_read()`/`loop_write()`/`loop_misc()` driven by this select() loop), so any paho-mqtt
+2.x serves; bench/bench_mqtt_in.py holds it to 80 % of a bare paho subscriber.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gateway.config import MqttAddress, read_secret
+from gateway.config import MqttAddress
 from gateway.config import MqttSource as MqttSourceConfig
 from gateway.core.rejects import (
     BAD_TIMESTAMP,
@@ -48,7 +48,7 @@ from gateway.core.rejects import (
     TOO_LARGE,
     UNREADABLE,
 )
-from gateway.sources import mqtt_paho_private as paho_private
+from gateway.core.secrets import read_secret
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
 MAX_PAYLOAD = 64 * 1024  # bytes; a gauge reading never needs more, garbage is refused unread
@@ -182,13 +182,12 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | 
     return value, parse_timestamp(raw), str(raw)
 
 
-def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool,
-               cls: type[paho.Client] = paho.Client) -> paho.Client:
+def new_client(config: MqttSourceConfig, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
     """A paho client with the source's protocol, credentials and TLS (not yet connected)."""
     v5 = config.protocol == "5"
     kwargs: dict[str, Any] = {} if v5 else {"clean_session": not persistent}
-    client = cls(CallbackAPIVersion.VERSION2, client_id=client_id,
-                 protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311, manual_ack=manual_ack, **kwargs)
     client.connect_timeout = CONNECT_TIMEOUT
     if config.username:
         password = read_secret(config.password_file) if config.password_file else None  # same rule as northbound
@@ -293,7 +292,6 @@ class Worker:
         self.settled = 0  # of those, reported committed or skipped by the daemon
         self.refused: str | None = None
         self.delivered = 0  # messages paho has handed to on_message (refused ones too)
-        self.path = "public"  # which paho client serves the connection (mqtt_paho_private)
 
     def send(self, message: Any) -> None:
         """To the daemon (blocking: the daemon always reads, and is bounded by MAX_UNACKED)."""
@@ -301,21 +299,17 @@ class Worker:
 
     def run(self) -> None:
         """Connect and serve until the connection ends, the daemon says stop, or the daemon is gone."""
-        fast = paho_private.fast_client_class()
         try:
-            self.client = new_client(self.config, self.config.client_id, persistent=True, manual_ack=True,
-                                     cls=fast or paho.Client)
+            self.client = new_client(self.config, self.config.client_id, persistent=True, manual_ack=True)
         except Exception as exc:  # unreadable password file, bad TLS files
             self.send(("ended", f"configuration / 설정 오류: {exc}"))
             return
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        if isinstance(self.client, paho_private.FastClient):
-            self.client.on_publish_packet = self._on_publish_packet
-            self.path = f"fast (paho-mqtt {paho_private.TESTED_VERSION} internals)"
-        else:
-            self.path = f"public ({paho_private.why_public()})"
+        # With a write callback set, paho only queues a packet (the PUBACKs of a commit among them)
+        # instead of writing each at once: the select() loop below writes them in one loop_write().
+        self.client.on_socket_register_write = _queued_for_the_loop
         try:
             if self.config.protocol == "5":
                 props = Properties(PacketTypes.CONNECT)
@@ -389,11 +383,6 @@ class Worker:
 
     def _ack(self, settled: list[tuple[int, int]]) -> None:
         self.settled += len(settled)
-        if isinstance(self.client, paho_private.FastClient):
-            puback = [mid for mid, qos in settled if qos == 1]
-            if puback:
-                self.client.ack_many(puback)
-            settled = [(mid, qos) for mid, qos in settled if qos == 2]
         ack = self.client.ack
         for mid, qos in settled:
             if qos:  # QoS 0 has nothing to acknowledge
@@ -413,7 +402,6 @@ class Worker:
             subscriptions: list[tuple[str, int]] = [(topic, self.config.qos) for topic in topics]
             client.subscribe(subscriptions)
         self.send(("connected", bool(flags.session_present)))
-        self.send(("client", self.path))
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: list[Any], props: Any) -> None:
         for reason in reasons:
@@ -421,7 +409,7 @@ class Worker:
                 self.send(("log", logging.ERROR, f"broker refused a subscription / 구독 거부: {reason}"))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        """paho's public path (and QoS 2 on the fast one)."""
+        """Every message paho delivers (manual_ack: acknowledged by `_ack` after the commit, or by `_skip`)."""
         try:
             topic = message.topic
         except UnicodeDecodeError:
@@ -429,16 +417,6 @@ class Worker:
             self._skip("(not UTF-8)", BAD_TOPIC, "topic is not UTF-8", message.mid, message.qos)
             return
         self._deliver(topic, message.payload, message.mid, message.qos)
-
-    def _on_publish_packet(self, raw_topic: bytes, payload: bytes, mid: int, qos: int) -> None:
-        """The fast client's QoS 0/1 path: the topic as it came in the packet."""
-        try:
-            topic = raw_topic.decode("utf-8")
-        except UnicodeDecodeError:
-            self.delivered += 1
-            self._skip(repr(raw_topic)[:80], BAD_TOPIC, "topic is not UTF-8", mid, qos)
-            return
-        self._deliver(topic, payload, mid, qos)
 
     def _deliver(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         self.delivered += 1
@@ -466,6 +444,10 @@ class Worker:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1
         self.sample = (topic, kind, why)
         self.client.ack(mid, qos)
+
+
+def _queued_for_the_loop(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """paho's external-loop hook: nothing to register, `_serve` asks `want_write()` every round."""
 
 
 def main(argv: list[str]) -> int:

@@ -23,9 +23,10 @@ from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, StatusChangeEvent
 from asyncua.crypto import security_policies
 
-from gateway.config import ConfigError, read_secret
 from gateway.config import OpcUaSource as OpcUaSourceConfig
 from gateway.core.model import Measurement
+from gateway.core.secrets import SecretError, read_secret
+from gateway.sources import asyncua_private
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.sampling import Sampler
 
@@ -90,11 +91,11 @@ def _number(value: Any) -> float | None:
 
 
 def _read_secret(path: str) -> str:
-    """The secret a *_file key names, by the one rule for every secret file (config_files.read_secret)."""
+    """The secret a *_file key names, by the one rule for every secret file (gateway.core.secrets.read_secret)."""
     try:
         return read_secret(path)
-    except ConfigError as exc:
-        raise OpcUaConfigError(f"cannot read password file {path}: {exc.problems[0].message}") from None
+    except SecretError as exc:
+        raise OpcUaConfigError(f"cannot read password file {path}: {exc.message}") from None
 
 
 def _certificate_uri(path: str) -> str | None:
@@ -190,10 +191,8 @@ class OpcUaSource(Source):
                 client.connection_lost_callback = self._on_connection_lost
                 await asyncio.wait_for(client.connect(), self.config.timeout * 3)
                 # asyncua's stale-subscription watchdog would recreate the subscription behind our back;
-                # our own watchdog rebuilds the whole client instead (a private task, hence the getattr).
-                task = getattr(client, "_stale_watchdog_task", None)
-                if task is not None:
-                    task.cancel()
+                # our own watchdog rebuilds the whole client instead (an asyncua internal: asyncua_private).
+                asyncua_private.stop_stale_watchdog(client)
                 self.health.state = "connected"
                 log.info("%s: connected to %s", self.config.name, self.config.endpoint)
                 if self.config.mode == "subscribe":
@@ -282,14 +281,7 @@ class OpcUaSource(Source):
         first = await sub.next_event(timeout=0.5)
         if first is None:
             return []
-        batch = [first]
-        queue = getattr(sub, "_event_queue", None)  # asyncua's bounded iterator queue (no public drain)
-        while queue is not None and not queue.empty():
-            event = queue.get_nowait()
-            if event is None:  # the subscription was closed
-                break
-            batch.append(event)
-        return batch
+        return [first, *asyncua_private.queued_events(sub)]  # asyncua has no public drain
 
     async def _monitor(self, client: Client, sub: Any, handles: dict[int, tuple[_Reader, bool]],
                        interval_ms: float) -> None:

@@ -2,7 +2,7 @@
 
 websockets answers plain HTTP through `process_request` only, one request per connection. These routes
 are read-only (GET, HEAD). The one write, the seed's `POST /api/spc/alerts/`, is answered in ws.py
-(it is a `create_alert` command; http_body.py reads its body); any other method gets 405 with a
+(it is a `create_alert` command; websockets_private.BodyReadingConnection reads its body); any other method gets 405 with a
 sentence saying where writes go.
 """
 

@@ -1,7 +1,8 @@
 """Fan-out: every committed event, encoded to JSON and framed once, offered to every client that carries it.
 
 A client whose socket keeps up is written to synchronously, like `websockets.broadcast()`, with one
-write for all the events of a commit; once its
+write for all the events of a commit (past websockets' protocol object: websockets_private, where the
+measurement that justifies it is); once its
 write buffer is above the library's high-water mark, its messages wait in its own bounded queue and a
 small writer task feeds them as the socket drains. A client whose queue reaches the bound is cut off
 (close 1013) and logged with its address and user agent: it never holds more than the bound, and no
@@ -29,6 +30,7 @@ from websockets.protocol import State
 from gateway.config import Config
 from gateway.core.jsoncodec import dumps
 from gateway.core.model import Event
+from gateway.outputs.websocket.websockets_private import abort, can_write, drain, frame, write
 
 log = logging.getLogger("gateway.server.hub")
 
@@ -162,9 +164,9 @@ class Hub:
             if not chunks:
                 return
             joined = b"".join(data for _, data in chunks)
-        if client.live and not client.queue and _can_write(client.connection):
+        if client.live and not client.queue and can_write(client.connection):
             # one write (one syscall) for the whole commit, however many events it holds
-            client.connection.transport.write(joined)
+            write(client.connection, joined)
             client.sent += len(chunks)
             self.deliveries += len(chunks)
             return
@@ -189,10 +191,10 @@ class Hub:
                     if connection.state is not State.OPEN:
                         return
                     pending = [client.queue.popleft()[1] for _ in range(min(WRITE_CHUNK, len(client.queue)))]
-                    connection.transport.write(b"".join(pending))
+                    write(connection, b"".join(pending))
                     client.sent += len(pending)
                     self.deliveries += len(pending)
-                    await connection.drain()  # waits only while this client's buffer is full
+                    await drain(connection)  # waits only while this client's buffer is full
         except Exception as exc:  # a broken socket: the handler sees the close and detaches
             log.debug("writer of %s stopped: %s", client.address, exc)
 
@@ -219,28 +221,6 @@ class Hub:
         }
 
 
-def _can_write(connection: ServerConnection) -> bool:
-    # Below the write-buffer high-water mark (`paused` False) a write never blocks anyone; a
-    # fragmented send in progress would be corrupted by a frame in between (we never fragment).
-    return connection.state is State.OPEN and not connection.paused and connection.send_in_progress is None
-
-
-def frame(payload: bytes) -> bytes:
-    """The complete WebSocket text frame of a payload, built once and written to every client as is.
-
-    Server frames are unmasked and the server negotiates no extension (compression is off), so the
-    bytes are the same for every connection; websockets' own frames (pings, close) are written whole
-    too, so frames never interleave. The header is RFC 6455 5.2 by hand (FIN + text opcode, then the
-    7-bit, 16-bit or 64-bit length): the same bytes as websockets' Frame.serialize, without its cost.
-    """
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
-
-
 async def _close_quickly(connection: ServerConnection) -> None:
     try:
         await asyncio.wait_for(connection.close(CUT_OFF_CODE, "client too slow: reconnect with ?since="),
@@ -249,4 +229,4 @@ async def _close_quickly(connection: ServerConnection) -> None:
         pass
     finally:
         if connection.state is not State.CLOSED:
-            connection.transport.abort()
+            abort(connection)

@@ -28,7 +28,10 @@ from websockets.typing import Subprotocol
 
 from gateway.alerts import ACTING_CLIENT, AlertError, AlertService
 from gateway.config import Config
-from gateway.config.files import read_secret
+from gateway.core.listen_error import is_bind_error, listen_error
+from gateway.core.model import Event
+from gateway.core.secrets import read_secret
+from gateway.outputs.base import Output
 from gateway.outputs.websocket.http import (
     STATIC_DIR,
     HttpRoutes,
@@ -37,10 +40,10 @@ from gateway.outputs.websocket.http import (
     render_metrics,
     response,
 )
-from gateway.outputs.websocket.http_body import BodyReadingConnection
 from gateway.outputs.websocket.hub import Client, Hub, carries, encode, event_json
 from gateway.outputs.websocket.inputs import INT64_MAX, request_problem, whole_number
 from gateway.outputs.websocket.protocol import Command, Protocol, Session
+from gateway.outputs.websocket.websockets_private import BodyReadingConnection
 
 log = logging.getLogger("gateway.server")
 
@@ -76,8 +79,12 @@ class Handshake:
     epoch: str | None = None
 
 
-class LineServer:
+class LineServer(Output):
     """Serves the endpoints on `server.listen`; `start()`/`stop()` (stop closes clients with 1001)."""
+
+    name = "clients"  # its stats in /healthz: the WebSocket clients
+    from_outbox = False  # it takes events from memory: the screens must see a STORAGE alert before it is stored
+    stop_timeout = 1.5
 
     def __init__(self, config: Config, store: Any, alerts: AlertService, hub: Hub, *,
                  health: Callable[[], dict[str, Any]], metrics: Callable[[], dict[str, Any] | str],
@@ -107,6 +114,7 @@ class LineServer:
         self.config = config
         self.protocol.products = {p.id: p for p in config.products}
         self.http.config = config
+        self.hub.reconfigure(config)
 
     async def start(self) -> None:
         """Read the token files, bind the port, start serving."""
@@ -119,12 +127,17 @@ class LineServer:
         if settings.tls is not None:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.load_cert_chain(settings.tls.certificate, settings.tls.private_key)
-        self.server = await serve(
-            self._handler, settings.listen.host, settings.listen.port, process_request=self._process_request,
-            select_subprotocol=self._select_subprotocol, compression=None, max_size=settings.max_frame,
-            max_queue=MAX_INCOMING_FRAMES, ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_interval, close_timeout=CLOSE_TIMEOUT, server_header=None, ssl=tls,
-            create_connection=BodyReadingConnection)
+        try:
+            self.server = await serve(
+                self._handler, settings.listen.host, settings.listen.port, process_request=self._process_request,
+                select_subprotocol=self._select_subprotocol, compression=None, max_size=settings.max_frame,
+                max_queue=MAX_INCOMING_FRAMES, ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_interval, close_timeout=CLOSE_TIMEOUT, server_header=None, ssl=tls,
+                create_connection=BodyReadingConnection)
+        except OSError as exc:  # a taken port is one line for the journal, not a traceback
+            if not is_bind_error(exc):
+                raise
+            raise listen_error("server.listen", settings.listen.host, settings.listen.port, exc) from None
         log.info("serving %s://%s:%d/ (WebSocket /ws/spc/notifications/, /ws/spc/product/{id}/)",
                  "https" if tls else "http", settings.listen.host, self.port)
 
@@ -429,15 +442,24 @@ class LineServer:
 
     # ------------------------------------------------------------------ health and metrics
 
+    def publish(self, events: list[Event]) -> None:
+        """Committed events to every screen that carries them (the hub: one frame each, bounded queues)."""
+        self.hub.publish(events)
+
+    def stats(self) -> dict[str, Any]:
+        """The clients, their queues and the refused handshakes (`clients` in /healthz)."""
+        return {**self.hub.stats(), "refused": dict(self.refused)}
+
     def health(self) -> dict[str, Any]:
-        """The app's health report plus the server's clients."""
-        report = dict(self.app_health())
-        report["clients"] = {**self.hub.stats(), "refused": dict(self.refused)}
-        return report
+        """The app's health report (which holds every output's stats, these too)."""
+        return self.app_health()
 
     def metrics_text(self) -> str:
         """Prometheus text: the app's numbers, the hub's, the alerts by state and type."""
-        return render_metrics(self.app_metrics(), self.hub.stats(), self.alerts.stats(), self.refused)
+        app = self.app_metrics()
+        if isinstance(app, dict):  # our own numbers are rendered as ws_*, not a second time from the report
+            app = {key: value for key, value in app.items() if key != self.name}
+        return render_metrics(app, self.hub.stats(), self.alerts.stats(), self.refused)
 
 
 def _offered(request: Request) -> list[str]:
@@ -464,7 +486,7 @@ def _loopback(host: str) -> bool:
 
 
 def _read_token(path: str) -> str:
-    """A token file by the one rule for every secret file (gateway.config.files.read_secret)."""
+    """A token file by the one rule for every secret file (gateway.core.secrets.read_secret)."""
     return read_secret(path)
 
 
