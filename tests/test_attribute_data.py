@@ -89,7 +89,8 @@ def test_a_p_chart_charts_the_counts_through_the_daemon(tmp_path: Path) -> None:
         await gateway.start()
         try:
             sent: list = []
-            gateway.hub.publish = lambda events, _orig=gateway.hub.publish: (sent.extend(events), _orig(events))
+            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
+            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
             sink = gateway.pipeline.sink
             for count in (2, 3, 1, 2, 2):  # the baseline: p-bar = 10/250
                 await sink(Measurement(key, 10.0, now, count=count, sample_size=50))
