@@ -30,6 +30,7 @@ from gateway.core.model import (
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
+from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import bad_reading
@@ -208,6 +209,17 @@ class Pipeline:
                     if problem is not None:
                         self._refuse(state, reading, BAD_ATTRIBUTE, problem)
                         continue
+                attribute = state.engine.attribute
+                if attribute is not None:  # a p/np/c/u chart charts the count, not the value
+                    problem = (f"chart {attribute.name} charts counts: the reading has none"
+                               if reading.count is None else
+                               attribute.problem(Sample(reading.count, reading.sample_size or 1.0))
+                               if attribute.uses_n and reading.sample_size is not None else
+                               f"chart {attribute.name} needs the sample size n with each count"
+                               if attribute.uses_n else None)
+                    if problem is not None:
+                        self._refuse(state, reading, BAD_ATTRIBUTE, problem)
+                        continue
                 try:
                     self._ingest(batch, state, reading, now, monotonic, measured_iso)
                 except Exception:  # a programming error must not cost the other readings of the batch
@@ -240,7 +252,10 @@ class Pipeline:
                 monotonic: float, measured_iso: str) -> None:
         product, characteristic = state.product, state.characteristic
         measured_at = reading.measured_at
-        result = state.engine.ingest(reading.value, measured_at)
+        if state.engine.attribute is not None and reading.count is not None:
+            result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
+        else:
+            result = state.engine.ingest(reading.value, measured_at)
         state.readings += 1
         state.last_good = monotonic
         state.last_value = reading.value

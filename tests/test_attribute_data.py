@@ -11,6 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.outputs.websocket.ws import LineServer
@@ -68,3 +70,49 @@ def test_count_and_sample_size_are_stored_sent_and_exported(tmp_path: Path) -> N
     assert export_csv(str(tmp_path / "spc.sqlite3"), 1, None, None, out) == 4
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [(r["count"], r["sample_size"]) for r in rows] == [("", ""), ("3", "50"), ("7", "2.5"), ("4", "")]
+
+
+def test_a_p_chart_charts_the_counts_through_the_daemon(tmp_path: Path) -> None:
+    """Issue 15, item 2: a characteristic with `chart: p` charts each reading's count in its sample
+    (CharacteristicEngine.ingest_count); a reading without a count, or with more nonconforming parts
+    than its sample holds, is refused with its reason."""
+    config = minimal_config(tmp_path)
+    characteristic = config["products"][0]["characteristics"][0]
+    characteristic.update(chart="p", limits={"baseline_subgroups": 5}, rules=[1, 2, 3, 4])
+    config_, _ = load_config(str(write_config(tmp_path, config)))
+    key = CharacteristicKey(1, "diameter")
+    now = time.time()
+    told: list[tuple[str, str]] = []
+
+    async def scenario() -> list:
+        gateway = Gateway(config_)
+        await gateway.start()
+        try:
+            sent: list = []
+            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
+            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
+            sink = gateway.pipeline.sink
+            for count in (2, 3, 1, 2, 2):  # the baseline: p-bar = 10/250
+                await sink(Measurement(key, 10.0, now, count=count, sample_size=50))
+            await sink(Measurement(key, 10.0, now, count=12, sample_size=50))  # 0.24: beyond the UCL
+            await sink(Measurement(key, 10.0, now, count=1, sample_size=25))  # its own limits for n = 25
+            for bad in (dict(), dict(count=60, sample_size=50)):
+                await sink(Measurement(key, 10.0, now, on_rejected=lambda kind, why: told.append((kind, why)),
+                                       **bad))
+            deadline = time.monotonic() + 10
+            while gateway.pipeline.ingested + gateway.pipeline.rejected < 9:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            return [e.body["subgroup"] for e in sent if e.type == "subgroup"]
+        finally:
+            await gateway.stop()
+
+    subgroups = asyncio.run(scenario())
+    assert [round(s["value"], 4) for s in subgroups] == [0.04, 0.06, 0.02, 0.04, 0.04, 0.24, 0.04]
+    beyond, short = subgroups[5], subgroups[6]
+    assert beyond["violations"] == [1] and round(beyond["center"], 4) == 0.04
+    assert beyond["ucl"] == pytest.approx(0.04 + 3 * (0.04 * 0.96 / 50) ** 0.5)
+    assert short["ucl"] == pytest.approx(0.04 + 3 * (0.04 * 0.96 / 25) ** 0.5) and short["lcl"] == 0.0
+    assert told == [("bad count", "chart p charts counts: the reading has none"),
+                    ("bad count", "count 60 is larger than n 50")]

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from gateway.spc.charts.base import ChartParameters
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from gateway.tools import analyze
+from gateway.tools import analyze, analyze_input
 from tests.conftest import REFERENCE, needs_shared
 
 
@@ -131,11 +132,17 @@ def test_defaults_and_keys(tmp_path, capsys):
     assert set(r) == {"chart", "subgroups", "limits", "dispersion", "points"}
     assert set(r["limits"]) == {"center", "lcl", "ucl", "sigma"}
     assert set(r["dispersion"]) == {"chart", "center", "lcl", "ucl"}
-    assert set(r["points"][0]) == {"subgroup", "n", "value", "dispersion", "violations", "dispersion_violations"}
+    # version 2 of the contract: every chart's points carry the limits that apply to them
+    assert set(r["points"][0]) == {"subgroup", "n", "value", "dispersion", "violations", "dispersion_violations",
+                                   "center", "lcl", "ucl"}
+    first = r["points"][0]
+    assert (first["center"], first["lcl"], first["ucl"]) == (r["limits"]["center"], r["limits"]["lcl"],
+                                                             r["limits"]["ucl"])
     _, out, _ = run_cli(capsys, path, "--subgroup-size", 12, "--usl", 11)
     r = json.loads(out)
     assert r["chart"] == "xbar_s" and r["dispersion"]["chart"] == "s"
-    assert set(r["capability"]) == {"cp", "cpk", "pp", "ppk", "cpm", "sigma_within", "sigma_overall", "n"}
+    assert set(r["capability"]) == {"cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "sigma_within", "sigma_overall",
+                                    "n"}  # cpk_lower: Bissell's bound (issue 15, item 5)
     assert r["capability"]["cp"] is None  # one-sided; and only 5 subgroups: all null
     _, out, _ = run_cli(capsys, path, "--rules", "western_electric", "--center", 10.3, "--sigma", 0.2)
     r = json.loads(out)
@@ -200,7 +207,7 @@ def test_input_errors_exit_1(tmp_path, capsys):
     grouped = write_csv(tmp_path, "subgroup,value\n1,1\n1,2\n", "g.csv")
     assert run_cli(capsys, grouped, "--chart", "imr")[0] == 1
     with pytest.raises(SystemExit) as e:
-        run_cli(capsys, path, "--chart", "p")
+        run_cli(capsys, path, "--chart", "pareto")
     assert e.value.code == 2
 
 
@@ -211,25 +218,31 @@ subgroup_values = st.lists(st.floats(-50, 50, allow_nan=False).map(lambda v: rou
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(subgroup_values, min_size=4, max_size=40), st.integers(2, 30),
-       st.sampled_from(["xbar_r", "xbar_s", "imr"]),
-       st.sampled_from(["nelson", "western_electric"]))
-def test_streaming_and_batch_agree(groups, k, chart, rules):
+       st.sampled_from(["xbar_r", "xbar_s", "imr", "ewma", "cusum"]),
+       st.sampled_from(["nelson", "western_electric"]), st.sampled_from([0.05, 0.2, 1.0]), st.booleans())
+def test_streaming_and_batch_agree(groups, k, chart, rules, lam, fir):
     k = min(k, len(groups))  # mapped, not filtered: filtering half the inputs failed Hypothesis' health check
+    weighted = chart in ("ewma", "cusum")
     if chart == "imr":
         groups = [g[:1] for g in groups]
+    elif weighted:  # EWMA and CUSUM take subgroups of one size (the first one's)
+        groups = [(g * 5)[:len(groups[0])] for g in groups]
+    parameters = ({"lam": lam, "L": 2.7} if chart == "ewma" else {"k": 0.5 + lam, "h": 4.0, "fir": fir}
+                  if chart == "cusum" else {})
     labelled = [(str(i + 1), list(g)) for i, g in enumerate(groups)]
     size = max(len(g) for g in groups)
     spec = {"lsl": -60.0, "usl": 60.0}
     text = "subgroup,value\n" + "".join(f"{label},{v!r}\n" for label, g in labelled for v in g)
-    parsed = analyze.read_subgroups(io.StringIO(text), "x.csv", 1)
+    parsed = analyze_input.read_subgroups(io.StringIO(text), "x.csv", 1)
     assert parsed == labelled
     try:
-        batch, batch_cap = analyze.analyze_full(parsed, chart=chart, rules=rules, phase1=k, **spec)
+        batch, batch_cap = analyze.analyze_full(parsed, chart=chart, rules=rules, phase1=k, **spec, **parameters)
     except analyze.InputError:
         assume(False)
     convention = rules
     tests = (1, 2, 3, 4, 5, 6, 7, 8) if rules == "nelson" else (1, 2, 3, 4)
-    common = {"chart": chart, "subgroup_size": size, "convention": convention, "tests": tests, **spec}
+    common = {"chart": chart, "subgroup_size": size, "convention": convention, "tests": tests, **spec,
+              "parameters": ChartParameters()._replace(**parameters)}
 
     # learned limits and capability of the phase-I subgroups: identical
     engine = CharacteristicEngine(EngineSettings(**common, baseline_subgroups=k, capability_every=k,
@@ -244,9 +257,10 @@ def test_streaming_and_batch_agree(groups, k, chart, rules):
     assert (learned.center, learned.sigma) == (batch["limits"]["center"], batch["limits"]["sigma"])
     first_capability = next(r.capability for r in results if r.capability is not None)
     assert first_capability == batch_cap
-    # after the baseline, the beyond-limits verdicts are identical
+    # after the baseline, the beyond-limits verdicts are identical (EWMA and CUSUM start their statistic
+    # when the limits are learned, analyze at the first subgroup: their verdicts are compared below)
     points = [r.subgroup for r in results if r.subgroup is not None]
-    for p, q in zip(points[k:], batch["points"][k:], strict=True):
+    for p, q in zip(points[k:], batch["points"][k:] if not weighted else [], strict=weighted is False):
         assert (1 in p.violations) == (1 in q["violations"])
         assert list(p.dispersion_violations) == q["dispersion_violations"]
 
@@ -259,8 +273,30 @@ def test_streaming_and_batch_agree(groups, k, chart, rules):
         if fixed.open_n:
             r = fixed.close_subgroup(0.0)
         streamed.append(r.subgroup)
-    assert [(p.n, p.mean, p.dispersion, list(p.violations), list(p.dispersion_violations)) for p in streamed] == \
-        [(q["n"], q["value"], q["dispersion"], q["violations"], q["dispersion_violations"]) for q in batch["points"]]
+    assert [(p.n, p.plotted if weighted else p.mean, p.dispersion, list(p.violations),
+             list(p.dispersion_violations), p.center, p.lcl, p.ucl) for p in streamed] == \
+        [(q["n"], q["value"], q["dispersion"], q["violations"], q["dispersion_violations"], q["center"], q["lcl"],
+          q["ucl"]) for q in batch["points"]]
+    if chart == "cusum":
+        assert [(p.cusum_upper, p.cusum_lower, p.run_upper, p.run_lower) for p in streamed] == \
+            [(q["cusum_upper"], q["cusum_lower"], q["run_upper"], q["run_lower"]) for q in batch["points"]]
+    # and an engine restarted from its saved state midway continues the same statistic
+    half = len(groups) // 2
+    restarted = CharacteristicEngine(fixed.settings)
+    for g in groups[:half]:
+        for v in g:
+            restarted.ingest(v, 0.0)
+        if restarted.open_n:
+            restarted.close_subgroup(0.0)
+    restarted = CharacteristicEngine(fixed.settings, restarted.state())
+    tail = []
+    for g in groups[half:]:
+        for v in g:
+            r = restarted.ingest(v, 0.0)
+        if restarted.open_n:
+            r = restarted.close_subgroup(0.0)
+        tail.append(r.subgroup)
+    assert tail == streamed[half:]
 
 
 def test_analyze_memory_grows_by_a_few_hundred_bytes_a_row_not_kilobytes(tmp_path, monkeypatch):

@@ -174,7 +174,7 @@ def test_settings_from_a_configured_characteristic():
 
 
 @pytest.mark.parametrize("bad", [
-    {"chart": "p"}, {"chart": "imr", "subgroup_size": 2}, {"center": 1.0}, {"center": 1.0, "sigma": 0.0},
+    {"chart": "pareto"}, {"chart": "imr", "subgroup_size": 2}, {"center": 1.0}, {"center": 1.0, "sigma": 0.0},
     {"lsl": 2.0, "usl": 1.0}, {"tests": (9,)}, {"chart": "imr", "baseline_subgroups": 1},
 ])
 def test_bad_settings_are_refused(bad):

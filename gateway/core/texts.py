@@ -186,6 +186,14 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "no control limits can be drawn from these subgroups: their values give no finite limits (values "
               "far beyond any measurement)",
     },
+    "error.estimate.laney_too_few": {
+        "ko": "Laney 관리도는 sigma_Z를 추정하려면 샘플이 2개 이상 필요합니다",
+        "en": "a Laney chart needs at least 2 samples to estimate sigma_Z",
+    },
+    "error.estimate.attribute_samples": {
+        "ko": "계수형 관리도의 한계는 측정값이 아니라 샘플(불량 수와 샘플 크기)에서 추정합니다",
+        "en": "an attribute chart estimates its limits from samples (counts and sample sizes), not from values",
+    },
     "error.too_few_subgroups": {
         "ko": "부분군 {from_subgroup}부터 저장된 부분군이 {n}개뿐입니다. 한계를 계산하려면 2개 이상 필요합니다",
         "en": "only {n} stored subgroups from subgroup {from_subgroup}: need at least 2",

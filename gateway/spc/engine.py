@@ -15,18 +15,20 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
-from gateway.spc.charts.base import EstimateError, PointLimits, SubgroupSummary, summarize
+from gateway.spc.charts.attribute import AttributeChart, Sample
+from gateway.spc.charts.base import ChartParameters, EstimateError, PointLimits, SubgroupSummary, summarize
 from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limits
 from gateway.spc.charts.registry import chart_named, default_chart
+from gateway.spc.charts.weighted import TimeWeighted, Tracker
 from gateway.spc.numeric import MAX_MAGNITUDE
-from gateway.spc.rules import DISPERSION_NAME, RuleSet, RuleWindow, Violation
+from gateway.spc.points import NO_VIOLATIONS, IngestResult, SubgroupPoint
+from gateway.spc.rules import DISPERSION_NAME, Z_TOLERANCE, RuleSet, RuleWindow, Violation, on_boundary
 
 STATE_VERSION = 1
-NO_VIOLATIONS: tuple[Violation, ...] = ()
 _INF = math.inf
 
 
@@ -47,19 +49,26 @@ class EngineSettings:
     capability_every: int = 25  # subgroups between two capability analyses
     capability_window: int = 100  # subgroups the analysis looks back over (and the memory kept)
     min_cpk: float = 1.33
+    parameters: ChartParameters = ChartParameters()  # EWMA lambda, L; CUSUM k, h, fir
 
     def __post_init__(self) -> None:
         chart = chart_named(self.chart)  # UnknownChart, a ValueError, lists the known ones
+        problem = self.parameters.problem()
+        if problem is not None:
+            raise ValueError(f"chart parameters: {problem}")
         if chart.individuals and self.subgroup_size != 1:
             raise ValueError(f"an {chart.name} chart charts individual values: subgroup_size must be 1")
         if not 1 <= self.subgroup_size <= 100:
             raise ValueError(f"subgroup_size {self.subgroup_size} is outside 1..100")
-        if (self.center is None) != (self.sigma is None):
+        plain_attribute = isinstance(chart, AttributeChart) and not chart.laney
+        if (self.center is None) != (self.sigma is None) and not (plain_attribute and self.sigma is None):
+            # an attribute chart's fixed limits are its rate alone (sigma is Laney's sigma_Z, 1 otherwise)
             raise ValueError("fixed limits need both center and sigma")
         if self.sigma is not None and not self.sigma > 0:
             raise ValueError(f"sigma must be positive, not {self.sigma}")
-        if self.center is not None and self.sigma is not None:
-            problem = make_limits(chart, self.subgroup_size, self.center, self.sigma, source="fixed",
+        if self.center is not None and (self.sigma is not None or plain_attribute):
+            problem = make_limits(chart, self.subgroup_size, self.center, 1.0 if self.sigma is None else self.sigma,
+                                  source="fixed",
                                   effective_from=0.0).problem()
             if problem is not None:
                 raise ValueError(f"fixed limits cannot be used: {problem}")
@@ -86,46 +95,6 @@ class EngineSettings:
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
                    capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
-
-
-class SubgroupPoint(NamedTuple):
-    """A charted point: a completed subgroup (n > 1) or an individual (I-MR).
-
-    `range` is the subgroup range, or the moving range on an I-MR chart (None for the first point);
-    `dispersion` is the plotted dispersion statistic (range, standard deviation or moving range).
-    Limits and z are None while the baseline is still being collected.
-    """
-
-    subgroup_number: int
-    n: int
-    mean: float
-    range: float | None
-    stdev: float | None
-    center: float | None
-    ucl: float | None
-    lcl: float | None
-    violations: tuple[int, ...]  # rule numbers flagging the location point
-    dispersion: float | None
-    dispersion_center: float | None
-    dispersion_ucl: float | None
-    dispersion_lcl: float | None
-    dispersion_violations: tuple[int, ...]  # (1,) when the dispersion point is beyond its limits
-    z: float | None
-    is_within_control: bool | None
-    at: float
-
-
-class IngestResult(NamedTuple):
-    """What one measurement produced. `is_within_spec` is None when the characteristic has no spec."""
-
-    sample_number: int
-    subgroup_number: int
-    is_within_spec: bool | None
-    is_within_control: bool | None
-    subgroup: SubgroupPoint | None
-    violations: list[Violation] | tuple[Violation, ...]
-    new_limits: LimitsVersion | None
-    capability: CapabilityResult | None
 
 
 class CharacteristicEngine:
@@ -155,13 +124,16 @@ class CharacteristicEngine:
         self.capability_every = s.capability_every
         self._limits: LimitsVersion | None = None
         self._table: list[PointLimits] = []
+        self.tracker: Tracker | None = None  # EWMA/CUSUM statistic under the limits in force
         self._announce = False  # fixed limits not yet reported as a version
         self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
+        self.attribute = self.chart if isinstance(self.chart, AttributeChart) else None
+        self.samples: list[Sample] = []  # attribute charts: the baseline's samples
         if state is not None and self._restore(state):
             return
-        if s.center is not None and s.sigma is not None:  # s.fixed (settings require both or neither)
-            self._install(make_limits(self.chart, self.size, s.center, s.sigma, source="fixed",
-                                      effective_from=0.0))
+        if s.center is not None:  # s.fixed (sigma with it, or an attribute chart's rate alone)
+            self._install(make_limits(self.chart, self.size, s.center, 1.0 if s.sigma is None else s.sigma,
+                                      source="fixed", effective_from=0.0))
             self._announce = True
 
     # ------------------------------------------------------------ limits
@@ -178,6 +150,9 @@ class CharacteristicEngine:
         # that the table holds one type
         self._table = [table[0], *table]
         self.window.reset()
+        if isinstance(self.chart, TimeWeighted):  # a new limits version starts a new statistic
+            self.tracker = self.chart.start_tracker(version.center, version.sigma, self.size,
+                                                    self.settings.parameters)
         self.baseline = []
 
     def recalculate(self, subgroups: list[list[float]], *, source: str = "recalculated",
@@ -210,10 +185,9 @@ class CharacteristicEngine:
 
     def _reset_open(self) -> None:
         self.open_n = 0
-        self.open_mean = 0.0
-        self.open_m2 = 0.0
-        self.open_low = _INF
-        self.open_high = -_INF
+        # the open subgroup's values (at most 100): summarized when it closes, in an order-independent
+        # way (charts.base.summarize), so two subgroups holding the same values plot the same mean
+        self.open_values: list[float] = []
 
     def ingest(self, value: float, at: float) -> IngestResult:
         """One measurement: spec verdict, and when it completes a subgroup, the chart's verdicts."""
@@ -222,15 +196,8 @@ class CharacteristicEngine:
         in_spec = (self.lsl <= value <= self.usl) if self.has_spec else None
         if self.individuals:
             return self._individual(value, at, sample, in_spec)
-        # Welford: stable for values far from zero (NIST StRD NumAcc1)
+        self.open_values.append(value)
         n = self.open_n = self.open_n + 1
-        delta = value - self.open_mean
-        mean = self.open_mean = self.open_mean + delta / n
-        self.open_m2 += delta * (value - mean)
-        if value < self.open_low:
-            self.open_low = value
-        if value > self.open_high:
-            self.open_high = value
         if n < self.size:
             return IngestResult(sample, self.subgroup_number + 1, in_spec, None, None, NO_VIOLATIONS,
                                 None, None)
@@ -241,7 +208,7 @@ class CharacteristicEngine:
         limits = self._limits
         if limits is None or self._announce:
             self.open_n = 1
-            self.open_mean = x
+            self.open_values = [x]
             return self._close(at, sample, in_spec)
         previous = self.previous
         self.previous = x
@@ -257,6 +224,10 @@ class CharacteristicEngine:
             self.since_capability = since
         p = self._table[1]
         z = (x - limits.center) * p.inverse_se
+        if -3.5 < z < 3.5:  # rules.on_boundary, inline on the hot path
+            whole = round(z)
+            if -Z_TOLERANCE < z - whole < Z_TOLERANCE:
+                z = float(whole)
         within = -3.0 <= z <= 3.0
         # an I-MR table always has the moving range's UCL; its LCL is 0
         beyond = (moving_range is not None and p.dispersion_ucl is not None
@@ -282,24 +253,23 @@ class CharacteristicEngine:
     def _close(self, at: float, sample: int, in_spec: bool | None) -> IngestResult:
         number = self.subgroup_number = self.subgroup_number + 1
         n = self.open_n
-        mean = self.open_mean
-        m2 = self.open_m2
+        values = self.open_values
+        self._reset_open()
         if self.individuals:
-            self.open_n = 0
+            mean = values[0]
             previous = self.previous
             dispersion = rng = None if previous is None else abs(mean - previous)
             self.previous = mean
             stdev = None
             summary: SubgroupSummary | float = mean  # the capability window of an I-MR chart keeps plain values
         else:
-            rng = self.open_high - self.open_low
+            summary = summarize(values)
+            mean, rng = summary.mean, summary.range
             if n == 1:
                 stdev = dispersion = None
             else:
-                stdev = math.sqrt(m2 / (n - 1))
+                stdev = math.sqrt(summary.m2 / (n - 1))
                 dispersion = self.chart.dispersion(rng, stdev)
-            summary = SubgroupSummary(n, mean, m2, rng)
-            self._reset_open()
         new_limits = None
         if self._announce and self._limits is not None:  # announced limits are always installed
             self._announce = False
@@ -332,6 +302,12 @@ class CharacteristicEngine:
             return IngestResult(sample, number, in_spec, None, point, NO_VIOLATIONS, new_limits, capability)
         p = self._table[n]
         z = (mean - limits.center) * p.inverse_se
+        if self.tracker is not None:  # its own limits and test; z only for the record
+            return self._tracked(number, n, mean, rng, stdev, z, at, sample, in_spec, new_limits, capability)
+        if -3.5 < z < 3.5:  # rules.on_boundary, inline on the hot path
+            whole = round(z)
+            if -Z_TOLERANCE < z - whole < Z_TOLERANCE:
+                z = float(whole)
         within = -3.0 <= z <= 3.0
         # a dispersion value exists only where the table has its limits (n >= 2, or I-MR)
         dispersion_beyond = (dispersion is not None and p.dispersion_ucl is not None
@@ -348,6 +324,71 @@ class CharacteristicEngine:
                               p.dispersion_center, p.dispersion_ucl, p.dispersion_lcl, dispersion_rules, z,
                               within, at)
         return IngestResult(sample, number, in_spec, within, point, violations, new_limits, capability)
+
+    def _tracked(self, number: int, n: int, mean: float, rng: float | None, stdev: float | None, z: float,
+                 at: float, sample: int, in_spec: bool | None, new_limits: LimitsVersion | None,
+                 capability: CapabilityResult | None) -> IngestResult:
+        """A subgroup on an EWMA or CUSUM chart: only the beyond-limits test, reported as rule 1."""
+        assert self.tracker is not None and self._limits is not None and isinstance(self.chart, TimeWeighted)
+        center = self._limits.center
+        # a short subgroup's mean rescaled to the nominal size (charts/weighted.py)
+        t = self.tracker.push(mean if n == self.size else center + (mean - center) * math.sqrt(n / self.size))
+        violations: list[Violation] | tuple[Violation, ...] = NO_VIOLATIONS
+        rules: tuple[int, ...] = ()
+        if t.beyond:
+            violations, rules = [Violation(1, self.chart.beyond_name, number, (number,), "location")], (1,)
+        point = SubgroupPoint(number, n, mean, rng, stdev, t.center, t.ucl, t.lcl, rules, None, None, None,
+                              None, (), z, not t.beyond, at, t.value, t.upper, t.lower, t.run_upper,
+                              t.run_lower, t.shift)
+        return IngestResult(sample, number, in_spec, not t.beyond, point, violations, new_limits, capability)
+
+    def ingest_count(self, count: int, n: float | None, at: float) -> IngestResult:
+        """One attribute sample (count nonconforming parts or defects in n parts or units): one point.
+
+        The caller has checked it (core.model.Measurement.attribute_problem, and
+        AttributeChart.problem for count <= n). A c chart takes no n (one inspection unit)."""
+        chart = self.attribute
+        if chart is None:
+            raise TypeError(f"chart {self.chart.name} charts measured values, not counts")
+        sample = self.sample_number = self.sample_number + 1
+        self.last_at = at
+        number = self.subgroup_number = self.subgroup_number + 1
+        size = float(n) if n is not None and chart.uses_n else 1.0
+        taken = Sample(count, size)
+        value = chart.value(taken)
+        new_limits = None
+        if self._announce and self._limits is not None:
+            self._announce = False
+            new_limits = self._limits = self._limits._replace(effective_from=at)
+        limits = self._limits
+        if limits is None:
+            self.samples.append(taken)
+            if len(self.samples) >= self.settings.baseline_subgroups:
+                k = len(self.samples)
+                try:
+                    rate, sigma_z = chart.estimate(self.samples)
+                    new_limits = make_limits(chart, max(1, round(math.fsum(s.n for s in self.samples) / k)), rate,
+                                             sigma_z, source="learned", effective_from=at,
+                                             from_subgroup=number - k + 1, to_subgroup=number)
+                    if new_limits.problem() is not None:
+                        raise EstimateError(new_limits.problem() or "", "not_finite")
+                    self._install(new_limits)
+                except EstimateError:
+                    new_limits = None
+                    self.samples = []
+                    self.refused_baselines += 1
+            point = SubgroupPoint(number, 1, value, None, None, None, None, None, (), None, None, None, None,
+                                  (), None, None, at, sample_size=size)
+            return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, None)
+        p = chart.limits(limits.center, limits.sigma, size)
+        z = on_boundary((value - p.center) * p.inverse_sd)
+        within = -3.0 <= z <= 3.0
+        fired = self.window.push(z, value) & self.enabled
+        violations, rules, _ = (self._violations(fired, number, z, False) if fired
+                                else (NO_VIOLATIONS, (), ()))
+        point = SubgroupPoint(number, 1, value, None, None, p.center, p.ucl, p.lcl, rules, None, None, None,
+                              None, (), z, within, at, sample_size=size)
+        return IngestResult(sample, number, None, within, point, violations, new_limits, None)
 
     def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool
                     ) -> tuple[list[Violation] | tuple[Violation, ...], tuple[int, ...], tuple[int, ...]]:
@@ -382,7 +423,10 @@ class CharacteristicEngine:
 
     def _fingerprint(self) -> list[object]:
         s = self.settings
-        return [s.chart, s.subgroup_size, s.center, s.sigma, s.convention, list(s.tests)]
+        fingerprint: list[object] = [s.chart, s.subgroup_size, s.center, s.sigma, s.convention, list(s.tests)]
+        if isinstance(self.chart, TimeWeighted):  # other charts take no parameters: their states stay valid
+            fingerprint.append(list(s.parameters))
+        return fingerprint
 
     def state(self) -> dict[str, Any]:
         """Small JSON-able dict from which `CharacteristicEngine(settings, state)` continues exactly."""
@@ -392,23 +436,25 @@ class CharacteristicEngine:
             "sample_number": self.sample_number,
             "subgroup_number": self.subgroup_number,
             "last_at": self.last_at,
-            "open": [self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high]
-            if self.open_n else None,
+            "open": None,  # before the open subgroup's values were kept: [n, mean, m2, low, high]
+            "open_values": list(self.open_values),
             "previous": self.previous,
             "limits": self._limits.to_dict() if self._limits is not None else None,
             "announce": self._announce,
             "rules": self.window.to_state(),
+            "tracker": self.tracker.to_state() if self.tracker is not None else None,
             "baseline": [list(b) for b in self.baseline],
             "capability": list(self.capability_window) if self.individuals
             else [list(b) for b in self.capability_window],
             "since_capability": self.since_capability,
+            **({"samples": [[s.count, s.n] for s in self.samples]} if self.attribute is not None else {}),
         }
 
     def _numbers_fit(self, state: dict[str, Any]) -> bool:
         """Whether the kept values are all ones a reading within +-MAX_MAGNITUDE can produce."""
         spread = 2.0 * MAX_MAGNITUDE
 
-        def fits(n: float, mean: float, m2: float, rng: float) -> bool:
+        def fits(n: float, mean: float, m2: float, rng: float, *error: float) -> bool:
             # m2 may come out a rounding error below zero, never above what bounded readings give
             return abs(mean) <= MAX_MAGNITUDE and 0.0 <= rng <= spread and abs(m2) <= n * spread * spread
 
@@ -419,6 +465,7 @@ class CharacteristicEngine:
             n, mean, m2, low, high = state["open"]
             summaries.append([n, mean, m2, high - low])
         singles = list(state["capability"]) if self.individuals else []
+        singles += state.get("open_values", [])
         if state["previous"] is not None:
             singles.append(state["previous"])
         return (all(abs(x) <= MAX_MAGNITUDE for x in singles)
@@ -441,13 +488,19 @@ class CharacteristicEngine:
             return False
         if restored is not None:
             self._install(restored)
-        if state["open"]:
-            self.open_n, self.open_mean, self.open_m2, self.open_low, self.open_high = state["open"]
+        # a state written before the values were kept has "open": [n, mean, m2, low, high] instead: a
+        # subgroup cannot be continued from its summary alone, so those few readings (stored, and counted
+        # in sample_number) are not charted
+        self.open_values = [float(x) for x in state.get("open_values", ())]
+        self.open_n = len(self.open_values)
         self.previous = state["previous"]
         self._announce = bool(state["announce"])
         self.window.restore(state["rules"])
+        if self.tracker is not None and state.get("tracker") is not None:
+            self.tracker.restore(state["tracker"])
         self.baseline = [SubgroupSummary(*b) for b in state["baseline"]]
         self.capability_window.extend(state["capability"] if self.individuals
                                       else (SubgroupSummary(*b) for b in state["capability"]))
         self.since_capability = int(state["since_capability"])
+        self.samples = [Sample(*s) for s in state.get("samples", ())]
         return True

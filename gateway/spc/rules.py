@@ -34,7 +34,7 @@ NELSON_NAMES = {
     5: "2 out of 3 points beyond 2 sigma on the same side",
     6: "4 out of 5 points beyond 1 sigma on the same side",
     7: "15 points in a row within 1 sigma of the center line",
-    8: "8 points in a row beyond 1 sigma on either side",
+    8: "8 points in a row beyond 1 sigma, with points on both sides",
 }
 NELSON_NAMES_KO = {
     1: "1개 점이 3시그마 밖",
@@ -57,6 +57,21 @@ DISPERSION_NAME_KO = "1개 점이 산포 관리도 관리한계 밖"
 # window length (points) of each Nelson test, used to name the points that form a pattern
 WINDOW = {1: 1, 2: 9, 3: 6, 4: 14, 5: 3, 6: 5, 7: 15, 8: 8}
 _POPCOUNT = tuple(bin(i).count("1") for i in range(256))
+
+
+# z within this many standard errors of a whole number (the center line, the 1 and 2 sigma zone
+# boundaries, a limit) is taken as exactly on it: a point on a limit is inside and z = 1 or 2 is not
+# beyond, even when the rounding of the point's value, of the limit or of z itself put it a hair over
+Z_TOLERANCE = 1e-9
+
+
+def on_boundary(z: float) -> float:
+    """z, or the whole number it is within Z_TOLERANCE of (only for |z| < 3.5: the boundaries are 0..3)."""
+    if -3.5 < z < 3.5:
+        whole = round(z)
+        if -Z_TOLERANCE < z - whole < Z_TOLERANCE:
+            return float(whole)
+    return z
 
 
 class Violation(NamedTuple):

@@ -8,28 +8,27 @@ they are frozen. Output per shared/contract/cli.md.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import itertools
-import json
 import re
 import sys
-import textwrap
-from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO, overload
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from gateway.core.model import finite_or_none
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.charts.attribute import AttributeChart
+from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
-from gateway.spc.engine import CharacteristicEngine, EngineSettings, SubgroupPoint
-from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, bad_reading, reading_problem
-from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
+from gateway.spc.charts.weighted import TimeWeighted
+from gateway.spc.engine import CharacteristicEngine, EngineSettings
+from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
+from gateway.spc.points import SubgroupPoint
+from gateway.tools.analyze_attribute import DEFAULT_RULES, SampleError, analyze_samples, read_samples
+from gateway.tools.analyze_input import MAX_SUBGROUP_SIZE, InputError, Subgroup, read_subgroups
+from gateway.tools.analyze_output import write_json, write_table
 
-MAX_SUBGROUP_SIZE = 100  # the engine's bound on one subgroup
 NEGATIVE_NUMBER = re.compile(r"^-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
-NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target"})
+NUMBER_OPTIONS = frozenset({"--center", "--sigma", "--lsl", "--usl", "--target", "--lambda", "--L", "--k", "--h"})
 
 
 def option_number(text: str) -> float:
@@ -61,10 +60,6 @@ def join_negative_numbers(argv: list[str]) -> list[str]:
     return joined
 
 
-class InputError(Exception):
-    """The CSV cannot be analyzed: the message names the row (exit 1)."""
-
-
 class UsageError(Exception):
     """The options do not fit together (exit 2)."""
 
@@ -76,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="without a `subgroup` column: cut consecutive rows into subgroups of N (default 1)")
     parser.add_argument("--chart", choices=list(CHARTS),
                         help=f"default: {DEFAULT_CHART_RULE}")
-    parser.add_argument("--rules", default="nelson", metavar="nelson|western_electric|LIST",
-                        help="rule set (default nelson); LIST of Nelson test numbers like 1,2,5")
+    parser.add_argument("--rules", metavar="nelson|western_electric|LIST",
+                        help="rule set (default nelson; 1,2,3,4 on attribute charts); LIST of Nelson test "
+                             "numbers like 1,2,5")
     parser.add_argument("--phase1", type=int, metavar="K", help="estimate limits from the first K subgroups")
     parser.add_argument("--center", type=option_number, metavar="C", help="fixed limits: the process mean")
     parser.add_argument("--sigma", type=option_number, metavar="S",
@@ -85,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lsl", type=option_number, metavar="X", help="lower specification limit")
     parser.add_argument("--usl", type=option_number, metavar="Y", help="upper specification limit")
     parser.add_argument("--target", type=option_number, metavar="T", help="target (for Cpm; default the midpoint)")
+    parser.add_argument("--lambda", dest="lam", type=option_number, metavar="W",
+                        help="ewma: weight of the newest subgroup mean, in (0, 1] (default 0.2)")
+    parser.add_argument("--L", dest="L", type=option_number, metavar="L",
+                        help="ewma: limits L standard errors of the EWMA wide (default 3)")
+    parser.add_argument("--k", dest="k", type=option_number, metavar="K",
+                        help="cusum: reference value in standard errors of the mean (default 0.5)")
+    parser.add_argument("--h", dest="h", type=option_number, metavar="H",
+                        help="cusum: decision interval in standard errors of the mean (default 5)")
+    parser.add_argument("--fir", action="store_true", help="cusum: start both sums at H/2 (fast initial response)")
     parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
 
 
@@ -99,154 +104,6 @@ def parse_rules(text: str) -> tuple[str, tuple[int, ...]]:
     if not tests or any(not 1 <= t <= 8 for t in tests):
         raise UsageError(f"--rules {text!r}: Nelson tests are numbered 1 to 8")
     return "nelson", tests
-
-
-Subgroup = tuple[str, list[float]]  # (label, values)
-
-
-class Subgroups(Sequence[Subgroup]):
-    """The file's subgroups as (label, values), kept compactly: all values in one array of doubles
-    (8 bytes each) and each subgroup's start, with labels only when the file names them. A list of
-    (str, [float]) costs about 230 bytes a row: 2.4 GB for a 100 MB file of one value per row."""
-
-    def __init__(self, labelled: bool) -> None:
-        self.values = array("d")
-        self.starts = array("q")
-        self.labels: list[str] | None = [] if labelled else None
-
-    def start(self, label: str) -> None:
-        self.starts.append(len(self.values))
-        if self.labels is not None:
-            self.labels.append(label)
-
-    def add(self, value: float) -> None:
-        self.values.append(value)
-
-    def size_of_last(self) -> int:
-        return len(self.values) - self.starts[-1]
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def _one(self, i: int) -> tuple[str, list[float]]:
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.values)
-        return (self.labels[i] if self.labels is not None else str(i + 1)), self.values[self.starts[i]:end].tolist()
-
-    @overload
-    def __getitem__(self, i: int) -> Subgroup: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[Subgroup]: ...
-
-    def __getitem__(self, i: int | slice) -> Subgroup | list[Subgroup]:
-        if isinstance(i, slice):
-            return [self._one(j) for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._one(i)
-
-    def __iter__(self) -> Iterator[tuple[str, list[float]]]:
-        return (self._one(i) for i in range(len(self)))
-
-    def __eq__(self, other: object) -> bool:  # equal to the list of (label, values) it stands for
-        if isinstance(other, list | Subgroups):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
-    """Rows -> [(label, values)], in order of first appearance; InputError names the offending line.
-
-    The separator is `,`, or `;`/tab when the header uses it (then `1,5` is one and a half: see
-    gateway.tools.analyze_input). Subgroups come from a `subgroup` column, else from `subgroup_number` (as
-    `spc-gateway export` writes it), else from cutting consecutive rows into `subgroup_size`. A
-    `characteristic` column (also from export) must name one characteristic only.
-    """
-    first_line = stream.readline()
-    blank = 0  # blank lines above the header (a spreadsheet's empty first row): skipped, still counted
-    while first_line and not first_line.strip():
-        blank += 1
-        first_line = stream.readline()
-    if not first_line.strip():
-        raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
-    separator = separator_of(first_line)
-    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
-    header = next(reader)
-    columns = [h.strip() for h in header]
-    if "value" not in columns:
-        raise InputError(f"{name}:{blank + 1}: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
-    for column in ("value", "subgroup", "subgroup_number", "characteristic"):
-        if columns.count(column) > 1:  # which one is meant? taking the first would chart the wrong data
-            at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
-            raise InputError(f"{name}:{blank + 1}: the header has the column `{column}` more than once (columns {at}); "
-                             "keep one")
-    value_at = columns.index("value")
-    label_column = "subgroup" if "subgroup" in columns else "subgroup_number" if "subgroup_number" in columns \
-        else None
-    label_at = columns.index(label_column) if label_column is not None else None
-    characteristic_at = columns.index("characteristic") if "characteristic" in columns else None
-    characteristics: dict[str, int] = {}  # name -> line of its first row
-    marks = DecimalMarks(separator)
-    groups = Subgroups(labelled=label_at is not None)
-    first_line_of: dict[str, int] = {}  # label -> line of its first row (labelled files only)
-    current: str | None = None
-    rows = 0
-    for row in reader:
-        line = reader.line_num + blank
-        if not any(cell.strip() for cell in row):
-            continue  # blank lines carry nothing
-        rows += 1
-        if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns):]):
-            hint = ""
-            if separator == "," and len(row) > value_at + 1 and row[value_at].strip().lstrip("+-").isdigit() \
-                    and row[value_at + 1].strip()[:1].isdigit():
-                hint = (f"; is {row[value_at].strip()},{row[value_at + 1].strip()} a number with a decimal "
-                        "comma? write it with '.', or separate the columns with ';'")
-            raise InputError(f"{name}:{line}: row {rows} has {len(row)} cells but the header has "
-                             f"{len(columns)} column{'s' if len(columns) > 1 else ''}{hint}")
-        if value_at >= len(row) or not row[value_at].strip():
-            raise InputError(f"{name}:{line}: row {rows} has no value")
-        text = row[value_at].strip()
-        try:
-            value = marks.number(text, rows)
-        except NumberError as e:
-            raise InputError(f"{name}:{line}: row {rows}: {e}") from None
-        bad = bad_reading(value)
-        if bad is not None:
-            raise InputError(f"{name}:{line}: row {rows}: value {text!r} is {bad.what}: SPC statistics "
-                             "cannot be computed from it")
-        if characteristic_at is not None and characteristic_at < len(row) and row[characteristic_at].strip():
-            characteristics.setdefault(row[characteristic_at].strip(), line)
-            if len(characteristics) > 1:
-                named = ", ".join(f"{c!r} (from line {at})" for c, at in characteristics.items())
-                raise InputError(f"{name}:{line}: the rows mix characteristics: {named}. Their values "
-                                 "cannot share one chart: analyze one characteristic at a time (spc-gateway "
-                                 "export --characteristic NAME writes one)")
-        if label_at is None:
-            label = str((rows - 1) // subgroup_size + 1)
-        else:
-            label = row[label_at].strip() if label_at < len(row) else ""
-            if not label:
-                raise InputError(f"{name}:{line}: row {rows} has an empty {label_column} label")
-            if label != current and label in first_line_of:
-                raise InputError(f"{name}:{line}: row {rows}: subgroup {label!r} appears again after "
-                                 f"subgroup {current!r} (it started on line {first_line_of[label]}); "
-                                 "the rows of a subgroup must be consecutive")
-        if label != current:
-            groups.start(label)
-            if label_at is not None:
-                first_line_of[label] = line
-        elif groups.size_of_last() >= MAX_SUBGROUP_SIZE:
-            raise InputError(f"{name}:{line}: subgroup {label!r} has more than {MAX_SUBGROUP_SIZE} values")
-        groups.add(value)
-        current = label
-    if not len(groups):
-        raise InputError(f"{name}: no data rows after the header")
-    return groups
 
 
 def _feed(engine: CharacteristicEngine, values: list[float]) -> SubgroupPoint:
@@ -278,7 +135,9 @@ def analyze_full(subgroups: list[tuple[str, list[float]]], **options) -> tuple[d
 def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
                    rules: str = "nelson", phase1: int | None = None, center: float | None = None,
                    sigma: float | None = None, lsl: float | None = None, usl: float | None = None,
-                   target: float | None = None) -> tuple[dict, Iterator[dict], CapabilityResult | None]:
+                   target: float | None = None, lam: float | None = None, L: float | None = None,
+                   k: float | None = None, h: float | None = None, fir: bool = False
+                   ) -> tuple[dict, Iterator[dict], CapabilityResult | None]:
     """The analysis without its points, the points one by one, and the capability result.
 
     The points are evaluated as they are taken: a file of millions of rows is written point by point
@@ -307,20 +166,28 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
         chart_type = default_chart(nominal) if chart is None else chart_named(chart)
     except ValueError as e:  # UnknownChart: only from a caller in code, the command line offers CHARTS
         raise InputError(str(e)) from None
+    parameters = _parameters(chart_type, {"--lambda": lam, "--L": L, "--k": k, "--h": h, "--fir": fir})
+    weighted = chart_type if isinstance(chart_type, TimeWeighted) else None
+    if weighted is not None and len(sizes) > 1:
+        odd = next(label for label, v in subgroups if len(v) != nominal)
+        raise InputError(f"an {chart_type.name} chart needs subgroups of one size: subgroup {odd!r} has "
+                         f"{len(subgroups[[lb for lb, _ in subgroups].index(odd)][1])} values, most have {nominal}")
     if chart_type.individuals and largest > 1:
         raise InputError(f"an {chart_type.name} chart takes one value per subgroup; subgroup "
                          f"{next(label for label, v in subgroups if len(v) > 1)!r} has more")
-    k = len(subgroups) if phase1 is None else phase1
-    if k > len(subgroups):
+    phases = len(subgroups) if phase1 is None else phase1
+    if phases > len(subgroups):
         raise InputError(f"--phase1 {phase1}: the file has only {len(subgroups)} subgroups")
-    if chart_type.individuals and center is None and k < chart_type.min_baseline:
+    if (chart_type.individuals or weighted is not None and largest == 1) and center is None \
+            and phases < chart_type.min_baseline:
         # sigma of an individuals chart comes from moving ranges: one value has none
         raise InputError(f"--phase1 {phase1}: an {chart_type.name} chart estimates sigma from moving ranges "
                          "and needs at least 2 subgroups" if phase1 is not None else
                          f"the file has only 1 value: an {chart_type.name} chart needs at least 2 to estimate limits "
                          "(or give fixed limits with --center and --sigma)")
-    common: dict[str, Any] = {"chart": chart_type.name, "subgroup_size": largest, "lsl": lsl, "usl": usl, "target": target,
-              "convention": convention, "tests": tests}
+    common: dict[str, Any] = {"chart": chart_type.name, "subgroup_size": largest, "lsl": lsl, "usl": usl,
+                              "target": target, "convention": convention, "tests": tests, "parameters": parameters}
+    k = phases
     try:
         # pass 1: learn the limits (unless fixed) and the capability from the phase-I subgroups
         learner = CharacteristicEngine(EngineSettings(
@@ -351,28 +218,64 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
         raise InputError(str(e)) from None
     assert center is not None and sigma is not None  # both given (the settings check it) or learned
     location = chart_type.point_limits(center, sigma, nominal)
-    head = _clean({
-        "chart": chart_type.name,
-        "subgroups": len(subgroups),
-        "limits": {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma},
-        "dispersion": {"chart": chart_type.dispersion_name, "center": location.dispersion_center,
-                       "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl},
-    })
+    if weighted is not None:
+        limits: dict[str, Any] = {"center": center, "lcl": None, "ucl": None, "sigma": sigma,
+                                  **weighted.overall_limits(center, sigma, nominal, parameters)}
+        dispersion: dict[str, Any] | None = None  # time-weighted charts draw no dispersion chart
+    else:
+        limits = {"center": center, "lcl": location.lcl, "ucl": location.ucl, "sigma": sigma}
+        dispersion = {"chart": chart_type.dispersion_name, "center": location.dispersion_center,
+                      "lcl": location.dispersion_lcl, "ucl": location.dispersion_ucl}
+    head = _clean({"chart": chart_type.name, "subgroups": len(subgroups), "limits": limits,
+                   "dispersion": dispersion})
     if (lsl is not None or usl is not None) and capability is not None:  # a spec gives a capability
         head["capability"] = _clean(_capability_json(capability))
 
     def points() -> Iterator[dict]:
         for label, values in subgroups:
             p = _feed(evaluator, values)
-            yield {"subgroup": label, "n": p.n, "value": finite_or_none(p.mean),
-                   "dispersion": None if p.dispersion is None else finite_or_none(p.dispersion),
-                   "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations)}
+            point = {"subgroup": label, "n": p.n,
+                     "value": finite_or_none(p.mean if weighted is None else p.plotted),
+                     "dispersion": None if p.dispersion is None else finite_or_none(p.dispersion),
+                     "violations": list(p.violations), "dispersion_violations": list(p.dispersion_violations),
+                     "center": _float(p.center), "lcl": _float(p.lcl), "ucl": _float(p.ucl)}
+            if p.cusum_upper is not None:
+                point.update(cusum_upper=_float(p.cusum_upper), cusum_lower=_float(p.cusum_lower),
+                             run_upper=p.run_upper, run_lower=p.run_lower)
+            yield point
 
     return head, points(), capability
 
 
+def _float(x: float | None) -> float | None:
+    return None if x is None else finite_or_none(x)
+
+
+# the options of the time-weighted charts -> ChartParameters fields
+PARAMETER_OPTIONS = {"--lambda": "lam", "--L": "L", "--k": "k", "--h": "h", "--fir": "fir"}
+
+
+def _parameters(chart_type: Any, given: dict[str, Any]) -> ChartParameters:
+    """The chart's parameters from the options given (option -> value, None or False when not given);
+    UsageError for an option the chart does not take, InputError naming one out of its range."""
+    chosen = {}
+    for option, value in given.items():
+        if value is None or value is False:
+            continue
+        field = PARAMETER_OPTIONS[option]
+        if field not in chart_type.parameters:
+            owners = " or ".join(c.name for c in CHARTS.values() if field in c.parameters)
+            raise UsageError(f"{option} applies to --chart {owners}, not {chart_type.name}")
+        chosen[field] = value
+    parameters = ChartParameters()._replace(**chosen)
+    for field, reason in parameters.problems().items():
+        option = next(o for o, f in PARAMETER_OPTIONS.items() if f == field)
+        raise InputError(f"{option} {getattr(parameters, field)!r}: {reason}")
+    return parameters
+
+
 def _capability_json(c: CapabilityResult) -> dict:
-    return {"cp": c.cp, "cpk": c.cpk, "pp": c.pp, "ppk": c.ppk, "cpm": c.cpm,
+    return {"cp": c.cp, "cpk": c.cpk, "pp": c.pp, "ppk": c.ppk, "cpm": c.cpm, "cpk_lower": c.cpk_lower,
             "sigma_within": c.sigma_within, "sigma_overall": c.sigma_overall, "n": c.n}
 
 
@@ -387,63 +290,13 @@ def _clean(value):
     return value
 
 
-def _number(x: float | None, digits: int = 6) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
-
-
-def format_table(result: dict, *, cpk_lower: float | None = None, reason: str | None = None) -> str:
-    """The analysis for people: limits, one line per subgroup, capability."""
-    out = io.StringIO()
-    write_table(result, result["points"], out, cpk_lower=cpk_lower, reason=reason)
-    return out.getvalue()
-
-
-def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: float | None = None,
-                reason: str | None = None) -> None:
-    """format_table, written line by line as the points come."""
-    lim, disp = head["limits"], head["dispersion"]
-    out.write("\n".join([
-        f"chart {head['chart']}, {head['subgroups']} subgroups",
-        f"location:   center {_number(lim['center'], 8)}  LCL {_number(lim['lcl'], 8)}  "
-        f"UCL {_number(lim['ucl'], 8)}  sigma {_number(lim['sigma'])}",
-        f"{disp['chart'].upper():<10}  center {_number(disp['center'])}  LCL {_number(disp['lcl'])}  "
-        f"UCL {_number(disp['ucl'])}", "",
-        f"{'subgroup':>10} {'n':>3} {'value':>14} {'dispersion':>12}  tests  dispersion"]) + "\n")
-    flagged = []
-    for p in points:
-        tests = ",".join(map(str, p["violations"])) or "-"
-        dtests = ",".join(map(str, p["dispersion_violations"])) or "-"
-        out.write(f"{p['subgroup']:>10} {p['n']:>3} {_number(p['value'], 10):>14} "
-                  f"{_number(p['dispersion']):>12}  {tests:<5}  {dtests}\n")
-        if p["violations"] or p["dispersion_violations"]:
-            flagged.append(p["subgroup"])
-    lines = ["", f"flagged subgroups: {', '.join(flagged) if flagged else 'none'}"]
-    cap = head.get("capability")
-    if cap is not None:
-        lines.append(f"capability (n = {cap['n']}): Cp {_number(cap['cp'], 4)}  Cpk {_number(cap['cpk'], 4)}"
-                     f" (lower 95% bound {_number(cpk_lower, 4)})  Pp {_number(cap['pp'], 4)}"
-                     f"  Ppk {_number(cap['ppk'], 4)}  Cpm {_number(cap['cpm'], 4)}")
-        lines.append(f"  sigma within {_number(cap['sigma_within'])}, overall {_number(cap['sigma_overall'])}"
-                     + (f"; {reason}" if reason else ""))
-    out.write("\n".join(lines) + "\n")
-
-
-def write_json(head: dict, points: Iterable[dict], out: TextIO) -> None:
-    """json.dumps(analysis, indent=2) to the letter, written point by point."""
-    text = json.dumps({**{k: v for k, v in head.items() if k != "capability"}, "points": [],
-                       **({"capability": head["capability"]} if "capability" in head else {})},
-                      indent=2, allow_nan=False)
-    before, after = text.split('"points": []', 1)
-    out.write(before + '"points": [')
-    first = True
-    for p in points:
-        out.write(("\n" if first else ",\n") + textwrap.indent(json.dumps(p, indent=2, allow_nan=False), "    "))
-        first = False
-    out.write(("]" if first else "\n  ]") + after + "\n")
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of `spc-gateway analyze`: 0 done, 1 bad input, 2 bad usage."""
+    chart = chart_named(args.chart) if args.chart is not None else None
+    if isinstance(chart, AttributeChart):
+        return _run_attribute(args, chart)
+    if args.rules is None:
+        args.rules = "nelson"
     try:
         if args.subgroup_size < 1 or args.subgroup_size > MAX_SUBGROUP_SIZE:
             raise UsageError(f"--subgroup-size {args.subgroup_size} is outside 1..{MAX_SUBGROUP_SIZE}")
@@ -456,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
         except UnicodeDecodeError as e:
             raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
         options = {"chart": args.chart, "rules": args.rules, "phase1": args.phase1, "center": args.center,
-                   "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target}
+                   "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target,
+                   "lam": args.lam, "L": args.L, "k": args.k, "h": args.h, "fir": args.fir}
         head, points, capability = analyze_stream(subgroups, **options)
     except UsageError as e:
         print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
@@ -467,6 +321,47 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "table":
         extra: dict[str, Any] = {"cpk_lower": capability.cpk_lower, "reason": capability.reason} if capability else {}
         write_table(head, points, sys.stdout, **extra)
+    else:
+        write_json(head, points, sys.stdout)
+    return 0
+
+
+def _run_attribute(args: argparse.Namespace, chart: AttributeChart) -> int:
+    """`analyze --chart p|np|c|u|laney_p|laney_u`: counts per sample (analyze_attribute.py)."""
+    try:
+        convention, tests = parse_rules(args.rules or DEFAULT_RULES)
+        for option, given in (("--sigma", args.sigma), ("--lsl", args.lsl), ("--usl", args.usl),
+                              ("--target", args.target)):
+            if given is not None:
+                raise UsageError(f"{option} does not apply to a {chart.name} chart (--center is the known "
+                                 f"{'fraction nonconforming p-bar' if chart.defectives else 'rate c-bar or u-bar'})")
+        _parameters(chart, {"--lambda": args.lam, "--L": args.L, "--k": args.k, "--h": args.h, "--fir": args.fir})
+        if args.phase1 is not None and args.phase1 < 1:
+            raise UsageError(f"--phase1 {args.phase1}: at least 1 sample")
+        if args.center is not None and (args.center < 0 or chart.defectives and args.center > 1):
+            raise UsageError(f"--center {args.center!r}: a {'fraction from 0 to 1' if chart.defectives else 'rate >= 0'}")
+        try:
+            with open(args.csv, newline="", encoding="utf-8-sig") as f:
+                samples = read_samples(f, args.csv, chart)
+        except OSError as e:
+            raise InputError(f"{args.csv}: cannot read the file: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
+        except SampleError as e:
+            raise InputError(str(e)) from None
+        try:
+            head, points = analyze_samples(samples, chart, convention=convention, tests=tests,
+                                           phase1=args.phase1, center=args.center)
+        except ValueError as e:  # SampleError, EstimateError, settings the engine refuses
+            raise InputError(str(e)) from None
+    except UsageError as e:
+        print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
+        return 2
+    except InputError as e:
+        print(f"spc-gateway analyze: {e}", file=sys.stderr)
+        return 1
+    if args.format == "table":
+        write_table(head, points, sys.stdout)
     else:
         write_json(head, points, sys.stdout)
     return 0

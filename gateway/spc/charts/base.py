@@ -26,12 +26,18 @@ HUGE_INVERSE = 1e300
 
 
 class SubgroupSummary(NamedTuple):
-    """What the charts need of one subgroup: size, mean, sum of squared deviations (M2), range."""
+    """What the charts need of one subgroup: size, mean, sum of squared deviations (M2), range.
+
+    `mean_error` is the part of the exact mean the float `mean` cannot hold (mean + mean_error is the
+    mean to twice the precision): at 1e12 a float steps by 1.2e-4, a tenth of a 1e-3 spread, and pooling
+    subgroup means that lost it would misstate sigma overall (capability.pooled_mean_m2 adds it back).
+    """
 
     n: int
     mean: float
     m2: float
     range: float
+    mean_error: float = 0.0
 
     @property
     def stdev(self) -> float | None:
@@ -40,20 +46,22 @@ class SubgroupSummary(NamedTuple):
 
 
 def summarize(values: list[float]) -> SubgroupSummary:
-    """Summary of one subgroup with Welford's update (the same arithmetic as the streaming engine)."""
-    n = 0
-    mean = m2 = 0.0
-    low = high = values[0]
-    for x in values:
-        n += 1
-        delta = x - mean
-        mean += delta / n
-        m2 += delta * (x - mean)
-        if x < low:
-            low = x
-        elif x > high:
-            high = x
-    return SubgroupSummary(n, mean, m2, high - low)
+    """Summary of one subgroup, the same whatever the order of its values (the streaming engine keeps
+    an open subgroup's values and calls this when it closes).
+
+    The mean is the correctly rounded sum (math.fsum) over n: two subgroups holding the same values
+    plot the same mean, so a tie in the trend and alternation tests is a tie. The residuals x - mean
+    are exact for values near each other, so mean_error (what the float mean could not hold) and the
+    two-pass M2 lose nothing for values far from zero (1e12 with a 1e-3 spread).
+    """
+    n = len(values)
+    if n == 1:
+        return SubgroupSummary(1, values[0], 0.0, 0.0)
+    mean = math.fsum(values) / n
+    residuals = [x - mean for x in values]
+    error = math.fsum(residuals) / n
+    m2 = math.fsum([(r - error) * (r - error) for r in residuals])
+    return SubgroupSummary(n, mean, m2, max(values) - min(values), error)
 
 
 class EstimateError(ValueError):
@@ -76,6 +84,39 @@ class PointLimits(NamedTuple):
     dispersion_lcl: float | None
 
 
+class ChartParameters(NamedTuple):
+    """The parameters of the time-weighted charts (the Shewhart and attribute charts take none).
+
+    EWMA: weight `lam` of the newest mean and limits `L` standard errors of the EWMA wide; CUSUM:
+    reference value `k` and decision interval `h` in standard errors of the mean, and `fir` (fast initial
+    response) starting both sums at h/2. Defaults: qcc's and Montgomery's (lambda 0.2, L 3; k 0.5, h 5).
+    """
+
+    lam: float = 0.2
+    L: float = 3.0
+    k: float = 0.5
+    h: float = 5.0
+    fir: bool = False
+
+    def problems(self) -> dict[str, str]:
+        """Why a parameter cannot chart anything, by field name (empty when all can)."""
+        found = {}
+        if not 0.0 < self.lam <= 1.0:
+            found["lam"] = "lambda must be in (0, 1]"
+        if not 0.0 < self.L <= 1e6:
+            found["L"] = "L must be positive (and at most 1e6)"
+        if not 0.0 <= self.k <= 1e6:
+            found["k"] = "k must be 0 or more (and at most 1e6)"
+        if not 0.0 < self.h <= 1e6:
+            found["h"] = "h must be positive (and at most 1e6)"
+        return found
+
+    def problem(self) -> str | None:
+        """All problems in one sentence, or None."""
+        found = self.problems()
+        return "; ".join(f"{reason}, not {getattr(self, field)!r}" for field, reason in found.items()) or None
+
+
 class ChartType(ABC):
     """One kind of control chart: what the engine, the limits and the capability analysis ask of it.
 
@@ -90,18 +131,33 @@ class ChartType(ABC):
     # range of two consecutive values, and the subgroup size must be 1
     individuals: ClassVar[bool] = False
     min_baseline: ClassVar[int] = 1  # the fewest subgroups its sigma can be estimated from
+    # "shewhart": each point against center +- 3 standard errors, with the run rules;
+    # "time_weighted": EWMA/CUSUM, a statistic carried from point to point (start_tracker), only test 1;
+    # "attribute": counts in samples (p, np, c, u), one sample per point (see attribute.py)
+    kind: ClassVar[str] = "shewhart"
+    parameters: ClassVar[tuple[str, ...]] = ()  # the ChartParameters fields it uses
+
+    def individual_values(self, summaries: list[SubgroupSummary]) -> bool:
+        """Whether capability treats these subgroups as individual values (I-MR's estimators)."""
+        return self.individuals
 
     @abstractmethod
     def estimate_sigma(self, summaries: list[SubgroupSummary]) -> float:
         """Within-subgroup sigma by the chart's own estimator; EstimateError when the data allow none."""
+
+    def sigma_df(self, summaries: list[SubgroupSummary]) -> float:
+        """Degrees of freedom of estimate_sigma's estimate, for the confidence bound of Cpk (Minitab,
+        "Potential capability: methods and formulas"); the chart types override it."""
+        return max(1.0, sum(s.n for s in summaries) - 1.0)
 
     @abstractmethod
     def dispersion_limits(self, sigma: float, n: int) -> tuple[float, float, float] | None:
         """(center, ucl, lcl) of the dispersion chart for subgroup size n; None when nothing is plotted."""
 
     @abstractmethod
-    def dispersion(self, subgroup_range: float, stdev: float) -> float:
-        """The dispersion plotted for a closed subgroup of 2 or more values (not called on individuals)."""
+    def dispersion(self, subgroup_range: float, stdev: float) -> float | None:
+        """The dispersion plotted for a closed subgroup of 2 or more values (not called on individuals);
+        None when the chart has no dispersion chart."""
 
     def point_limits(self, center: float, sigma: float, n: int) -> PointLimits:
         """Location and dispersion limits for one subgroup size."""

@@ -26,6 +26,10 @@ class IndividualsMovingRange(ChartType):
         ranges = [abs(b.mean - a.mean) for a, b in zip(summaries, summaries[1:], strict=False)]
         return math.fsum(ranges) / len(ranges) / constants.d2(2)
 
+    def sigma_df(self, summaries: list[SubgroupSummary]) -> float:
+        """Minitab's for the average moving range of span 2: k - 2 + 1, k the number of values."""
+        return max(1.0, len(summaries) - 1.0)
+
     def dispersion_limits(self, sigma: float, n: int) -> tuple[float, float, float] | None:
         return range_limits(sigma, 2)  # the moving range of two, whatever n
 

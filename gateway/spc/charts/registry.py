@@ -6,13 +6,21 @@ values and allowed subgroup sizes, the engine and `analyze --chart` all ask this
 
 from __future__ import annotations
 
-from gateway.spc.charts import imr, xbar_r, xbar_s
+from gateway.spc.charts import c, cusum, ewma, imr, np, p, u, xbar_r, xbar_s
 from gateway.spc.charts.base import ChartType
 
 CHARTS: dict[str, ChartType] = {chart.name: chart for chart in (
     imr.CHART,
     xbar_r.CHART,
     xbar_s.CHART,
+    ewma.CHART,
+    cusum.CHART,
+    p.CHART,
+    np.CHART,
+    c.CHART,
+    u.CHART,
+    p.LANEY,
+    u.LANEY,
 )}
 
 

@@ -28,6 +28,12 @@ class XbarR(ChartType):
         terms = [w * s.range / constants.d2(s.n) for w, s in zip(weights, usable, strict=True)]
         return math.fsum(terms) / math.fsum(weights)
 
+    def sigma_df(self, summaries: list[SubgroupSummary]) -> float:
+        """Minitab's approximation for Rbar: 0.9 k (n - 1), n the average size of the subgroups used."""
+        usable = within_subgroups(summaries)
+        n = sum(s.n for s in usable) / len(usable)
+        return 0.9 * len(usable) * (n - 1.0)
+
     def dispersion_limits(self, sigma: float, n: int) -> tuple[float, float, float] | None:
         return None if n < 2 else range_limits(sigma, n)
 

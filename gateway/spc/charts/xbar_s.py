@@ -11,6 +11,15 @@ import math
 from gateway.spc import constants
 from gateway.spc.charts.base import ChartType, SubgroupSummary, within_subgroups
 
+# Minitab's adjustment f_n of the degrees of freedom of Sbar/c4, by subgroup size (n: f_n, from n on)
+_SBAR_DF_FACTOR = ((2, 0.88), (3, 0.92), (4, 0.94), (5, 0.95), (6, 0.96), (8, 0.97), (10, 0.98), (18, 0.99),
+                   (65, 1.0))
+
+
+def sbar_df_factor(n: int) -> float:
+    """f_n of Minitab's table ("Potential capability: methods and formulas", Sbar)."""
+    return next(f for first, f in reversed(_SBAR_DF_FACTOR) if n >= first) if n >= 2 else _SBAR_DF_FACTOR[0][1]
+
 
 class XbarS(ChartType):
     name = "xbar_s"
@@ -28,6 +37,12 @@ class XbarS(ChartType):
         weights = [constants.c4(s.n) ** 2 / (1.0 - constants.c4(s.n) ** 2) for s in usable]
         terms = [w * sd / constants.c4(s.n) for w, sd, s in zip(weights, stdevs, usable, strict=True)]
         return math.fsum(terms) / math.fsum(weights)
+
+    def sigma_df(self, summaries: list[SubgroupSummary]) -> float:
+        """Minitab's approximation for Sbar: f_n k (n - 1), n the average size of the subgroups used."""
+        usable = within_subgroups(summaries)
+        n = sum(s.n for s in usable) / len(usable)
+        return sbar_df_factor(round(n)) * len(usable) * (n - 1.0)
 
     def dispersion_limits(self, sigma: float, n: int) -> tuple[float, float, float] | None:
         if n < 2:
