@@ -148,3 +148,16 @@ def test_alerts_open_counts_open_and_acknowledged():
     device = edge.devices[1]
     assert metrics[device.metrics["alerts/open"][0]].int_value == 2
     assert json.loads(metrics[device.metrics["alerts/last"][0]].string_value)["status"] == "RESOLVED"
+
+
+def test_contract_section_loads_unchanged(monkeypatch):
+    """The contract's northbound.sparkplug keys (plant-integration §1), as written there."""
+    from pathlib import Path
+
+    from gateway.config import NorthboundSparkplug, load_config
+
+    case = Path(__file__).parent / "config_cases" / "sparkplug_ok"
+    monkeypatch.chdir(case)
+    config, _warnings = load_config("gateway.yaml")
+    assert config.northbound is not None
+    assert config.northbound.sparkplug == NorthboundSparkplug("PLANT1-LINE3", "spc-gw-line3", "scada-host")
