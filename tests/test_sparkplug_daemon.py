@@ -5,6 +5,7 @@ is_historical)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -25,7 +26,11 @@ class Host:
 
     def __init__(self, port: int):
         self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="scada-test-host")
+        # a persistent session: the broker (persistence, queue_qos0_messages) keeps what comes while the
+        # host reconnects after a broker restart, so the test sees every message however slow the machine
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="scada-test-host",
+                                  clean_session=False)
+        self.client.reconnect_delay_set(0.05, 0.2)
         self.client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{GROUP}/#", 1)
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.client.connect("127.0.0.1", port)
@@ -43,7 +48,7 @@ class Host:
 def brokers(tmp_path: Path):
     (tmp_path / "line").mkdir()
     (tmp_path / "plant").mkdir()
-    line, plant = Mosquitto(tmp_path / "line"), Mosquitto(tmp_path / "plant")
+    line, plant = Mosquitto(tmp_path / "line"), Mosquitto(tmp_path / "plant", "queue_qos0_messages true")
     line.start()
     plant.start()
     yield line, plant
@@ -113,20 +118,56 @@ def test_broker_outage_loses_nothing_held_rows_are_historical(tmp_path: Path, br
         time.sleep(0.5)
         publish(line.port, 0, 30, base)
         wait_for(lambda: host.kinds().count("DDATA") >= 30, 15, "30 live DDATA")
-        host.stop()
         plant.stop()
         publish(line.port, 30, 40, base)  # stored while the plant broker is away
         time.sleep(1.0)
         plant.start()
-        host = Host(plant.port)
-        wait_for(lambda: len(values(tahu(host.messages))) >= 40, 30, f"the 40 held readings: {host.kinds()}")
+        wait_for(lambda: host.kinds().count("DDATA") >= 70, 30, f"the 40 held readings: {host.kinds()}")
     finally:
         daemon.stop()
         host.stop()
     decoded = tahu(host.messages)
     kinds = [d["topic"].split("/")[2] for d in decoded]
-    assert kinds[0] == "NBIRTH" and kinds.index("DDATA") > kinds.index("DBIRTH")  # births first
-    got = values(decoded)
+    after = max(i for i, k in enumerate(kinds) if k == "NBIRTH")  # the births after the outage
+    assert "DDATA" not in kinds[after:after + 2]  # births first
+    got = values(decoded[after:])
     assert [v for v, _ in got][:40] == pytest.approx([0.02 + (i % 7) * 0.001 for i in range(30, 70)])
     assert all(historical for _, historical in got[:40])
     assert TOPIC  # the gauge topic the readings came on
+
+
+def test_primary_host_offline_holds_data_then_births_and_history(tmp_path: Path, brokers, tahu) -> None:  # noqa: F811
+    line, plant = brokers
+    host = Host(plant.port)
+    path = config(tmp_path, line, plant, http_port := free_port())
+    cfg_text = path.read_text().replace(f"edge_node_id: {NODE}", f"edge_node_id: {NODE}\n    primary_host_id: scada-host")
+    path.write_text(cfg_text)
+
+    def state(online: bool, stamp: int) -> None:
+        host.client.publish("spBv1.0/STATE/scada-host", json.dumps({"online": online, "timestamp": stamp}),
+                            1, retain=True).wait_for_publish(5)
+
+    daemon = Daemon(path).start(wait_for_port=http_port)
+    base = time.time() - 600
+    try:
+        wait_for(lambda: f"line-broker: connected to 127.0.0.1:{line.port}" in daemon.log(), 10, "the gauges")
+        time.sleep(1.0)
+        assert "NBIRTH" not in host.kinds()  # no births before the primary host is online
+        state(True, 1)
+        wait_for(lambda: "DBIRTH" in host.kinds(), 10, "births once the host is online")
+        state(False, 2)
+        time.sleep(0.5)
+        publish(line.port, 0, 10, base)
+        time.sleep(1.0)
+        assert "DDATA" not in host.kinds()  # held while the host is offline
+        state(True, 3)
+        wait_for(lambda: host.kinds().count("DDATA") >= 10, 15, "the held rows after the host came back")
+    finally:
+        daemon.stop()
+        host.stop()
+    decoded = tahu(host.messages)
+    kinds = [d["topic"].split("/")[2] for d in decoded]
+    assert kinds.count("NBIRTH") == 2 and kinds.index("DDATA") > len(kinds) - 1 - kinds[::-1].index("NBIRTH")
+    got = values(decoded)
+    assert [v for v, _ in got] == pytest.approx([0.02 + (i % 7) * 0.001 for i in range(10)])
+    assert all(historical for _, historical in got)

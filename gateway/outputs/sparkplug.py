@@ -75,6 +75,7 @@ class SparkplugOutput(Output):
         self._sent: dict[str, dict[str, Any]] = {}  # device id -> what the host has of each metric
         self._backoff = Backoff(self.mqtt_config.reconnect_min, self.mqtt_config.reconnect_max)
         self._stopping = False
+        self._replay_upto = 0  # rows up to here were stored before the last births: is_historical
         self.published = 0
         self.historical = 0
         self.births = 0
@@ -176,20 +177,24 @@ class SparkplugOutput(Output):
         client.loop_start()
         await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
         self._backoff.reset()
-        replay_upto = int(getattr(self.store, "last_seq", 0) or 0)  # older rows are history to the host
         # Sparkplug 3.0: subscribe to the commands and the primary host's STATE before the NBIRTH
         client.subscribe([(topic, 1) for topic in self.node.subscriptions()])
         if self.config.primary_host_id is None:
             self._send(client, self._births())
-        await self._drain(client, replay_upto)
+        await self._drain(client)
 
     def _births(self) -> list[Message]:
         messages = self.node.births(int(time.time() * 1000))
         if messages:
-            self.births += 1
-            self._sent = {d.device_id: dict(d.values) for d in self.node.devices.values()}
-            self._wake.set()
+            self._born()
         return messages
+
+    def _born(self) -> None:
+        """After births: the rows stored so far are history to the host (held while we could not send)."""
+        self._replay_upto = int(getattr(self.store, "last_seq", 0) or 0)
+        self.births += 1
+        self._sent = {d.device_id: dict(d.values) for d in self.node.devices.values()}
+        self._wake.set()
 
     def _send(self, client: mqtt.Client, messages: list[Message]) -> list[int]:
         mids = []
@@ -197,7 +202,7 @@ class SparkplugOutput(Output):
             mids.append(client.publish(topic, payload, qos, retain).mid)
         return mids
 
-    async def _drain(self, client: mqtt.Client, replay_upto: int) -> None:
+    async def _drain(self, client: mqtt.Client) -> None:
         consumer = self._consumer
         while not self._closed.is_set():
             if not self.node.may_publish():  # not born yet (primary host offline): hold the rows
@@ -216,7 +221,7 @@ class SparkplugOutput(Output):
                 body = orjson.loads(row.payload)
                 inner = body.get(body.get("type"), {}) if isinstance(body, dict) else {}
                 stamp = _ms(inner.get("measured_at") or inner.get("analyzed_at") or body.get("timestamp"), now)
-                historical = row.seq <= replay_upto
+                historical = row.seq <= self._replay_upto
                 product_id = inner.get("product_id")
                 device = self.node.devices.get(product_id) if isinstance(product_id, int) else None
                 sent = self._sent.setdefault(device.device_id, {}) if device else None
@@ -268,17 +273,14 @@ class SparkplugOutput(Output):
             return
         now = int(time.time() * 1000)
         if topic == self.node.topic("NCMD"):
-            was = self.births
             messages = self.node.on_ncmd(payload, now)
             if messages:
-                self.births = was + 1
-                self._sent = {d.device_id: dict(d.values) for d in self.node.devices.values()}
+                self._born()
         elif topic.startswith("spBv1.0/STATE/"):
             born = self.node.born
             messages = self.node.on_state(payload, now)
             if messages:
-                self.births += 1
-                self._sent = {d.device_id: dict(d.values) for d in self.node.devices.values()}
+                self._born()
             elif born and not self.node.born:
                 log.info("sparkplug: primary host %s offline: holding data", self.config.primary_host_id)
         else:
