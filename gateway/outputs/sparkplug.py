@@ -84,6 +84,12 @@ class SparkplugOutput(Output):
 
     async def start(self) -> None:
         self._consumer = await self.store.outbox_consumer(CONSUMER, KINDS)
+        # the first births count the alerts open now, not only those that change from here on
+        for alert in await self.store.unresolved_alerts():
+            device = self.node.devices.get(alert.get("product_id"))
+            if device is not None and alert.get("status") in ("OPEN", "ACKNOWLEDGED"):
+                device.open_alerts[alert["id"]] = alert["status"]
+                device.values["alerts/open"] = len(device.open_alerts)
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="sparkplug:connection")
 
