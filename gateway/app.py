@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
 import logging
 import os
@@ -28,6 +29,8 @@ from gateway.core.model import Event
 from gateway.core.sdnotify import Notifier
 from gateway.outputs.base import Output, RunningOutput
 from gateway.outputs.mqtt import Northbound
+from gateway.outputs.sparkplug import KINDS as SPARKPLUG_KINDS
+from gateway.outputs.sparkplug import SparkplugOutput
 from gateway.outputs.websocket.hub import Hub
 from gateway.outputs.websocket.ws import LineServer
 from gateway.pipeline import Pipeline
@@ -41,7 +44,7 @@ STOP_TIMEOUT = 4.0  # seconds for a clean stop; systemd's TimeoutStopSec is long
 STORAGE_CHECK_INTERVAL = 2.0
 MEMORY_TRIM_INTERVAL = 10.0  # seconds between handing freed heap memory back to the OS (each trim < 1 ms)
 # Every kind of output the daemon may run: /healthz reports each under its name, null when not configured.
-OUTPUT_KINDS: tuple[type[Output], ...] = (LineServer, Northbound)
+OUTPUT_KINDS: tuple[type[Output], ...] = (LineServer, Northbound, SparkplugOutput)
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -125,11 +128,16 @@ class Gateway:
         await self.store.open()
         self.store.sync_catalog(self.config.products)
         topic_for = None
-        northbound = None
+        northbound = sparkplug = None
         if self.config.northbound is not None:
             mqtt = self.config.northbound.mqtt
-            # None for the types northbound.mqtt.publish leaves out: those never enter the outbox
-            topic_for = functools.partial(northbound_topic, mqtt)
+            # None for the types northbound.mqtt.publish leaves out: those never enter the outbox, unless
+            # Sparkplug takes them (the JSON consumer reads only the kinds of its own publish list)
+            rows_for = mqtt
+            if self.config.northbound.sparkplug is not None:
+                rows_for = dataclasses.replace(mqtt, publish=tuple(dict.fromkeys(mqtt.publish + SPARKPLUG_KINDS)))
+                sparkplug = SparkplugOutput(self.config.northbound, self.store, list(self.config.products))
+            topic_for = functools.partial(northbound_topic, rows_for)
             northbound = Northbound(
                 mqtt, self.store, gateway_name=self.config.gateway.name, version=__version__,
                 product_codes=[p.code for p in self.config.products], on_alert=self._northbound_alert)
@@ -139,7 +147,7 @@ class Gateway:
         server = LineServer(self.config, self.store, self.alerts, Hub(self.config), health=self.health,
                             metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
         # every output is built before any starts: each outbox consumer registers before rows are deleted
-        for output in (server, northbound):
+        for output in (server, northbound, sparkplug):
             if output is not None:
                 running = RunningOutput(output)
                 await running.start()  # the line-side service raises ListenError for a taken port

@@ -99,8 +99,18 @@ class NorthboundMQTT:
 
 
 @dataclass(frozen=True)
+class NorthboundSparkplug:
+    """Sparkplug B on the broker of northbound.mqtt (contract plant-integration §1)."""
+
+    group_id: str
+    edge_node_id: str
+    primary_host_id: str | None = None  # publish only while this host's STATE is online
+
+
+@dataclass(frozen=True)
 class NorthboundSection:
     mqtt: NorthboundMQTT
+    sparkplug: NorthboundSparkplug | None = None
 
 
 # ---------------------------------------------------------------- sources

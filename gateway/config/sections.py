@@ -34,6 +34,7 @@ from gateway.config.model import (
     GatewaySection,
     NorthboundMQTT,
     NorthboundSection,
+    NorthboundSparkplug,
     ServerSection,
     ServerTLS,
     StorageSection,
@@ -146,13 +147,25 @@ def check_northbound_mqtt(r: Reader, values: dict[str, Any], path: str) -> bool:
     return passed
 
 
+def sparkplug_id(r: Reader, node: Node, path: str) -> Any:
+    """A Sparkplug group, edge node or host id: one topic level (Sparkplug 3.0 forbids '+', '/', '#')."""
+    value = text(r, node, path, 100)
+    if value is not BAD and (not value or re.search(r"[+/#\s]", value)):
+        return r.error(node, path, f"{show(value)} is not a Sparkplug id",
+                       "one topic level: letters, digits, '-', '_', '.', no '+', '/', '#' or spaces")
+    return value
+
+
+SPARKPLUG = section(NorthboundSparkplug, {"group_id": sparkplug_id, "edge_node_id": sparkplug_id,
+                                          "primary_host_id": sparkplug_id},
+                    required=("group_id", "edge_node_id"))
 PUBLISH = choice("alert", "capability", "violation", "measurement", "subgroup")
 NORTHBOUND = section(NorthboundSection, {"mqtt": section(NorthboundMQTT, {
     "host": HOST, "port": PORT, "client_id": CLIENT_ID, "username": USERNAME, "password_file": file_path,
     "tls": TLS, "topic_prefix": topic_prefix, "qos": QOS, "publish": list_of(PUBLISH, unique=True),
     "buffer_limit": size(lo=1 << 20), "protocol": PROTOCOL, "keepalive": duration(),
     "max_inflight": integer(1, 65535), "reconnect_min": duration(), "reconnect_max": duration(),
-}, required=("host",), check=check_northbound_mqtt)}, required=("mqtt",))
+}, required=("host",), check=check_northbound_mqtt), "sparkplug": SPARKPLUG}, required=("mqtt",))
 
 # -------------------------------------------------------------------- sources
 
