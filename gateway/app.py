@@ -29,6 +29,7 @@ from gateway.core.model import Event
 from gateway.core.sdnotify import Notifier
 from gateway.outputs.base import Output, RunningOutput
 from gateway.outputs.mqtt import Northbound
+from gateway.outputs.registry import OUTPUTS
 from gateway.outputs.sparkplug import KINDS as SPARKPLUG_KINDS
 from gateway.outputs.sparkplug import SparkplugOutput
 from gateway.outputs.websocket.hub import Hub
@@ -43,7 +44,8 @@ log = logging.getLogger("gateway")
 STOP_TIMEOUT = 4.0  # seconds for a clean stop; systemd's TimeoutStopSec is longer
 STORAGE_CHECK_INTERVAL = 2.0
 MEMORY_TRIM_INTERVAL = 10.0  # seconds between handing freed heap memory back to the OS (each trim < 1 ms)
-# Every kind of output the daemon may run: /healthz reports each under its name, null when not configured.
+# The built-in kinds of output: /healthz reports each under its name, null when not configured. Any other
+# output is registered in gateway.outputs.registry.OUTPUTS (docs/extending.md).
 OUTPUT_KINDS: tuple[type[Output], ...] = (LineServer, Northbound, SparkplugOutput)
 
 
@@ -147,7 +149,7 @@ class Gateway:
         server = LineServer(self.config, self.store, self.alerts, Hub(self.config), health=self.health,
                             metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
         # every output is built before any starts: each outbox consumer registers before rows are deleted
-        for output in (server, northbound, sparkplug):
+        for output in (server, northbound, sparkplug, *(kind.build(self) for kind in OUTPUTS)):
             if output is not None:
                 running = RunningOutput(output)
                 await running.start()  # the line-side service raises ListenError for a taken port
@@ -298,7 +300,7 @@ class Gateway:
             "sources": sources, "characteristics": characteristics, "store": store,
             "pipeline": self.pipeline_stats(), "process": process_memory(),
         }
-        report.update(dict.fromkeys(kind.name for kind in OUTPUT_KINDS))
+        report.update(dict.fromkeys(kind.name for kind in (*OUTPUT_KINDS, *(k.output for k in OUTPUTS))))
         report.update((output.name, output.stats()) for output in self.outputs)
         return report
 
