@@ -231,7 +231,7 @@ def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], pat
     low, high = CHARTS[chart].sizes
     if low <= size <= high:
         return chart, size
-    allowed = f"{chart}: {_sizes(low, high)}" + _other_charts(size, low, high)
+    allowed = f"{chart}: {_sizes(low, high)}" + _other_charts(size, low, high, CHARTS[chart].kind)
     if "subgroup_size" in items:
         r.at(f"{path}.subgroup_size", f"subgroup_size {size} does not fit chart {chart}", allowed)
     else:
@@ -244,11 +244,14 @@ def _sizes(low: int, high: int) -> str:
     return f"{low}" if low == high else f"{low} to {high}"
 
 
-def _other_charts(size: int, low: int, high: int) -> str:
-    """'; use CHART for SIZES, ...': the charts that take this size, each with the sizes it takes beyond
+def _other_charts(size: int, low: int, high: int, kind: str) -> str:
+    """'; use CHART for SIZES, ...': the charts of the same kind (Shewhart, time-weighted, attribute: a
+    variable is not offered a chart of counts) that take this size, each with the sizes it takes beyond
     the chosen chart's (low..high), on the side of the size asked for."""
     hints = []
     for other in CHARTS.values():
+        if other.kind != kind:
+            continue
         first, last = other.sizes
         if first <= size <= last:
             first, last = (max(first, high + 1), last) if size > high else (first, min(last, low - 1))
