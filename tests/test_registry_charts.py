@@ -148,5 +148,5 @@ def test_a_registered_chart_type_in_the_configuration(pooled: PooledXbar, tmp_pa
     assert config.products[0].characteristics[0].chart == "pooled"
     path.write_text(CONFIG.replace("SIZE", "9"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"subgroup_size 9 does not fit chart pooled \(pooled: 2 to 8; "
-                                          r"use xbar_r for 9 to 10, xbar_s for 9 to 25, ewma for 9 to 25, cusum for 9 to 25\)"):
+                                          r"use xbar_r for 9 to 10, xbar_s for 9 to 25\)"):
         load_config(str(path))
