@@ -312,18 +312,23 @@ def run(args: argparse.Namespace) -> int:
                    "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target,
                    "lam": args.lam, "L": args.L, "k": args.k, "h": args.h, "fir": args.fir}
         head, points, capability = analyze_stream(subgroups, **options)
-    except UsageError as e:
-        print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
-        return 2
-    except InputError as e:
-        print(f"spc-gateway analyze: {e}", file=sys.stderr)
-        return 1
+    except (UsageError, InputError) as e:
+        return _refused(e)
     if args.format == "table":
         extra: dict[str, Any] = {"cpk_lower": capability.cpk_lower, "reason": capability.reason} if capability else {}
         write_table(head, points, sys.stdout, **extra)
     else:
         write_json(head, points, sys.stdout)
     return 0
+
+
+def _refused(error: UsageError | InputError) -> int:
+    """Print why `analyze` stops; the exit status: 2 for a usage error, 1 for input that is wrong."""
+    if isinstance(error, UsageError):
+        print(f"spc-gateway analyze: error: {error}", file=sys.stderr)
+        return 2
+    print(f"spc-gateway analyze: {error}", file=sys.stderr)
+    return 1
 
 
 def _run_attribute(args: argparse.Namespace, chart: AttributeChart) -> int:
@@ -354,12 +359,8 @@ def _run_attribute(args: argparse.Namespace, chart: AttributeChart) -> int:
                                            phase1=args.phase1, center=args.center)
         except ValueError as e:  # SampleError, EstimateError, settings the engine refuses
             raise InputError(str(e)) from None
-    except UsageError as e:
-        print(f"spc-gateway analyze: error: {e}", file=sys.stderr)
-        return 2
-    except InputError as e:
-        print(f"spc-gateway analyze: {e}", file=sys.stderr)
-        return 1
+    except (UsageError, InputError) as e:
+        return _refused(e)
     if args.format == "table":
         write_table(head, points, sys.stdout)
     else:
