@@ -63,9 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config.check import check_config
-    from gateway.sources.registry import SOURCES
+    from gateway.sources.registry import SOURCES, alert_type_names
 
-    return check_config(args.file, SOURCES.kinds())
+    return check_config(args.file, SOURCES.kinds(), alert_types=alert_type_names())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

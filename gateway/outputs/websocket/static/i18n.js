@@ -66,6 +66,7 @@ export const TEXTS = {
   type_CAPABILITY_LOW: { ko: '공정능력 부족', en: 'Low capability' },
   type_SOURCE_STALE: { ko: '계측 중단', en: 'Gauge silent' },
   type_STORAGE: { ko: '저장소', en: 'Storage' },
+  type_OUTPUT_FAILED: { ko: '출력 실패', en: 'Output failed' },
   rule_n: { ko: '규칙 {n}', en: 'Rule {n}' },
   chart_named: { ko: '{name} 관리도', en: '{name} chart' },
   chart_location: { ko: '위치 관리도 (X̄/I)', en: 'Location chart (X̄/I)' },
