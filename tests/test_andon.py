@@ -271,3 +271,15 @@ def test_matching_by_state_type_priority_and_product(state: str) -> None:
     assert not matches(rule, {**alert, "product_code": "BOLT-M10"})
     assert not matches(rule, {**alert, "product_code": None})  # a gateway alert has no product
     assert not matches(rule, {**alert, "alert_type": "OUT_OF_CONTROL"})
+
+
+def test_the_example_configs_commented_outputs_load_when_uncommented(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parent.parent / "config" / "gateway.example.yaml").read_text(encoding="utf-8")
+    start = example.index("# outputs:")
+    block = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in example[start:].splitlines()
+             if not line.startswith("#     # write")]
+    path = tmp_path / "gateway.yaml"
+    path.write_text(example[:start] + "\n".join(block) + "\n", encoding="utf-8")
+    config, _ = load_config(str(path))
+    assert [o.name for o in config.outputs] == ["andon-red", "line-stop"]
+    assert config.outputs[0].when.state == "unacknowledged" and config.outputs[1].when.products == ("SHAFT-20",)
