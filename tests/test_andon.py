@@ -283,3 +283,69 @@ def test_the_example_configs_commented_outputs_load_when_uncommented(tmp_path: P
     config, _ = load_config(str(path))
     assert [o.name for o in config.outputs] == ["andon-red", "line-stop"]
     assert config.outputs[0].when.state == "unacknowledged" and config.outputs[1].when.products == ("SHAFT-20",)
+
+
+def test_test_output_command_refusals_and_the_general_feed(tmp_path: Path) -> None:
+    """What a screen or a script may send as `test_output`, and OUTPUT_FAILED reaching a screen."""
+    from websockets.asyncio.client import connect
+
+    from gateway.tools.clients import ClientError, command
+
+    port, modbus_port, dead_port = free_port(), free_port(), free_port()
+    (tmp_path / "op.token").write_text("operator-token-0123456789")
+    (tmp_path / "view.token").write_text("viewer-token-0123456789")
+    stack = {"name": "stack-light", "when": {"alert_types": ["MANUAL"]}, "write": {"source": "press", "coil": 3}}
+    press = {"name": "press", "type": "modbus", "host": "127.0.0.1", "port": dead_port, "timeout": "300ms",
+             "backoff": {"initial": "100ms", "maximum": "300ms"}}
+    raw = minimal_config(tmp_path, port=port, sources=[
+        {"name": "plc", "type": "modbus", "host": "127.0.0.1", "port": modbus_port, "poll_interval": "100ms",
+         "timeout": "300ms"}, press])
+    raw["server"]["auth"] = [{"name": "hmi", "role": "operator", "token_file": str(tmp_path / "op.token")},
+                             {"name": "office", "role": "viewer", "token_file": str(tmp_path / "view.token")}]
+    raw["outputs"] = [RED, stack]
+    config, _ = load_config(str(write_config(tmp_path, raw)))
+    url = f"ws://127.0.0.1:{port}"
+
+    async def refused(message: dict[str, Any], token: str, code: str) -> str:
+        with pytest.raises(ClientError) as caught:
+            await command(url, {"type": "test_output", **message}, token)
+        assert str(caught.value).startswith(code), caught.value
+        return str(caught.value)
+
+    async def scenario() -> None:
+        memory = plc_memory()
+        plc = ModbusSimulator(memory, port=modbus_port)
+        await plc.start()
+        gateway = Gateway(config)
+        await gateway.start()
+        try:
+            op, viewer = "operator-token-0123456789", "viewer-token-0123456789"
+            async with connect(f"{url}/ws/spc/notifications/?token={op}") as screen:
+                good = {"output": "andon-red", "state": "on", "user": "kim"}
+                await refused(good, viewer, "unauthorized")
+                await refused({**good, "output": "andon-blue"}, op, "not_found")
+                await refused({**good, "output": "x" * 5000}, op, "too_large")
+                for bad in ({"state": "blink"}, {"state": True}, {"hold_s": 601}, {"hold_s": -1},
+                            {"hold_s": float("inf")}, {"output": 7}, {"user": ""}):
+                    await refused({**good, **bad}, op, "invalid_field")
+                assert coil(memory, COIL_RED) == 0  # nothing of it reached the PLC
+                # a write the device does not take is said as such, at once
+                message = await refused({**good, "output": "stack-light"}, op, "write_failed")
+                assert "not connected" in message
+
+                reply = await command(url, {"type": "test_output", **good, "hold_s": 0.5}, op)
+                assert reply["output"]["state"] == "on" and coil(memory, COIL_RED) == 1
+                await until(lambda: coil(memory, COIL_RED) == 0, what="the alerts decide again after the hold")
+
+                # the dead press: OUTPUT_FAILED on the general feed, once the next attempts fail too
+                deadline = time.monotonic() + 15
+                while True:
+                    frame = json.loads(await asyncio.wait_for(screen.recv(), max(0.1, deadline - time.monotonic())))
+                    if frame.get("type") == "alert" and frame["alert"]["alert_type"] == "OUTPUT_FAILED":
+                        break
+                assert frame["alert"]["characteristic"] == "stack-light" and frame["alert"]["product_id"] is None
+        finally:
+            await gateway.stop()
+            await plc.stop()
+
+    asyncio.run(scenario())

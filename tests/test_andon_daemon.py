@@ -58,6 +58,8 @@ def test_outputs_test_sigkill_restart_and_reload(tmp_path: Path) -> None:
             daemon = Daemon(path)
             await asyncio.to_thread(daemon.start, port)
             await until(lambda: coil(memory, COIL_RED) == 1, 20, "rewritten on after the restart")
+            code, out = await cli("status", "--url", url)
+            assert "output andon-red: on (wants on, source plc), 0 failed writes" in out, out
 
             # SIGHUP: a new output is driven at once
             raw["outputs"].append({"name": "andon-any", "when": {"alert_types": ["OUT_OF_SPEC"]},
