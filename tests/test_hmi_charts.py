@@ -12,6 +12,7 @@ docs/images/ (referenced from docs/spc.md).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import shutil
 import threading
@@ -259,6 +260,45 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
         page.wait_for_function("() => window.__hmi.products.location.drawn.hover?.includes('B-200')")
         assert page.evaluate(OVERFLOW) is False
         save(screen, "hmi-shortrun-en")
+        assert screen.unexpected_errors() == []
+    finally:
+        screen.close()
+        server.stop()
+
+
+HISTOGRAM = "() => window.__hmi.products.histogram.drawn"
+
+
+def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browser) -> None:
+    """The `distribution` of a capability event (non-normal capability, issue 15 item 4) is drawn over the
+    histogram of the latest measurements, scaled to its counts; without one, a normal of the values."""
+    server = HmiFixtureServer(language="ko")
+    server.start()
+    screen = Screen(browser, server.url, size=PANEL)
+    page = screen.page
+    try:
+        page.click("#nav-charts")
+        page.click(".pv-products .chip[data-product='1']")
+        page.wait_for_function("() => window.__hmi.products.histogram.drawn?.values === 1000")
+        assert page.evaluate(HISTOGRAM)["curve"] == "normal"  # none fitted yet: the values' normal
+        assert page.inner_text(".pv-hist h4") == "분포 · 정규 적합"
+        capability = {"id": 9, "product_id": 1, "product_code": "BOLT-M10", "characteristic": "diameter",
+                      "cp": 1.71, "cpk": 1.6, "pp": 1.62, "ppk": 1.55, "n": 1000, "analyzed_at": now_iso(),
+                      "expected_ppm": 0.4,
+                      "distribution": {"name": "lognormal", "parameters": {"mu": math.log(10.0), "sigma": 0.008},
+                                       "anderson_darling": {"statistic": 0.31, "p_value": 0.55},
+                                       "method": "percentile", "warning": None}}
+        server.publish("capability", {"type": "capability", "capability": capability}, 1)
+        page.wait_for_function("() => window.__hmi.products.histogram.drawn?.curve === 'lognormal'")
+        drawn = page.evaluate(HISTOGRAM)
+        # 1000 values of sigma 0.08 in bins of (10.5 - 9.5) / 30: the curve's peak is near the tallest bar
+        assert drawn["bins"] == 30 and 0.6 < drawn["peak"] / drawn["tallest"] < 1.6, drawn
+        assert page.inner_text(".pv-hist h4").startswith("분포 · 로그정규 적합")
+        assert "0.4 ppm" in page.inner_text(".pv-hist h4")
+        assert page.evaluate(OVERFLOW) is False
+        page.locator(".pv-hist").scroll_into_view_if_needed()  # the side panel scrolls on a 600-pixel panel
+        assert page.locator(".pv-hist canvas").bounding_box()["y"] + 80 < PANEL[1]
+        save(screen, "hmi-capability-ko")
         assert screen.unexpected_errors() == []
     finally:
         screen.close()

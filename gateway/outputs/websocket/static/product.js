@@ -6,12 +6,14 @@ import { GatewayConnection } from './connection.js';
 import { ControlChart } from './chart.js';
 import { defaultChart, dispersionLimits, subgroupsOf } from './spc.js';
 import { chartOptions, chartPoints, kindOf, pointOf, titleKey } from './chart_kinds.js';
+import { CapabilityHistogram } from './histogram.js';
 
 export const HISTORY_POINTS = 500; // subgroups fetched and drawn
 const MAX_MEASUREMENTS = 5000; // the contract's ceiling for get_measurements
 const MAX_VIOLATIONS_SHOWN = 8;
 const MAX_KEPT_POINTS = 2 * HISTORY_POINTS; // per characteristic, older points are dropped
 const DEFAULT_MIN_CPK = 1.33;
+const MAX_VALUES = 1000; // measurements kept for the histogram
 
 export class ProductView {
   constructor(root, { token, pingMs, onConnectionState, onSelect = () => {} }) {
@@ -28,6 +30,7 @@ export class ProductView {
     this.el = (sel) => root.querySelector(sel);
     this.location = new ControlChart(this.el('.chart-location canvas'));
     this.dispersion = new ControlChart(this.el('.chart-dispersion canvas'), { zones: false, lowerBoundZero: true });
+    this.histogram = new CapabilityHistogram(this.el('.pv-hist canvas'));
     root.addEventListener('click', (event) => {
       const product = event.target.closest('[data-product]');
       const characteristic = event.target.closest('[data-characteristic]');
@@ -142,7 +145,7 @@ export class ProductView {
     let s = this.data.get(key);
     if (!s) {
       s = { points: new Map(), rules: new Map(), outOfSpec: new Set(), limits: null, spec: {}, last: null,
-        capability: null, violations: [], loading: false, loaded: false, n: null };
+        capability: null, violations: [], loading: false, loaded: false, n: null, values: [] };
       this.data.set(key, s);
     }
     return s;
@@ -182,6 +185,8 @@ export class ProductView {
         break;
       case 'measurement':
         s.last = body;
+        s.values.push(Number(body.measurement_value));
+        if (s.values.length > MAX_VALUES) s.values.splice(0, s.values.length - MAX_VALUES);
         if (body.is_within_spec === false) s.outOfSpec.add(body.subgroup_number);
         break;
       case 'violation':
@@ -212,6 +217,7 @@ export class ProductView {
     s.spec = limits.spec || { lsl: limits.lsl, usl: limits.usl, target: limits.target };
     if (settings.spec && !s.spec.lsl && !s.spec.usl) s.spec = settings.spec;
     const measurements = msg.measurements || [];
+    s.values = measurements.slice(-MAX_VALUES).map((m) => Number(m.measurement_value));
     const n = Number(settings.subgroup_size) || largestGroup(measurements);
     s.n = n;
     const groups = subgroupsOf(measurements, n);
@@ -299,6 +305,7 @@ export class ProductView {
     this.el('.chart-location .chart-sub').textContent = s.loading && !s.loaded ? t('pv_loading')
       : sorted.length ? `${kind === 'attribute' ? '' : `n = ${n} · `}${t('pv_points', { n: sorted.length })}${legend}` : t('pv_no_data');
     this._renderSide(s, kind === 'shewhart' || kind === 'ewma' ? spec : {}, settings, unit, kind);
+    this._renderHistogram(s, spec, kind);
   }
 
   _dispersionPoints(sorted, chart, n, limits) {
@@ -318,6 +325,20 @@ export class ProductView {
       previous = p;
     }
     return points;
+  }
+
+  /** The measurements' histogram and the fitted distribution (not for counts: no distribution of parts). */
+  _renderHistogram(s, spec, kind) {
+    const box = this.el('.pv-hist');
+    box.hidden = kind === 'attribute';
+    if (box.hidden) return;
+    const distribution = s.capability?.distribution;
+    const name = distribution?.name || 'normal';
+    const ppm = Number(s.capability?.expected_ppm);
+    box.querySelector('h4').innerHTML = `${esc(t('pv_hist', { name: t(`dist_${name}`) }))}${Number.isFinite(ppm)
+      ? `<small>${esc(t('pv_hist_ppm', { ppm: num(ppm) }))}</small>` : ''}`;
+    this.histogram.draw(s.values, distribution, spec, { bars: 'rgba(124,196,255,0.45)', curve: '#f4f7fb',
+      spec: '#ffb020', text: '#9fb0c6' });
   }
 
   _renderSide(s, spec, settings, unit, kind) {
