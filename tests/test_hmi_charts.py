@@ -221,13 +221,19 @@ def test_p_chart_steps_its_limits_with_n_and_draws_no_floored_lcl(browser, line:
         assert drawn["ucl"] == {"segments": 1, "steps": changes}  # a step wherever n changes
         # LCL = 0.04 - 3 sqrt(0.04 * 0.96 / n) is below 0 for n = 50 and 120 (no line), 0.0106 for n = 400
         assert drawn["lcl"] == {"segments": 3, "steps": 0}
-        points = page.evaluate(POINTS)[5:]
+        every = page.evaluate(POINTS)
+        points = every[5:]
         assert [p[6] is not None for p in points] == [n == 400 for n in sizes]
         assert points[5][7] == [1]  # 12 of 50 = 0.24 beyond its UCL
         assert page.locator(".chart-dispersion").is_hidden()
         assert page.inner_text(".chart-location h3").startswith("불량률 (p)")
         assert page.evaluate(OVERFLOW) is False
         save(screen, "hmi-p-ko")
+        again = open_chart(browser, line, "p_defects", 20)  # from the history alone: the same chart
+        try:
+            assert again.page.evaluate(POINTS) == every and again.page.evaluate(DRAWN)["lcl"] == drawn["lcl"]
+        finally:
+            again.close()
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
@@ -243,16 +249,20 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
         page.click("#nav-charts")
         page.click(".pv-products .chip[data-product='2']")
         rng = random.Random(4)
-        parts = ["A-100"] * 12 + ["B-200"] * 10 + ["A-100"] * 8
-        for i, part in enumerate(parts, 1):
-            deviation = round(rng.gauss(0.0, 0.01), 4)
-            server.publish("subgroup", {"type": "subgroup", "subgroup": {
-                "product_id": 2, "product_code": "SHAFT-20", "characteristic": "bore_dnom", "subgroup_number": i,
-                "n": 1, "mean": deviation, "value": deviation, "range": None, "stdev": None, "center": 0.0,
-                "ucl": 0.03, "lcl": -0.03, "violations": [], "part": part, "measured_at": now_iso()},
-                "timestamp": now_iso()}, 2)
+
+        def publish(first: int, parts: list[str | None]) -> None:
+            for i, part in enumerate(parts, first):
+                deviation = round(rng.gauss(0.0, 0.01), 4)
+                server.publish("subgroup", {"type": "subgroup", "subgroup": {
+                    "product_id": 2, "product_code": "SHAFT-20", "characteristic": "bore_dnom",
+                    "subgroup_number": i, "n": 1, "mean": deviation, "value": deviation, "range": None,
+                    "stdev": None, "center": 0.0, "ucl": 0.03, "lcl": -0.03, "violations": [], "part": part,
+                    "measured_at": now_iso()}, "timestamp": now_iso()}, 2)
+
+        publish(1, ["A-100"] * 12 + ["B-200"] * 10 + ["A-100"] * 8)
         page.click(".pv-chars .chip[data-characteristic='bore_dnom']")
-        drawn = wait_points(page, len(parts))
+        drawn = wait_points(page, 30)
+        assert page.locator(".pv-hist").is_hidden()  # no measurements of it here: no histogram
         assert drawn["changeovers"] == [13, 23] and drawn["parts"] == ["A-100", "B-200", "A-100"]
         box = page.locator(".chart-location canvas").bounding_box()
         assert box is not None
@@ -260,6 +270,12 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
         page.wait_for_function("() => window.__hmi.products.location.drawn.hover?.includes('B-200')")
         assert page.evaluate(OVERFLOW) is False
         save(screen, "hmi-shortrun-en")
+        # the part comes from a PLC register or an MQTT field: markup in it is text, a null keeps the run
+        hostile = "<img src=x onerror=window.__pwned=1>"
+        publish(31, [None] * 2 + [hostile] * 3)
+        drawn = wait_points(page, 35)
+        assert drawn["changeovers"] == [13, 23, 33] and drawn["parts"] == ["A-100", "B-200", "A-100", hostile]
+        assert page.evaluate("() => window.__pwned") is None
         assert screen.unexpected_errors() == []
     finally:
         screen.close()

@@ -239,7 +239,7 @@ export class ControlChart {
     drawn.lcl = stepped((p) => p.lcl);
     ctx.setLineDash([]);
     const xOf = (i) => this._xOf(i, pw);
-    const geometry = { ctx, xOf, y, top: PAD.top, bottom: PAD.top + ph, step };
+    const geometry = { ctx, xOf, y, top: PAD.top, bottom: PAD.top + ph, step, left: PAD.left, right: PAD.left + pw };
     drawn.raw = drawFaint(geometry, this.points, C.series);
     const parts = changeovers(this.points);
     drawChangeovers(geometry, parts, C.part);

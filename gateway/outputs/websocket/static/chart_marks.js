@@ -91,9 +91,12 @@ export function changeovers(points) {
 
 /** A vertical line before each new part and the part's name at the foot of the plot, beside it (the top
  * holds the rule numbers and the tooltip). */
-export function drawChangeovers({ ctx, xOf, top, bottom, step }, runs, color) {
+export function drawChangeovers({ ctx, xOf, top, bottom, step, left, right }, runs, color) {
   if (!runs.length) return;
   ctx.save();
+  ctx.beginPath();
+  ctx.rect(left, top, right - left, bottom - top); // a long part number stops at the plot's edge
+  ctx.clip();
   ctx.strokeStyle = color;
   ctx.fillStyle = color;
   ctx.lineWidth = 1.5;
@@ -110,13 +113,14 @@ export function drawChangeovers({ ctx, xOf, top, bottom, step }, runs, color) {
       ctx.stroke();
       ctx.setLineDash([]);
     }
-    const lx = Math.max(x + 4, labelEnd + 6); // a quick back-and-forth must not print names over each other
-    const width = ctx.measureText(part).width;
+    const lx = Math.max(x + 4, left + 4, labelEnd + 6); // a quick back-and-forth must not print names over each other
+    const name = part.length > 20 ? `${part.slice(0, 19)}…` : part;
+    const width = ctx.measureText(name).width;
     const height = parseFloat(ctx.font) || 14;
     ctx.fillStyle = 'rgba(10,14,20,0.85)'; // legible over a limit line
     ctx.fillRect(lx - 3, bottom - height - 6, width + 6, height + 4);
     ctx.fillStyle = color;
-    ctx.fillText(part, lx, bottom - 3);
+    ctx.fillText(name, lx, bottom - 3);
     labelEnd = lx + width;
   }
   ctx.restore();

@@ -330,7 +330,7 @@ export class ProductView {
   /** The measurements' histogram and the fitted distribution (not for counts: no distribution of parts). */
   _renderHistogram(s, spec, kind) {
     const box = this.el('.pv-hist');
-    box.hidden = kind === 'attribute';
+    box.hidden = kind === 'attribute' || s.values.filter((v) => Number.isFinite(v)).length < 2;
     if (box.hidden) return;
     const distribution = s.capability?.distribution;
     const name = distribution?.name || 'normal';
