@@ -311,6 +311,16 @@ def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browse
         assert drawn["bins"] == 30 and 0.6 < drawn["peak"] / drawn["tallest"] < 1.6, drawn
         assert page.inner_text(".pv-hist h4").startswith("분포 · 로그정규 적합")
         assert "0.4 ppm" in page.inner_text(".pv-hist h4")
+        # the densities the page draws, at points with known values (NIST/SEMATECH e-Handbook 1.3.6.6.1
+        # normal, 1.3.6.6.9 lognormal, 1.3.6.6.8 Weibull; the folded normal with mu 0 is the half-normal,
+        # 2 phi(x)): phi(0) = 0.3989, lognormal(0, 1) at 1 = 0.3989, Weibull(2, 1) at 1 = 2/e = 0.7358
+        densities = page.evaluate("""async () => { const { density } = await import('/static/histogram.js');
+            return [density('normal', {mean: 0, sigma: 1}, 0), density('lognormal', {mu: 0, sigma: 1}, 1),
+                    density('lognormal', {mu: 0, sigma: 1}, 2), density('weibull', {shape: 2, scale: 1}, 1),
+                    density('folded_normal', {mu: 0, sigma: 1}, 0.5), density('weibull', {shape: 1, scale: 2}, -1),
+                    density('gamma', {}, 1)]; }""")
+        assert [round(d, 4) if d is not None else None for d in densities] == [
+            0.3989, 0.3989, 0.1569, 0.7358, 0.7041, 0.0, None]
         assert page.evaluate(OVERFLOW) is False
         page.locator(".pv-hist").scroll_into_view_if_needed()  # the side panel scrolls on a 600-pixel panel
         assert page.locator(".pv-hist canvas").bounding_box()["y"] + 80 < PANEL[1]
