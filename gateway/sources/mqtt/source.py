@@ -29,6 +29,7 @@ import gateway
 from gateway.core.model import Measurement
 from gateway.core.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.mqtt.counts import Counts, chart_problem
 from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,
@@ -44,6 +45,7 @@ from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public na
     parse_timestamp,
 )
 from gateway.sources.sampling import Sampler
+from gateway.spc.charts.registry import CHARTS
 
 log = logging.getLogger("gateway.sources.mqtt")  # the logger's name from before the package
 
@@ -62,6 +64,7 @@ class _Reader:
     topic: str
     sampler: Sampler
     rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
+    defectives: bool = False  # its chart counts nonconforming parts (p, np): count <= n, n whole
 
 
 class NotConnected(Exception):
@@ -190,6 +193,7 @@ class MqttSource(Source):
                 raise ValueError(f"characteristic {binding.characteristic.name} has no mqtt address")
             reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode))
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
+            reader.defectives = bool(getattr(CHARTS.get(binding.characteristic.chart), "defectives", False))
             self.readers.append(reader)
         # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window).
         self._inbox: collections.deque[tuple[_Worker, list[Delivery]]] = collections.deque()
@@ -281,6 +285,10 @@ class MqttSource(Source):
                 worker, batch = self._inbox.popleft()
                 for index, value, source_time, stamp, mid, qos, received_at in batch:
                     reader = readers[index]
+                    if value.__class__ is tuple:  # a count address: (count, n), one sample per message
+                        await self._count(worker, reader, value, source_time, stamp, mid, qos, received_at)
+                        continue
+                    assert isinstance(value, float)
                     if not reader.sampler.accept(value, source_time):
                         worker.committed(mid, qos)  # not a new part: nothing to store, nothing to redeliver
                         continue
@@ -292,3 +300,19 @@ class MqttSource(Source):
                                                 source_key=source_key,
                                                 on_committed=functools.partial(worker.committed, mid, qos),
                                                 on_rejected=reader.rejected))
+
+    async def _count(self, worker: _Worker, reader: _Reader, counts: Counts, source_time: float | None,
+                     stamp: str | None, mid: int, qos: int, received_at: float) -> None:
+        """One count message: refused when its chart cannot take it, else one reading (value = the count)."""
+        count, n = counts
+        problem = chart_problem(reader.defectives, count, n)
+        if problem is not None:
+            self.malformed(reader.topic, *problem)
+            worker.committed(mid, qos)  # acknowledged: the broker must not hand it to us again
+            return
+        self.health.readings += 1
+        self.health.last_reading_at = time.monotonic()
+        await self.sink(Measurement(reader.binding.key, float(count), received_at, source_time,
+                                    source_key=f"mqtt:{reader.topic}:{stamp}" if stamp is not None else None,
+                                    on_committed=functools.partial(worker.committed, mid, qos),
+                                    on_rejected=reader.rejected, count=count, sample_size=n))

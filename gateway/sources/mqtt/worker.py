@@ -47,6 +47,7 @@ from gateway.core.rejects import (
     UNREADABLE,
 )
 from gateway.core.secrets import read_secret
+from gateway.sources.mqtt.counts import BadCount, Counts, counts
 from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
@@ -60,9 +61,9 @@ _LENGTH = struct.Struct("!I")
 READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of the pipe
 MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
 
-# A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
-# mid, qos, received at).
-Delivery = tuple[int, float, float | None, str | None, int, int, float]
+# A parsed message as it crosses to the daemon: (topic index, value or (count, n), source time,
+# timestamp text, mid, qos, received at).
+Delivery = tuple[int, float | Counts, float | None, str | None, int, int, float]
 
 
 class MalformedPayload(ValueError):
@@ -158,15 +159,16 @@ def _iso(text: str) -> float:
         raise MalformedPayload(BAD_TIMESTAMP, f"timestamp {text[:40]!r} is neither ISO 8601 nor epoch") from None
 
 
-def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | None, str | None]:
-    """A message -> (value, source time or None, timestamp text or None); MalformedPayload otherwise."""
+def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float | Counts, float | None, str | None]:
+    """A message -> (value, or (count, n) for a count address; source time or None, timestamp text or
+    None); MalformedPayload otherwise."""
     if len(payload) > MAX_PAYLOAD:
         raise MalformedPayload(TOO_LARGE, f"payload of {len(payload)} bytes (more than {MAX_PAYLOAD})")
     try:
         text = payload.decode("utf-8").strip(_BLANKS)
     except UnicodeDecodeError:
         raise MalformedPayload(NOT_TEXT, "payload is not UTF-8 text") from None
-    if address.value is None:
+    if address.value is None and address.count is None:
         return _finite(text, "payload"), None, None
     try:
         document = json.loads(text)
@@ -174,7 +176,17 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | 
         raise MalformedPayload(NOT_JSON, "payload is JSON nested too deeply") from None
     except ValueError:
         raise MalformedPayload(NOT_JSON, f"payload is not JSON: {text[:40]!r}") from None
-    value = _finite(_dig(document, address.value), address.value)
+    value: float | Counts
+    if address.count is not None:
+        count = _finite(_dig(document, address.count), address.count)
+        n = None if address.n is None else _finite(_dig(document, address.n), address.n)
+        try:
+            value = counts(count, n, address.count, address.n)
+        except BadCount as exc:
+            raise MalformedPayload(exc.kind, str(exc)) from None
+    else:
+        assert address.value is not None
+        value = _finite(_dig(document, address.value), address.value)
     if address.timestamp is None:
         return value, None, None
     raw = _dig(document, address.timestamp)
