@@ -63,3 +63,18 @@ def test_exactly_one_way_to_end_a_sample() -> None:
         PairCounter(None, None)
     with pytest.raises(ValueError):
         PairCounter(5, 60.0)
+
+
+def test_a_counter_pair_is_stale_after_three_periods_or_never_by_parts() -> None:
+    from gateway.config import Characteristic
+    from gateway.sources.counter_pair import CounterPair
+    from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
+    from gateway.sources.registry import SOURCES
+
+    plugin, settings = SOURCES["modbus"], ModbusSettings("plc", host="10.0.0.1", poll_interval=0.5)
+    counters = ModbusAddress(200, data_type="uint32"), ModbusAddress(202, data_type="uint32")
+    hourly = Characteristic("a", "plc", address=CounterPair(*counters, every=3600.0), chart="p")
+    by_parts = Characteristic("b", "plc", address=CounterPair(*counters, sample_every=50), chart="p")
+    assert plugin.stale_after(settings, hourly) == 3 * 3600.0
+    assert plugin.stale_after(settings, by_parts) is None  # a stopped line makes no samples
+    assert plugin.stale_after(settings, Characteristic("c", "plc", address=counters[0])) == 5.0
