@@ -36,6 +36,7 @@ from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public na
     MAX_PAYLOAD,
     MAX_UNACKED,
     SESSION_EXPIRY,
+    CountDelivery,
     Delivery,
     FrameReader,
     MalformedPayload,
@@ -125,6 +126,8 @@ class _Worker(asyncio.BufferedProtocol):
             kind = message[0]
             if kind == "batch":
                 self.source.received(self, message[1], message[2], message[3])
+            elif kind == "counts":
+                self.source.received_counts(self, message[1])
             elif kind == "connected":
                 self._settle(self.connected, message[1])
             elif kind == "ended":
@@ -195,8 +198,9 @@ class MqttSource(Source):
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
             reader.defectives = bool(getattr(CHARTS.get(binding.characteristic.chart), "defectives", False))
             self.readers.append(reader)
-        # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window).
-        self._inbox: collections.deque[tuple[_Worker, list[Delivery]]] = collections.deque()
+        # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window): values,
+        # or deliveries of count addresses (a value of (count, n)), the other list empty.
+        self._inbox: collections.deque[tuple[_Worker, list[Delivery], list[CountDelivery]]] = collections.deque()
         self._ready = asyncio.Event()
         self.rejects = RejectLog(log, "message skipped / 메시지 무시", LOG_EVERY)
         self.worker: _Worker | None = None
@@ -206,11 +210,16 @@ class MqttSource(Source):
                  sample: tuple[str, str, str] | None) -> None:
         """A batch from the worker: queue it for the consumer; count and log refused messages."""
         if deliveries:
-            self._inbox.append((worker, deliveries))
+            self._inbox.append((worker, deliveries, []))
             self._ready.set()
         if malformed:
             topic, kind, why = sample if sample is not None else ("?", next(iter(malformed)), "?")
             self.malformed(topic, kind, why, malformed)
+
+    def received_counts(self, worker: _Worker, deliveries: list[CountDelivery]) -> None:
+        """A batch of count messages from the worker: queued in order with the values."""
+        self._inbox.append((worker, [], deliveries))
+        self._ready.set()
 
     def malformed(self, topic: str, kind: str, why: str, counts: dict[str, int] | None = None) -> None:
         """Count refused messages per reason; log at most one line per LOG_EVERY seconds."""
@@ -282,13 +291,11 @@ class MqttSource(Source):
             await self._ready.wait()
             self._ready.clear()
             while self._inbox:
-                worker, batch = self._inbox.popleft()
+                worker, batch, counted = self._inbox.popleft()
+                for index, counts, source_time, stamp, mid, qos, received_at in counted:
+                    await self._count(worker, readers[index], counts, source_time, stamp, mid, qos, received_at)
                 for index, value, source_time, stamp, mid, qos, received_at in batch:
                     reader = readers[index]
-                    if value.__class__ is tuple:  # a count address: (count, n), one sample per message
-                        await self._count(worker, reader, value, source_time, stamp, mid, qos, received_at)
-                        continue
-                    assert isinstance(value, float)
                     if not reader.sampler.accept(value, source_time):
                         worker.committed(mid, qos)  # not a new part: nothing to store, nothing to redeliver
                         continue

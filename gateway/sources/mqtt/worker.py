@@ -61,9 +61,10 @@ _LENGTH = struct.Struct("!I")
 READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of the pipe
 MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
 
-# A parsed message as it crosses to the daemon: (topic index, value or (count, n), source time,
-# timestamp text, mid, qos, received at).
-Delivery = tuple[int, float | Counts, float | None, str | None, int, int, float]
+# A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
+# mid, qos, received at); a count address's has (count, n) for its value, in frames of their own.
+Delivery = tuple[int, float, float | None, str | None, int, int, float]
+CountDelivery = tuple[int, Counts, float | None, str | None, int, int, float]
 
 
 class MalformedPayload(ValueError):
@@ -297,6 +298,9 @@ class Worker:
         self.wildcards = [(i, a.topic) for i, a in enumerate(addresses) if a.topic not in self.exact]
         self.frames = FrameReader()
         self.out: list[Delivery] = []  # parsed since the last send: one socket chunk's worth at most
+        # Count addresses' deliveries travel in frames of their own, so the daemon's loop over values
+        # asks nothing more per message than before counts existed.
+        self.counted: list[CountDelivery] = []
         self.malformed: dict[str, int] = {}  # refused messages per kind of reason, since the last send
         self.sample: tuple[str, str, str] | None = None  # (topic, kind, why) of the last refused message
         self.received = 0  # deliveries handed to the daemon
@@ -400,6 +404,9 @@ class Worker:
                 ack(mid, qos)
 
     def _hand_over(self) -> None:
+        if self.counted:
+            self.send(("counts", self.counted))
+            self.counted = []
         if self.out or self.malformed:
             self.send(("batch", self.out, self.malformed, self.sample))
             self.out, self.malformed, self.sample = [], {}, None
@@ -449,7 +456,10 @@ class Worker:
             self._skip(topic, UNREADABLE, f"payload could not be read ({type(exc).__name__})", mid, qos)
             return
         self.received += 1
-        self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
+        if isinstance(value, tuple):
+            self.counted.append((index, value, source_time, stamp, mid, qos, time.time()))
+        else:
+            self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
 
     def _skip(self, topic: str, kind: str, why: str, mid: int, qos: int) -> None:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1
