@@ -145,3 +145,34 @@ def test_a_dead_plc_on_another_source_does_not_slow_the_counts() -> None:
         assert elapsed < 6.0, elapsed  # 1.5 s of parts; the dead PLC's 1 s timeouts are its own
 
     asyncio.run(main())
+
+
+def test_probe_reads_both_counters_of_a_pair(tmp_path) -> None:  # noqa: ANN001
+    from tests.test_modbus_probe import probe_many
+
+    port = free_port()
+    path = tmp_path / "gateway.yaml"
+    path.write_text(f"""\
+gateway: {{name: T}}
+storage: {{path: {tmp_path / "db.sqlite3"}}}
+sources:
+  - {{name: plc, type: modbus, host: 127.0.0.1, port: {port}, timeout: 200ms}}
+products:
+  - id: 1
+    code: P
+    name: P
+    characteristics:
+      - name: leak
+        source: plc
+        chart: p
+        modbus: {{good: {{address: 200, data_type: uint32}}, bad: {{address: 202, data_type: uint32}}, every: 1h}}
+        spec: {{usl: 0.1}}
+""")
+    memory = PlcMemory()
+    memory.define(1, "holding", 200, 4)
+    memory.set_value(1, "holding", 200, 70_000, "uint32")
+    memory.set_value(1, "holding", 202, 31, "uint32")
+    [(status, out)] = probe_many(str(path), [None], memory)
+    assert status == 0
+    assert "leak (good counter): unit 1 holding 200" in out and "configured uint32 ABCD: 70000" in out
+    assert "leak (bad counter): unit 1 holding 202" in out and "configured uint32 ABCD: 31" in out
