@@ -134,3 +134,37 @@ def test_a_counter_node_gives_its_width_or_why_it_is_no_counter() -> None:
         with pytest.raises(NotACounter) as refused:
             counter(bad)
         assert refused.value.kind == kind
+
+
+async def test_probe_reads_a_counter_of_a_pair_by_name(tmp_path) -> None:  # noqa: ANN001
+    from gateway.sources.registry import load_config
+    from tests.test_opcua_probe import run_probe
+
+    sim = await line()
+    try:
+        await counters(sim, 812, 9)
+        path = tmp_path / "gateway.yaml"
+        path.write_text(f"""\
+gateway: {{name: T}}
+storage: {{path: {tmp_path / "db.sqlite3"}}}
+sources:
+  - {{name: cmm, type: opcua, endpoint: "{sim.endpoint}", timeout: 1s}}
+products:
+  - id: 1
+    code: P
+    name: P
+    characteristics:
+      - name: vision
+        source: cmm
+        chart: np
+        opcua: {{good: {{node_id: "{sim.counter_node_ids['GOOD']}"}}, bad: {{node_id: "{sim.counter_node_ids['BAD']}"}},
+                sample_every: 50}}
+        spec: {{usl: 5}}
+""")
+        config = load_config(str(path))[0]
+        status, good = await run_probe(config, "vision.good")
+        assert status == 0 and "value=812 type=UInt32" in good, good
+        status, tree = await run_probe(config, None)
+        assert "<- characteristic vision.bad" in tree
+    finally:
+        await sim.stop()
