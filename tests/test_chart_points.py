@@ -42,6 +42,10 @@ def chart_config(tmp_path: Path, broker_port: int) -> dict:
         c = dict(base, name=name, chart=chart, limits=limits)
         c["modbus"] = dict(base["modbus"], address=len(characteristics) * 2)
         if chart == "p":
+            # counts come from a PLC counter pair (the readings here are fed to the pipeline directly)
+            c["modbus"] = {"good": {"address": 200, "data_type": "uint32"}, "bad": {"address": 202, "data_type": "uint32"},
+                           "sample_every": 50}
+            c.pop("sampling", None)
             c["rules"] = [1, 2, 3, 4]
         characteristics.append(c)
     config["products"][0]["characteristics"] = characteristics

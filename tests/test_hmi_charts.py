@@ -87,6 +87,10 @@ def line_config(tmp_path: Path) -> dict:
         c = dict(base, name=name, chart=chart, limits=limits)
         c["modbus"] = dict(base["modbus"], address=2 * i)
         if chart == "p":
+            # counts come from a PLC counter pair (the readings here are fed to the pipeline directly)
+            c["modbus"] = {"good": {"address": 200, "data_type": "uint32"}, "bad": {"address": 202, "data_type": "uint32"},
+                           "sample_every": 50}
+            c.pop("sampling", None)
             c.update(unit="", rules=[1, 2, 3, 4])
         characteristics.append(c)
     config["products"][0]["characteristics"] = characteristics
