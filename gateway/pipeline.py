@@ -59,6 +59,7 @@ class CharacteristicState:
     readings: int = 0
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    limits_version: int | None = None  # the stored control-limits version in force (its id), None before any
 
 
 class Pipeline:
@@ -91,6 +92,10 @@ class Pipeline:
         """Restore engines from their stored state and start draining the queue."""
         states = await self.store.engine_states()
         self._build(self.config, states)
+        # the version in force after a restart is the newest stored: limits are stored before they are adopted
+        versions = await self.store.limits_versions()
+        for key, state in self.characteristics.items():
+            state.limits_version = versions.get((key.product_id, key.characteristic))
         for key in await self.store.recent_source_keys(RECENT_SOURCE_KEYS):
             self._remember(key)
         self._tasks = [asyncio.create_task(self._drain(), name="pipeline"),
@@ -131,10 +136,13 @@ class Pipeline:
                     except Exception as exc:  # a changed chart cannot resume the old state
                         log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
                                     product.code, characteristic.name, exc)
+                # a resumed engine keeps the limits (and so the version) it had; a new one has none yet
+                version = old.limits_version if engine is not None and old is not None else None
                 if engine is None:
                     engine = CharacteristicEngine(settings)
                 built[key] = CharacteristicState(product, characteristic, engine,
-                                                 stale_after=self._stale_after(config, characteristic))
+                                                 stale_after=self._stale_after(config, characteristic),
+                                                 limits_version=version)
         self.characteristics = built
 
     @staticmethod
@@ -264,7 +272,8 @@ class Pipeline:
             limits = result.new_limits
             reason = ("fixed limits from the configuration" if limits.source == "fixed" else
                       f"learned from subgroups {limits.from_subgroup}..{limits.to_subgroup}")
-            self._store_limits(batch, product, characteristic, limits, who="gateway", reason=reason)
+            state.limits_version = self._store_limits(batch, product, characteristic, limits, who="gateway",
+                                                      reason=reason)
         measurement_id = batch.measurement(
             product_id=product.id, characteristic=characteristic.name, value=reading.value,
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
@@ -286,7 +295,8 @@ class Pipeline:
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
         if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)
+            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now,
+                                 limits_version=state.limits_version)
         for violation in result.violations:
             batch.event("violation", product.id, {
                 "type": "violation",
@@ -304,7 +314,8 @@ class Pipeline:
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str) -> None:
+                        point: Any, measured_at: float, measured_iso: str, now: str, *,
+                        limits_version: int | None = None) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
@@ -323,7 +334,7 @@ class Pipeline:
                 "dispersion_ucl": finite_or_none(point.dispersion_ucl),
                 "dispersion_lcl": finite_or_none(point.dispersion_lcl),
                 "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": measured_iso,
+                "measured_at": measured_iso, "limits_version": limits_version,
             },
             "timestamp": now,
         }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
@@ -414,6 +425,7 @@ class Pipeline:
         except StoreUnavailable:
             raise Refusal("storage_unavailable", texts("error.storage_unavailable")) from None
         engine.adopt(limits)
+        state.limits_version = version
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
             batch.engine_state(product_id, characteristic, json.dumps(engine.state()))

@@ -150,6 +150,13 @@ def latest_limits(conn: sqlite3.Connection, product_id: int, characteristic: str
     return None if row is None else dict(zip(_LIMITS_COLUMNS, row, strict=True))
 
 
+def limits_versions(conn: sqlite3.Connection) -> dict[tuple[int, str], int]:
+    """The newest control-limits version (its id) of every characteristic."""
+    rows = conn.execute("SELECT product_id, characteristic, MAX(id) FROM control_limits "
+                        "GROUP BY product_id, characteristic").fetchall()
+    return {(pid, c): version for pid, c, version in rows}
+
+
 def limits_history(conn: sqlite3.Connection, product_id: int, characteristic: str) -> list[dict]:
     """Every control limits version of a characteristic, oldest first."""
     rows = conn.execute(f"SELECT {', '.join(_LIMITS_COLUMNS)} FROM control_limits WHERE product_id = ? AND "
@@ -226,3 +233,16 @@ def outbox_trim(conn: sqlite3.Connection, limit_bytes: int) -> int:
                  "SET value = CAST(value AS INTEGER) + excluded.value", (count,))
     conn.execute("COMMIT")
     return count
+
+
+def meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta_value(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """(Writer thread.) One meta row, committed at once."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                 "excluded.value", (key, value))
+    conn.execute("COMMIT")

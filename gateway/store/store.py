@@ -391,6 +391,18 @@ class Store:
         """The newest control limits version."""
         return await self._read(reads.latest_limits, product_id, characteristic)
 
+    async def limits_versions(self) -> dict[tuple[int, str], int]:
+        """The newest control-limits version of every characteristic, by (product_id, characteristic)."""
+        return await self._read(reads.limits_versions)
+
+    async def meta_value(self, key: str) -> str | None:
+        """A value of the meta table (the database's own small facts), or None."""
+        return await self._read(reads.meta_value, key)
+
+    async def set_meta_value(self, key: str, value: str) -> None:
+        """Store a meta value and commit it before returning (it must outlive a kill -9 right after)."""
+        await self._write_job(functools.partial(reads.set_meta_value, key=key, value=value))
+
     async def limits_history(self, product_id: int, characteristic: str) -> list[dict]:
         """Every control limits version, oldest first."""
         return await self._read(reads.limits_history, product_id, characteristic)
