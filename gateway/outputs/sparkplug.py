@@ -32,6 +32,7 @@ from gateway.core.model import Event
 from gateway.core.secrets import read_secret
 from gateway.outputs.base import Output
 from gateway.outputs.sparkplug_node import EdgeNode, Message
+from gateway.outputs.sparkplug_seed import last_bd_seq, seed, store_bd_seq
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ class SparkplugOutput(Output):
         self._closed = asyncio.Event()
         self._pending: set[int] = set()  # mids of the batch in flight
         self._written = asyncio.Event()
-        self._sent: dict[str, dict[str, Any]] = {}  # device id -> what the host has of each metric
         self._backoff = Backoff(self.mqtt_config.reconnect_min, self.mqtt_config.reconnect_max)
         self._stopping = False
         self._replay_upto = 0  # rows up to here were stored before the last births: is_historical
@@ -83,12 +83,9 @@ class SparkplugOutput(Output):
 
     async def start(self) -> None:
         self._consumer = await self.store.outbox_consumer(CONSUMER, KINDS)
-        # the first births count the alerts open now, not only those that change from here on
-        for alert in await self.store.unresolved_alerts():
-            device = self.node.devices.get(alert.get("product_id"))
-            if device is not None and alert.get("status") in ("OPEN", "ACKNOWLEDGED"):
-                device.open_alerts[alert["id"]] = alert["status"]
-                device.values["alerts/open"] = len(device.open_alerts)
+        # the first births show what the store knows (a restart is not "no value"), and the bdSeq goes on
+        await seed(self.node, self.store)
+        self.node.bd_seq = await last_bd_seq(self.store)
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="sparkplug:connection")
 
@@ -175,7 +172,9 @@ class SparkplugOutput(Output):
     async def _session(self) -> None:
         self._connected.clear()
         self._closed.clear()
-        client = self._client = self._new_client(self.node.connect())
+        will = self.node.connect()
+        await store_bd_seq(self.store, self.node.bd_seq)  # before the will exists: a kill -9 may follow
+        client = self._client = self._new_client(will)
         cfg = self.mqtt_config
         kwargs: dict[str, Any] = {"clean_start": True} if cfg.protocol == "5" else {}
         await asyncio.to_thread(client.connect, cfg.host, cfg.port, int(cfg.keepalive), **kwargs)
@@ -198,7 +197,6 @@ class SparkplugOutput(Output):
         """After births: the rows stored so far are history to the host (held while we could not send)."""
         self._replay_upto = int(getattr(self.store, "last_seq", 0) or 0)
         self.births += 1
-        self._sent = {d.device_id: dict(d.values) for d in self.node.devices.values()}
         self._wake.set()
 
     def _send(self, client: mqtt.Client, messages: list[Message]) -> list[int]:
@@ -227,16 +225,11 @@ class SparkplugOutput(Output):
                 inner = body.get(body.get("type"), {}) if isinstance(body, dict) else {}
                 stamp = _ms(inner.get("measured_at") or inner.get("analyzed_at") or body.get("timestamp"), now)
                 historical = row.seq <= self._replay_upto
-                product_id = inner.get("product_id")
-                device = self.node.devices.get(product_id) if isinstance(product_id, int) else None
-                sent = self._sent.setdefault(device.device_id, {}) if device else None
-                message = self.node.data(body, stamp, historical=historical, previous=sent)
+                message = self.node.data(body, stamp, historical=historical)
                 if message is None:
                     if not self.node.may_publish():
                         break  # the host went offline meanwhile: this row and the rest wait
                     continue
-                if sent is not None and device is not None:
-                    sent.update({k: device.values[k] for k in device.metrics if k in device.values})
                 self._pending.add(client.publish(*message).mid)
                 self.published += 1
                 self.historical += historical
