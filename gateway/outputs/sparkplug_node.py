@@ -97,6 +97,7 @@ class EdgeNode:
         self.primary_host_id = primary_host_id
         self.bd_seq = bd_seq  # connect() makes it one more
         self.seq = 0
+        self.metrics_sent = 0  # DDATA metrics, for the stats
         self.born = False
         self.host_online = primary_host_id is None
         self._state_timestamp = -1
@@ -236,6 +237,7 @@ class EdgeNode:
             _set(metric, datatype, value)
         if not payload.metrics:
             return None
+        self.metrics_sent += len(payload.metrics)
         payload.seq = self._next_seq()
         return self.topic("DDATA", device.device_id), payload.SerializeToString(), 0, False
 
