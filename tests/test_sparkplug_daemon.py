@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -24,13 +25,15 @@ GROUP, NODE = "PLANT1-LINE3", "spc-gw-line3"
 class Host:
     """Records every Sparkplug message of our group, raw; Tahu decodes them at the end."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, secure: Callable[[mqtt.Client], None] | None = None):
         self.messages: list[tuple[str, bytes]] = []
         # a persistent session: the broker (persistence, queue_qos0_messages) keeps what comes while the
         # host reconnects after a broker restart, so the test sees every message however slow the machine
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="scada-test-host",
                                   clean_session=False)
         self.client.reconnect_delay_set(0.05, 0.2)
+        if secure is not None:  # credentials and TLS, before the connect
+            secure(self.client)
         self.client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{GROUP}/#", 1)
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.client.connect("127.0.0.1", port)

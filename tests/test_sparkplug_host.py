@@ -20,7 +20,7 @@ from tests.daemon_helpers import Daemon, write_config
 from tests.test_daemon import wait_for
 from tests.test_mqtt_e2e import mqtt_config, publish
 from tests.test_northbound_tls import pki as pki  # noqa: F401  (the certificates fixture)
-from tests.test_sparkplug_daemon import GROUP, NODE
+from tests.test_sparkplug_daemon import GROUP, NODE, Host
 from tests.test_sparkplug_node import HERE
 from tests.test_sparkplug_node import tahu as tahu  # noqa: F401  (the decoder fixture)
 
@@ -31,26 +31,13 @@ def tahu_encode(payload: dict) -> bytes:
     return bytes.fromhex(out.strip())
 
 
-class TLSHost:
-    """A host on the TLS listener: records our group's messages, sends commands."""
-
-    def __init__(self, port: int, pki: Path):
-        self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="scada-tls-host")
-        self.client.username_pw_set("line3", "s3cret")
-        self.client.tls_set(ca_certs=str(pki / "plant-ca.pem"), certfile=str(pki / "gateway.pem"),
-                            keyfile=str(pki / "gateway.key"), cert_reqs=ssl.CERT_REQUIRED)
-        self.client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{GROUP}/#", 1)
-        self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def kinds(self) -> list[str]:
-        return [t.split("/")[2] for t, _ in list(self.messages)]
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def tls_host(port: int, pki: Path) -> Host:
+    """The test host on the TLS listener, with the plant's client certificate and password."""
+    def secure(client: mqtt.Client) -> None:
+        client.username_pw_set("line3", "s3cret")
+        client.tls_set(ca_certs=str(pki / "plant-ca.pem"), certfile=str(pki / "gateway.pem"),
+                       keyfile=str(pki / "gateway.key"), cert_reqs=ssl.CERT_REQUIRED)
+    return Host(port, secure)
 
 
 @pytest.fixture
@@ -75,7 +62,7 @@ def test_ncmd_rebirth_from_a_tahu_host_over_tls(tmp_path: Path, mosquitto, tls_p
                  "tls": {"ca_file": str(pki / "plant-ca.pem"), "certificate": str(pki / "gateway.pem"),
                          "private_key": str(pki / "gateway.key")}},
         "sparkplug": {"group_id": GROUP, "edge_node_id": NODE}}
-    host = TLSHost(tls_plant.port, pki)
+    host = tls_host(tls_plant.port, pki)
     daemon = Daemon(write_config(tmp_path, cfg)).start(wait_for_port=http_port)
     ncmd = tahu_encode({"timestamp": int(time.time() * 1000),
                         "metrics": [{"name": "Node Control/Rebirth", "type": "Boolean", "value": True}]})
