@@ -112,3 +112,26 @@ def test_restart_births_show_the_stored_state_and_bdseq_goes_on(tmp_path: Path, 
                 if names[m["alias"]] == "runout/limits_version"]
     assert versions == [version]
     assert any("alerts/last" in n for n in live) and any("alerts/open" in n for n in live)
+
+
+def test_stored_bdseq_is_read_back_and_a_bad_one_starts_over(tmp_path: Path) -> None:
+    """The meta row is the only memory of bdSeq: a value someone edited into it must not stop the start."""
+    import asyncio
+
+    from gateway.outputs.sparkplug_seed import last_bd_seq, store_bd_seq
+    from gateway.store import Store
+
+    async def run() -> list[int]:
+        store = Store(str(tmp_path / "bd.sqlite3"))
+        await store.open()
+        try:
+            seen = [await last_bd_seq(store)]
+            await store_bd_seq(store, 17)
+            seen.append(await last_bd_seq(store))
+            for bad in ("999", "-3", "seventeen", ""):
+                await store.set_meta_value("sparkplug_bdseq", bad)
+                seen.append(await last_bd_seq(store))
+            return seen
+        finally:
+            await store.close()
+    assert asyncio.run(run()) == [-1, 17, -1, -1, -1, -1]

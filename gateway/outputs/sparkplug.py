@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CONSUMER = "sparkplug"
 KINDS = ("measurement", "subgroup", "capability", "alert")  # the events its metrics come from
 FETCH_BATCH = 1000
+BD_SEQ_WRITE = 5.0  # seconds the bdSeq's commit may take before the connect goes on without it
 
 
 def _ms(iso: Any, default: int) -> int:
@@ -101,7 +102,11 @@ class SparkplugOutput(Output):
 
     async def _will(self) -> Message:
         will = self.node.connect()
-        await store_bd_seq(self.store, self.node.bd_seq)  # before the will exists: a kill -9 may follow
+        try:  # stored before the will exists: a kill -9 may follow
+            await asyncio.wait_for(store_bd_seq(self.store, self.node.bd_seq), BD_SEQ_WRITE)
+        except Exception as e:  # a database that cannot be written must not also stop what can still be sent
+            log.warning("sparkplug: bdSeq %d not stored (%s): a restart may number it again",
+                        self.node.bd_seq, e)
         return will
 
     async def _serve(self, session: _Session) -> None:
