@@ -133,6 +133,9 @@ def test_broker_outage_loses_nothing_held_rows_are_historical(tmp_path: Path, br
     kinds = [d["topic"].split("/")[2] for d in decoded]
     after = max(i for i, k in enumerate(kinds) if k == "NBIRTH")  # the births after the outage
     assert "DDATA" not in kinds[after:after + 2]  # births first
+    # the births show the newest value, held or not: the held rows go to the host's history only
+    dbirth = {m["name"]: m["value"] for m in decoded[after + 1]["payload"]["metrics"]}
+    assert dbirth["runout/value"] == pytest.approx(0.02 + (69 % 7) * 0.001)
     got = values(decoded[after:])
     assert [v for v, _ in got][:40] == pytest.approx([0.02 + (i % 7) * 0.001 for i in range(30, 70)])
     assert all(historical for _, historical in got[:40])
@@ -173,4 +176,7 @@ def test_primary_host_offline_holds_data_then_births_and_history(tmp_path: Path,
     assert kinds.count("NBIRTH") == 2 and kinds.index("DDATA") > len(kinds) - 1 - kinds[::-1].index("NBIRTH")
     got = values(decoded)
     assert [v for v, _ in got] == pytest.approx([0.02 + (i % 7) * 0.001 for i in range(10)])
+    last_births = len(kinds) - 1 - kinds[::-1].index("NBIRTH")
+    dbirth = {m["name"]: m["value"] for m in decoded[last_births + 1]["payload"]["metrics"]}
+    assert dbirth["runout/value"] == pytest.approx(0.02 + (9 % 7) * 0.001)  # the newest held value
     assert all(historical for _, historical in got)

@@ -15,8 +15,10 @@ that, and a batch cut by a lost connection goes again (historical) after the nex
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,6 +73,8 @@ class SparkplugOutput(Output):
                              on_message=self._on_message)
         self._consumer: Any = None
         self._wake = asyncio.Event()
+        self._births_lock = asyncio.Lock()  # births and STATE one at a time, in the order they came
+        self._commands: set[asyncio.Task[None]] = set()
         self._replay_upto = 0  # rows up to here were stored before the last births: is_historical
         self.published = 0
         self.historical = 0
@@ -79,9 +83,7 @@ class SparkplugOutput(Output):
     async def start(self) -> None:
         self.link.check()  # the password and TLS files: fail now, with a precise message
         self._consumer = await self.store.outbox_consumer(CONSUMER, KINDS)
-        # the first births show what the store knows (a restart is not "no value"), and the bdSeq goes on
-        await seed(self.node, self.store)
-        self.node.bd_seq = await last_bd_seq(self.store)
+        self.node.bd_seq = await last_bd_seq(self.store)  # it goes on across restarts
         self.link.start()
 
     def publish(self, events: list[Event]) -> None:
@@ -89,6 +91,8 @@ class SparkplugOutput(Output):
 
     async def stop(self) -> None:
         """NDEATH, then a clean DISCONNECT (which makes the broker discard the will)."""
+        for task in list(self._commands):
+            task.cancel()
         await self.link.stop(self.node.death())
 
     def stats(self) -> dict[str, Any]:
@@ -114,20 +118,27 @@ class SparkplugOutput(Output):
         # Sparkplug 3.0: subscribe to the commands and the primary host's STATE before the NBIRTH
         session.client.subscribe([(topic, 1) for topic in self.node.subscriptions()])
         if self.config.primary_host_id is None:
-            self._send(session.client, self._births())
+            await self._births(session, lambda now: self.node.births(now))
         await self._drain(session)
 
-    def _births(self) -> list[Message]:
-        messages = self.node.births(int(time.time() * 1000))
-        if messages:
-            self._born()
-        return messages
-
-    def _born(self) -> None:
-        """After births: the rows stored so far are history to the host (held while we could not send)."""
-        self._replay_upto = int(getattr(self.store, "last_seq", 0) or 0)
-        self.births += 1
-        self._wake.set()
+    async def _births(self, session: _Session, act: Callable[[int], list[Message]]) -> None:
+        """Births (from a connect, an NCMD, a STATE) that show the newest stored values: the rows stored
+        so far and not yet sent go after them as history, and must not be newer than what the births
+        show (after an outage, the host would keep pre-outage values as current)."""
+        async with self._births_lock:
+            upto = int(getattr(self.store, "last_seq", 0) or 0)
+            try:
+                await seed(self.node, self.store)
+            except Exception as e:  # births with what the node has beat no births at all
+                log.warning("sparkplug: births without the store's latest values: %s", e)
+            messages = act(int(time.time() * 1000))
+            if session is not self.link.connection or session.closed.is_set():
+                return
+            if messages:
+                self._replay_upto = upto
+                self.births += 1
+            self._send(session.client, messages)
+            self._wake.set()
 
     @staticmethod
     def _send(client: mqtt.Client, messages: list[Message]) -> None:
@@ -181,19 +192,23 @@ class SparkplugOutput(Output):
     def _on_message(self, client: mqtt.Client, session: _Session, message: Any) -> None:
         if session is not self.link.connection:
             return
-        topic, payload, now = message.topic, bytes(message.payload), int(time.time() * 1000)
+        topic, payload = message.topic, bytes(message.payload)
+        act: Callable[[int], list[Message]]
         if topic == self.node.topic("NCMD"):
-            messages = self.node.on_ncmd(payload, now)
-            if messages:
-                self._born()
+            if not self.node.asks_rebirth(payload):
+                return
+            act = self.node.births
         elif topic.startswith(f"{NAMESPACE}/STATE/"):
-            born = self.node.born
-            messages = self.node.on_state(payload, now)
-            if messages:
-                self._born()
-            elif born and not self.node.born:
-                log.info("sparkplug: primary host %s offline: holding data", self.config.primary_host_id)
+            act = functools.partial(self._on_state, payload)
         else:
             return
-        self._send(client, messages)
-        self._wake.set()
+        task = asyncio.create_task(self._births(session, act), name="sparkplug:command")
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    def _on_state(self, payload: bytes, now: int) -> list[Message]:
+        born = self.node.born
+        messages = self.node.on_state(payload, now)
+        if born and not self.node.born:
+            log.info("sparkplug: primary host %s offline: holding data", self.config.primary_host_id)
+        return messages

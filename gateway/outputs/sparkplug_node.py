@@ -189,15 +189,19 @@ class EdgeNode:
 
     def on_ncmd(self, payload: bytes, now_ms: int) -> list[Message]:
         """An NCMD: `Node Control/Rebirth` = true publishes NBIRTH and every DBIRTH again."""
+        return self.births(now_ms) if self.asks_rebirth(payload) else []
+
+    def asks_rebirth(self, payload: bytes) -> bool:
+        """Whether an NCMD's payload sets `Node Control/Rebirth` (by name, or by its alias) to true."""
         try:
             message = Payload.FromString(payload)
         except Exception:  # protobuf's DecodeError: a malformed command is ignored
-            return []
+            return False
         for metric in message.metrics:
             named = metric.name == REBIRTH or (not metric.name and metric.alias == self.node_metrics[REBIRTH][0])
             if named and metric.boolean_value:
-                return self.births(now_ms)
-        return []
+                return True
+        return False
 
     # ------------------------------------------------------------------ data
 

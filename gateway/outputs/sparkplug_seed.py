@@ -1,9 +1,10 @@
-"""What the Sparkplug births show after a restart: each device's last known metrics, read from the store.
+"""What the Sparkplug births show: each device's newest metrics, read from the store before every births.
 
 Without it the first DBIRTH after a restart would carry nulls until every characteristic had a new
 measurement, subgroup and capability, and a host (Ignition) would show "no value" for metrics the
-gateway knows. The births show the newest stored state; rows the consumer had not delivered yet go
-after them as history (they are older), so the host's current values stay the newest.
+gateway knows; and births after an outage would show the values from before it. The births show the
+newest stored state; rows the consumer had not delivered yet go after them as history (they are
+older), so the host's current values stay the newest.
 
 The bdSeq of the last connection is kept in the store's meta table (`sparkplug_bdseq`), written and
 committed before each connect: the next process continues from it (Sparkplug 3.0: bdSeq counts
