@@ -81,7 +81,7 @@ def test_restart_births_show_the_stored_state_and_bdseq_goes_on(tmp_path: Path, 
     mean, center, ucl, lcl = db.execute("SELECT mean, center, ucl, lcl FROM subgroups ORDER BY subgroup_number "
                                         "DESC LIMIT 1").fetchone()
     cpk = (db.execute("SELECT cpk FROM capability ORDER BY id DESC LIMIT 1").fetchone() or [None])[0]
-    newest_alert = db.execute("SELECT MAX(id) FROM alerts").fetchone()[0]
+    newest_alert = db.execute("SELECT id FROM alerts ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()[0]
     open_count = db.execute("SELECT COUNT(*) FROM alerts WHERE product_id = 2 AND status IN ('OPEN', "
                             "'ACKNOWLEDGED')").fetchone()[0]
     assert version is not None and open_count >= 1

@@ -38,7 +38,7 @@ async def store_bd_seq(store: Any, bd_seq: int) -> None:
 async def seed(node: EdgeNode, store: Any) -> None:
     """Fill every device's current values from the store: value, in_spec, in_control of the last
     measurement; mean, center, ucl, lcl of the last charted point; cpk of the last capability; the
-    limits version in force; the open and acknowledged alerts and the newest alert."""
+    limits version in force; the open and acknowledged alerts and the alert that changed last."""
     versions = await store.limits_versions()
     unresolved = await store.unresolved_alerts()
     for device in node.devices.values():
@@ -62,6 +62,6 @@ async def seed(node: EdgeNode, store: Any) -> None:
         device.open_alerts = {a["id"]: a["status"] for a in unresolved
                               if a.get("product_id") == pid and a.get("status") in ("OPEN", "ACKNOWLEDGED")}
         values["alerts/open"] = len(device.open_alerts)
-        newest = await store.alerts(product_id=pid, limit=1)
-        if newest:
-            values["alerts/last"] = json.dumps(newest[0], ensure_ascii=False)
+        last = await store.last_changed_alert(pid)  # what the last alert event of the product carried
+        if last is not None:
+            values["alerts/last"] = json.dumps(last, ensure_ascii=False)

@@ -58,6 +58,13 @@ def alerts(conn: sqlite3.Connection, *, status=None, product_id=None, limit=10, 
     return [json.loads(b) for (b,) in rows]
 
 
+def last_changed_alert(conn: sqlite3.Connection, product_id: int) -> dict | None:
+    """The alert of a product that changed last (raised, repeated, acknowledged...), or None."""
+    row = conn.execute("SELECT body FROM alerts WHERE product_id = ? ORDER BY updated_at DESC, id DESC LIMIT 1",
+                       (int(product_id),)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
 def unresolved_alerts(conn: sqlite3.Connection) -> list[dict]:
     """Alerts that are OPEN, ACKNOWLEDGED or SHELVED, oldest first."""
     rows = conn.execute("SELECT body FROM alerts WHERE status IN (?, ?, ?) ORDER BY id", UNRESOLVED).fetchall()

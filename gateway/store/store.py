@@ -365,6 +365,10 @@ class Store:
         """OPEN, ACKNOWLEDGED and SHELVED alerts."""
         return await self._read(reads.unresolved_alerts)
 
+    async def last_changed_alert(self, product_id: int) -> dict | None:
+        """The alert of a product that changed last, or None."""
+        return await self._read(reads.last_changed_alert, product_id)
+
     async def alert(self, alert_id: int) -> dict | None:
         """One alert or None."""
         return await self._read(reads.alert, alert_id)
