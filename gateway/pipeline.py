@@ -27,6 +27,7 @@ from gateway.core.model import (
     finite_or_none,
     iso_time,
 )
+from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
@@ -296,7 +297,7 @@ class Pipeline:
         point = result.subgroup
         if point is not None:
             self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now,
-                                 limits_version=state.limits_version)
+                                 reading.count, limits_version=state.limits_version)
         for violation in result.violations:
             batch.event("violation", product.id, {
                 "type": "violation",
@@ -314,30 +315,38 @@ class Pipeline:
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str, *,
-                        limits_version: int | None = None) -> None:
+                        point: Any, measured_at: float, measured_iso: str, now: str,
+                        count: int | None = None, *, limits_version: int | None = None) -> None:
+        # an attribute sample's count travels with the reading, not the point
+        count = count if point.sample_size is not None else None
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
-                       lcl=point.lcl, violations=list(point.violations), at=measured_at)
-        batch.event("subgroup", product.id, {
-            "type": "subgroup",
-            "subgroup": {
-                "product_id": product.id, "product_code": product.code,
-                "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
-                "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
-                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
-                "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
-                "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
-                "dispersion": finite_or_none(point.dispersion),
-                "dispersion_center": finite_or_none(point.dispersion_center),
-                "dispersion_ucl": finite_or_none(point.dispersion_ucl),
-                "dispersion_lcl": finite_or_none(point.dispersion_lcl),
-                "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": measured_iso, "limits_version": limits_version,
-            },
-            "timestamp": now,
-        }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
+                       lcl=point.lcl, violations=list(point.violations), at=measured_at,
+                       plotted=point.plotted, cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                       run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                       sample_size=point.sample_size)
+        body = {
+            "product_id": product.id, "product_code": product.code,
+            "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
+            "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
+            "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
+            "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
+            "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
+            "dispersion": finite_or_none(point.dispersion),
+            "dispersion_center": finite_or_none(point.dispersion_center),
+            "dispersion_ucl": finite_or_none(point.dispersion_ucl),
+            "dispersion_lcl": finite_or_none(point.dispersion_lcl),
+            "dispersion_violations": list(point.dispersion_violations),
+            "measured_at": measured_iso, "limits_version": limits_version,
+        }
+        # what EWMA, CUSUM and attribute charts plot (gateway.core.plotted; the history says the same)
+        body.update(plotted_fields(mean=point.mean, ucl=point.ucl, plotted=point.plotted,
+                                   cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                                   run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                                   sample_size=point.sample_size))
+        batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": body, "timestamp": now},
+                    notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str) -> None:

@@ -50,6 +50,9 @@ class SourceKind:
     # (host, port, client_id) when a source logs in to a broker with a client id: two connections to
     # one broker with one client id would drop each other.
     broker_login: Callable[[Any], tuple[str, int, str] | None] | None = None
+    # The converter of an `outputs:` entry's `write:` block naming a source of this kind (its keys
+    # besides `source`), given the source's context; None: this kind's sources cannot be written.
+    write: Callable[[object], Convert] | None = None
 
 
 def and_list(names: Iterable[str]) -> str:

@@ -25,12 +25,13 @@ from gateway.sources.modbus.codec import (
     BIT_TABLES,
     ReadBlock,
     decode,
+    encode,
     exception_meaning,
     is_good,
     plan_reads,
     scaled,
 )
-from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
+from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings, ModbusWrite
 from gateway.sources.sampling import Sampler
 
 log = logging.getLogger("gateway.sources.modbus")  # the logger's name from before the package
@@ -137,6 +138,7 @@ class ModbusSource(Source):
         self._next_request_at = 0.0  # monotonic: request_delay between two transactions on the bus
         self._log = RateLimitedLog(log, LOG_EVERY)
         self._clock = ClockWatch()
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None  # while connected
         self.health.details.update(requests=0, timeouts=0, exceptions=0, missed_parts=0, units={})
 
     # ------------------------------------------------------------ connection
@@ -173,6 +175,7 @@ class ModbusSource(Source):
             raise
         for unit in self.units.values():  # a fresh connection: every unit gets a chance at once
             unit.retry_at = 0.0
+        self._client = client
         if self.health.reconnects:
             log.info("modbus %s: connected again to %s", self.config.name, self.where())
         return client
@@ -181,6 +184,8 @@ class ModbusSource(Source):
         await self._poll_forever(connection, backoff)
 
     async def close(self, connection: Any) -> None:
+        if self._client is connection:
+            self._client = None
         connection.close()
 
     def report(self, exc: Exception) -> None:
@@ -193,6 +198,8 @@ class ModbusSource(Source):
         interval = self.config.poll_interval
         next_poll = time.monotonic()
         while True:
+            if not client.connected:  # also a source that only writes outputs notices a lost link
+                raise ConnectionError(f"connection to {self.where()} lost")
             cycle = await self.poll_once(client)
             if cycle.answers:
                 backoff.reset()
@@ -270,6 +277,34 @@ class ModbusSource(Source):
                 return await client.read_discrete_inputs(block.start, count=block.count, device_id=block.unit)
             finally:
                 self._next_request_at = time.monotonic() + self.config.request_delay
+
+    async def write(self, target: object, on: bool) -> None:
+        """An output's coil (1/0) or holding register(s) (value_on/value_off), between two polls."""
+        if not isinstance(target, ModbusWrite):
+            raise TypeError(f"{self.config.name}: not a Modbus output: {target!r}")
+        client = self._client
+        if client is None or not client.connected:
+            raise ConnectionError(f"not connected to {self.where()}")
+        async with self._bus:
+            wait = self._next_request_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                if target.table == "coil":
+                    response = await client.write_coil(target.address, on, device_id=target.unit)
+                else:
+                    value = target.value_on if on else target.value_off
+                    response = await client.write_registers(
+                        target.address, encode(value, target.data_type, target.byte_order), device_id=target.unit)
+            except ModbusIOException as exc:
+                if not self.units:  # nothing is polled that would notice a dead socket: reconnect now
+                    client.close()
+                raise ConnectionError(f"no answer from unit {target.unit}: {exc}") from None
+            finally:
+                self._next_request_at = time.monotonic() + self.config.request_delay
+        if response.isError():
+            where = f"{target.table} {target.address} of unit {target.unit}"
+            raise ValueError(f"{where}: Modbus exception {exception_meaning(response.exception_code)}")
 
     def _unit_failed(self, unit: _Unit, block: ReadBlock, why: str) -> None:
         delay = unit.backoff.next_delay()
