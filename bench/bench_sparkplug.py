@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,7 +49,8 @@ async def drain(folder: Path, count: int) -> tuple[float, float, float, int]:
     broker = Mosquitto(folder)
     store = Store(str(folder / "drain.sqlite3"))
     config = NorthboundSection(NorthboundMQTT(host="127.0.0.1", port=broker.port, client_id="bench",
-                                              reconnect_min=0.05, reconnect_max=0.05),
+                                              # the subscriber is in before the output's next try
+                                              reconnect_min=0.5, reconnect_max=0.5),
                                NorthboundSparkplug("BENCH", "node"))
     product = SimpleNamespace(id=1, code="P-100", characteristics=[SimpleNamespace(name="bore")])
     output = SparkplugOutput(config, store, [product])
@@ -73,9 +75,12 @@ async def drain(folder: Path, count: int) -> tuple[float, float, float, int]:
         await asyncio.to_thread(broker.start)
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-host")
         sub.on_message = on_message
+        subscribed = threading.Event()
+        sub.on_subscribe = lambda *_: subscribed.set()
         sub.connect("127.0.0.1", broker.port)
         sub.subscribe("spBv1.0/BENCH/#", 0)
         sub.loop_start()
+        await asyncio.to_thread(subscribed.wait, 10)
         while not output.stats()["connected"]:
             await asyncio.sleep(0.001)
         connected = time.perf_counter()
