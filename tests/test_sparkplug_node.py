@@ -181,6 +181,13 @@ def test_primary_host_state_holds_births_and_data():
     edge.on_state(b'{"online": false, "timestamp": 200}', 7)
     assert not edge.may_publish() and edge.data(measurement(2.0), 8, historical=False) is None
     assert edge.on_state(b"not json", 9) == []
+    # what anyone on the broker may publish on the host's STATE topic: none of it brings the births back
+    for junk in (b'{"online": "true", "timestamp": 300}', b'{"online": 1, "timestamp": 300}',
+                 b'{"online": true, "timestamp": "300"}', b'{"online": true, "timestamp": true}',
+                 b'{"online": true}', b'[true, 300]', b'"online"', b'{"online": true, "timestamp": 1e999}',
+                 b"\xff\xfe", b""):
+        assert edge.on_state(junk, 10) == [] and not edge.may_publish(), junk
+    assert edge.on_state(b'{"online": true, "timestamp": 300}', 11)  # the real one still does
 
 
 def test_alerts_open_counts_open_and_acknowledged():

@@ -173,8 +173,12 @@ class EdgeNode:
         """A STATE message of the primary host (Sparkplug 3.0 JSON {"online": .., "timestamp": ..})."""
         try:
             state = json.loads(payload)
-            online, timestamp = bool(state["online"]), int(state["timestamp"])
-        except (ValueError, KeyError, TypeError):
+            online, timestamp = state["online"], state["timestamp"]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return []
+        # the specification's types only: "false" is a true value to bool(), and a host that sends it is
+        # not one to hold or release the data for
+        if not isinstance(online, bool) or not isinstance(timestamp, int) or isinstance(timestamp, bool):
             return []
         if timestamp < self._state_timestamp:  # an older STATE than the last one: stale, ignored
             return []
