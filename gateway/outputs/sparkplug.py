@@ -118,7 +118,7 @@ class SparkplugOutput(Output):
         # Sparkplug 3.0: subscribe to the commands and the primary host's STATE before the NBIRTH
         session.client.subscribe([(topic, 1) for topic in self.node.subscriptions()])
         if self.config.primary_host_id is None:
-            await self._births(session, lambda now: self.node.births(now))
+            await self._births(session, self.node.births)
         await self._drain(session)
 
     async def _births(self, session: _Session, act: Callable[[int], list[Message]]) -> None:
@@ -131,9 +131,9 @@ class SparkplugOutput(Output):
                 await seed(self.node, self.store)
             except Exception as e:  # births with what the node has beat no births at all
                 log.warning("sparkplug: births without the store's latest values: %s", e)
-            messages = act(int(time.time() * 1000))
             if session is not self.link.connection or session.closed.is_set():
-                return
+                return  # the next connection starts its own session state (node.connect)
+            messages = act(int(time.time() * 1000))
             if messages:
                 self._replay_upto = upto
                 self.births += 1
