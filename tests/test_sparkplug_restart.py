@@ -54,6 +54,12 @@ def open_alerts_seen(host: Host) -> bool:
 def test_restart_births_show_the_stored_state_and_bdseq_goes_on(tmp_path: Path, brokers, tahu) -> None:  # noqa: F811
     line, plant = brokers
     host = Host(plant.port)
+    json_topics: list[str] = []  # the JSON northbound beside Sparkplug, on its own connection
+    plain = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="json-consumer")
+    plain.on_connect = lambda c, *_: c.subscribe("spc/#", 1)
+    plain.on_message = lambda _c, _u, m: json_topics.append(m.topic)
+    plain.connect("127.0.0.1", plant.port)
+    plain.loop_start()
     http_port = free_port()
     cfg = mqtt_config(tmp_path, line.port, http_port)
     cfg["northbound"] = {"mqtt": {"host": "127.0.0.1", "port": plant.port, "client_id": NODE,
@@ -73,9 +79,14 @@ def test_restart_births_show_the_stored_state_and_bdseq_goes_on(tmp_path: Path, 
         wait_for(lambda: "NDEATH" in host.kinds(), 15, "the NDEATH will")
         daemon = Daemon(path).start(wait_for_port=http_port)
         wait_for(lambda: host.kinds().count("DBIRTH") >= 2, 15, "the births after the restart")
+        wait_for(lambda: sum("/measurement/" in t for t in json_topics) >= len(values), 15, "the JSON rows")
     finally:
         daemon.stop()
         host.stop()
+        plain.loop_stop()
+        plain.disconnect()
+    # the JSON consumer sends only its publish list: no alert topic, although the outbox has alert rows
+    assert not [t for t in json_topics if t.startswith("spc/alert/")]
     db = sqlite3.connect(tmp_path / "spc.sqlite3")
     version = db.execute("SELECT MAX(id) FROM control_limits").fetchone()[0]
     mean, center, ucl, lcl = db.execute("SELECT mean, center, ucl, lcl FROM subgroups ORDER BY subgroup_number "
