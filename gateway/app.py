@@ -149,7 +149,7 @@ class Gateway:
                 mqtt, self.store, gateway_name=self.config.gateway.name, version=__version__,
                 product_codes=[p.code for p in self.config.products], on_alert=self._northbound_alert)
         self.pipeline = Pipeline(self.config, self.store, self.alerts, publish=self._publish, topic_for=topic_for)
-        await self.alerts.start(publish=self._publish)
+        await self.alerts.start(publish=self._publish, topic_for=topic_for)
         await self.pipeline.start()
         server = LineServer(self.config, self.store, self.alerts, Hub(self.config), health=self.health,
                             metrics=self.metrics, recalculate=self.pipeline.recalculate_limits,

@@ -60,6 +60,7 @@ class CharacteristicState:
     readings: int = 0
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    limits_version: int | None = None  # the stored control-limits version in force (its id), None before any
 
 
 class Pipeline:
@@ -92,6 +93,10 @@ class Pipeline:
         """Restore engines from their stored state and start draining the queue."""
         states = await self.store.engine_states()
         self._build(self.config, states)
+        # the version in force after a restart is the newest stored: limits are stored before they are adopted
+        versions = await self.store.limits_versions()
+        for key, state in self.characteristics.items():
+            state.limits_version = versions.get((key.product_id, key.characteristic))
         for key in await self.store.recent_source_keys(RECENT_SOURCE_KEYS):
             self._remember(key)
         self._tasks = [asyncio.create_task(self._drain(), name="pipeline"),
@@ -132,10 +137,13 @@ class Pipeline:
                     except Exception as exc:  # a changed chart cannot resume the old state
                         log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
                                     product.code, characteristic.name, exc)
+                # a resumed engine keeps the limits (and so the version) it had; a new one has none yet
+                version = old.limits_version if engine is not None and old is not None else None
                 if engine is None:
                     engine = CharacteristicEngine(settings)
                 built[key] = CharacteristicState(product, characteristic, engine,
-                                                 stale_after=self._stale_after(config, characteristic))
+                                                 stale_after=self._stale_after(config, characteristic),
+                                                 limits_version=version)
         self.characteristics = built
 
     @staticmethod
@@ -265,7 +273,8 @@ class Pipeline:
             limits = result.new_limits
             reason = ("fixed limits from the configuration" if limits.source == "fixed" else
                       f"learned from subgroups {limits.from_subgroup}..{limits.to_subgroup}")
-            self._store_limits(batch, product, characteristic, limits, who="gateway", reason=reason)
+            state.limits_version = self._store_limits(batch, product, characteristic, limits, who="gateway",
+                                                      reason=reason)
         measurement_id = batch.measurement(
             product_id=product.id, characteristic=characteristic.name, value=reading.value,
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
@@ -288,7 +297,7 @@ class Pipeline:
         point = result.subgroup
         if point is not None:
             self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now,
-                                 reading.count)
+                                 reading.count, limits_version=state.limits_version)
         for violation in result.violations:
             batch.event("violation", product.id, {
                 "type": "violation",
@@ -307,7 +316,7 @@ class Pipeline:
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
                         point: Any, measured_at: float, measured_iso: str, now: str,
-                        count: int | None = None) -> None:
+                        count: int | None = None, *, limits_version: int | None = None) -> None:
         # an attribute sample's count travels with the reading, not the point
         count = count if point.sample_size is not None else None
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
@@ -329,7 +338,7 @@ class Pipeline:
             "dispersion_ucl": finite_or_none(point.dispersion_ucl),
             "dispersion_lcl": finite_or_none(point.dispersion_lcl),
             "dispersion_violations": list(point.dispersion_violations),
-            "measured_at": measured_iso,
+            "measured_at": measured_iso, "limits_version": limits_version,
         }
         # what EWMA, CUSUM and attribute charts plot (gateway.core.plotted; the history says the same)
         body.update(plotted_fields(mean=point.mean, ucl=point.ucl, plotted=point.plotted,
@@ -425,6 +434,7 @@ class Pipeline:
         except StoreUnavailable:
             raise Refusal("storage_unavailable", texts("error.storage_unavailable")) from None
         engine.adopt(limits)
+        state.limits_version = version
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
             batch.engine_state(product_id, characteristic, json.dumps(engine.state()))

@@ -378,7 +378,7 @@ def test_read_secret_refuses_what_is_not_one_line(tmp_path: Path, content: bytes
 
 def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
     """A trailing space once counted for MQTT out (first line, newline cut) and not for MQTT in (strip)."""
-    from gateway.outputs.mqtt import NorthboundError, read_password
+    from gateway.outputs.mqtt_link import NorthboundError, read_password
     from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig
     from gateway.sources.mqtt.worker import new_client
     from gateway.sources.opcua.source import OpcUaConfigError, _read_secret

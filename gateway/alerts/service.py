@@ -47,6 +47,9 @@ class AlertService:
         self.config = config
         self.clock = clock
         self.publish: Publish | None = None
+        # the outbox topic of an alert event (None: no outbox row); given by the app, which knows every
+        # output that reads the outbox (the JSON northbound's publish list is not the only reader)
+        self.topic_for: Callable[[str, str, str | None], str | None] | None = None
         self._unresolved: dict[int, Alert] = {}
         self._by_key: dict[Key, Alert] = {}
         # One act at a time: an act is checked against the state the previous one left, which is in
@@ -57,9 +60,11 @@ class AlertService:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, publish: Publish | None = None) -> None:
+    async def start(self, publish: Publish | None = None,
+                    topic_for: Callable[[str, str, str | None], str | None] | None = None) -> None:
         """Load the unresolved alerts, re-arm shelve timers, start the occurrence flusher."""
         self.publish = publish
+        self.topic_for = topic_for
         for body in await self.store.unresolved_alerts():
             alert = Alert(body)
             self._remember(alert, self._key_of(body))
@@ -321,13 +326,10 @@ class AlertService:
                     {"type": "alert", "alert": message, "timestamp": self._iso(now)}, outbox_topic=self._topic(message))
 
     def _topic(self, alert: dict[str, Any]) -> str | None:
-        northbound = self.config.northbound
-        if northbound is None:
+        if self.topic_for is None:
             return None
-        from gateway.config.topics import topic_for
-
-        return topic_for(northbound.mqtt, "alert", alert.get("product_code") or self.config.gateway.name,
-                         alert.get("characteristic"))
+        return self.topic_for("alert", alert.get("product_code") or self.config.gateway.name,
+                              alert.get("characteristic"))
 
     def _record(self, batch: Any, alert: Alert, now: float, who: str, action: str, body: dict[str, Any],
                 comment: str | None = None, details: dict[str, Any] | None = None) -> None:

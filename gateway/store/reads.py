@@ -59,6 +59,13 @@ def alerts(conn: sqlite3.Connection, *, status=None, product_id=None, limit=10, 
     return [json.loads(b) for (b,) in rows]
 
 
+def last_changed_alert(conn: sqlite3.Connection, product_id: int) -> dict | None:
+    """The alert of a product that changed last (raised, repeated, acknowledged...), or None."""
+    row = conn.execute("SELECT body FROM alerts WHERE product_id = ? ORDER BY updated_at DESC, id DESC LIMIT 1",
+                       (int(product_id),)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
 def unresolved_alerts(conn: sqlite3.Connection) -> list[dict]:
     """Alerts that are OPEN, ACKNOWLEDGED or SHELVED, oldest first."""
     rows = conn.execute("SELECT body FROM alerts WHERE status IN (?, ?, ?) ORDER BY id", UNRESOLVED).fetchall()
@@ -155,6 +162,13 @@ def latest_limits(conn: sqlite3.Connection, product_id: int, characteristic: str
     return None if row is None else dict(zip(_LIMITS_COLUMNS, row, strict=True))
 
 
+def limits_versions(conn: sqlite3.Connection) -> dict[tuple[int, str], int]:
+    """The newest control-limits version (its id) of every characteristic."""
+    rows = conn.execute("SELECT product_id, characteristic, MAX(id) FROM control_limits "
+                        "GROUP BY product_id, characteristic").fetchall()
+    return {(pid, c): version for pid, c, version in rows}
+
+
 def limits_history(conn: sqlite3.Connection, product_id: int, characteristic: str) -> list[dict]:
     """Every control limits version of a characteristic, oldest first."""
     rows = conn.execute(f"SELECT {', '.join(_LIMITS_COLUMNS)} FROM control_limits WHERE product_id = ? AND "
@@ -231,3 +245,16 @@ def outbox_trim(conn: sqlite3.Connection, limit_bytes: int) -> int:
                  "SET value = CAST(value AS INTEGER) + excluded.value", (count,))
     conn.execute("COMMIT")
     return count
+
+
+def meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta_value(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """(Writer thread.) One meta row, committed at once."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                 "excluded.value", (key, value))
+    conn.execute("COMMIT")
