@@ -94,7 +94,8 @@ class EngineSettings:
                    target=c.spec.target, center=c.limits.center, sigma=c.limits.sigma,
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
-                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
+                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk,
+                   parameters=c.parameters)
 
 
 class CharacteristicEngine:
