@@ -30,6 +30,7 @@ from gateway.core.model import (
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
+from gateway.spc.attribute_capability import AttributeCapability
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
@@ -341,6 +342,9 @@ class Pipeline:
                 "id": capability_id, "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
+                # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them
+                **({k: finite_or_none(v) for k, v in cap.fields().items()}
+                   if isinstance(cap, AttributeCapability) else {}),
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))

@@ -12,9 +12,9 @@ from pathlib import Path
 from gateway.app import Gateway
 from gateway.config import ConfigError
 from gateway.core.model import CharacteristicKey, Measurement
+from gateway.sources.registry import load_config
 from gateway.spc.charts.base import ChartParameters
 from gateway.spc.engine import EngineSettings
-from gateway.sources.registry import load_config
 from tests.daemon_helpers import minimal_config, write_config
 
 
