@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alerts.signals import signal, signal_texts
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import (
     INT64_MAX,
@@ -60,6 +61,17 @@ class CharacteristicState:
     readings: int = 0
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _time_weighted(point: Any) -> dict[str, Any]:
+    """What an EWMA or CUSUM point plots beside the seed's fields: EWMA's statistic `z`; CUSUM's sums C+ and
+    C- with their runs and the decision interval `h` in the data's units (its `ucl`; `lcl` is -h)."""
+    if point.cusum_upper is not None:
+        return {"cusum_upper": finite_or_none(point.cusum_upper), "cusum_lower": finite_or_none(point.cusum_lower),
+                "run_upper": point.run_upper, "run_lower": point.run_lower, "h": finite_or_none(point.ucl)}
+    if point.plotted is not None:
+        return {"z": finite_or_none(point.plotted)}
+    return {}
 
 
 class Pipeline:
@@ -289,17 +301,20 @@ class Pipeline:
         if point is not None:
             self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)
         for violation in result.violations:
-            batch.event("violation", product.id, {
-                "type": "violation",
-                "violation": {
-                    "product_id": product.id, "product_code": product.code,
-                    "characteristic": characteristic.name, "rule": violation.rule,
-                    "rule_name": violation.rule_name, "chart": violation.chart,
-                    "subgroup_number": violation.subgroup_number,
-                    "points": list(violation.points), "detected_at": now,
-                },
-                "timestamp": now,
-            }, outbox_topic=self._topic("violation", product, characteristic))
+            body = {
+                "product_id": product.id, "product_code": product.code,
+                "characteristic": characteristic.name, "rule": violation.rule,
+                "rule_name": violation.rule_name, "chart": violation.chart,
+                "subgroup_number": violation.subgroup_number,
+                "points": list(violation.points), "detected_at": now,
+            }
+            found = signal(characteristic, point) if point is not None and violation.rule == 1 else None
+            if found is not None:  # EWMA, CUSUM: what the signal means, in every language
+                worded = signal_texts(found)
+                body["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
+                body["texts"] = worded
+            batch.event("violation", product.id, {"type": "violation", "violation": body, "timestamp": now},
+                        outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
@@ -325,6 +340,7 @@ class Pipeline:
                 "dispersion_lcl": finite_or_none(point.dispersion_lcl),
                 "dispersion_violations": list(point.dispersion_violations),
                 "measured_at": measured_iso,
+                **_time_weighted(point),
             },
             "timestamp": now,
         }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
