@@ -28,6 +28,7 @@ from gateway.core.model import (
     finite_or_none,
     iso_time,
 )
+from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
@@ -61,17 +62,6 @@ class CharacteristicState:
     readings: int = 0
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _time_weighted(point: Any) -> dict[str, Any]:
-    """What an EWMA or CUSUM point plots beside the seed's fields: EWMA's statistic `z`; CUSUM's sums C+ and
-    C- with their runs and the decision interval `h` in the data's units (its `ucl`; `lcl` is -h)."""
-    if point.cusum_upper is not None:
-        return {"cusum_upper": finite_or_none(point.cusum_upper), "cusum_lower": finite_or_none(point.cusum_lower),
-                "run_upper": point.run_upper, "run_lower": point.run_lower, "h": finite_or_none(point.ucl)}
-    if point.plotted is not None:
-        return {"z": finite_or_none(point.plotted)}
-    return {}
 
 
 class Pipeline:
@@ -299,7 +289,8 @@ class Pipeline:
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
         if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)
+            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now,
+                                 reading.count)
         for violation in result.violations:
             body = {
                 "product_id": product.id, "product_code": product.code,
@@ -320,30 +311,38 @@ class Pipeline:
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str) -> None:
+                        point: Any, measured_at: float, measured_iso: str, now: str,
+                        count: int | None = None) -> None:
+        # an attribute sample's count travels with the reading, not the point
+        count = count if point.sample_size is not None else None
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
-                       lcl=point.lcl, violations=list(point.violations), at=measured_at)
-        batch.event("subgroup", product.id, {
-            "type": "subgroup",
-            "subgroup": {
-                "product_id": product.id, "product_code": product.code,
-                "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
-                "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
-                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
-                "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
-                "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
-                "dispersion": finite_or_none(point.dispersion),
-                "dispersion_center": finite_or_none(point.dispersion_center),
-                "dispersion_ucl": finite_or_none(point.dispersion_ucl),
-                "dispersion_lcl": finite_or_none(point.dispersion_lcl),
-                "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": measured_iso,
-                **_time_weighted(point),
-            },
-            "timestamp": now,
-        }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
+                       lcl=point.lcl, violations=list(point.violations), at=measured_at,
+                       plotted=point.plotted, cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                       run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                       sample_size=point.sample_size)
+        body = {
+            "product_id": product.id, "product_code": product.code,
+            "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
+            "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
+            "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
+            "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
+            "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
+            "dispersion": finite_or_none(point.dispersion),
+            "dispersion_center": finite_or_none(point.dispersion_center),
+            "dispersion_ucl": finite_or_none(point.dispersion_ucl),
+            "dispersion_lcl": finite_or_none(point.dispersion_lcl),
+            "dispersion_violations": list(point.dispersion_violations),
+            "measured_at": measured_iso,
+        }
+        # what EWMA, CUSUM and attribute charts plot (gateway.core.plotted; the history says the same)
+        body.update(plotted_fields(mean=point.mean, ucl=point.ucl, plotted=point.plotted,
+                                   cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                                   run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                                   sample_size=point.sample_size))
+        batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": body, "timestamp": now},
+                    notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str) -> None:

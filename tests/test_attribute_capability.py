@@ -46,8 +46,11 @@ def test_the_capability_event_of_p_and_c_charts(tmp_path: Path) -> None:
     config = minimal_config(tmp_path)
     first = config["products"][0]["characteristics"][0]
     first.update(chart="p", limits={"baseline_subgroups": 5}, rules=[1, 2, 3, 4],
-                 capability={"every_subgroups": 4, "window_subgroups": 8})
-    second = {**first, "name": "scratches", "chart": "c", "modbus": {**first["modbus"], "address": 2}}
+                 capability={"every_subgroups": 4, "window_subgroups": 8},
+                 modbus={"good": {"address": 0}, "bad": {"address": 1}, "sample_every": 50})
+    first.pop("sampling")  # a count sample ends by sample_every
+    second = {**first, "name": "scratches", "chart": "c",
+              "modbus": {"good": {"address": 2}, "bad": {"address": 3}, "sample_every": 50}}
     config["products"][0]["characteristics"].append(second)
     config_, _ = load_config(str(write_config(tmp_path, config)))
     p_key, c_key = CharacteristicKey(1, "diameter"), CharacteristicKey(1, "scratches")

@@ -101,7 +101,7 @@ def test_a_reload_that_changes_a_parameter_starts_that_chart_afresh(tmp_path: Pa
 def test_the_example_configs_commented_ewma_and_cusum_load_when_uncommented(tmp_path: Path) -> None:
     example = (Path(__file__).resolve().parent.parent / "config" / "gateway.example.yaml").read_text(encoding="utf-8")
     start = example.index("      # - name: journal_diameter")
-    end = example.index("# outputs:")
+    end = example.index("\n\n", start)  # the block ends at the first blank line
     block = "\n".join(line.replace("      # ", "      ", 1) for line in example[start:end].splitlines())
     path = tmp_path / "gateway.yaml"
     path.write_text(example[:start] + block + "\n" + example[end:], encoding="utf-8")

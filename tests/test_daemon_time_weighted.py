@@ -103,7 +103,7 @@ def test_ewma_and_cusum_through_mqtt_equal_analyze_and_say_what_they_saw(tmp_pat
     journal = of(messages, "subgroup", "journal")
     assert [s["mean"] for s in journal] == TABLE_9_1
     for point, expected in zip(journal, ewma, strict=True):
-        for ours, theirs in (("z", "value"), ("ucl", "ucl"), ("lcl", "lcl"), ("center", "center")):
+        for ours, theirs in (("value", "value"), ("ucl", "ucl"), ("lcl", "lcl"), ("center", "center")):
             assert math.isclose(point[ours], expected[theirs], rel_tol=0, abs_tol=1e-9), (point, expected)
         assert point["violations"] == expected["violations"]
     assert [s["subgroup_number"] for s in journal if s["violations"]] == [29, 30]  # Montgomery: 29 first
@@ -116,6 +116,7 @@ def test_ewma_and_cusum_through_mqtt_equal_analyze_and_say_what_they_saw(tmp_pat
             assert math.isclose(point[key], expected[key], rel_tol=0, abs_tol=1e-9), (point, expected)
         assert (point["run_upper"], point["run_lower"]) == (expected["run_upper"], expected["run_lower"])
         assert (point["ucl"], point["lcl"], point["h"]) == (expected["ucl"], expected["lcl"], result["limits"]["h"])
+        assert point["value"] is None and expected["value"] is None  # CUSUM plots two sums
         assert point["violations"] == expected["violations"]
     first = next(i for i, p in enumerate(result["points"]) if p["violations"])
     signal = result["points"][first]

@@ -16,6 +16,7 @@ from gateway.config.kinds import SourceKind
 from gateway.config.loader import Convert, Reader, one_of, peek
 from gateway.config.model import Backoff
 from gateway.config.values import PATH_MAX, choice, duration, integer, number, section, text_of
+from gateway.sources.counter_pair import either, pair_block, pair_counts
 
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"]
@@ -195,7 +196,16 @@ def transport(item: Node) -> object:
 
 
 def address(context: object) -> Convert:
-    return modbus_address(str(context or "tcp"))
+    """A register that holds a measured value, or a counter pair (good and bad) for an attribute chart."""
+    transport = str(context or "tcp")
+    value = modbus_address(transport)
+
+    def convert(r: Reader, node: Node, path: str) -> Any:
+        unit = peek(node, "unit")  # the counters' unit unless they name their own
+        counter = modbus_address(transport, counter=True, default_unit=unit if isinstance(unit, int) else 1)
+        pair = pair_block(counter, {"unit": integer(1, 247) if transport == "rtu" else integer(0, 255)})
+        return either(pair, value, "address")(r, node, path)
+    return convert
 
 
 def counter_address(context: object, block: Node | None) -> Convert:
@@ -209,4 +219,6 @@ KIND = SourceKind(
     address=address, sampling_modes=("on_change", "every_poll"), default_sampling="on_change", polled=True,
     context=transport, counter=counter_address,
     counter_example="{table: holding, address: 110, data_type: uint32}", write=write_target,
+    counts=pair_counts, counts_example="{good: {address: 200, data_type: uint32}, bad: {address: 202, "
+    "data_type: uint32}, sample_every: 50}",
 )

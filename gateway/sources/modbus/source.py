@@ -21,6 +21,8 @@ from pymodbus.framer import FramerType
 from gateway.core.model import Measurement
 from gateway.core.ratelog import RateLimitedLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.counter_pair import CounterPair
+from gateway.sources.counting import PairFeed
 from gateway.sources.modbus.codec import (
     BIT_TABLES,
     ReadBlock,
@@ -31,7 +33,7 @@ from gateway.sources.modbus.codec import (
     plan_reads,
     scaled,
 )
-from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings, ModbusWrite
+from gateway.sources.modbus.settings import REGISTERS, ModbusAddress, ModbusSettings, ModbusWrite
 from gateway.sources.sampling import Sampler
 
 log = logging.getLogger("gateway.sources.modbus")  # the logger's name from before the package
@@ -111,8 +113,17 @@ class ModbusSource(Source):
         super().__init__(config, bindings, sink)
         addresses: list[ModbusAddress] = []
         self.readings: list[_Reading] = []
+        self.pairs: list[tuple[PairFeed, int, int]] = []  # counter pairs: (feed, good tag, bad tag)
         for binding in bindings:
             characteristic = binding.characteristic
+            if isinstance(characteristic.address, CounterPair):
+                good, bad = characteristic.address.good, characteristic.address.bad
+                if not isinstance(good, ModbusAddress) or not isinstance(bad, ModbusAddress):
+                    raise ValueError(f"{binding.key}: a counter pair needs modbus counter addresses")
+                addresses += [good, bad]
+                feed = PairFeed(binding, characteristic.address, config.name, self.health, log)
+                self.pairs.append((feed, len(addresses) - 2, len(addresses) - 1))
+                continue
             if not isinstance(characteristic.address, ModbusAddress):
                 raise ValueError(f"{binding.key}: characteristic has no modbus address")
             addresses.append(characteristic.address)
@@ -337,6 +348,13 @@ class ModbusSource(Source):
 
     async def _feed(self, cycle: _Cycle) -> None:
         received_at = time.time()
+        for feed, good_tag, bad_tag in self.pairs:
+            good, bad = cycle.values.get(good_tag), cycle.values.get(bad_tag)
+            if good is not None and bad is not None:  # both read in this poll: one consistent look
+                good_address, bad_address = self.addresses[good_tag], self.addresses[bad_tag]
+                await feed.offer(int(self._decode(good, good_address)), int(self._decode(bad, bad_address)),
+                                 self.sink, 16 * REGISTERS[good_address.data_type],
+                                 16 * REGISTERS[bad_address.data_type])
         for reading in self.readings:
             raw = cycle.values.get(reading.value_tag)
             if raw is None:

@@ -18,6 +18,7 @@ from gateway.config.kinds import SourceKind
 from gateway.config.loader import BAD, Convert, Reader, show
 from gateway.config.model import Backoff
 from gateway.config.values import choice, duration, file_path, section, text
+from gateway.sources.counter_pair import either, pair_block, pair_counts
 
 NODE_ID = re.compile(r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=.+)$")
 
@@ -124,8 +125,12 @@ def node_id(r: Reader, node: Node, path: str) -> Any:
 ADDRESS = section(OpcUaAddress, {"node_id": node_id}, required=("node_id",))
 
 
+PAIR = pair_block(ADDRESS)
+
+
 def address(context: object) -> Convert:
-    return ADDRESS
+    """A node that holds a measured value, or a counter pair (good and bad) for an attribute chart."""
+    return either(PAIR, ADDRESS, "node_id")
 
 
 def counter_address(context: object, block: Node | None) -> Convert:
@@ -166,4 +171,6 @@ KIND = SourceKind(
     check=check_opcua, address=address, sampling_modes=("on_change", "every_poll"), default_sampling="on_change",
     polled=True, counter=counter_address, counter_example='{node_id: "ns=2;s=Line3.CMM.PartCount"}',
     write=write_target,
+    counts=pair_counts, counts_example='{good: {node_id: "ns=2;s=Leak.Good"}, bad: {node_id: "ns=2;s=Leak.Bad"}, '
+    "every: 1h}",
 )

@@ -28,6 +28,7 @@ from gateway.core.rejects import BAD_STATUS, NOT_FINITE, NOT_NUMBER, RejectLog
 from gateway.core.secrets import SecretError, read_secret
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.opcua import asyncua_private
+from gateway.sources.opcua.counts import PairNodes, first_to_end, pair_nodes, read_pairs
 from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings, OpcUaWrite
 from gateway.sources.sampling import Sampler
 
@@ -165,8 +166,13 @@ class OpcUaSource(Source):
         super().__init__(config, bindings, sink)
         self.config: OpcUaSettings = config
         self.readers: list[_Reader] = []
+        self.pairs: list[PairNodes] = []  # counter pairs (opcua/counts.py), read beside the value nodes
         for binding in bindings:
             ch = binding.characteristic
+            pair = pair_nodes(self, binding)
+            if pair is not None:
+                self.pairs.append(pair)
+                continue
             if not isinstance(ch.address, OpcUaAddress):
                 raise OpcUaConfigError(f"characteristic {ch.name} has no opcua address")
             counter = ch.sampling.counter
@@ -178,7 +184,7 @@ class OpcUaSource(Source):
         self._write_types: dict[str, ua.VariantType] = {}  # node id -> its data type, per connection
         self._next_handle = 0  # client handles of monitored items, unique per source
         self.rejects = RejectLog(log, "value skipped / 값 무시", LOG_EVERY)
-        self.health.details = {"mode": config.mode, "failed_nodes": {}, "missed_parts": 0}
+        self.health.details.update({"mode": config.mode, "failed_nodes": {}, "missed_parts": 0})
 
     # ------------------------------------------------------------------ the connection loop
 
@@ -201,10 +207,14 @@ class OpcUaSource(Source):
         return client
 
     async def serve(self, connection: Client, backoff: Backoff) -> None:
-        if self.config.mode == "subscribe":
-            await self._subscribe_session(connection, backoff)
-        else:
-            await self._poll_session(connection, backoff)
+        sessions = []
+        if self.pairs:
+            interval = self.config.sampling_interval if self.config.mode == "subscribe" else self.config.poll_interval
+            sessions.append(read_pairs(self, connection, backoff, self.pairs, interval))
+        if self.readers or not self.pairs:
+            sessions.append(self._subscribe_session(connection, backoff) if self.config.mode == "subscribe"
+                            else self._poll_session(connection, backoff))
+        await first_to_end(sessions)
 
     async def close(self, connection: Client) -> None:
         if self._client is connection:
