@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alerts.signals import signal, signal_texts
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import (
     INT64_MAX,
@@ -31,6 +32,7 @@ from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
+from gateway.spc.attribute_capability import AttributeCapability
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
@@ -299,17 +301,20 @@ class Pipeline:
             self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now,
                                  reading.count, limits_version=state.limits_version)
         for violation in result.violations:
-            batch.event("violation", product.id, {
-                "type": "violation",
-                "violation": {
-                    "product_id": product.id, "product_code": product.code,
-                    "characteristic": characteristic.name, "rule": violation.rule,
-                    "rule_name": violation.rule_name, "chart": violation.chart,
-                    "subgroup_number": violation.subgroup_number,
-                    "points": list(violation.points), "detected_at": now,
-                },
-                "timestamp": now,
-            }, outbox_topic=self._topic("violation", product, characteristic))
+            body = {
+                "product_id": product.id, "product_code": product.code,
+                "characteristic": characteristic.name, "rule": violation.rule,
+                "rule_name": violation.rule_name, "chart": violation.chart,
+                "subgroup_number": violation.subgroup_number,
+                "points": list(violation.points), "detected_at": now,
+            }
+            found = signal(characteristic, point) if point is not None and violation.rule == 1 else None
+            if found is not None:  # EWMA, CUSUM: what the signal means, in every language
+                worded = signal_texts(found)
+                body["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
+                body["texts"] = worded
+            batch.event("violation", product.id, {"type": "violation", "violation": body, "timestamp": now},
+                        outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
@@ -361,6 +366,9 @@ class Pipeline:
                 "id": capability_id, "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
+                # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them
+                **({k: finite_or_none(v) for k, v in cap.fields().items()}
+                   if isinstance(cap, AttributeCapability) else {}),
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import default_chart
 
 Role = Literal["viewer", "operator"]
@@ -204,6 +205,8 @@ class Characteristic:
     alert_priority: AlertPriority = AlertPriority()
     # a characteristic with no good value for this long is stale; None: 3 x the source's interval
     stale_after: float | None = None
+    # EWMA lambda, L and CUSUM k, h, fir (the keys `lambda`, `L`, `k`, `h`, `fir` beside `chart:`)
+    parameters: ChartParameters = ChartParameters()
 
 
 @dataclass(frozen=True)

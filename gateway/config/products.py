@@ -13,6 +13,9 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from gateway.config.chart_parameters import CONVERTERS as PARAMETER_CONVERTERS
+from gateway.config.chart_parameters import KEYS as PARAMETER_KEYS
+from gateway.config.chart_parameters import chart_parameters
 from gateway.config.counts import counts_fit
 from gateway.config.kinds import SourceKind, and_list
 from gateway.config.loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
@@ -182,7 +185,7 @@ def unit_text(r: Reader, node: Node, path: str) -> Any:
 def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, SourceKind]) -> Any:
     blocks = tuple(kinds)  # the address block is named after its source's type
     spec_keys = ("name", "unit", "source", *blocks, "sampling", "spec", "chart", "subgroup_size", "limits",
-                 "rules", "capability", "alert_priority", "stale_after")
+                 "rules", "capability", "alert_priority", "stale_after", *PARAMETER_KEYS)
     items = r.mapping(node, path, spec_keys)
     if items is None:
         return BAD
@@ -195,6 +198,7 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
         "sampling": sampling(str(source), source_kind, context, key_node(node, source_type or ""), kinds),
         "spec": SPEC, "chart": choice(*CHARTS), "subgroup_size": integer(1, 1000), "limits": LIMITS,
         "rules": rules, "capability": CAPABILITY, "alert_priority": ALERT_PRIORITY, "stale_after": duration(),
+        **PARAMETER_CONVERTERS,
     }
     values = r.convert(node, path, items, converters, required=("name", "source", "spec"))
     problems = len(r.problems)
@@ -215,14 +219,16 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
         r.at(f"{path}.{given[0]}", f"source {source!r} is a {source_type} source; the {given[0]} block "
              "does not fit it", f"a '{source_type}' block")
     chart, size = _chart_and_size(r, items, good, path)
-    if not r.ok(values) or len(r.problems) != problems or chart is BAD:
+    parameters = BAD if chart is BAD else chart_parameters(r, items, good, chart, path)
+    if not r.ok(values) or len(r.problems) != problems or chart is BAD or parameters is BAD:
         return BAD
     if "sampling" not in good:
         good["sampling"] = Sampling(source_kind.default_sampling if source_kind else "on_change")
     address = next((good.pop(b) for b in blocks if b in good), None)
     if not counts_fit(r, source_kind, address, chart, path, items):
         return BAD
-    return Characteristic(**{**good, "address": address, "chart": chart, "subgroup_size": size})
+    return Characteristic(**{**good, "address": address, "chart": chart, "subgroup_size": size,
+                             "parameters": parameters})
 
 
 def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], path: str) -> tuple[Any, int]:

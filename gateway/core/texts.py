@@ -125,6 +125,27 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "산포 관리도 점이 관리한계를 벗어났습니다 ({characteristic}: {value}, 한계 {limit})",
         "en": "The dispersion chart point is beyond its control limit ({characteristic}: {value}, limit {limit})",
     },
+    # EWMA and CUSUM signals (gateway.alerts.signals): what the signal means, then the numbers
+    "alert.OUT_OF_CONTROL.ewma_upper": {
+        "ko": "EWMA 관리 상한 초과: 평균이 서서히 위로 이동하고 있습니다 ({characteristic}: EWMA {value} > UCL {limit})",
+        "en": "EWMA beyond UCL: slow drift upward ({characteristic}: EWMA {value} > UCL {limit})",
+    },
+    "alert.OUT_OF_CONTROL.ewma_lower": {
+        "ko": "EWMA 관리 하한 미만: 평균이 서서히 아래로 이동하고 있습니다 ({characteristic}: EWMA {value} < LCL {limit})",
+        "en": "EWMA beyond LCL: slow drift downward ({characteristic}: EWMA {value} < LCL {limit})",
+    },
+    "alert.OUT_OF_CONTROL.cusum_upper": {
+        "ko": "CUSUM 상향 이동 감지: 평균이 약 {shift}σ 이동 ({run}점 전부터) ({characteristic}: 추정 평균 {mean} {unit}, "
+              "C+ {value} > H {limit})",
+        "en": "CUSUM upward shift: mean moved about {shift} σ, starting {run} points ago ({characteristic}: estimated "
+              "mean {mean} {unit}, C+ {value} > H {limit})",
+    },
+    "alert.OUT_OF_CONTROL.cusum_lower": {
+        "ko": "CUSUM 하향 이동 감지: 평균이 약 {shift}σ 이동 ({run}점 전부터) ({characteristic}: 추정 평균 {mean} {unit}, "
+              "C- {value} > H {limit})",
+        "en": "CUSUM downward shift: mean moved about {shift} σ, starting {run} points ago ({characteristic}: "
+              "estimated mean {mean} {unit}, C- {value} > H {limit})",
+    },
     # one term per language everywhere (page, alerts, docs): 런 규칙 위반 / run rule violation
     "alert.RUN_RULE_VIOLATION.title": {"ko": "런 규칙 위반 (규칙 {rule})", "en": "Run rule violation (rule {rule})"},
     "alert.RUN_RULE_VIOLATION.message": {

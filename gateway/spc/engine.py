@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.spc import capability as _capability
+from gateway.spc.attribute_capability import AttributeCapability, attribute_capability
 from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts.attribute import AttributeChart, Sample
 from gateway.spc.charts.base import ChartParameters, EstimateError, PointLimits, SubgroupSummary, summarize
@@ -94,7 +95,8 @@ class EngineSettings:
                    target=c.spec.target, center=c.limits.center, sigma=c.limits.sigma,
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
-                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
+                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk,
+                   parameters=c.parameters)
 
 
 class CharacteristicEngine:
@@ -129,6 +131,8 @@ class CharacteristicEngine:
         self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
         self.attribute = self.chart if isinstance(self.chart, AttributeChart) else None
         self.samples: list[Sample] = []  # attribute charts: the baseline's samples
+        # attribute charts: the samples capability looks back over (capability_window of them)
+        self.capability_samples: deque[Sample] = deque(maxlen=s.capability_window)
         if state is not None and self._restore(state):
             return
         if s.center is not None:  # s.fixed (sigma with it, or an attribute chart's rate alone)
@@ -356,6 +360,7 @@ class CharacteristicEngine:
         size = float(n) if n is not None and chart.uses_n else 1.0
         taken = Sample(count, size)
         value = chart.value(taken)
+        capability = self._attribute_capability(chart, taken)
         new_limits = None
         if self._announce and self._limits is not None:
             self._announce = False
@@ -379,7 +384,7 @@ class CharacteristicEngine:
                     self.refused_baselines += 1
             point = SubgroupPoint(number, 1, value, None, None, None, None, None, (), None, None, None, None,
                                   (), None, None, at, sample_size=size)
-            return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, None)
+            return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, capability)
         p = chart.limits(limits.center, limits.sigma, size)
         z = on_boundary((value - p.center) * p.inverse_sd)
         within = -3.0 <= z <= 3.0
@@ -388,7 +393,17 @@ class CharacteristicEngine:
                                 else (NO_VIOLATIONS, (), ()))
         point = SubgroupPoint(number, 1, value, None, None, p.center, p.ucl, p.lcl, rules, None, None, None,
                               None, (), z, within, at, sample_size=size)
-        return IngestResult(sample, number, None, within, point, violations, new_limits, None)
+        return IngestResult(sample, number, None, within, point, violations, new_limits, capability)
+
+    def _attribute_capability(self, chart: AttributeChart, taken: Sample) -> AttributeCapability | None:
+        """Every `capability_every` samples, the rate over the last `capability_window` of them (with or
+        without a spec: counts are compared with none)."""
+        self.capability_samples.append(taken)
+        self.since_capability += 1
+        if self.since_capability < self.capability_every:
+            return None
+        self.since_capability = 0
+        return attribute_capability(chart, list(self.capability_samples))
 
     def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool
                     ) -> tuple[list[Violation] | tuple[Violation, ...], tuple[int, ...], tuple[int, ...]]:
@@ -448,6 +463,8 @@ class CharacteristicEngine:
             else [list(b) for b in self.capability_window],
             "since_capability": self.since_capability,
             **({"samples": [[s.count, s.n] for s in self.samples]} if self.attribute is not None else {}),
+            **({"capability_samples": [[s.count, s.n] for s in self.capability_samples]}
+               if self.attribute is not None else {}),
         }
 
     def _numbers_fit(self, state: dict[str, Any]) -> bool:
@@ -503,4 +520,5 @@ class CharacteristicEngine:
                                       else (SubgroupSummary(*b) for b in state["capability"]))
         self.since_capability = int(state["since_capability"])
         self.samples = [Sample(*s) for s in state.get("samples", ())]
+        self.capability_samples.extend(Sample(*s) for s in state.get("capability_samples", ()))
         return True
