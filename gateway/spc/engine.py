@@ -19,11 +19,13 @@ from typing import Any
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.capability_percentile import with_distribution
 from gateway.spc.charts.attribute import AttributeChart, Sample
 from gateway.spc.charts.base import ChartParameters, EstimateError, PointLimits, SubgroupSummary, summarize
 from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limits
 from gateway.spc.charts.registry import chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted, Tracker
+from gateway.spc.distributions import CHOICES as DISTRIBUTIONS
 from gateway.spc.numeric import MAX_MAGNITUDE
 from gateway.spc.points import NO_VIOLATIONS, IngestResult, SubgroupPoint
 from gateway.spc.rules import DISPERSION_NAME, Z_TOLERANCE, RuleSet, RuleWindow, Violation, on_boundary
@@ -50,6 +52,7 @@ class EngineSettings:
     capability_window: int = 100  # subgroups the analysis looks back over (and the memory kept)
     min_cpk: float = 1.33
     parameters: ChartParameters = ChartParameters()  # EWMA lambda, L; CUSUM k, h, fir
+    distribution: str = "normal"  # capability on: a name in distributions.CHOICES
 
     def __post_init__(self) -> None:
         chart = chart_named(self.chart)  # UnknownChart, a ValueError, lists the known ones
@@ -79,6 +82,8 @@ class EngineSettings:
         if self.capability_every < 1 or self.capability_window < 1:
             raise ValueError("capability every_subgroups and window_subgroups must be at least 1")
         RuleSet(self.convention, self.tests)  # validates the rule numbers
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution {self.distribution!r} is not one of {', '.join(DISTRIBUTIONS)}")
 
     @property
     def fixed(self) -> bool:
@@ -94,7 +99,8 @@ class EngineSettings:
                    target=c.spec.target, center=c.limits.center, sigma=c.limits.sigma,
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
-                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
+                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk,
+                   distribution=getattr(c.capability, "distribution", "normal"))
 
 
 class CharacteristicEngine:
@@ -120,6 +126,8 @@ class CharacteristicEngine:
         self.baseline: list[SubgroupSummary] = []
         # I-MR: plain values; subgroup charts: SubgroupSummary
         self.capability_window: deque[Any] = deque(maxlen=s.capability_window)
+        # subgroup charts: each subgroup's values beside its summary, for the distribution's fit and test
+        self.capability_values: deque[list[float]] = deque(maxlen=s.capability_window)
         self.since_capability = 0
         self.capability_every = s.capability_every
         self._limits: LimitsVersion | None = None
@@ -277,6 +285,8 @@ class CharacteristicEngine:
         capability = None
         if self.has_spec:
             self.capability_window.append(summary)
+            if not self.individuals:
+                self.capability_values.append(values)
             self.since_capability += 1
             if self.since_capability >= self.capability_every:
                 self.since_capability = 0
@@ -416,8 +426,12 @@ class CharacteristicEngine:
             return None
         s = self.settings
         if self.individuals:
-            return _capability.compute_individuals(list(self.capability_window), s.lsl, s.usl, s.target)
-        return _capability.compute(self.chart, list(self.capability_window), s.lsl, s.usl, s.target)
+            values = list(self.capability_window)
+            result = _capability.compute_individuals(values, s.lsl, s.usl, s.target)
+        else:
+            values = [x for subgroup in self.capability_values for x in subgroup]
+            result = _capability.compute(self.chart, list(self.capability_window), s.lsl, s.usl, s.target)
+        return with_distribution(result, values, s.distribution, s.lsl, s.usl)
 
     # ------------------------------------------------------------ restart
 
@@ -446,6 +460,7 @@ class CharacteristicEngine:
             "baseline": [list(b) for b in self.baseline],
             "capability": list(self.capability_window) if self.individuals
             else [list(b) for b in self.capability_window],
+            **({} if self.individuals else {"capability_values": [list(v) for v in self.capability_values]}),
             "since_capability": self.since_capability,
             **({"samples": [[s.count, s.n] for s in self.samples]} if self.attribute is not None else {}),
         }
@@ -465,6 +480,7 @@ class CharacteristicEngine:
             n, mean, m2, low, high = state["open"]
             summaries.append([n, mean, m2, high - low])
         singles = list(state["capability"]) if self.individuals else []
+        singles += [x for subgroup in state.get("capability_values", ()) for x in subgroup]
         singles += state.get("open_values", [])
         if state["previous"] is not None:
             singles.append(state["previous"])
@@ -501,6 +517,9 @@ class CharacteristicEngine:
         self.baseline = [SubgroupSummary(*b) for b in state["baseline"]]
         self.capability_window.extend(state["capability"] if self.individuals
                                       else (SubgroupSummary(*b) for b in state["capability"]))
+        # a state from before the values were kept has none: the distribution is fitted to the values
+        # kept since (the normal indices still cover the whole window)
+        self.capability_values.extend([float(x) for x in v] for v in state.get("capability_values", ()))
         self.since_capability = int(state["since_capability"])
         self.samples = [Sample(*s) for s in state.get("samples", ())]
         return True
