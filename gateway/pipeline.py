@@ -341,6 +341,8 @@ class Pipeline:
                 "id": capability_id, "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
+                # non-normal capability (docs/protocol.md): the fitted distribution, its test, expected ppm
+                "distribution": cap.distribution, "expected_ppm": cap.expected_ppm,
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))

@@ -142,7 +142,8 @@ def test_defaults_and_keys(tmp_path, capsys):
     r = json.loads(out)
     assert r["chart"] == "xbar_s" and r["dispersion"]["chart"] == "s"
     assert set(r["capability"]) == {"cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "sigma_within", "sigma_overall",
-                                    "n"}  # cpk_lower: Bissell's bound (issue 15, item 5)
+                                    "n", "distribution", "expected_ppm"}  # cpk_lower: Bissell's bound (issue 15,
+    # item 5); distribution and expected_ppm: non-normal capability (item 4)
     assert r["capability"]["cp"] is None  # one-sided; and only 5 subgroups: all null
     _, out, _ = run_cli(capsys, path, "--rules", "western_electric", "--center", 10.3, "--sigma", 0.2)
     r = json.loads(out)

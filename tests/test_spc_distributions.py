@@ -270,3 +270,67 @@ def test_engine_refuses_an_unknown_distribution() -> None:
 
     with pytest.raises(ValueError, match="distribution 'gamma' is not one of normal, lognormal"):
         EngineSettings(distribution="gamma")
+
+
+# ---------------------------------------------------------------- analyze --distribution
+
+
+def _csv(tmp_path, values: list[float]):
+    path = tmp_path / "runout.csv"
+    path.write_text("value\n" + "\n".join(f"{v:.4f}" for v in values) + "\n", encoding="utf-8")
+    return path
+
+
+def test_analyze_distribution_option_in_json_and_table(tmp_path, capsys) -> None:
+    import json
+
+    from tests.test_spc_analyze import run_cli
+
+    path = _csv(tmp_path, FOLDED)
+    code, out, _ = run_cli(capsys, path, "--usl", 0.03, "--distribution", "folded_normal")
+    assert code == 0
+    cap = json.loads(out)["capability"]
+    assert cap["distribution"]["name"] == "folded_normal" and cap["distribution"]["method"] == "percentile"
+    close(cap["ppk"], 1.5260540506854123)
+    close(cap["expected_ppm"]["above"], 2.4537523576296594)
+    assert cap["cpk"] == cap["ppk"] and cap["pp"] is None and cap["cpm"] is None
+    code, out, _ = run_cli(capsys, path, "--usl", 0.03)  # the default: normal, with its test beside it
+    cap = json.loads(out)["capability"]
+    assert cap["distribution"]["method"] == "normal" and cap["distribution"]["warning"] is not None
+    close(cap["distribution"]["anderson_darling"]["statistic"], 0.7503378863762649)
+    code, out, _ = run_cli(capsys, path, "--usl", 0.03, "--distribution", "auto", "--format", "table")
+    assert "distribution folded_normal (mu 0.0063053" in out and "percentile method" in out
+    assert "expected ppm: below LSL -, above USL 2.454" in out
+
+
+def test_analyze_refuses_distribution_for_counts_and_unknown_names(tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_spc_analyze import run_cli
+
+    counts = tmp_path / "counts.csv"
+    counts.write_text("count,n\n3,50\n4,50\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, counts, "--chart", "p", "--distribution", "weibull")
+    assert code == 2 and "--distribution applies to measured values" in err
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "analyze", str(_csv(tmp_path, FOLDED)),
+                             "--usl", "0.03", "--distribution", "gamma"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice: 'gamma'" in result.stderr
+
+
+def test_analyze_all_identical_values_say_why(tmp_path, capsys) -> None:
+    import json
+
+    from tests.test_spc_analyze import run_cli
+
+    path = _csv(tmp_path, [0.012] * 40)
+    code, out, err = run_cli(capsys, path, "--usl", 0.03, "--distribution", "weibull", "--center", 0.012,
+                             "--sigma", 0.001)
+    assert code == 0
+    cap = json.loads(out)["capability"]
+    assert cap["ppk"] is None and cap["distribution"] is None
+    code, out, _ = run_cli(capsys, path, "--usl", 0.03, "--distribution", "weibull", "--center", 0.012,
+                           "--sigma", 0.001, "--format", "table")
+    assert "no variation in the data: sigma is zero" in out
+    code, _, err = run_cli(capsys, path, "--usl", 0.03, "--distribution", "auto")  # limits learned: refused
+    assert code == 1 and "show no variation" in err
