@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import statistics
 
 import numpy as np
 import pytest
@@ -334,3 +335,31 @@ def test_analyze_all_identical_values_say_why(tmp_path, capsys) -> None:
     assert "no variation in the data: sigma is zero" in out
     code, _, err = run_cli(capsys, path, "--usl", 0.03, "--distribution", "auto")  # limits learned: refused
     assert code == 1 and "show no variation" in err
+
+
+def test_values_far_from_zero_lose_nothing_and_raise_no_numpy_warning() -> None:
+    import warnings
+
+    rng = random.Random(5)
+    near = [rng.gauss(0.0, 1e-3) for _ in range(60)]
+    far = [1e12 + v for v in near]
+    shifted = [v - 1e12 for v in far]  # exact: the same data the far values hold, at 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in a Weibull tail or a cancelled sigma must not warn
+        for distribution in ("normal", "auto", "lognormal", "weibull", "folded_normal"):
+            result = with_distribution(compute_individuals(far, None, 1e12 + 0.01), far, distribution, None,
+                                       1e12 + 0.01)
+            assert result.distribution is not None and result.ppk is not None and math.isfinite(result.ppk)
+        a2_far = with_distribution(compute_individuals(far, None, 1e12 + 0.01), far, "normal", None,
+                                   1e12 + 0.01).distribution["anderson_darling"]["statistic"]
+        a2_near = with_distribution(compute_individuals(shifted, None, 0.01), shifted, "normal", None,
+                                    0.01).distribution["anderson_darling"]["statistic"]
+        assert a2_far == pytest.approx(a2_near, rel=1e-6)
+        assert fit("normal", np.array(far)).test(np.sort(np.array(far)))[0] == pytest.approx(a2_near, rel=1e-6)
+        # the folded normal of values 1e9 sigma from 0 is the normal: no cancellation in mean(x²) - mu²
+        folded = fit("folded_normal", np.array(far))
+        assert folded.parameters()["sigma"] == pytest.approx(statistics.pstdev(shifted), rel=1e-6)
+        # ln x of 1e15 +- 1 holds too few digits: lognormal is refused, and falls back to normal
+        coarse = [1e15 + rng.gauss(0.0, 1.0) for _ in range(60)]
+        with pytest.raises(FitError, match="spread of the values is too small"):
+            fit("lognormal", np.array(coarse))

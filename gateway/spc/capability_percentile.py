@@ -110,9 +110,10 @@ def with_distribution(result: CapabilityResult, values: list[float] | np.ndarray
         return result
     if distribution == "normal":  # the common case, on every analysis: no fit, the result's own numbers
         assert result.mean is not None and result.sigma_overall is not None  # there is a Ppk
-        normal = Normal(result.mean, result.sigma_overall)
         ordered = np.array(values, dtype=float)
         ordered.sort()
+        shift = float(ordered[len(ordered) // 2])  # the test takes the mean as shift + offset (far from 0)
+        normal = Normal(result.mean, result.sigma_overall, (shift, float(np.mean(ordered - shift))))
         a2, p = normal.test(ordered)
         chosen = Chosen(normal, a2, p, _not_normal(p))
     else:

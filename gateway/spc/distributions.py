@@ -29,6 +29,7 @@ NAMES = ("normal", "lognormal", "weibull", "folded_normal")
 CHOICES = (*NAMES, "auto")  # what a characteristic's `capability.distribution` may say
 BOUNDED_AT_ZERO = frozenset({"lognormal", "weibull", "folded_normal"})  # no values below 0
 MIN_VALUES = 8  # fewer values than this fit nothing worth a p-value
+NORMAL_FOLD = 8.0  # a folded normal whose mean is this many sigma from 0 is the normal (see _folded_fit_rows)
 
 SQRT2 = math.sqrt(2.0)
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -68,11 +69,12 @@ def log_ndtr(z: Array) -> Array:
     return out
 
 
-def normal_logs(x: Array, mean: float, sigma: float) -> tuple[Array, Array]:
-    """(ln Φ(z), ln(1 - Φ(z))), z = (x - mean)/sigma, with one erfc per value: the smaller tail
-    0.5 erfc(|z|/√2) is exact, the larger is 1 minus it (log1p). The normality test beside every normal
-    capability runs on this, in the live engine's hot path, so it is lean."""
-    w = (x - mean) * (1.0 / (sigma * SQRT2))
+def normal_logs(x: Array, shift: float, offset: float, sigma: float) -> tuple[Array, Array]:
+    """(ln Φ(z), ln(1 - Φ(z))), z = ((x - shift) - offset)/sigma (the mean as a shift near the values and
+    the offset from it: exact far from zero), with one erfc per value: the smaller tail 0.5 erfc(|z|/√2) is
+    exact, the larger is 1 minus it (log1p). The normality test beside every normal capability runs on
+    this, in the live engine's hot path, so it is lean."""
+    w = ((x - shift) - offset) * (1.0 / (sigma * SQRT2))
     tail = 0.5 * erfc(np.abs(w))
     if tail.min() > 0.0:
         small = np.log(tail)
@@ -127,8 +129,11 @@ class Fit:
 class Normal(Fit):
     name = "normal"
 
-    def __init__(self, mean: float, sigma: float):
+    def __init__(self, mean: float, sigma: float, centre: tuple[float, float] | None = None):
+        """`centre`: (shift, offset) with mean = shift + offset exactly, shift near the values (the test
+        of values far from zero needs the mean's digits that a rounded mean loses)."""
         self.mean, self.sigma = mean, sigma
+        self.shift, self.offset = (mean, 0.0) if centre is None else centre
 
     def parameters(self) -> dict[str, float]:
         return {"mean": self.mean, "sigma": self.sigma}
@@ -149,7 +154,7 @@ class Normal(Fit):
         return 0.5 * math.erfc((x - self.mean) / (self.sigma * SQRT2))
 
     def test(self, ordered: Array) -> tuple[float, float]:
-        log_cdf, log_sf = normal_logs(ordered, self.mean, self.sigma)
+        log_cdf, log_sf = normal_logs(ordered, self.shift, self.offset, self.sigma)
         a2 = ad.statistic(log_cdf, log_sf)
         return a2, ad.normal_p_value(a2, len(ordered))
 
@@ -193,7 +198,8 @@ class Weibull(Fit):
         return {"shape": self.shape, "scale": self.scale}
 
     def _t(self, x: Array) -> Array:
-        return np.power(np.maximum(x, 0.0) / self.scale, self.shape)
+        with np.errstate(over="ignore"):  # a value far beyond the scale with a large shape: t = inf, sf = 0
+            return np.power(np.maximum(x, 0.0) / self.scale, self.shape)
 
     def log_cdf(self, x: Array) -> Array:
         with np.errstate(divide="ignore"):
@@ -307,7 +313,14 @@ def _folded_fit_rows(x: Array, points: int = 64, steps: int = 80) -> tuple[Array
     u = 0.5 * (low + high)
     at_zero = _folded_profile(x, m2, np.zeros(rows)) >= _folded_profile(x, m2, u)
     u = np.where(at_zero, 0.0, u)  # the half-normal end of the range
-    return u * np.sqrt(m2), np.sqrt(m2 * (1.0 - u * u))
+    mu, sigma = u * np.sqrt(m2), np.sqrt(m2 * (1.0 - u * u))
+    # mean/sd above NORMAL_FOLD: the fold holds less than Φ(-8) = 6e-16 of the mass, the likelihood is the
+    # normal's, and m2 - mu² would cancel away the spread of values far from 0: the normal's MLE there
+    shift = x[:, :1]
+    offset = np.mean(x - shift, axis=1)
+    spread = np.sqrt(np.mean((x - shift - offset[:, None]) ** 2, axis=1))
+    far = (shift[:, 0] + offset) > NORMAL_FOLD * spread
+    return np.where(far, shift[:, 0] + offset, mu), np.where(far, spread, sigma)
 
 
 # ---------------------------------------------------------------- fitting
@@ -330,10 +343,14 @@ def _checked(values: Array, name: str) -> Array:
 
 
 def fit_normal(values: Array) -> Normal:
-    """Mean and s (n - 1)."""
+    """Mean and s (n - 1), about a shift (the middle value): far from zero a plain mean is off by
+    more than the spread's last digits, and A² with it."""
     values = _checked(values, "normal")
-    mean = float(np.mean(values))
-    return Normal(mean, float(np.sqrt(np.sum((values - mean) ** 2) / (len(values) - 1))))
+    shift = float(values[len(values) // 2])
+    offsets = values - shift
+    offset = float(np.mean(offsets))
+    return Normal(shift + offset, float(np.sqrt(np.sum((offsets - offset) ** 2) / (len(values) - 1))),
+                  (shift, offset))
 
 
 def fit_lognormal(values: Array) -> Lognormal:
@@ -389,4 +406,10 @@ FITTERS = {"normal": fit_normal, "lognormal": fit_lognormal, "weibull": fit_weib
 
 def fit(name: str, values: Array) -> Fit:
     """The distribution `name` fitted to the values; FitError when it cannot describe them."""
-    return FITTERS[name](np.sort(np.asarray(values, dtype=float)))
+    fitted = FITTERS[name](np.sort(np.asarray(values, dtype=float)))
+    low, median, high = fitted.quantile(0.00135), fitted.quantile(0.5), fitted.quantile(0.99865)
+    if not (math.isfinite(low) and math.isfinite(high) and low < median < high):
+        # lognormal or Weibull of values far from 0 with a tiny spread: ln x holds too few digits of it
+        raise FitError(f"the spread of the values is too small for their distance from 0 to fit a {name} "
+                       "distribution")
+    return fitted
