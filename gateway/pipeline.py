@@ -256,6 +256,8 @@ class Pipeline:
             result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
         else:
             result = state.engine.ingest(reading.value, measured_at)
+            if result.capability is not None:  # its distribution and test, before an alert reads its cpk
+                result = result._replace(capability=state.engine.describe_capability(result.capability))
         state.readings += 1
         state.last_good = monotonic
         state.last_value = reading.value

@@ -56,11 +56,11 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
     characteristic["capability"] = {"distribution": distribution, "every_subgroups": 50,
                                     "window_subgroups": 50}
     characteristic["spec"] = {"usl": 0.03}
-    db = tmp_path / "spc.sqlite3"
+    config["sources"][0]["client_id"] = f"gw-nonnormal-{distribution}"  # a fresh session per case
     daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=port)
     try:
-        wait_for(lambda: "subscribed" in daemon.log().lower() or db.exists(), 10, "the source to subscribe")
-        time.sleep(0.5)
+        wait_for(lambda: "connected to" in daemon.log(), 20, "the source to connect")
+        time.sleep(1.0)  # its subscription follows the connection
         _send(mosquitto.port, FOLDED)  # 50 runouts: one capability analysis
         (capability,) = asyncio.run(_capabilities(port, 1))
     finally:
