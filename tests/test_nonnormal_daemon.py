@@ -35,15 +35,25 @@ def _send(broker_port: int, values: list[float]) -> None:
     client.disconnect()
 
 
-async def _capabilities(port: int, wanted: int) -> list[dict]:
-    """The capability events of product 2, replayed from the start."""
+async def _capabilities(port: int, wanted: int) -> tuple[list[dict], list[dict]]:
+    """The capability events of product 2, replayed from the start, and the alerts before the last."""
     got: list[dict] = []
+    alerts: list[dict] = []
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws/spc/product/2/?since=0") as ws:
         while len(got) < wanted:
             message = json.loads(await asyncio.wait_for(ws.recv(), 20))
             if message["type"] == "capability":
                 got.append(message["capability"])
-    return got
+            elif message["type"] == "alert":
+                alerts.append(message["alert"])
+        try:  # the CAPABILITY_LOW alert is stored in the same batch, after the capability
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 1))
+                if message["type"] == "alert":
+                    alerts.append(message["alert"])
+        except TimeoutError:
+            pass
+    return got, alerts
 
 
 @pytest.mark.parametrize("distribution, name, method", [("folded_normal", "folded_normal", "percentile"),
@@ -54,7 +64,7 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
     config = mqtt_config(tmp_path, mosquitto.port, port)
     characteristic = config["products"][0]["characteristics"][0]
     characteristic["capability"] = {"distribution": distribution, "every_subgroups": 50,
-                                    "window_subgroups": 50}
+                                    "window_subgroups": 50, "min_cpk": 2.0}
     characteristic["spec"] = {"usl": 0.03}
     config["sources"][0]["client_id"] = f"gw-nonnormal-{distribution}"  # a fresh session per case
     daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=port)
@@ -62,7 +72,7 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
         wait_for(lambda: "connected to" in daemon.log(), 20, "the source to connect")
         time.sleep(1.0)  # its subscription follows the connection
         _send(mosquitto.port, FOLDED)  # 50 runouts: one capability analysis
-        (capability,) = asyncio.run(_capabilities(port, 1))
+        (capability,), alerts = asyncio.run(_capabilities(port, 1))
     finally:
         daemon.stop()
     d = capability["distribution"]
@@ -79,6 +89,9 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
         assert capability["ppk"] == pytest.approx(1.5260540506854123, rel=1e-4) == capability["cpk"]
         assert capability["expected_ppm"]["above"] == pytest.approx(2.4537523576296594, rel=1e-3)
         assert capability["cpm"] is None and "percentile" in capability["reason"]
+        # CAPABILITY_LOW watches the percentile Ppk (carried as cpk) against min_cpk 2.0
+        (low,) = [a for a in alerts if a["alert_type"] == "CAPABILITY_LOW"]
+        assert low["value"] == pytest.approx(capability["cpk"]) and low["limit"] == 2.0
     else:
         assert set(d["parameters"]) == {"mean", "sigma"}
         assert d["anderson_darling"]["p_value"] < 0.05 and "auto" in d["warning"]  # folded data: not normal
