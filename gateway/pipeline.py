@@ -28,7 +28,7 @@ from gateway.core.model import (
     iso_time,
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
-from gateway.core.texts import Refusal, texts
+from gateway.core.texts import Refusal, text, texts
 from gateway.sources.registry import SOURCES
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
@@ -344,10 +344,25 @@ class Pipeline:
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
                 # non-normal capability (docs/protocol.md): the fitted distribution, its test, expected ppm
-                "distribution": cap.distribution, "expected_ppm": cap.expected_ppm,
+                "distribution": self._worded(cap), "expected_ppm": cap.expected_ppm,
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))
+
+    def _worded(self, cap: Any) -> dict[str, Any] | None:
+        """The capability's distribution with its warning in gateway.language, and in every language as
+        `warning_texts` (null without a warning)."""
+        distribution = cap.distribution
+        if distribution is None:
+            return None
+        if cap.warning_words is None:
+            return {**distribution, "warning_texts": None}
+        key, values = cap.warning_words
+        named = {k: (lambda language, v=v: text(language, f"distribution.{v}")) if k == "distribution" else v
+                 for k, v in values.items()}
+        words = texts(f"capability.warning.{key}", **named)
+        return {**distribution, "warning": words.get(self.config.gateway.language, words["en"]),
+                "warning_texts": words}
 
     def _store_limits(self, batch: Any, product: Product, characteristic: Characteristic, limits: Any,
                       *, who: str, reason: str) -> int:

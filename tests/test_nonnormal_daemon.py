@@ -77,7 +77,7 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
         daemon.stop()
     d = capability["distribution"]
     assert (d["name"], d["method"]) == (name, method)
-    assert set(d) == {"name", "parameters", "anderson_darling", "method", "warning"}
+    assert set(d) == {"name", "parameters", "anderson_darling", "method", "warning", "warning_texts"}
     assert set(d["anderson_darling"]) == {"statistic", "p_value"}
     assert set(capability["expected_ppm"]) == {"below", "above", "total"}
     assert capability["expected_ppm"]["below"] is None  # usl only: the runout case
@@ -95,3 +95,6 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
     else:
         assert set(d["parameters"]) == {"mean", "sigma"}
         assert d["anderson_darling"]["p_value"] < 0.05 and "auto" in d["warning"]  # folded data: not normal
+        # the warning in gateway.language (en here), and in every language for a screen in the other one
+        assert d["warning"] == d["warning_texts"]["en"]
+        assert d["warning_texts"]["ko"].startswith("측정값이 정규분포로 보이지 않습니다")

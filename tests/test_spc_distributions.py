@@ -367,3 +367,22 @@ def test_values_far_from_zero_lose_nothing_and_raise_no_numpy_warning() -> None:
         coarse = [1e15 + rng.gauss(0.0, 1.0) for _ in range(60)]
         with pytest.raises(FitError, match="spread of the values is too small"):
             fit("lognormal", np.array(coarse))
+
+
+def test_warning_words_agree_with_core_texts_and_exist_in_korean() -> None:
+    from gateway.core.texts import text
+    from gateway.spc.capability_percentile import ENGLISH, Warning
+
+    samples = {"p": 0.0123, "distribution": "folded_normal", "listed": "normal p = 0.01, weibull p = 0.02",
+               "count": 3, "lowest": -0.002}
+    for key, template in ENGLISH.items():
+        values = {k: v for k, v in samples.items() if "{" + k in template}
+        assert Warning(key, values).english() == text("en", f"capability.warning.{key}", **values)
+        korean = text("ko", f"capability.warning.{key}", **values)
+        assert korean != text("en", f"capability.warning.{key}", **values) and any("가" <= c <= "힣" for c in korean)
+    # a named distribution that cannot describe the values says so, with the words' key and values
+    values = [v - 0.02 for v in LOGNORMAL]
+    result = with_distribution(compute_individuals(values, None, 0.06), values, "weibull", None, 0.06)
+    key, filled = result.warning_words
+    assert key == "at_or_below_zero" and filled["distribution"] == "weibull" and filled["count"] > 0
+    assert result.distribution["warning"] == Warning(key, filled).english()

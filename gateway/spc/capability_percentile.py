@@ -31,13 +31,40 @@ LOW, MEDIAN, HIGH = 0.00135, 0.5, 0.99865
 FITS = 0.05  # a fit whose Anderson-Darling p-value is below this does not describe the data
 
 
+class Warning(NamedTuple):
+    """Why a capability's distribution may not be trusted: `key` of its words (core.texts
+    `capability.warning.<key>`, in every language; ENGLISH here, for `analyze`) and the values they take."""
+
+    key: str
+    values: dict[str, Any]
+
+    def english(self) -> str:
+        """The words in English (the JSON of `analyze`, and the message a daemon in English sends)."""
+        return ENGLISH[self.key].format(**self.values)
+
+
+# the English of core.texts' capability.warning.* (tests/test_spc_distributions.py checks they agree)
+ENGLISH = {
+    "not_normal": "the values do not look normal (Anderson-Darling p = {p:.3g}); try capability.distribution: auto",
+    "not_like": "the values do not look {distribution} (Anderson-Darling p = {p:.3g})",
+    "none_fits": "no distribution fits the values (Anderson-Darling {listed}; each below 0.05): the capability "
+                 "is computed as normal",
+    "at_or_below_zero": "a {distribution} distribution has no values at or below 0, and {count} of the values "
+                        "are (lowest {lowest:g}): the capability is computed as normal",
+    "below_zero": "a {distribution} distribution has no values below 0, and {count} of the values are (lowest "
+                  "{lowest:g}): the capability is computed as normal",
+    "spread": "the spread of the values is too small for their distance from 0 to fit a {distribution} "
+              "distribution: the capability is computed as normal",
+}
+
+
 class Chosen(NamedTuple):
     """The distribution the capability is computed on, its test, and why it may not be trusted."""
 
     fit: Fit
     statistic: float
     p_value: float
-    warning: str | None
+    warning: Warning | None
 
 
 def choose(distribution: str, values: list[float] | np.ndarray) -> Chosen:
@@ -69,8 +96,7 @@ def choose(distribution: str, values: list[float] | np.ndarray) -> Chosen:
             if best.p_value >= FITS:
                 return best
         listed = ", ".join(f"{c.fit.name} p = {c.p_value:.3g}" for c in (kept, *tried))
-        return kept._replace(warning=f"no distribution fits the values (Anderson-Darling {listed}; "
-                                     f"each below {FITS}): the capability is computed as normal")
+        return kept._replace(warning=Warning("none_fits", {"listed": listed}))
     try:
         fitted = fit(distribution, ordered)
     except FitError as e:
@@ -78,16 +104,14 @@ def choose(distribution: str, values: list[float] | np.ndarray) -> Chosen:
             raise
         normal = fit("normal", ordered)
         a2, p = normal.test(ordered)
-        return Chosen(normal, a2, p, f"{e}: the capability is computed as normal")
+        return Chosen(normal, a2, p, Warning(e.reason, dict(e.values)))
     a2, p = fitted.test(ordered)
     return Chosen(fitted, a2, p, _not_normal(p) if distribution == "normal" else
-                  f"the values do not look {distribution.replace('_', ' ')} (Anderson-Darling p = {p:.3g})"
-                  if p < FITS else None)
+                  Warning("not_like", {"distribution": distribution, "p": p}) if p < FITS else None)
 
 
-def _not_normal(p: float) -> str | None:
-    return (f"the values do not look normal (Anderson-Darling p = {p:.3g}); try capability.distribution: auto"
-            if p < FITS else None)
+def _not_normal(p: float) -> Warning | None:
+    return Warning("not_normal", {"p": p}) if p < FITS else None
 
 
 def _finite(x: float | None) -> float | None:
@@ -124,14 +148,16 @@ def with_distribution(result: CapabilityResult, values: list[float] | np.ndarray
     fitted = chosen.fit
     test = {"statistic": _finite(chosen.statistic), "p_value": chosen.p_value}
     described: dict[str, Any] = {"name": fitted.name, "parameters": fitted.parameters(),
-                                 "anderson_darling": test, "method": "normal", "warning": chosen.warning}
+                                 "anderson_darling": test, "method": "normal",
+                                 "warning": None if chosen.warning is None else chosen.warning.english()}
+    words = None if chosen.warning is None else (chosen.warning.key, chosen.warning.values)
     if fitted.name == "normal":
         # the normal capability's own mean and overall sigma (the sample's mean and s, which the test
         # takes too): the curve drawn is the one its Pp, Ppk use
         assert result.mean is not None and result.sigma_overall is not None  # there is a Ppk
         described["parameters"] = {"mean": result.mean, "sigma": result.sigma_overall}
         ppm = expected_ppm(Normal(result.mean, result.sigma_overall), lsl, usl)
-        return result._replace(distribution=described, expected_ppm=ppm)
+        return result._replace(distribution=described, expected_ppm=ppm, warning_words=words)
     described["method"] = "percentile"
     low, median, high = fitted.quantile(LOW), fitted.quantile(MEDIAN), fitted.quantile(HIGH)
     lower_side = lsl is not None and not (fitted.name in BOUNDED_AT_ZERO and lsl <= 0.0)
@@ -149,4 +175,5 @@ def with_distribution(result: CapabilityResult, values: list[float] | np.ndarray
         notes.append("one-sided specification: Pp does not apply")
     ppm = expected_ppm(fitted, lsl, usl)
     return result._replace(cp=both, cpk=ppk, pp=both, ppk=ppk, cpm=None, cpk_lower=None,
-                           reason="; ".join(notes), distribution=described, expected_ppm=ppm)
+                           reason="; ".join(notes), distribution=described, expected_ppm=ppm,
+                           warning_words=words)

@@ -40,7 +40,14 @@ BOOTSTRAP_SEED = 22514  # fixed: the same data give the same p-value, in analyze
 
 
 class FitError(ValueError):
-    """The values cannot be described by the distribution (values at or below 0, no variation)."""
+    """The values cannot be described by the distribution (values at or below 0, no variation). `reason`
+    names the cause (too_few, no_variation, at_or_below_zero, below_zero, spread) and `values` fill its
+    words, for a caller that words it itself (core.texts `capability.warning.<reason>`)."""
+
+    def __init__(self, message: str, reason: str = "", **values: object):
+        super().__init__(message)
+        self.reason = reason
+        self.values = values
 
 
 def erfc(x: Array) -> Array:
@@ -328,17 +335,19 @@ def _folded_fit_rows(x: Array, points: int = 64, steps: int = 80) -> tuple[Array
 
 def _checked(values: Array, name: str) -> Array:
     if len(values) < MIN_VALUES:
-        raise FitError(f"{name}: {len(values)} values are too few to fit a distribution (at least {MIN_VALUES})")
+        raise FitError(f"{name}: {len(values)} values are too few to fit a distribution (at least {MIN_VALUES})",
+                       "too_few")
     if float(np.min(values)) == float(np.max(values)):
         raise FitError(f"all {len(values)} values are equal ({float(values[0]):g}): no distribution can be "
-                       "fitted to data without variation")
+                       "fitted to data without variation", "no_variation")
     if name in BOUNDED_AT_ZERO:
         lowest = float(np.min(values))
         if lowest < 0.0 or (lowest == 0.0 and name != "folded_normal"):
             count = int(np.count_nonzero(values <= 0.0 if name != "folded_normal" else values < 0.0))
             where = "at or below 0" if name != "folded_normal" else "below 0"
             raise FitError(f"a {name} distribution has no values {where}; {count} of the values are "
-                           f"(lowest {lowest:g})")
+                           f"(lowest {lowest:g})", "below_zero" if name == "folded_normal" else "at_or_below_zero",
+                           distribution=name, count=count, lowest=lowest)
     return values
 
 
@@ -411,5 +420,5 @@ def fit(name: str, values: Array) -> Fit:
     if not (math.isfinite(low) and math.isfinite(high) and low < median < high):
         # lognormal or Weibull of values far from 0 with a tiny spread: ln x holds too few digits of it
         raise FitError(f"the spread of the values is too small for their distance from 0 to fit a {name} "
-                       "distribution")
+                       "distribution", "spread", distribution=name)
     return fitted
