@@ -373,7 +373,7 @@ def test_warning_words_agree_with_core_texts_and_exist_in_korean() -> None:
     from gateway.core.texts import text
     from gateway.spc.capability_percentile import ENGLISH, Warning
 
-    samples = {"p": 0.0123, "distribution": "folded_normal", "listed": "normal p = 0.01, weibull p = 0.02",
+    samples = {"p_value": 0.0123, "distribution": "folded_normal", "listed": "normal p = 0.01, weibull p = 0.02",
                "count": 3, "lowest": -0.002}
     for key, template in ENGLISH.items():
         values = {k: v for k, v in samples.items() if "{" + k in template}

@@ -173,13 +173,13 @@ _TEXTS: dict[str, dict[str, str]] = {
     "distribution.weibull": {"ko": "와이블(weibull)", "en": "weibull"},
     "distribution.folded_normal": {"ko": "접힌 정규(folded_normal)", "en": "folded_normal"},
     "capability.warning.not_normal": {
-        "ko": "측정값이 정규분포로 보이지 않습니다 (Anderson-Darling p = {p:.3g}). capability.distribution: auto를 "
+        "ko": "측정값이 정규분포로 보이지 않습니다 (Anderson-Darling p = {p_value:.3g}). capability.distribution: auto를 "
               "검토하세요",
-        "en": "the values do not look normal (Anderson-Darling p = {p:.3g}); try capability.distribution: auto",
+        "en": "the values do not look normal (Anderson-Darling p = {p_value:.3g}); try capability.distribution: auto",
     },
     "capability.warning.not_like": {
-        "ko": "측정값이 {distribution} 분포로 보이지 않습니다 (Anderson-Darling p = {p:.3g})",
-        "en": "the values do not look {distribution} (Anderson-Darling p = {p:.3g})",
+        "ko": "측정값이 {distribution} 분포로 보이지 않습니다 (Anderson-Darling p = {p_value:.3g})",
+        "en": "the values do not look {distribution} (Anderson-Darling p = {p_value:.3g})",
     },
     "capability.warning.none_fits": {
         "ko": "맞는 분포가 없습니다 (Anderson-Darling {listed}; 모두 0.05 미만). 공정능력을 정규분포로 계산했습니다",

@@ -45,8 +45,8 @@ class Warning(NamedTuple):
 
 # the English of core.texts' capability.warning.* (tests/test_spc_distributions.py checks they agree)
 ENGLISH = {
-    "not_normal": "the values do not look normal (Anderson-Darling p = {p:.3g}); try capability.distribution: auto",
-    "not_like": "the values do not look {distribution} (Anderson-Darling p = {p:.3g})",
+    "not_normal": "the values do not look normal (Anderson-Darling p = {p_value:.3g}); try capability.distribution: auto",
+    "not_like": "the values do not look {distribution} (Anderson-Darling p = {p_value:.3g})",
     "none_fits": "no distribution fits the values (Anderson-Darling {listed}; each below 0.05): the capability "
                  "is computed as normal",
     "at_or_below_zero": "a {distribution} distribution has no values at or below 0, and {count} of the values "
@@ -107,11 +107,11 @@ def choose(distribution: str, values: list[float] | np.ndarray) -> Chosen:
         return Chosen(normal, a2, p, Warning(e.reason, dict(e.values)))
     a2, p = fitted.test(ordered)
     return Chosen(fitted, a2, p, _not_normal(p) if distribution == "normal" else
-                  Warning("not_like", {"distribution": distribution, "p": p}) if p < FITS else None)
+                  Warning("not_like", {"distribution": distribution, "p_value": p}) if p < FITS else None)
 
 
 def _not_normal(p: float) -> Warning | None:
-    return Warning("not_normal", {"p": p}) if p < FITS else None
+    return Warning("not_normal", {"p_value": p}) if p < FITS else None
 
 
 def _finite(x: float | None) -> float | None:
