@@ -100,7 +100,7 @@ class EngineSettings:
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
                    capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk,
-                   distribution=getattr(c.capability, "distribution", "normal"))
+                   distribution=c.capability.distribution)
 
 
 class CharacteristicEngine:
