@@ -249,11 +249,17 @@ def test_streaming_and_batch_agree(groups, k, chart, rules, lam, fir):
     engine = CharacteristicEngine(EngineSettings(**common, baseline_subgroups=k, capability_every=k,
                                                  capability_window=k))
     results = []
+
+    def described(result):  # as the pipeline does: the capability's distribution before the next reading
+        if result is None or result.capability is None:
+            return result
+        return result._replace(capability=engine.describe_capability(result.capability))
+
     for g in groups:
         for v in g:
-            results.append(engine.ingest(v, 0.0))
+            results.append(described(engine.ingest(v, 0.0)))
         if engine.open_n:
-            results.append(engine.close_subgroup(0.0))
+            results.append(described(engine.close_subgroup(0.0)))
     learned = next(r.new_limits for r in results if r.new_limits is not None)
     assert (learned.center, learned.sigma) == (batch["limits"]["center"], batch["limits"]["sigma"])
     first_capability = next(r.capability for r in results if r.capability is not None)
