@@ -30,9 +30,10 @@ from gateway.core.model import (
 )
 from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
-from gateway.core.texts import Refusal, texts
+from gateway.core.texts import Refusal, text, texts
 from gateway.sources.registry import SOURCES
 from gateway.spc.attribute_capability import AttributeCapability
+from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
@@ -267,6 +268,8 @@ class Pipeline:
             result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
         else:
             result = state.engine.ingest(reading.value, measured_at)
+            if isinstance(result.capability, CapabilityResult):  # its distribution and test, before alerts read cpk
+                result = result._replace(capability=state.engine.describe_capability(result.capability))
         state.readings += 1
         state.last_good = monotonic
         state.last_value = reading.value
@@ -366,12 +369,28 @@ class Pipeline:
                 "id": capability_id, "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
-                # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them
-                **({k: finite_or_none(v) for k, v in cap.fields().items()}
-                   if isinstance(cap, AttributeCapability) else {}),
+                # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them; measured
+                # values: the fitted distribution, its test and the expected ppm (docs/protocol.md)
+                **({k: finite_or_none(v) for k, v in cap.fields().items()} if isinstance(cap, AttributeCapability)
+                   else {"distribution": self._worded(cap), "expected_ppm": cap.expected_ppm}),
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))
+
+    def _worded(self, cap: Any) -> dict[str, Any] | None:
+        """The capability's distribution with its warning in gateway.language, and in every language as
+        `warning_texts` (null without a warning)."""
+        distribution = cap.distribution
+        if distribution is None:
+            return None
+        if cap.warning_words is None:
+            return {**distribution, "warning_texts": None}
+        key, values = cap.warning_words
+        named = {k: (lambda language, v=v: text(language, f"distribution.{v}")) if k == "distribution" else v
+                 for k, v in values.items()}
+        words = texts(f"capability.warning.{key}", **named)
+        return {**distribution, "warning": words.get(self.config.gateway.language, words["en"]),
+                "warning_texts": words}
 
     def _store_limits(self, batch: Any, product: Product, characteristic: Characteristic, limits: Any,
                       *, who: str, reason: str) -> int:

@@ -177,6 +177,7 @@ class CapabilitySettings:
     every_subgroups: int = 25
     window_subgroups: int = 100
     min_cpk: float = 1.33
+    distribution: str = "normal"  # a name in gateway.spc.distributions.CHOICES
 
 
 @dataclass(frozen=True)

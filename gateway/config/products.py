@@ -45,6 +45,8 @@ from gateway.config.values import (
     text_of,
 )
 from gateway.spc.charts.registry import CHARTS, default_chart
+from gateway.spc.distributions import BOUNDED_AT_ZERO
+from gateway.spc.distributions import CHOICES as DISTRIBUTIONS
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
 
 Known = dict[str, tuple[SourceKind, object]] | None  # source name -> (kind, context); None: sources unusable
@@ -169,6 +171,7 @@ def rules(r: Reader, node: Node, path: str) -> Any:
 
 CAPABILITY = section(CapabilitySettings, {
     "every_subgroups": integer(1), "window_subgroups": integer(2), "min_cpk": number(above=0),
+    "distribution": choice(*DISTRIBUTIONS),
 })
 ALERT_PRIORITY = section(AlertPriority, {key: integer(1, 5) for key in AlertPriority.__dataclass_fields__})
 
@@ -218,6 +221,7 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
     elif source_type and given[0] != source_type:
         r.at(f"{path}.{given[0]}", f"source {source!r} is a {source_type} source; the {given[0]} block "
              "does not fit it", f"a '{source_type}' block")
+    _distribution_fits_spec(r, good, path)
     chart, size = _chart_and_size(r, items, good, path)
     parameters = BAD if chart is BAD else chart_parameters(r, items, good, chart, path)
     if not r.ok(values) or len(r.problems) != problems or chart is BAD or parameters is BAD:
@@ -247,6 +251,16 @@ def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], pat
         r.at(f"{path}.chart", f"chart {chart} needs a subgroup_size", f"{chart}: {_sizes(low, high)}",
              report_as=f"{path}.subgroup_size")
     return BAD, size
+
+
+def _distribution_fits_spec(r: Reader, good: dict[str, Any], path: str) -> None:
+    """A distribution with no values below 0 cannot fall below a negative LSL: the LSL is a mistake."""
+    distribution = good["capability"].distribution if "capability" in good else "normal"
+    lsl = good["spec"].lsl if "spec" in good else None
+    if distribution in BOUNDED_AT_ZERO and lsl is not None and lsl < 0:
+        r.at(f"{path}.capability.distribution", f"a {distribution} distribution has no values below 0, so "
+             f"spec.lsl {lsl:g} can never be crossed", "remove spec.lsl (or set it to 0 or above), or use "
+             "normal or auto")
 
 
 def _sizes(low: int, high: int) -> str:

@@ -198,6 +198,44 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "출력을 다시 쓸 수 있습니다",
         "en": "the output is written again",
     },
+    # ------------------------------------------------------------------ capability: distribution warnings
+    # spc.capability_percentile.Warning keys; English as its ENGLISH (tests/test_spc_distributions.py)
+    "distribution.normal": {"ko": "정규(normal)", "en": "normal"},
+    "distribution.lognormal": {"ko": "로그정규(lognormal)", "en": "lognormal"},
+    "distribution.weibull": {"ko": "와이블(weibull)", "en": "weibull"},
+    "distribution.folded_normal": {"ko": "접힌 정규(folded_normal)", "en": "folded_normal"},
+    "capability.warning.not_normal": {
+        "ko": "측정값이 정규분포로 보이지 않습니다 (Anderson-Darling p = {p_value:.3g}). capability.distribution: auto를 "
+              "검토하세요",
+        "en": "the values do not look normal (Anderson-Darling p = {p_value:.3g}); try capability.distribution: auto",
+    },
+    "capability.warning.not_like": {
+        "ko": "측정값이 {distribution} 분포로 보이지 않습니다 (Anderson-Darling p = {p_value:.3g})",
+        "en": "the values do not look {distribution} (Anderson-Darling p = {p_value:.3g})",
+    },
+    "capability.warning.none_fits": {
+        "ko": "맞는 분포가 없습니다 (Anderson-Darling {listed}; 모두 0.05 미만). 공정능력을 정규분포로 계산했습니다",
+        "en": "no distribution fits the values (Anderson-Darling {listed}; each below 0.05): the capability is "
+              "computed as normal",
+    },
+    "capability.warning.at_or_below_zero": {
+        "ko": "{distribution} 분포에는 0 이하의 값이 없는데 측정값 {count}개가 0 이하입니다 (최소 {lowest:g}). "
+              "공정능력을 정규분포로 계산했습니다",
+        "en": "a {distribution} distribution has no values at or below 0, and {count} of the values are (lowest "
+              "{lowest:g}): the capability is computed as normal",
+    },
+    "capability.warning.below_zero": {
+        "ko": "{distribution} 분포에는 음수 값이 없는데 측정값 {count}개가 음수입니다 (최소 {lowest:g}). 공정능력을 "
+              "정규분포로 계산했습니다",
+        "en": "a {distribution} distribution has no values below 0, and {count} of the values are (lowest "
+              "{lowest:g}): the capability is computed as normal",
+    },
+    "capability.warning.spread": {
+        "ko": "0에서의 거리에 비해 측정값의 산포가 너무 작아 {distribution} 분포를 맞출 수 없습니다. 공정능력을 "
+              "정규분포로 계산했습니다",
+        "en": "the spread of the values is too small for their distance from 0 to fit a {distribution} "
+              "distribution: the capability is computed as normal",
+    },
     # ------------------------------------------------------------------ refusals worded per language
     # limits recalculation: why the stored subgroups give no limits (spc.charts.EstimateError.reason)
     "error.estimate.no_values": {
