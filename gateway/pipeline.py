@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alerts.repeats import ViolationRepeats
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import (
     INT64_MAX,
@@ -75,6 +76,7 @@ class Pipeline:
         self.tz = ZoneInfo(config.gateway.timezone)
         self.iso = IsoTime(self.tz)  # iso_time(ts, self.tz), each whole second formatted once
         self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
+        self._repeats = ViolationRepeats()  # which violations of a rule that keeps firing the screens get
         self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -282,12 +284,21 @@ class Pipeline:
         if reading.count is not None:  # attribute data; a variables measurement's message is unchanged
             body["count"] = reading.count
             body["sample_size"] = reading.sample_size
-        batch.event("measurement", product.id, {"type": "measurement", "measurement": body, "timestamp": now},
-                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
-        if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)
+        message: dict[str, Any] = {"type": "measurement", "measurement": body, "timestamp": now}
+        charted = None if point is None else self._subgroup_body(product, characteristic, point, measured_iso)
+        if point is not None and charted is not None and point.n == 1:
+            # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
+            # event is stored and goes northbound, but no screen is sent it (not notable)
+            message["subgroup"] = charted
+        batch.event("measurement", product.id, message,
+                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
+        if charted is not None:
+            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now)
         for violation in result.violations:
+            count, to_screens = self._repeats.note(
+                (product.id, characteristic.name, violation.chart, violation.rule), violation.subgroup_number,
+                monotonic)
             batch.event("violation", product.id, {
                 "type": "violation",
                 "violation": {
@@ -296,22 +307,28 @@ class Pipeline:
                     "rule_name": violation.rule_name, "chart": violation.chart,
                     "subgroup_number": violation.subgroup_number,
                     "points": list(violation.points), "detected_at": now,
+                    "count": count, "continuing": count > 1,
                 },
                 "timestamp": now,
-            }, outbox_topic=self._topic("violation", product, characteristic))
+            }, notable=to_screens, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str) -> None:
+                        point: Any, measured_at: float, charted: dict[str, Any], now: str) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
                        lcl=point.lcl, violations=list(point.violations), at=measured_at)
-        batch.event("subgroup", product.id, {
-            "type": "subgroup",
-            "subgroup": {
+        # n = 1: the screens got the point in its measurement's frame (lean frames)
+        batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
+                    notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
+
+    def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
+                       measured_iso: str) -> dict[str, Any]:
+        """The charted point as the `subgroup` message carries it (and, for n = 1, the measurement's)."""
+        return {
                 "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
                 "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
@@ -324,9 +341,7 @@ class Pipeline:
                 "dispersion_lcl": finite_or_none(point.dispersion_lcl),
                 "dispersion_violations": list(point.dispersion_violations),
                 "measured_at": measured_iso,
-            },
-            "timestamp": now,
-        }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
+        }
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str) -> None:
