@@ -18,6 +18,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import websockets
 
+from gateway.tools.clients import format_message
 from tests.conftest import free_port
 from tests.daemon_helpers import Daemon, write_config
 from tests.test_daemon import wait_for
@@ -201,6 +202,12 @@ def test_a_rule_that_keeps_firing_sends_a_violation_then_an_update_a_second(tmp_
         assert {v["subgroup_number"] for v in joined_rule7} <= {v["subgroup_number"] for v in rule7}
         # a replay sends the same frames the live screen got
         assert replay == live
+        # `spc-gateway watch` prints a line per reading and the run's updates with their count
+        lines = [format_message(m) for m in live]
+        assert sum(1 for line in lines if line and " measurement " in line) == len(values)
+        updates = [line for line in lines if line and "VIOLATION" in line and " rule 7 " in line]
+        assert len(updates) == len(rule7) and "still holds" not in updates[0]
+        assert all(f"still holds ({v['count']} points)" in line for v, line in zip(rule7[1:], updates[1:], strict=True))
         # the plant broker got every firing of test 7, each with its count
         wait_for(lambda: len([v for v in plant.received.get("violation", []) if v["violation"]["rule"] == 7])
                  >= len(values) - 14, 20, "every violation northbound")

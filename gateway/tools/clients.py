@@ -109,7 +109,7 @@ def format_message(message: dict[str, Any]) -> str | None:
     if kind == "violation":
         v = message["violation"]
         # a rule that keeps firing: its first violation, then an update with `count` at most once a second
-        held = f", {v.get('count')} points in a row" if v.get("continuing") else ""
+        held = f", still holds ({v.get('count')} points)" if v.get("continuing") else ""
         return (f"{head} VIOLATION {v.get('product_code')}/{v.get('characteristic')} rule {v.get('rule')} "
                 f"{v.get('rule_name')} at subgroup {v.get('subgroup_number')}{held}")
     if kind == "capability":
