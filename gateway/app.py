@@ -106,6 +106,11 @@ def bindings_for(config: Config, source_name: str) -> list[Binding]:
             if characteristic.source == source_name]
 
 
+def written_through(config: Config, source_name: str) -> bool:
+    """Does an `outputs:` entry write through this source (then it runs even if it reads nothing)?"""
+    return any(output.write.source == source_name for output in config.outputs)
+
+
 class Gateway:
     """All parts of one running gateway."""
 
@@ -147,7 +152,8 @@ class Gateway:
         await self.alerts.start(publish=self._publish)
         await self.pipeline.start()
         server = LineServer(self.config, self.store, self.alerts, Hub(self.config), health=self.health,
-                            metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
+                            metrics=self.metrics, recalculate=self.pipeline.recalculate_limits,
+                            test_output=self._test_output)
         # every output is built before any starts: each outbox consumer registers before rows are deleted
         for output in (server, northbound, sparkplug, *(kind.build(self) for kind in OUTPUTS)):
             if output is not None:
@@ -166,7 +172,7 @@ class Gateway:
 
     async def _start_source(self, source_config: Any) -> None:
         bindings = bindings_for(self.config, source_config.name)
-        if not bindings:
+        if not bindings and not written_through(self.config, source_config.name):
             log.info("source %s: no characteristic reads it; not started", source_config.name)
             return
         assert self.pipeline is not None
@@ -215,6 +221,8 @@ class Gateway:
         for source in new.sources:
             if bindings_for(new, source.name) != bindings_for(old, source.name):
                 changed_sources.add(source.name)
+            if written_through(new, source.name) != written_through(old, source.name):
+                changed_sources.add(source.name)  # an output needs it started (or no longer does)
         if (old.server, old.storage, old.northbound) != (new.server, new.storage, new.northbound):
             log.warning("listen address, TLS, tokens, storage and northbound settings take effect at the next "
                         "restart; origins and connection limits apply now")
@@ -241,6 +249,15 @@ class Gateway:
         """After each commit, in seq order: every output gets the events (or the word that they are stored)."""
         for output in self.outputs:
             output.publish(events)
+
+    async def _test_output(self, name: str, on: bool, hold: float, user: str) -> dict[str, Any]:
+        """`outputs test`: the output kind that has a `test` (gateway.outputs.andon) writes by hand."""
+        for running in self.outputs:
+            test = getattr(running.output, "test", None)
+            if test is not None:
+                result: dict[str, Any] = await test(name, on, hold, user)
+                return result
+        raise LookupError("this gateway has no outputs")
 
     def _northbound_alert(self, kind: str, **values: Any) -> None:
         with self.store.batch(on_commit=self._publish) as batch:

@@ -28,6 +28,7 @@ from gateway.core.model import (
     finite_or_none,
     iso_time,
 )
+from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
 from gateway.sources.registry import SOURCES
@@ -286,7 +287,9 @@ class Pipeline:
             body["sample_size"] = reading.sample_size
         point = result.subgroup
         message: dict[str, Any] = {"type": "measurement", "measurement": body, "timestamp": now}
-        charted = None if point is None else self._subgroup_body(product, characteristic, point, measured_iso)
+        # an attribute sample's count travels with the reading, not the point
+        count = None if point is None or point.sample_size is None else reading.count
+        charted = None if point is None else self._subgroup_body(product, characteristic, point, measured_iso, count)
         if point is not None and charted is not None and point.n == 1:
             # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
             # event is stored and goes northbound, but no screen is sent it (not notable)
@@ -294,7 +297,7 @@ class Pipeline:
         batch.event("measurement", product.id, message,
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         if charted is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now)
+            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now, count)
         for violation in result.violations:
             count, to_screens = self._repeats.note(
                 (product.id, characteristic.name, violation.chart, violation.rule), violation.subgroup_number,
@@ -316,32 +319,42 @@ class Pipeline:
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, charted: dict[str, Any], now: str) -> None:
+                        point: Any, measured_at: float, charted: dict[str, Any], now: str,
+                        count: int | None = None) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
-                       lcl=point.lcl, violations=list(point.violations), at=measured_at)
+                       lcl=point.lcl, violations=list(point.violations), at=measured_at,
+                       plotted=point.plotted, cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                       run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                       sample_size=point.sample_size)
         # n = 1: the screens got the point in its measurement's frame (lean frames)
         batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
                     notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
-                       measured_iso: str) -> dict[str, Any]:
+                       measured_iso: str, count: int | None) -> dict[str, Any]:
         """The charted point as the `subgroup` message carries it (and, for n = 1, the measurement's)."""
-        return {
-                "product_id": product.id, "product_code": product.code,
-                "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
-                "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
-                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
-                "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
-                "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
-                "dispersion": finite_or_none(point.dispersion),
-                "dispersion_center": finite_or_none(point.dispersion_center),
-                "dispersion_ucl": finite_or_none(point.dispersion_ucl),
-                "dispersion_lcl": finite_or_none(point.dispersion_lcl),
-                "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": measured_iso,
+        body = {
+            "product_id": product.id, "product_code": product.code,
+            "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
+            "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
+            "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
+            "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
+            "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
+            "dispersion": finite_or_none(point.dispersion),
+            "dispersion_center": finite_or_none(point.dispersion_center),
+            "dispersion_ucl": finite_or_none(point.dispersion_ucl),
+            "dispersion_lcl": finite_or_none(point.dispersion_lcl),
+            "dispersion_violations": list(point.dispersion_violations),
+            "measured_at": measured_iso,
         }
+        # what EWMA, CUSUM and attribute charts plot (gateway.core.plotted; the history says the same)
+        body.update(plotted_fields(mean=point.mean, ucl=point.ucl, plotted=point.plotted,
+                                   cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                                   run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                                   sample_size=point.sample_size))
+        return body
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str) -> None:

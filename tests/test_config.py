@@ -31,7 +31,7 @@ from gateway.core.secrets import SecretError, read_secret
 from gateway.sources.modbus.settings import ModbusAddress
 from gateway.sources.mqtt.settings import MqttSettings
 from gateway.sources.opcua.settings import OpcUaAddress
-from gateway.sources.registry import SOURCES, load_config
+from gateway.sources.registry import SOURCES, alert_type_names, load_config
 
 CASES = REPO / "tests" / "config_cases"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "gateway.yaml").exists())
@@ -40,7 +40,7 @@ EXAMPLE = REPO / "config" / "gateway.example.yaml"
 
 def run_check(path: str) -> tuple[int, list[str]]:
     out = io.StringIO()
-    code = check_config(path, SOURCES.kinds(), out=out)
+    code = check_config(path, SOURCES.kinds(), out=out, alert_types=alert_type_names())
     return code, out.getvalue().splitlines()
 
 

@@ -67,6 +67,11 @@ def storage_alert(kind: str, language: str, **values: Any) -> dict[str, Any]:
     return ALERT_TYPES["STORAGE"].fields(None, language, kind, **values)
 
 
+def output_alert(output: str, language: str, **values: Any) -> dict[str, Any]:
+    """OUTPUT_FAILED: an andon or interlock output that failed `failures` writes in a row."""
+    return ALERT_TYPES["OUTPUT_FAILED"].fields(None, language, output=output, **values)
+
+
 def _plotted(point: Any) -> float | None:
     """The charted location value: the subgroup mean, or the individual value."""
     if point is None:

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.alerts.alert import Alert, Key
-from gateway.alerts.causes import spc_alerts, stale_alert, storage_alert
+from gateway.alerts.causes import output_alert, spc_alerts, stale_alert, storage_alert
 from gateway.alerts.types import alert_type as type_of
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import Event, finite_or_none, iso_time
@@ -153,6 +153,21 @@ class AlertService:
         store_lost, outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
         self.raise_alert(batch, product=None, characteristic=kind,
                          **storage_alert(kind, self.config.gateway.language, **values))
+
+    def output_failed(self, batch: Any, output: str, **values: Any) -> None:
+        """An andon or interlock output that keeps failing: OUTPUT_FAILED, one per output while open."""
+        self.raise_alert(batch, product=None, characteristic=output,
+                         **output_alert(output, self.config.gateway.language, **values))
+
+    def output_written(self, batch: Any, output: str) -> bool:
+        """The output is written again: the gateway resolves its OUTPUT_FAILED alert (False: none open)."""
+        alert = self._by_key.get((None, output, "OUTPUT_FAILED", None))
+        if alert is None:
+            return False
+        cause = text(self.config.gateway.language, "alert.OUTPUT_FAILED.written")
+        changes, drop = self._record_resolve(batch, alert, "gateway", cause, None)
+        self._resolved(alert, changes, drop)
+        return True
 
     # ------------------------------------------------------------------ operator acts
     #

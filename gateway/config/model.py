@@ -214,6 +214,35 @@ class Product:
     characteristics: tuple[Characteristic, ...]
 
 
+# ---------------------------------------------------------------- outputs (andon, interlock)
+
+@dataclass(frozen=True)
+class OutputWhen:
+    """Which alerts hold an output on (contract plant-integration §3)."""
+
+    alert_types: tuple[str, ...]
+    priority_at_least: int = 1
+    products: tuple[str, ...] = ()  # product codes; empty: any product, and alerts without one
+    state: Literal["unacknowledged", "open"] = "open"  # unacknowledged: OPEN only; open: OPEN and ACKNOWLEDGED
+
+
+@dataclass(frozen=True)
+class OutputWrite:
+    """Where an output is written: a source's name and the target its plugin parsed (a coil, a node...)."""
+
+    source: str
+    target: object
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    """One `outputs:` entry: on while at least one alert matches `when`, written to `write`."""
+
+    name: str
+    when: OutputWhen
+    write: OutputWrite
+
+
 # ---------------------------------------------------------------- the whole file
 
 @dataclass(frozen=True)
@@ -224,6 +253,7 @@ class Config:
     products: tuple[Product, ...]
     server: ServerSection = ServerSection()
     northbound: NorthboundSection | None = None
+    outputs: tuple[OutputRule, ...] = ()
     path: str = field(default="", compare=False)  # the file it came from
     # key path -> (line, column) of every value read, so later checks (missing files) can point at it
     marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)

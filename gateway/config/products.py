@@ -13,6 +13,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from gateway.config.counts import counts_fit
 from gateway.config.kinds import SourceKind, and_list
 from gateway.config.loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
 from gateway.config.model import (
@@ -219,6 +220,8 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
     if "sampling" not in good:
         good["sampling"] = Sampling(source_kind.default_sampling if source_kind else "on_change")
     address = next((good.pop(b) for b in blocks if b in good), None)
+    if not counts_fit(r, source_kind, address, chart, path, items):
+        return BAD
     return Characteristic(**{**good, "address": address, "chart": chart, "subgroup_size": size})
 
 

@@ -166,6 +166,17 @@ _TEXTS: dict[str, dict[str, str]] = {
         "en": "MQTT outbox over its limit ({limit}): dropped the {n} oldest measurements. Check the plant broker "
               "connection",
     },
+    "alert.OUTPUT_FAILED.title": {"ko": "출력 쓰기 실패", "en": "Output cannot be written"},
+    "alert.OUTPUT_FAILED.message": {
+        "ko": "출력 {output}을(를) 소스 {source}에 {failures}번 연속 쓰지 못했습니다 ({error}). 안돈/인터록이 "
+              "알람을 표시하지 않을 수 있습니다. PLC와 연결을 확인하세요",
+        "en": "Output {output} could not be written to source {source} {failures} times in a row ({error}). "
+              "The andon or interlock may not show the alarm: check the PLC and its connection",
+    },
+    "alert.OUTPUT_FAILED.written": {
+        "ko": "출력을 다시 쓸 수 있습니다",
+        "en": "the output is written again",
+    },
     # ------------------------------------------------------------------ refusals worded per language
     # limits recalculation: why the stored subgroups give no limits (spc.charts.EstimateError.reason)
     "error.estimate.no_values": {

@@ -63,7 +63,7 @@ def metric_updates(event: dict[str, Any]) -> tuple[int | None, dict[str, Any], s
     if kind == "subgroup":
         s = event["subgroup"]
         c = s["characteristic"]
-        values = {f"{c}/mean": s.get("value"), f"{c}/center": s.get("center"), f"{c}/ucl": s.get("ucl"),
+        values = {f"{c}/mean": s.get("mean"), f"{c}/center": s.get("center"), f"{c}/ucl": s.get("ucl"),
                   f"{c}/lcl": s.get("lcl")}
         if s.get("limits_version") is not None:
             values[f"{c}/limits_version"] = s["limits_version"]

@@ -10,6 +10,7 @@ import sqlite3
 from typing import Any, NamedTuple
 
 from gateway.core.model import Event
+from gateway.core.plotted import plotted_fields
 
 UNRESOLVED = ("OPEN", "ACKNOWLEDGED", "SHELVED")
 
@@ -129,11 +130,15 @@ def subgroup_values(conn: sqlite3.Connection, product_id: int, characteristic: s
 
 def subgroups(conn: sqlite3.Connection, product_id: int, characteristic: str, limit: int) -> list[dict]:
     """The latest `limit` charted points (subgroups) with their limits and rule numbers, oldest first."""
-    rows = conn.execute("SELECT subgroup_number, n, mean, range, stdev, center, ucl, lcl, violations FROM "
+    rows = conn.execute("SELECT subgroup_number, n, mean, range, stdev, center, ucl, lcl, violations, plotted, "
+                        "cusum_upper, cusum_lower, run_upper, run_lower, count, sample_size FROM "
                         "subgroups WHERE product_id = ? AND characteristic = ? ORDER BY subgroup_number DESC "
                         "LIMIT ?", (int(product_id), characteristic, int(limit))).fetchall()
     keys = ("subgroup_number", "n", "mean", "range", "stdev", "center", "ucl", "lcl")
-    return [{**dict(zip(keys, row[:8], strict=True)), "violations": json.loads(row[8] or "[]")}
+    # each point with what its chart plots, worded as the live `subgroup` event words it
+    return [{**dict(zip(keys, row[:8], strict=True)), "violations": json.loads(row[8] or "[]"),
+             **plotted_fields(mean=row[2], ucl=row[6], plotted=row[9], cusum_upper=row[10], cusum_lower=row[11],
+                              run_upper=row[12], run_lower=row[13], count=row[14], sample_size=row[15])}
             for row in reversed(rows)]
 
 

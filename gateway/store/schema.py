@@ -132,7 +132,20 @@ CREATE TABLE outbox_held (
     consumer TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: what the time-weighted and attribute charts plot, per point, so that a chart drawn from the
+# `subgroups` history equals the live one: EWMA's z_i (`plotted`), CUSUM's C+ and C- with their runs,
+# an attribute sample's count and size. NULL for the Shewhart charts of variables.
+_V6 = """
+ALTER TABLE subgroups ADD COLUMN plotted REAL;
+ALTER TABLE subgroups ADD COLUMN cusum_upper REAL;
+ALTER TABLE subgroups ADD COLUMN cusum_lower REAL;
+ALTER TABLE subgroups ADD COLUMN run_upper INTEGER;
+ALTER TABLE subgroups ADD COLUMN run_lower INTEGER;
+ALTER TABLE subgroups ADD COLUMN count INTEGER;
+ALTER TABLE subgroups ADD COLUMN sample_size NUMERIC;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST = len(MIGRATIONS)
 
 

@@ -296,6 +296,10 @@ def format_status(code: int, report: dict[str, Any]) -> str:
     if northbound:
         lines.append("  northbound: " + ", ".join(f"{k} {v}" for k, v in northbound.items()
                                                    if not isinstance(v, dict | list)))
+    for name, output in (report.get("outputs") or {}).items():  # andon and interlock outputs
+        lines.append(f"  output {name}: {output.get('state') or 'unknown'} (wants {output.get('wanted')}, source "
+                     f"{output.get('source')}), {output.get('write_failures', 0)} failed writes"
+                     + (f", FAILING: {output.get('last_error')}" if output.get("failing") else ""))
     clients = report.get("clients") or {}
     lines.append(f"  clients: {clients.get('clients', 0)} connected, {clients.get('cut_off', 0)} cut off")
     return "\n".join(lines)

@@ -47,6 +47,7 @@ from gateway.core.rejects import (
     UNREADABLE,
 )
 from gateway.core.secrets import read_secret
+from gateway.sources.mqtt.counts import BadCount, Counts, counts
 from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
@@ -61,8 +62,9 @@ READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of th
 MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
 
 # A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
-# mid, qos, received at).
+# mid, qos, received at); a count address's has (count, n) for its value, in frames of their own.
 Delivery = tuple[int, float, float | None, str | None, int, int, float]
+CountDelivery = tuple[int, Counts, float | None, str | None, int, int, float]
 
 
 class MalformedPayload(ValueError):
@@ -158,15 +160,16 @@ def _iso(text: str) -> float:
         raise MalformedPayload(BAD_TIMESTAMP, f"timestamp {text[:40]!r} is neither ISO 8601 nor epoch") from None
 
 
-def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | None, str | None]:
-    """A message -> (value, source time or None, timestamp text or None); MalformedPayload otherwise."""
+def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float | Counts, float | None, str | None]:
+    """A message -> (value, or (count, n) for a count address; source time or None, timestamp text or
+    None); MalformedPayload otherwise."""
     if len(payload) > MAX_PAYLOAD:
         raise MalformedPayload(TOO_LARGE, f"payload of {len(payload)} bytes (more than {MAX_PAYLOAD})")
     try:
         text = payload.decode("utf-8").strip(_BLANKS)
     except UnicodeDecodeError:
         raise MalformedPayload(NOT_TEXT, "payload is not UTF-8 text") from None
-    if address.value is None:
+    if address.value is None and address.count is None:
         return _finite(text, "payload"), None, None
     try:
         document = json.loads(text)
@@ -174,7 +177,17 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | 
         raise MalformedPayload(NOT_JSON, "payload is JSON nested too deeply") from None
     except ValueError:
         raise MalformedPayload(NOT_JSON, f"payload is not JSON: {text[:40]!r}") from None
-    value = _finite(_dig(document, address.value), address.value)
+    value: float | Counts
+    if address.count is not None:
+        count = _finite(_dig(document, address.count), address.count)
+        n = None if address.n is None else _finite(_dig(document, address.n), address.n)
+        try:
+            value = counts(count, n, address.count, address.n)
+        except BadCount as exc:
+            raise MalformedPayload(exc.kind, str(exc)) from None
+    else:
+        assert address.value is not None
+        value = _finite(_dig(document, address.value), address.value)
     if address.timestamp is None:
         return value, None, None
     raw = _dig(document, address.timestamp)
@@ -285,6 +298,9 @@ class Worker:
         self.wildcards = [(i, a.topic) for i, a in enumerate(addresses) if a.topic not in self.exact]
         self.frames = FrameReader()
         self.out: list[Delivery] = []  # parsed since the last send: one socket chunk's worth at most
+        # Count addresses' deliveries travel in frames of their own, so the daemon's loop over values
+        # asks nothing more per message than before counts existed.
+        self.counted: list[CountDelivery] = []
         self.malformed: dict[str, int] = {}  # refused messages per kind of reason, since the last send
         self.sample: tuple[str, str, str] | None = None  # (topic, kind, why) of the last refused message
         self.received = 0  # deliveries handed to the daemon
@@ -388,6 +404,9 @@ class Worker:
                 ack(mid, qos)
 
     def _hand_over(self) -> None:
+        if self.counted:
+            self.send(("counts", self.counted))
+            self.counted = []
         if self.out or self.malformed:
             self.send(("batch", self.out, self.malformed, self.sample))
             self.out, self.malformed, self.sample = [], {}, None
@@ -437,7 +456,10 @@ class Worker:
             self._skip(topic, UNREADABLE, f"payload could not be read ({type(exc).__name__})", mid, qos)
             return
         self.received += 1
-        self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
+        if isinstance(value, tuple):
+            self.counted.append((index, value, source_time, stamp, mid, qos, time.time()))
+        else:
+            self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
 
     def _skip(self, topic: str, kind: str, why: str, mid: int, qos: int) -> None:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1
