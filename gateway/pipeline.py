@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alerts.repeats import ViolationRepeats
 from gateway.alerts.signals import signal, signal_texts
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import (
@@ -80,6 +81,7 @@ class Pipeline:
         self.tz = ZoneInfo(config.gateway.timezone)
         self.iso = IsoTime(self.tz)  # iso_time(ts, self.tz), each whole second formatted once
         self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
+        self._repeats = ViolationRepeats()  # which violations of a rule that keeps firing the screens get
         self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -297,36 +299,46 @@ class Pipeline:
         if reading.count is not None:  # attribute data; a variables measurement's message is unchanged
             body["count"] = reading.count
             body["sample_size"] = reading.sample_size
-        batch.event("measurement", product.id, {"type": "measurement", "measurement": body, "timestamp": now},
-                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
-        if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now,
-                                 reading.count, limits_version=state.limits_version)
+        message: dict[str, Any] = {"type": "measurement", "measurement": body, "timestamp": now}
+        # an attribute sample's count travels with the reading, not the point
+        count = None if point is None or point.sample_size is None else reading.count
+        charted = None if point is None else self._subgroup_body(product, characteristic, point, measured_iso, count,
+                                                                 state.limits_version)
+        if point is not None and charted is not None and point.n == 1:
+            # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
+            # event is stored and goes northbound, but no screen is sent it (not notable)
+            message["subgroup"] = charted
+        batch.event("measurement", product.id, message,
+                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
+        if charted is not None:
+            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now, count)
         for violation in result.violations:
-            body = {
+            repeated, to_screens = self._repeats.note(
+                (product.id, characteristic.name, violation.chart, violation.rule), violation.subgroup_number,
+                monotonic)
+            violated = {
                 "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, "rule": violation.rule,
                 "rule_name": violation.rule_name, "chart": violation.chart,
                 "subgroup_number": violation.subgroup_number,
                 "points": list(violation.points), "detected_at": now,
+                "count": repeated, "continuing": repeated > 1,
             }
             found = signal(characteristic, point) if point is not None and violation.rule == 1 else None
             if found is not None:  # EWMA, CUSUM: what the signal means, in every language
                 worded = signal_texts(found)
-                body["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
-                body["texts"] = worded
-            batch.event("violation", product.id, {"type": "violation", "violation": body, "timestamp": now},
-                        outbox_topic=self._topic("violation", product, characteristic))
+                violated["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
+                violated["texts"] = worded
+            batch.event("violation", product.id, {"type": "violation", "violation": violated, "timestamp": now},
+                        notable=to_screens, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str,
-                        count: int | None = None, *, limits_version: int | None = None) -> None:
-        # an attribute sample's count travels with the reading, not the point
-        count = count if point.sample_size is not None else None
+                        point: Any, measured_at: float, charted: dict[str, Any], now: str,
+                        count: int | None = None) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
@@ -334,6 +346,13 @@ class Pipeline:
                        plotted=point.plotted, cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
                        run_upper=point.run_upper, run_lower=point.run_lower, count=count,
                        sample_size=point.sample_size)
+        # n = 1: the screens got the point in its measurement's frame (lean frames)
+        batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
+                    notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
+
+    def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
+                       measured_iso: str, count: int | None, limits_version: int | None) -> dict[str, Any]:
+        """The charted point as the `subgroup` message carries it (and, for n = 1, the measurement's)."""
         body = {
             "product_id": product.id, "product_code": product.code,
             "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
@@ -353,8 +372,7 @@ class Pipeline:
                                    cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
                                    run_upper=point.run_upper, run_lower=point.run_lower, count=count,
                                    sample_size=point.sample_size))
-        batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": body, "timestamp": now},
-                    notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
+        return body
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str) -> None:

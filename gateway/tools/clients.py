@@ -108,8 +108,10 @@ def format_message(message: dict[str, Any]) -> str | None:
                 f"{m.get('measurement_value')} (sample {m.get('sample_number')}){flags}")
     if kind == "violation":
         v = message["violation"]
+        # a rule that keeps firing: its first violation, then an update with `count` at most once a second
+        held = f", still holds ({v.get('count')} points)" if v.get("continuing") else ""
         return (f"{head} VIOLATION {v.get('product_code')}/{v.get('characteristic')} rule {v.get('rule')} "
-                f"{v.get('rule_name')} at subgroup {v.get('subgroup_number')}")
+                f"{v.get('rule_name')} at subgroup {v.get('subgroup_number')}{held}")
     if kind == "capability":
         c = message["capability"]
         return (f"{head} capability {c.get('product_code')}/{c.get('characteristic')} cp {c.get('cp')} "

@@ -198,6 +198,7 @@ export const TEXTS = {
   pv_violations: { ko: '최근 규칙 위반', en: 'Recent rule violations' },
   pv_no_violations: { ko: '위반 없음', en: 'None' },
   pv_subgroup: { ko: '부분군 {n}', en: 'Subgroup {n}' },
+  pv_still_holds: { ko: '{n}점째 계속', en: 'still holds, {n} points' },
   pv_points: { ko: '{n}점', en: '{n} points' },
   pv_spec: { ko: '규격', en: 'Spec' },
   pv_in_spec: { ko: '규격 내', en: 'in spec' },

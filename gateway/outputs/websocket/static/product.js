@@ -188,11 +188,12 @@ export class ProductView {
         s.values.push(Number(body.measurement_value));
         if (s.values.length > MAX_VALUES) s.values.splice(0, s.values.length - MAX_VALUES);
         if (body.is_within_spec === false) s.outOfSpec.add(body.subgroup_number);
+        // lean frames: a point of one reading comes in its measurement's frame, not as a `subgroup`
+        if (msg.subgroup && msg.subgroup.characteristic === characteristic) this._subgroup(s, msg.subgroup);
         break;
       case 'violation':
         this._mark(s, body.subgroup_number, body.rule);
-        s.violations.unshift(body);
-        s.violations.length = Math.min(s.violations.length, MAX_VIOLATIONS_SHOWN);
+        this._violation(s, body);
         break;
       case 'capability':
         s.capability = body;
@@ -201,6 +202,16 @@ export class ProductView {
         return;
     }
     if (characteristic === this.characteristic) this.render();
+  }
+
+  _violation(s, v) {
+    // A rule that keeps firing sends its first violation, then an update (`continuing`, `count`) at
+    // most once a second: the update replaces its run's line instead of adding one per reading.
+    const chart = (x) => x.chart || 'location';
+    const same = v.continuing ? s.violations.findIndex((o) => o.rule === v.rule && chart(o) === chart(v)) : -1;
+    if (same >= 0) s.violations.splice(same, 1);
+    s.violations.unshift(v);
+    s.violations.length = Math.min(s.violations.length, MAX_VIOLATIONS_SHOWN);
   }
 
   _mark(s, subgroupNumber, rule) {
@@ -378,7 +389,7 @@ export class ProductView {
     this.el('.pv-limits').innerHTML = `<h4>${esc(t('pv_limits'))}</h4><table>
       ${row('USL', spec.usl, 'spec')}${row(names.ucl, l.ucl, 'limit')}${row(names.center, l.center, 'center')}${row(names.lcl, l.lcl, 'limit')}${row('LSL', spec.lsl, 'spec')}${row('T', spec.target, 'spec')}</table>`;
     const violations = s.violations.map((v) => `<li><span class="rule-no">${esc(v.rule)}</span><span>${esc(ruleName(v))}</span>
-      <small>${esc(t('pv_subgroup', { n: v.subgroup_number }))} · ${esc(clockTime(v.detected_at))}</small></li>`).join('');
+      <small>${esc(t('pv_subgroup', { n: v.subgroup_number }))}${v.count > 1 ? ` · ${esc(t('pv_still_holds', { n: v.count }))}` : ''} · ${esc(clockTime(v.detected_at))}</small></li>`).join('');
     this.el('.pv-viol').innerHTML = `<h4>${esc(t('pv_violations'))}</h4>${violations ? `<ul>${violations}</ul>` : `<p class="muted">${esc(t('pv_no_violations'))}</p>`}`;
   }
 }
