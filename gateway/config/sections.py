@@ -39,6 +39,7 @@ from gateway.config.model import (
     ServerTLS,
     StorageSection,
 )
+from gateway.config.opcua_server import OPCUA_SERVER
 from gateway.config.products import Known, products_list
 from gateway.config.values import (
     choice,
@@ -214,7 +215,7 @@ def sources_list(r: Reader, node: Node, path: str, kinds: Mapping[str, SourceKin
 
 # -------------------------------------------------------------------- the whole file
 
-TOP = ("gateway", "storage", "server", "northbound", "sources", "products")
+TOP = ("gateway", "storage", "server", "northbound", "sources", "products", "opcua_server")
 
 
 def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind]) -> dict[str, Any] | None:
@@ -238,6 +239,7 @@ def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind]) -> dict[str
                       "see config/gateway.example.yaml")
             values[key] = BAD
     converters = {"gateway": GATEWAY, "storage": STORAGE, "server": SERVER, "northbound": NORTHBOUND}
+    converters["opcua_server"] = OPCUA_SERVER
     for key, convert in converters.items():
         if key in items and not is_null(items[key]):
             values[key] = convert(r, items[key], key)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.outputs import opcua_server
 from gateway.outputs.base import Output
 
 
@@ -26,4 +27,6 @@ class OutputKind:
     build: Callable[[Any], Output | None]
 
 
-OUTPUTS: list[OutputKind] = []
+OUTPUTS: list[OutputKind] = [
+    OutputKind(opcua_server.OpcUaServer, opcua_server.build),
+]
