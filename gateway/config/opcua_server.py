@@ -52,10 +52,11 @@ def _check_users(r: Reader, users: tuple[OpcUaUser, ...], path: str) -> bool:
     return True
 
 
-def load_users(path: str) -> tuple[tuple[OpcUaUser, ...] | None, list[Problem]]:
-    """The users file's entries (None when unusable) and its problems, each at USERS-FILE:LINE:COLUMN.
-    Password files are relative to the users file's folder; a missing one is a warning, as in the config."""
-    reader = Reader(path, os.path.dirname(os.path.abspath(path)))
+def load_users(path: str, shown: str | None = None) -> tuple[tuple[OpcUaUser, ...] | None, list[Problem]]:
+    """The users file's entries (None when unusable) and its problems, each at USERS-FILE:LINE:COLUMN
+    (`shown`: the file's name as problems print it). Password files are relative to the users file's
+    folder; a missing one is a warning, as in the config."""
+    reader = Reader(shown or path, os.path.dirname(os.path.abspath(path)))
     users = None
     try:
         data = read_limited(path, USERS_FILE_MAX)
@@ -69,7 +70,7 @@ def load_users(path: str) -> tuple[tuple[OpcUaUser, ...] | None, list[Problem]]:
             value = list_of(USER)(reader, root, "users")
             if value is not BAD and _check_users(reader, value, "users"):
                 users = value
-    problems = reader.problems + check_files(path, reader.files, reader.marks)
+    problems = reader.problems + check_files(reader.file, reader.files, reader.marks)
     return users, sorted(problems, key=lambda p: (p.line, p.column))
 
 
@@ -79,7 +80,9 @@ def _users_file(r: Reader, node: Node, path: str) -> Any:
     value = file_path(r, node, path)
     if value is BAD or not os.path.isfile(value):
         return value
-    _users, problems = load_users(value)
+    written = os.path.expanduser(str(node.value))  # named as the config's own file is: relative to where
+    shown = written if os.path.isabs(written) else os.path.join(os.path.dirname(r.file), written)  # it was run
+    _users, problems = load_users(value, shown)
     r.problems.extend(problems)
     return BAD if any(p.severity == "error" for p in problems) else value
 
