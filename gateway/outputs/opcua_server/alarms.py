@@ -109,8 +109,14 @@ class AlarmBridge:
         code = product.product.code if product is not None else "Gateway"
         node_id = string_id(f"SPC/{code}/Alerts/{alert['id']}", self.space.idx)
         node = await parent.add_object(node_id, ua.QualifiedName(f"Alert{alert['id']}", self.space.idx),
-                                       objecttype=ua.ObjectIds.AlarmConditionType)
+                                       objecttype=ua.ObjectIds.AlarmConditionType, instantiate_optional=False)
         await parent.add_reference(node.nodeid, ua.ObjectIds.HasCondition)
+        # the instance has its own copies of the methods, which clients that browse the condition call
+        # (node-opcua does): they do what the type's methods do
+        for child in await node.get_children(refs=ua.ObjectIds.HasComponent, nodeclassmask=ua.NodeClass.Method):
+            name = (await child.read_browse_name()).Name
+            if name in ("Acknowledge", "AddComment"):
+                self.server.link_method(child, self.acknowledge if name == "Acknowledge" else self.add_comment)
         return node.nodeid
 
     async def _emit(self, alert: dict[str, Any], condition: ua.NodeId) -> None:

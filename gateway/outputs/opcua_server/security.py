@@ -8,6 +8,7 @@ server's ApplicationUri is the one the certificate names, as OPC UA clients chec
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from datetime import UTC, datetime
@@ -65,7 +66,11 @@ def ensure_certificate(certificate_path: str, key_path: str, uri: str, hosts: li
                 x509.load_pem_x509_certificate(data)
             return application_uri(cert, uri)
         names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
-        names += [x509.DNSName(h) for h in dict.fromkeys(hosts) if h]
+        for host in dict.fromkeys(h for h in hosts if h):
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
         cert = cert_gen.generate_self_signed_app_certificate(
             key, f"spc-gateway@{socket.gethostname()}", {}, names,
             extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], days=CERTIFICATE_DAYS)
