@@ -95,6 +95,7 @@ class Characteristic:
     nodes: dict[str, ua.NodeId]
     limits: tuple[Any, Any, Any] = (None, None, None)
     versioned: tuple[Any, Any, Any] = (None, None, None)  # the limits whose LimitsVersion was read
+    verdicts: dict[str, bool] = field(default_factory=dict)  # InSpec, InControl as last written
 
 
 @dataclass
@@ -186,10 +187,13 @@ class AddressSpace:
         if kind == "measurement":
             at = parse_time(body.get("measured_at"))
             out = [(n["Value"], data_value(body.get("measurement_value"), ua.VariantType.Double, at))]
-            # null: not decided (no spec limits; a subgroup not complete yet): the last verdict stands
+            # null: not decided (no spec limits; a subgroup not complete yet): the last verdict stands.
+            # A verdict that did not change is not written again: no client sees a change there
             for key, name in (("is_within_spec", "InSpec"), ("is_within_control", "InControl")):
-                if body.get(key) is not None:
-                    out.append((n[name], data_value(bool(body[key]), ua.VariantType.Boolean, at)))
+                verdict = body.get(key)
+                if verdict is not None and c.verdicts.get(name) is not verdict:
+                    c.verdicts[name] = bool(verdict)
+                    out.append((n[name], data_value(bool(verdict), ua.VariantType.Boolean, at)))
             return out
         if kind == "subgroup":
             at = parse_time(body.get("measured_at"))
