@@ -1,11 +1,11 @@
 """Alerts as OPC UA alarms: AlarmConditionType events on the product's object, Acknowledge and AddComment.
 
-Each unresolved alert is one condition: a node `SPC/{code}/Alerts/{id}` of type AlarmConditionType
+Each unresolved alert is one condition: a node `SPC/{code}/Alerts/{n}` of type AlarmConditionType
 under its product (the gateway's own alerts, STORAGE, under SPC/Gateway), whose node id is the
-event's ConditionId. Every change of the alert (raised, repeated, acknowledged, commented, shelved,
+event's ConditionId; a resolved alert's node serves the product's next alert. Every change of the alert (raised, repeated, acknowledged, commented, shelved,
 resolved) is one event with the alert's state: ActiveState (not resolved), AckedState, Retain (not
 resolved), Severity = priority x 200, Message = title and message. A resolved alert's last event has
-Retain false, and its node goes.
+Retain false.
 
 Acknowledge and AddComment are the standard methods of the condition types (i=9111, i=9029), called
 with the ConditionId as the object and the EventId of one of its events: they do what the WebSocket's
@@ -61,6 +61,8 @@ class AlarmBridge:
         self.alerts = alerts
         self.generators: dict[int | None, Any] = {}  # product id (None: the gateway) -> EventGenerator
         self.conditions: dict[int, ua.NodeId] = {}  # alert id -> condition node
+        self.free: dict[int | None, list[ua.NodeId]] = {}  # product id -> condition nodes of resolved alerts
+        self.made = 0
         self.templates: dict[int | None, Any] = {}  # product id -> the generator's first event, copied per event
         self.event_ids: OrderedDict[bytes, int] = OrderedDict()  # EventId -> alert id
         self.events = 0
@@ -101,14 +103,22 @@ class AlarmBridge:
         await self._emit(alert, node)
         if resolved:
             del self.conditions[alert_id]
-            await self.server.delete_nodes([self.server.get_node(node)], recursive=True)
+            self.free.setdefault(alert.get("product_id"), []).append(node)
 
     async def _condition_node(self, alert: dict[str, Any]) -> ua.NodeId:
-        product = self.space.products.get(alert.get("product_id"))  # type: ignore[arg-type]
+        """A free condition node of the alert's product, or a new one. Nodes are reused, never deleted:
+        asyncua's delete walks the whole address space per node (one condition took 1-2 s of the loop),
+        and a condition going active again is what OPC UA expects of a condition instance anyway."""
+        pid = alert.get("product_id")
+        free = self.free.get(pid)
+        if free:
+            return free.pop()
+        product = self.space.products.get(pid)  # type: ignore[arg-type]
         parent: Node = product.node if product is not None else self.space.gateway  # type: ignore[assignment]
         code = product.product.code if product is not None else "Gateway"
-        node_id = string_id(f"SPC/{code}/Alerts/{alert['id']}", self.space.idx)
-        node = await parent.add_object(node_id, ua.QualifiedName(f"Alert{alert['id']}", self.space.idx),
+        self.made += 1
+        node_id = string_id(f"SPC/{code}/Alerts/{self.made}", self.space.idx)
+        node = await parent.add_object(node_id, ua.QualifiedName(f"Condition{self.made}", self.space.idx),
                                        objecttype=ua.ObjectIds.AlarmConditionType, instantiate_optional=False)
         await parent.add_reference(node.nodeid, ua.ObjectIds.HasCondition)
         # the instance has its own copies of the methods, which clients that browse the condition call
@@ -208,5 +218,5 @@ class AlarmBridge:
         return await self._act(condition, event_id, comment, "comment")
 
     def stats(self) -> dict[str, int]:
-        return {"conditions": len(self.conditions), "events": self.events, "acknowledged": self.acknowledged,
+        return {"conditions": len(self.conditions), "condition_nodes": self.made, "events": self.events, "acknowledged": self.acknowledged,
                 "commented": self.commented, "methods_refused": self.refused}

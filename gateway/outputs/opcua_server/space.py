@@ -20,6 +20,7 @@ from typing import Any
 from asyncua import Node, Server, ua
 
 from gateway.config import Config, Product
+from gateway.outputs.opcua_server.asyncua_private import SharedDataValue
 
 NAMESPACE = "urn:spc-gateway"
 DOUBLES = ("Value", "Mean", "Center", "UCL", "LCL", "USL", "LSL", "Cpk")
@@ -75,9 +76,9 @@ def data_value(value: Any, variant: ua.VariantType, at: Any) -> ua.DataValue:
     """A Good value with its source time; None (not known yet) is BadWaitingForInitialData."""
     now: Any = datetime.now(UTC)  # asyncua's DateTime is a datetime
     if value is None:
-        return ua.DataValue(ua.Variant(None, ua.VariantType.Null), StatusCode=WAITING, SourceTimestamp=at or now,
-                            ServerTimestamp=now)
-    return ua.DataValue(ua.Variant(value, variant), SourceTimestamp=at or now, ServerTimestamp=now)
+        return SharedDataValue(ua.Variant(None, ua.VariantType.Null), StatusCode=WAITING,
+                               SourceTimestamp=at or now, ServerTimestamp=now)
+    return SharedDataValue(ua.Variant(value, variant), SourceTimestamp=at or now, ServerTimestamp=now)
 
 
 def violation_text(rules: Iterable[int], dispersion: Iterable[int], at: str | None) -> str:
