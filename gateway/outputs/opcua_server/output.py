@@ -22,7 +22,7 @@ from gateway import __version__
 from gateway.alerts import AlertService
 from gateway.config import Config
 from gateway.config.model import OpcUaServerSection
-from gateway.core.listen_error import is_bind_error, listen_error
+from gateway.core.listen_error import check_bindable, is_bind_error, listen_error
 from gateway.core.model import Event
 from gateway.outputs.base import Output
 
@@ -78,6 +78,7 @@ class OpcUaServer(Output):
         from gateway.outputs.opcua_server.space import AddressSpace
         from gateway.outputs.opcua_server.users import Permissions, UserManager, read_users
 
+        check_bindable("opcua_server.listen", self.settings.listen.host, self.settings.listen.port)
         self.users = UserManager(await asyncio.to_thread(read_users, self.settings.users_file))
         server = Server(user_manager=self.users)
         await server.init()
