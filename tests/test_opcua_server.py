@@ -272,3 +272,26 @@ def test_values_seeded_from_the_store_and_the_certificate_made_once(tmp_path: Pa
 
     asyncio.run(running(config, second))
     assert (tmp_path / "opcua-server.der").read_bytes() == certificate  # made once, then kept
+
+
+def test_condition_refresh_sends_the_open_alarms_to_a_late_subscriber(tmp_path: Path) -> None:
+    """UaExpert's alarm view subscribes, then calls ConditionRefresh to see what is already active."""
+    port = free_port()
+
+    async def body(gateway: Gateway) -> None:
+        await feed(gateway, [11.0], time.time())
+        await until(lambda: gateway.health()["opcua_server"]["conditions"] >= 1)
+        async with Client(endpoint(port)) as client:
+            changes = Changes()
+            subscription = await client.create_subscription(100, changes)
+            await subscription.subscribe_events(client.nodes.server, client.get_node(ua.ObjectIds.AlarmConditionType))
+            await asyncio.sleep(0.5)
+            assert not any(e.ConditionName == "OUT_OF_SPEC" for e in changes.events)  # raised before we came
+            await client.nodes.server.call_method(
+                ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                ua.Variant(subscription.subscription_id, ua.VariantType.UInt32))
+            await until(lambda: any(e.ConditionName == "OUT_OF_SPEC" for e in changes.events))
+            event = next(e for e in changes.events if e.ConditionName == "OUT_OF_SPEC")
+            assert event.Retain is True and getattr(event, "ActiveState/Id") is True
+
+    asyncio.run(running(gateway_config(tmp_path, port, free_port()), body))

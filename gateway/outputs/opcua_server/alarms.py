@@ -10,9 +10,10 @@ Retain false.
 Acknowledge and AddComment are the standard methods of the condition types (i=9111, i=9029), called
 with the ConditionId as the object and the EventId of one of its events: they do what the WebSocket's
 acknowledge_alert and comment_alert do, through the same AlertService acts, with the OPC UA user as
-`user` and as `via`. asyncua answers ConditionRefresh (UaExpert's alarm view calls it) from the
-retained events it keeps, so every event is a fresh copy of the product's template: a shared object
-would make every retained condition look like the last one sent.
+`user` and as `via`. ConditionRefresh (UaExpert's alarm view calls it) sends every unresolved
+alert's state again to the subscription that asks. Every event is a fresh copy of the product's
+template: asyncua keeps the retained events by ConditionId, and one shared object would make every
+retained condition look like the last one sent.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class AlarmBridge:
         self.alerts = alerts
         self.generators: dict[int | None, Any] = {}  # product id (None: the gateway) -> EventGenerator
         self.conditions: dict[int, ua.NodeId] = {}  # alert id -> condition node
+        self.latest: dict[int, dict[str, Any]] = {}  # unresolved alert id -> its latest body (ConditionRefresh)
         self.free: dict[int | None, list[ua.NodeId]] = {}  # product id -> condition nodes of resolved alerts
         self.made = 0
         self.templates: dict[int | None, Any] = {}  # product id -> the generator's first event, copied per event
@@ -88,6 +90,10 @@ class AlarmBridge:
             self.server.get_node(method), callback)
         link(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge, self.acknowledge)
         link(ua.ObjectIds.ConditionType_AddComment, self.add_comment)
+        link(ua.ObjectIds.ConditionType_ConditionRefresh, self.refresh)
+        link(ua.ObjectIds.ConditionType_ConditionRefresh2, self.refresh)
+        self.refresh_start = await self.server.get_event_generator(ua.ObjectIds.RefreshStartEventType)
+        self.refresh_end = await self.server.get_event_generator(ua.ObjectIds.RefreshEndEventType)
 
     async def on_alert(self, alert: dict[str, Any]) -> None:
         """One change of an alert: its condition's event (a new condition node first)."""
@@ -103,6 +109,7 @@ class AlarmBridge:
         await self._emit(alert, node)
         if resolved:
             del self.conditions[alert_id]
+            self.latest.pop(alert_id, None)
             self.free.setdefault(alert.get("product_id"), []).append(node)
 
     async def _condition_node(self, alert: dict[str, Any]) -> ua.NodeId:
@@ -129,7 +136,9 @@ class AlarmBridge:
                 self.server.link_method(child, self.acknowledge if name == "Acknowledge" else self.add_comment)
         return node.nodeid
 
-    async def _emit(self, alert: dict[str, Any], condition: ua.NodeId) -> None:
+    async def _emit(self, alert: dict[str, Any], condition: ua.NodeId, subscription_id: int | None = None) -> None:
+        if alert.get("status") != "RESOLVED":
+            self.latest[alert["id"]] = alert
         key = alert.get("product_id") if alert.get("product_id") in self.generators else None
         generator = self.generators[key]
         event = generator.event = copy.deepcopy(self.templates[key])
@@ -159,10 +168,10 @@ class AlarmBridge:
         event.InputNode = c.nodes["Value"] if c is not None else ua.NodeId()
         when = parse_time(alert.get("resolved_at") or alert.get("acknowledged_at") or alert.get("created_at"))
         when = when or datetime.now(UTC)
-        await generator.trigger(time_attr=when)
+        await generator.trigger(time_attr=when, subscription_id=subscription_id)
         upward = self.server_generator.event = copy.copy(event)  # the same fields, its own EventId
         upward.emitting_node = self.server_generator_node
-        await self.server_generator.trigger(time_attr=when)
+        await self.server_generator.trigger(time_attr=when, subscription_id=subscription_id)
         self.events += 1
         for sent in (event, upward):
             self.event_ids[sent.EventId.Value if isinstance(sent.EventId, ua.Variant) else sent.EventId] = alert["id"]
@@ -216,6 +225,20 @@ class AlarmBridge:
 
     async def add_comment(self, condition: ua.NodeId, event_id: Any = None, comment: Any = None) -> Any:
         return await self._act(condition, event_id, comment, "comment")
+
+    async def refresh(self, _object: ua.NodeId, subscription_id: Any = None, _item: Any = None) -> Any:
+        """ConditionRefresh (and ConditionRefresh2): every retained condition again, to that subscription,
+        between a RefreshStart and a RefreshEnd event. asyncua has its own, off unless bound before
+        init through its internal server; this one is linked through the public link_method."""
+        sid = subscription_id.Value if isinstance(subscription_id, ua.Variant) else subscription_id
+        if not isinstance(sid, int) or isinstance(sid, bool):
+            return status(ua.StatusCodes.BadSubscriptionIdInvalid)
+        await self.refresh_start.trigger(subscription_id=sid)
+        for alert_id, alert in list(self.latest.items()):
+            if alert_id in self.conditions:
+                await self._emit(alert, self.conditions[alert_id], subscription_id=sid)
+        await self.refresh_end.trigger(subscription_id=sid)
+        return []
 
     def stats(self) -> dict[str, int]:
         return {"conditions": len(self.conditions), "condition_nodes": self.made, "events": self.events, "acknowledged": self.acknowledged,
