@@ -93,7 +93,15 @@ def _written_path(r: Reader, node: Node, path: str) -> Any:
     return value if value is BAD else os.path.normpath(os.path.join(r.base_dir, os.path.expanduser(value)))
 
 
+def _check(r: Reader, values: dict[str, Any], path: str) -> bool:
+    """Works, but probably not meant: passwords that can only travel in clear."""
+    if "users_file" in values and tuple(values.get("security", ())) == ("None",):
+        r.at(f"{path}.users_file", "users log in with passwords, but security is [None] only: their passwords "
+             "cross the network unencrypted", "add Basic256Sha256_SignAndEncrypt to security", "warning")
+    return True
+
+
 OPCUA_SERVER = section(OpcUaServerSection, {
     "listen": listen, "security": list_of(choice(*SECURITY_POLICIES), unique=True, non_empty=True),
     "certificate": _written_path, "private_key": _written_path, "users_file": _users_file,
-})
+}, check=_check)
