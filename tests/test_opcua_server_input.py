@@ -71,7 +71,7 @@ def test_hostile_method_calls_and_logins_are_refused_and_change_nothing(tmp_path
             with pytest.raises((ua.UaError, ConnectionError, asyncio.TimeoutError)):
                 async with client:
                     pass
-        assert gateway.health()["opcua_server"]["logins_refused"] >= 3
+        await until(lambda: gateway.health()["opcua_server"]["logins_refused"] >= 3)
 
     asyncio.run(running(config, body))
 
@@ -89,3 +89,46 @@ def test_a_taken_port_stops_the_daemon_with_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in log
     finally:
         holder.close()
+
+
+def _workers(pid: int) -> list[int]:
+    """The daemon's OPC UA server process(es), by their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and b"gateway.outputs.opcua_server.worker" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie's cmdline is empty; a pid reused by another program has another one
+        return b"gateway.outputs.opcua_server.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_the_server_process_never_outlives_the_daemon(tmp_path: Path, sig: str) -> None:
+    import signal
+
+    port = free_port()
+    daemon = Daemon(gateway_config(tmp_path, port, free_port())).start(wait_for_port=port, timeout=60)
+    try:
+        assert daemon.proc is not None
+        (worker,) = _workers(daemon.proc.pid)
+        started = time.monotonic()
+        daemon.signal(getattr(signal, sig))
+        status = daemon.wait(15)
+        assert status == (0 if sig == "SIGTERM" else -signal.SIGKILL)
+        while _alive(worker):
+            assert time.monotonic() - started < 15, "the OPC UA server process outlived the daemon"
+            time.sleep(0.1)
+    finally:
+        daemon.kill()

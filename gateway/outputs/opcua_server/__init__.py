@@ -1,8 +1,10 @@
 """The OPC UA server for SCADA and PLCs (contract plant-integration §2), an output of its own.
 
-space (the address space and what each event writes into it), alarms (alerts as AlarmConditionType
-events; Acknowledge and AddComment through the alert service), users (the users file, the password
-check, the roles), security (policies, the certificate made on first start), output (the Output).
+output (the Output: the daemon's side of the worker process), worker (the process: a pipe each way),
+server (the server the worker runs), space (the address space and what each event writes into it),
+alarms (alerts as AlarmConditionType events; Acknowledge and AddComment through the alert service),
+users (the users file, the password check, the roles), security (policies, the certificate made on
+first start), asyncua_private (the one internal it leans on).
 `build` is what gateway.outputs.registry registers: the server when `opcua_server:` is configured.
 """
 

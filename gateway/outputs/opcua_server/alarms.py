@@ -27,7 +27,6 @@ from typing import Any
 
 from asyncua import Node, Server, ua
 
-from gateway.alerts import ACTING_CLIENT, AlertService
 from gateway.core.characters import unsafe_character
 from gateway.core.texts import Refusal
 from gateway.outputs.opcua_server.space import AddressSpace, parse_time, status, string_id
@@ -56,7 +55,7 @@ def _text(value: Any) -> str | None:
 class AlarmBridge:
     """Alert events -> condition events; the condition methods -> the alert service."""
 
-    def __init__(self, server: Server, space: AddressSpace, alerts: AlertService):
+    def __init__(self, server: Server, space: AddressSpace, alerts: Any):
         self.server = server
         self.space = space
         self.alerts = alerts
@@ -205,8 +204,7 @@ class AlarmBridge:
         if act == "comment" and not text:
             return status(ua.StatusCodes.BadInvalidArgument)
         assert caller.name is not None
-        token = ACTING_CLIENT.set(caller.name)  # stored as `via` of the transition, as a screen's token name
-        try:
+        try:  # the daemon runs the act with the user as `via` too (output.py)
             if act == "acknowledge":
                 await self.alerts.acknowledge(found, caller.name, text or None)
                 self.acknowledged += 1
@@ -216,8 +214,6 @@ class AlarmBridge:
         except Refusal as exc:
             self.refused += 1
             return status(REFUSALS.get(exc.code, ua.StatusCodes.BadInvalidState))
-        finally:
-            ACTING_CLIENT.reset(token)
         return []
 
     async def acknowledge(self, condition: ua.NodeId, event_id: Any = None, comment: Any = None) -> Any:

@@ -1,39 +1,43 @@
-"""The OPC UA server as an output: committed events become values and alarm events at once.
+"""The OPC UA server as an output: the daemon's side of the server's worker process.
 
 A live subscriber, not an outbox consumer: a SCADA reads the state of the line now (the last value,
-the limits in force, the open alerts), which the store holds and the server seeds itself with at
+the limits in force, the open alerts), which the database holds and the server seeds itself with at
 start; nothing queued while the gateway was down needs delivering. `publish` (on the loop, right
-after each commit) appends the events to a queue and wakes one task, which writes their values with
-the measurement's own time as the source timestamp; asyncua hands each change to the subscribed
-clients at their next publishing interval, with every change kept in a monitored item's queue.
+after each commit) writes each event's stored JSON to the worker's stdin, one line each, and returns;
+the worker (gateway.outputs.opcua_server.worker) runs asyncua and sends back its numbers and the
+Acknowledge/AddComment calls of operators, which run here through the AlertService, with the OPC UA
+user as `user` and `via`, exactly as the screens' acts do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import logging
 import os
-import socket
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from gateway import __version__
-from gateway.alerts import AlertService
+import orjson
+
+from gateway.alerts import ACTING_CLIENT, AlertService
 from gateway.config import Config
 from gateway.config.model import OpcUaServerSection
-from gateway.core.listen_error import check_bindable, is_bind_error, listen_error
+from gateway.core.listen_error import ListenError
 from gateway.core.model import Event
+from gateway.core.texts import Refusal
 from gateway.outputs.base import Output
 
 log = logging.getLogger("gateway.outputs.opcua_server")
 
-QUEUE_LIMIT = 100_000  # events waiting for the writer task; beyond, the oldest are dropped (counted)
+START_TIMEOUT = 60.0  # seconds the worker may take to build the address space and listen
+PIPE_LIMIT = 64 << 20  # bytes waiting for the worker; beyond, events are dropped (counted) until it catches up
 SOURCES_INTERVAL = 1.0  # seconds between updates of Gateway/SourcesConnected
 
 
 class OpcUaServer(Output):
-    """`opcua_server:` (contract plant-integration §2): the address space, alarms, users, security."""
+    """`opcua_server:` (contract plant-integration §2), served by a worker process of its own."""
 
     name: ClassVar[str] = "opcua_server"
     stop_timeout: ClassVar[float] = 1.5
@@ -45,155 +49,102 @@ class OpcUaServer(Output):
         self.store = store
         self.alerts = alerts
         self.sources_connected = sources_connected
-        self.queue: collections.deque[Event] = collections.deque()
-        self.wake = asyncio.Event()
-        self.server: Any = None
-        self.space: Any = None
-        self.alarms: Any = None
-        self.users: Any = None
-        self.endpoint = f"opc.tcp://{self._host()}:{settings.listen.port}/spc-gateway/"
-        self.certificate_expires: str | None = None
-        self.written = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self.worker_stats: dict[str, Any] = {}
         self.dropped = 0
-        self.writes_refused = 0
-        self.errors = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def _host(self) -> str:
-        host = self.settings.listen.host
-        return f"[{host}]" if ":" in host else host
-
-    def _files(self) -> tuple[str, str]:
-        folder = os.path.dirname(os.path.abspath(self.config.storage.path))
-        return (self.settings.certificate or os.path.join(folder, "opcua-server.der"),
-                self.settings.private_key or os.path.join(folder, "opcua-server.pem"))
+        self.acts_failed = 0
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        # asyncua is imported here, not with the registry: a gateway without opcua_server never loads it
-        from asyncua import Server, ua
-        from asyncua.common.callback import CallbackType
-
-        from gateway.outputs.opcua_server.alarms import AlarmBridge
-        from gateway.outputs.opcua_server.security import POLICIES, ensure_certificate, expires
-        from gateway.outputs.opcua_server.space import AddressSpace
-        from gateway.outputs.opcua_server.users import Permissions, UserManager, read_users
-
-        check_bindable("opcua_server.listen", self.settings.listen.host, self.settings.listen.port)
-        self.users = UserManager(await asyncio.to_thread(read_users, self.settings.users_file))
-        server = Server(user_manager=self.users)
-        await server.init()
-        server.set_endpoint(self.endpoint)
-        server.set_server_name(f"spc-gateway {self.config.gateway.name}")
-        uri = f"urn:spc-gateway:{self.config.gateway.name}"
-        if any(policy != "None" for policy in self.settings.security):
-            certificate, key = self._files()
-            hosts = [self.settings.listen.host if self.settings.listen.host not in ("0.0.0.0", "::") else "",
-                     "localhost", socket.gethostname()]
-            uri = await asyncio.to_thread(ensure_certificate, certificate, key, uri, hosts)
-            await server.load_certificate(certificate)
-            await server.load_private_key(key)
-            when = expires(certificate)
-            self.certificate_expires = when.isoformat() if when else None
-        await server.set_application_uri(uri)
-        server.set_security_policy([POLICIES[p] for p in self.settings.security],
-                                   permission_ruleset=Permissions())  # type: ignore[arg-type]  # any ruleset works
-        server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
-        server.subscribe_server_callback(CallbackType.PostWrite, self._refused_writes)
-        self.space = AddressSpace(server, self.config)
-        await self.space.build(__version__)
-        self.alarms = AlarmBridge(server, self.space, self.alerts)
-        await self.alarms.start()
-        self.server = server
-        for node_id, value in await self.space.seed(self.store, self.alerts.unresolved()):
-            await server.write_attribute_value(node_id, value)
-        for alert in reversed(self.alerts.unresolved()):  # oldest first: the conditions open now
-            await self.alarms.on_alert(alert)
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.outputs.opcua_server.worker", os.path.abspath(self.config.path),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24)
+        assert self.process.stdout is not None
         try:
-            await server.start()
-        except OSError as exc:
-            if is_bind_error(exc):
-                raise listen_error("opcua_server.listen", self.settings.listen.host, self.settings.listen.port,
-                                   exc) from None
-            raise
-        self._task = asyncio.create_task(self._run(), name="opcua-server")
-        log.info("OPC UA server on %s (%s), %d users", self.endpoint, ", ".join(self.settings.security),
-                 len(self.users.users))
+            first = orjson.loads(await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT) or b"{}")
+        except TimeoutError:
+            first = {"ctl": "failed", "message": f"the OPC UA server did not start within {START_TIMEOUT:.0f} s"}
+        if first.get("ctl") != "started":
+            await self._end()
+            message = first.get("message") or "the OPC UA server's process ended at start (see the log above)"
+            if first.get("listen"):
+                raise ListenError(message)
+            raise RuntimeError(f"opcua_server: {message}")
+        self.worker_stats = first.get("stats") or {}
+        self._tasks = [asyncio.create_task(self._read(), name="opcua-server-replies"),
+                       asyncio.create_task(self._sources(), name="opcua-server-sources")]
+        log.info("OPC UA server on %s (%s)", first.get("endpoint"), ", ".join(self.settings.security))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self.server is not None:
-            await self.server.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._end()
+
+    async def _end(self) -> None:
+        """Close the worker's stdin (it stops its server and exits); kill it if it does not."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), self.stop_timeout - 0.3)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
     def publish(self, events: list[Event]) -> None:
-        self.queue.extend(events)
-        while len(self.queue) > QUEUE_LIMIT:
-            self.queue.popleft()
-            self.dropped += 1
-        self.wake.set()
+        process = self.process
+        if process is None or process.stdin is None or process.stdin.is_closing():
+            return
+        transport = process.stdin.transport
+        if transport.get_write_buffer_size() > PIPE_LIMIT:
+            self.dropped += len(events)
+            return
+        process.stdin.write(b"".join((e.data or orjson.dumps(e.body)) + b"\n" for e in events))
 
-    async def _run(self) -> None:
-        from asyncua import ua
+    def _send(self, message: dict[str, Any]) -> None:
+        process = self.process
+        if process is not None and process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.write(orjson.dumps(message) + b"\n")
 
-        last_sources = -1
+    async def _sources(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self.wake.wait(), SOURCES_INTERVAL)
-            except TimeoutError:
-                pass
-            self.wake.clear()
-            try:
-                connected = self.sources_connected()
-                if connected != last_sources:
-                    last_sources = connected
-                    await self.server.write_attribute_value(
-                        self.space.sources_connected, ua.DataValue(ua.Variant(connected, ua.VariantType.Int32)))
-                while self.queue:
-                    await self._apply(self.queue.popleft())
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad event must not end the server's updates
-                self.errors += 1
-                log.exception("OPC UA server: applying an event failed")
+            self._send({"ctl": "sources", "connected": self.sources_connected()})
+            await asyncio.sleep(SOURCES_INTERVAL)
 
-    async def _apply(self, event: Event) -> None:
-        body = event.body
-        for node_id, value in self.space.updates(body):
-            await self.server.write_attribute_value(node_id, value)
-            self.written += 1
-        if event.type == "alert":
-            await self.alarms.on_alert(body["alert"])
-        elif event.type == "subgroup":
-            s = body["subgroup"]
-            c = self.space.products[s["product_id"]].characteristics.get(s["characteristic"]) \
-                if s.get("product_id") in self.space.products else None
-            if c is not None and c.limits != c.versioned:  # new limits came with this point: their version
-                c.versioned = c.limits
-                for node_id, value in await self.space.limits_version(self.store, s["product_id"],
-                                                                       s["characteristic"]):
-                    await self.server.write_attribute_value(node_id, value)
-                    self.written += 1
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            message = orjson.loads(line)
+            if message.get("ctl") == "stats":
+                self.worker_stats = message["stats"]
+            elif message.get("ctl") == "act":
+                asyncio.create_task(self._act(message))  # one slow commit must not hold the stats back
+        log.error("the OPC UA server's process ended (exit status %s)", await self.process.wait())
 
-    async def _refused_writes(self, event: Any, _dispatcher: Any) -> None:
-        """Every variable is read-only. asyncua answers a write to one with BadUserAccessDenied (it checks
-        AccessLevel and UserAccessLevel together); OPC UA Part 4 says BadNotWritable when the AccessLevel
-        forbids it, whoever asks, so that is what the client gets."""
-        from asyncua import ua
-
-        from gateway.outputs.opcua_server.space import status
-
-        results = event.response_params
-        for i, result in enumerate(results or ()):
-            if result.value == ua.StatusCodes.BadUserAccessDenied:
-                results[i] = status(ua.StatusCodes.BadNotWritable)
-                self.writes_refused += 1
+    async def _act(self, message: dict[str, Any]) -> None:
+        """An operator's Acknowledge or AddComment, checked by the worker (role, EventId, text): the act."""
+        code: str | None = None
+        token = ACTING_CLIENT.set(message["user"])  # stored as `via` of the transition
+        try:
+            if message["act"] == "acknowledge":
+                await self.alerts.acknowledge(message["alert"], message["user"], message.get("comment"))
+            else:
+                await self.alerts.comment(message["alert"], message["user"], message.get("comment") or "")
+        except Refusal as exc:
+            code = exc.code
+        except Exception:
+            self.acts_failed += 1
+            log.exception("OPC UA %s of alert %s failed", message["act"], message["alert"])
+            code = "storage_unavailable"
+        finally:
+            ACTING_CLIENT.reset(token)
+        self._send({"ctl": "reply", "id": message["id"], "code": code})
 
     def stats(self) -> dict[str, Any]:
-        alarms = self.alarms.stats() if self.alarms is not None else {}
-        return {"endpoint": self.endpoint, "security": list(self.settings.security),
-                "users": len(self.users.users) if self.users else 0,
-                "logins_refused": self.users.refused if self.users else 0,
-                "values_written": self.written, "queue": len(self.queue), "dropped": self.dropped,
-                "writes_refused": self.writes_refused, "errors": self.errors,
-                "certificate_expires": self.certificate_expires, **alarms}
+        running = self.process is not None and self.process.returncode is None
+        return {**self.worker_stats, "running": running, "dropped": self.dropped + self.worker_stats.get("dropped", 0),
+                "acts_failed": self.acts_failed}
