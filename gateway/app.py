@@ -223,9 +223,10 @@ class Gateway:
                 changed_sources.add(source.name)
             if written_through(new, source.name) != written_through(old, source.name):
                 changed_sources.add(source.name)  # an output needs it started (or no longer does)
-        if (old.server, old.storage, old.northbound) != (new.server, new.storage, new.northbound):
-            log.warning("listen address, TLS, tokens, storage and northbound settings take effect at the next "
-                        "restart; origins and connection limits apply now")
+        if (old.server, old.storage, old.northbound, old.opcua_server) != (
+                new.server, new.storage, new.northbound, new.opcua_server):
+            log.warning("listen address, TLS, tokens, storage, northbound and opcua_server settings take effect "
+                        "at the next restart; origins and connection limits apply now")
         for name in sorted(changed_sources):
             running = self.sources.pop(name, None)
             if running is not None:

@@ -41,7 +41,8 @@ def load_config(path: str, kinds: Iterable[SourceKind],
         if root is not None:
             built = build_config(reader, root, kinds, alert_types)
     warnings = check_files(path, reader.files, reader.marks)
-    problems = sorted(reader.problems + warnings, key=lambda p: (p.line, p.column))
+    # the config's own problems first, then those of a file it names and that was checked with it
+    problems = sorted(reader.problems + warnings, key=lambda p: (p.file != path, p.file, p.line, p.column))
     if built is None or any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     config = Config(**{**built, "path": path, "marks": MappingProxyType(reader.marks),

@@ -114,6 +114,18 @@ class NorthboundSection:
     sparkplug: NorthboundSparkplug | None = None
 
 
+@dataclass(frozen=True)
+class OpcUaServerSection:
+    """The OPC UA server for SCADA and PLCs (contract plant-integration §2; gateway.config.opcua_server)."""
+
+    listen: Listen = Listen("0.0.0.0", 4841)
+    security: tuple[str, ...] = ("Basic256Sha256_SignAndEncrypt",)
+    # None: opcua-server.der / opcua-server.pem beside the database; generated on first start when absent
+    certificate: str | None = None
+    private_key: str | None = None
+    users_file: str | None = None
+
+
 # ---------------------------------------------------------------- sources
 
 class SourceSettings(Protocol):
@@ -258,6 +270,7 @@ class Config:
     server: ServerSection = ServerSection()
     northbound: NorthboundSection | None = None
     outputs: tuple[OutputRule, ...] = ()
+    opcua_server: OpcUaServerSection | None = None
     path: str = field(default="", compare=False)  # the file it came from
     # key path -> (line, column) of every value read, so later checks (missing files) can point at it
     marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)

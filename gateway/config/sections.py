@@ -39,6 +39,7 @@ from gateway.config.model import (
     ServerTLS,
     StorageSection,
 )
+from gateway.config.opcua_server import OPCUA_SERVER
 from gateway.config.outputs import outputs_list
 from gateway.config.products import Known, products_list
 from gateway.config.values import (
@@ -215,7 +216,7 @@ def sources_list(r: Reader, node: Node, path: str, kinds: Mapping[str, SourceKin
 
 # -------------------------------------------------------------------- the whole file
 
-TOP = ("gateway", "storage", "server", "northbound", "sources", "products", "outputs")
+TOP = ("gateway", "storage", "server", "northbound", "sources", "products", "outputs", "opcua_server")
 
 
 def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind],
@@ -241,6 +242,7 @@ def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind],
                       "see config/gateway.example.yaml")
             values[key] = BAD
     converters = {"gateway": GATEWAY, "storage": STORAGE, "server": SERVER, "northbound": NORTHBOUND}
+    converters["opcua_server"] = OPCUA_SERVER
     for key, convert in converters.items():
         if key in items and not is_null(items[key]):
             values[key] = convert(r, items[key], key)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.outputs import andon
+from gateway.outputs import andon, opcua_server
 from gateway.outputs.base import Output
 
 
@@ -29,4 +29,5 @@ class OutputKind:
 
 OUTPUTS: list[OutputKind] = [
     OutputKind(andon.AndonOutputs, andon.build),
+    OutputKind(opcua_server.OpcUaServer, opcua_server.build),
 ]

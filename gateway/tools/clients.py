@@ -302,6 +302,11 @@ def format_status(code: int, report: dict[str, Any]) -> str:
                      + (f", FAILING: {output.get('last_error')}" if output.get("failing") else ""))
     clients = report.get("clients") or {}
     lines.append(f"  clients: {clients.get('clients', 0)} connected, {clients.get('cut_off', 0)} cut off")
+    shown = ("sources", "characteristics", "store", "pipeline", "process", "northbound", "clients")
+    for name, output in report.items():  # every other output that runs (Sparkplug, the OPC UA server...)
+        if isinstance(output, dict) and name not in shown:
+            lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in output.items()
+                                                   if not isinstance(v, dict | list)))
     return "\n".join(lines)
 
 
