@@ -24,7 +24,7 @@ python3 -m venv "$PREFIX/venv"
 # An upgrade replaces docs/ whole: a page that was removed does not linger.
 rm -rf "$PREFIX/docs"
 (cd "$SRC" && for f in README.md docs/*.md docs/images/* config/gateway.example.yaml systemd/spc-gateway.service \
-    bench/results.md bench/soak-results.md; do
+    bench/results.md bench/soak-results.md bench/relay-results.md; do
   install -D -m 0644 "$f" "$PREFIX/$f"
 done)
 install -d "$BIN_DIR"
