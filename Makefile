@@ -9,8 +9,10 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl curl fonts-nanum
-SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl /usr/bin/curl
+# nodejs/npm: the independent peers of the plant-integration tests (Tahu's Sparkplug decoder, node-opcua's client)
+SYSTEM_PACKAGES := mosquitto mosquitto-clients chromium socat openssl curl fonts-nanum nodejs npm
+SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/mosquitto_pub /usr/bin/chromium /usr/bin/socat /usr/bin/openssl /usr/bin/curl \
+                   /usr/bin/node /usr/bin/npm
 # the HMI tests' Chromium draws Hangul only with a Korean font (else empty boxes): fonts-nanum's, or any
 KOREAN_FONT := /usr/share/fonts/truetype/nanum/NanumGothic.ttf
 
