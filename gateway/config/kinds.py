@@ -50,6 +50,9 @@ class SourceKind:
     # (host, port, client_id) when a source logs in to a broker with a client id: two connections to
     # one broker with one client id would drop each other.
     broker_login: Callable[[Any], tuple[str, int, str] | None] | None = None
+    # Its readings are messages that can carry the part number beside the value (`part_from: {field:
+    # PATH}`): the source puts the field's text on Measurement.part.
+    part_field: bool = False
 
 
 def and_list(names: Iterable[str]) -> str:

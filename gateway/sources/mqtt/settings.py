@@ -97,5 +97,5 @@ def broker_login(settings: MqttSettings) -> tuple[str, int, str]:
 KIND = SourceKind(
     type="mqtt", label="MQTT", settings=MqttSettings, spec=SPEC, required=("name", "host"),
     check=check_credentials, address=address, sampling_modes=("per_message", "on_change"),
-    default_sampling="per_message", polled=False, broker_login=broker_login,
+    default_sampling="per_message", polled=False, broker_login=broker_login, part_field=True,
 )
