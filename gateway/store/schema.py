@@ -132,7 +132,19 @@ CREATE TABLE outbox_held (
     consumer TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: short-run SPC (several part numbers on one characteristic's chart).
+# - Every measurement, charted point and capability result names its part number; NULL when the
+#   characteristic has no parts (and in every row from before).
+# - A measurement taken while the part was unknown is kept, not charted: part_unknown says why
+#   (gateway.shortrun: no part read yet, a code not in the table, the part's source stale).
+_V6 = """
+ALTER TABLE measurements ADD COLUMN part TEXT;
+ALTER TABLE measurements ADD COLUMN part_unknown TEXT;
+ALTER TABLE subgroups ADD COLUMN part TEXT;
+ALTER TABLE capability ADD COLUMN part TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST = len(MIGRATIONS)
 
 
