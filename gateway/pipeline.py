@@ -29,11 +29,14 @@ from gateway.core.model import (
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
+from gateway.sources.parts import PART_CHANNEL, PartTracker, part_stale_after
 from gateway.sources.registry import SOURCES
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import bad_reading
+from gateway.spc.points import IngestResult
+from gateway.spc.shortrun import PartTarget, ShortRunEngine
 from gateway.store.schema import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
@@ -59,6 +62,9 @@ class CharacteristicState:
     readings: int = 0
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # short-run SPC (gateway.spc.shortrun, gateway.sources.parts): the chart over every part, and the part now running
+    short_run: ShortRunEngine | None = None
+    parts: PartTracker | None = None
 
 
 class Pipeline:
@@ -77,6 +83,7 @@ class Pipeline:
         self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
         self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
+        self.part_channels: dict[CharacteristicKey, CharacteristicState] = {}  # key with channel "part"
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.ingested = 0
@@ -124,18 +131,35 @@ class Pipeline:
                     continue
                 settings = EngineSettings.from_characteristic(characteristic)
                 raw = states.get((product.id, characteristic.name))
-                engine = None
+                engine = short_run = None
                 if raw is not None:
                     try:
-                        engine = CharacteristicEngine(settings, state=json.loads(raw))
+                        short_run = self._short_run(characteristic, settings, json.loads(raw))
+                        engine = (short_run.engine if short_run is not None
+                                  else CharacteristicEngine(settings, state=json.loads(raw)))
                     except Exception as exc:  # a changed chart cannot resume the old state
                         log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
                                     product.code, characteristic.name, exc)
                 if engine is None:
-                    engine = CharacteristicEngine(settings)
+                    short_run = self._short_run(characteristic, settings, None)
+                    engine = short_run.engine if short_run is not None else CharacteristicEngine(settings)
                 built[key] = CharacteristicState(product, characteristic, engine,
-                                                 stale_after=self._stale_after(config, characteristic))
+                                                 stale_after=self._stale_after(config, characteristic),
+                                                 short_run=short_run)
+                if short_run is not None:
+                    built[key].parts = PartTracker(product, characteristic,
+                                                   part_stale_after(config, characteristic))
         self.characteristics = built
+        self.part_channels = {CharacteristicKey(k.product_id, k.characteristic, PART_CHANNEL): state
+                              for k, state in built.items() if state.parts is not None}
+
+    @staticmethod
+    def _short_run(characteristic: Characteristic, settings: EngineSettings,
+                   state: dict[str, Any] | None) -> ShortRunEngine | None:
+        if characteristic.short_run is None:
+            return None
+        parts = [PartTarget(p.name, p.target, p.sigma, p.lsl, p.usl) for p in characteristic.parts]
+        return ShortRunEngine(characteristic.short_run, parts, settings, state=state)
 
     @staticmethod
     def _stale_after(config: Config, characteristic: Characteristic) -> float | None:
@@ -175,6 +199,9 @@ class Pipeline:
             for reading in readings:
                 if reading.on_committed is not None:
                     acks.append(reading.on_committed)
+                if reading.key.channel:  # the part number of a short-run characteristic: nothing to store
+                    self._part_read(reading, monotonic)
+                    continue
                 state = self.characteristics.get(reading.key)
                 if state is None:
                     self.rejected += 1
@@ -226,7 +253,8 @@ class Pipeline:
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
-                batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
+                batch.engine_state(key.product_id, key.characteristic,
+                                   json.dumps((state.short_run or state.engine).state()))
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)
@@ -248,11 +276,25 @@ class Pipeline:
         except Exception:  # the source's bookkeeping must not cost the rest of the batch
             log.exception("%s: telling the source about a refused reading failed", reading.key)
 
+    def _part_read(self, reading: Measurement, monotonic: float) -> None:
+        state = self.part_channels.get(reading.key)
+        if state is None or state.parts is None or reading.quality != "good":
+            return
+        state.parts.read(reading.part if reading.part is not None else reading.value, monotonic)
+
     def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement, now: str,
                 monotonic: float, measured_iso: str) -> None:
         product, characteristic = state.product, state.characteristic
         measured_at = reading.measured_at
-        if state.engine.attribute is not None and reading.count is not None:
+        part = part_unknown = None
+        if state.short_run is not None and state.parts is not None:
+            part, part_unknown = state.parts.part_for(reading, monotonic)
+            if part is None:  # kept and flagged, not charted
+                sample, subgroup = state.short_run.skip(measured_at)
+                result = IngestResult(sample, subgroup, None, None, None, (), None, None)
+            else:
+                result = state.short_run.ingest(reading.value, part, measured_at)
+        elif state.engine.attribute is not None and reading.count is not None:
             result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
         else:
             result = state.engine.ingest(reading.value, measured_at)
@@ -270,7 +312,7 @@ class Pipeline:
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
             subgroup_number=result.subgroup_number, is_within_spec=result.is_within_spec,
             is_within_control=result.is_within_control, source_key=reading.source_key, count=reading.count,
-            sample_size=reading.sample_size)
+            sample_size=reading.sample_size, part=part, part_unknown=part_unknown)
         notable = result.is_within_spec is False or result.is_within_control is False
         body = {
             "id": measurement_id, "product_id": product.id, "product_code": product.code,
@@ -278,6 +320,7 @@ class Pipeline:
             "sample_number": result.sample_number, "subgroup_number": result.subgroup_number,
             "is_within_spec": result.is_within_spec, "is_within_control": result.is_within_control,
             "measured_at": measured_iso, "unit": characteristic.unit,
+            "part": part, "part_unknown": part_unknown,  # short-run SPC; both null without parts
         }
         if reading.count is not None:  # attribute data; a variables measurement's message is unchanged
             body["count"] = reading.count
@@ -286,7 +329,7 @@ class Pipeline:
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
         if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now)
+            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now, part)
         for violation in result.violations:
             batch.event("violation", product.id, {
                 "type": "violation",
@@ -300,15 +343,16 @@ class Pipeline:
                 "timestamp": now,
             }, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
-            self._store_capability(batch, product, characteristic, result.capability, now)
+            self._store_capability(batch, product, characteristic, result.capability, now, part)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str) -> None:
+                        point: Any, measured_at: float, measured_iso: str, now: str,
+                        part: str | None = None) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
-                       lcl=point.lcl, violations=list(point.violations), at=measured_at)
+                       lcl=point.lcl, violations=list(point.violations), at=measured_at, part=part)
         batch.event("subgroup", product.id, {
             "type": "subgroup",
             "subgroup": {
@@ -323,24 +367,25 @@ class Pipeline:
                 "dispersion_ucl": finite_or_none(point.dispersion_ucl),
                 "dispersion_lcl": finite_or_none(point.dispersion_lcl),
                 "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": measured_iso,
+                "measured_at": measured_iso, "part": part,
             },
             "timestamp": now,
         }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
-                          cap: Any, now: str) -> None:
+                          cap: Any, now: str, part: str | None = None) -> None:
         values = {k: finite_or_none(getattr(cap, k)) for k in ("cp", "cpk", "pp", "ppk", "cpm", "cpk_lower")}
         capability_id = batch.capability(
             product_id=product.id, characteristic=characteristic.name, n=cap.n,
             sigma_within=finite_or_none(cap.sigma_within), sigma_overall=finite_or_none(cap.sigma_overall),
-            analyzed_at=time.time(), reason=cap.reason, **values)
+            analyzed_at=time.time(), reason=cap.reason, part=part, **values)
         batch.event("capability", product.id, {
             "type": "capability",
             "capability": {
                 "id": capability_id, "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
+                **({"part": part} if characteristic.parts else {}),  # short-run: capability per part
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))
@@ -391,7 +436,10 @@ class Pipeline:
         # the store asks SQLite for from_subgroup <= n < from_subgroup + count: near the int64 end that
         # sum overflows (OverflowError, a 1011 on the operator's socket), so the range stops at int64
         count = min(subgroups, INT64_MAX - from_subgroup)
-        values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
+        if state.short_run is not None:  # the plotted DNOM or Z values, not the parts' own readings
+            values = await self.store.subgroup_means(product_id, characteristic, from_subgroup, count)
+        else:
+            values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
         if len(values) < 2:
             raise Refusal("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))
@@ -401,6 +449,8 @@ class Pipeline:
                                      to_subgroup=from_subgroup + len(values) - 1)
         except EstimateError as exc:
             raise Refusal("invalid_field", texts(f"error.estimate.{exc.reason}")) from None
+        if state.short_run is not None:
+            limits = state.short_run.recenter(limits)
         # stored with the limits: the engine's state once they are in force (a copy: the engine itself
         # takes them only after the commit, so a refused batch leaves it as it was)
         after = CharacteristicEngine(engine.settings, state=engine.state())
@@ -416,7 +466,7 @@ class Pipeline:
         engine.adopt(limits)
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
-            batch.engine_state(product_id, characteristic, json.dumps(engine.state()))
+            batch.engine_state(product_id, characteristic, json.dumps((state.short_run or engine).state()))
         return {
             "product_id": product_id, "characteristic": characteristic, "version": version,
             "center": limits.center, "sigma": limits.sigma, "ucl": limits.ucl, "lcl": limits.lcl,

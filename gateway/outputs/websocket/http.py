@@ -62,7 +62,8 @@ def json_response(status: int, obj: Any, **kwargs: Any) -> Response:
 
 
 _MEASUREMENT_FIELDS = ("id", "product_id", "product_code", "characteristic", "measurement_value", "sample_number",
-                       "subgroup_number", "is_within_spec", "is_within_control", "measured_at")
+                       "subgroup_number", "is_within_spec", "is_within_control", "measured_at",
+                       "part", "part_unknown")  # the last two: short-run SPC (protocol.md, added fields)
 _TIME_FIELDS = ("measured_at", "analyzed_at", "effective_from", "stored_at", "at")
 
 

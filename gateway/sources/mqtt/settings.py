@@ -54,6 +54,10 @@ class MqttAddress:
     topic: str
     value: str | None = None  # dotted path into a JSON payload; None: the payload is a plain number
     timestamp: str | None = None  # dotted path to an ISO 8601 or epoch timestamp
+    # dotted path to the part number (short-run SPC): not a key of the block, the characteristic's
+    # `part_from: {field: ...}` put here by the source
+    part: str | None = None
+    is_part: bool = False  # the part channel itself: the value (or the whole payload) is the part number
 
 
 SPEC = {

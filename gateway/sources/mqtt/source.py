@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import os
@@ -62,6 +63,7 @@ class _Reader:
     topic: str
     sampler: Sampler
     rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
+    address: MqttAddress | None = None  # what the worker parses: the block, with the part's field
 
 
 class NotConnected(Exception):
@@ -102,7 +104,7 @@ class _Worker(asyncio.BufferedProtocol):
         finally:
             theirs.close()
         await self.loop.create_connection(lambda: self, sock=mine)
-        addresses = [r.binding.characteristic.address for r in self.source.readers]
+        addresses = [r.address for r in self.source.readers]
         self.write(("start", self.source.config, addresses, os.getpid()))
 
     def write(self, message: Any) -> None:
@@ -188,7 +190,12 @@ class MqttSource(Source):
             address = binding.characteristic.address
             if not isinstance(address, MqttAddress):
                 raise ValueError(f"characteristic {binding.characteristic.name} has no mqtt address")
-            reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode))
+            where = binding.characteristic.part_from
+            if binding.channel:  # the part number's own topic (gateway.sources.parts)
+                address = dataclasses.replace(address, is_part=True)
+            elif where is not None and where.field is not None:  # short-run: the part in the value's message
+                address = dataclasses.replace(address, part=where.field)
+            reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode), address=address)
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
             self.readers.append(reader)
         # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window).
@@ -279,7 +286,7 @@ class MqttSource(Source):
             self._ready.clear()
             while self._inbox:
                 worker, batch = self._inbox.popleft()
-                for index, value, source_time, stamp, mid, qos, received_at in batch:
+                for index, value, source_time, stamp, mid, qos, received_at, part in batch:
                     reader = readers[index]
                     if not reader.sampler.accept(value, source_time):
                         worker.committed(mid, qos)  # not a new part: nothing to store, nothing to redeliver
@@ -291,4 +298,4 @@ class MqttSource(Source):
                     await self.sink(Measurement(reader.binding.key, value, received_at, source_time,
                                                 source_key=source_key,
                                                 on_committed=functools.partial(worker.committed, mid, qos),
-                                                on_rejected=reader.rejected))
+                                                on_rejected=reader.rejected, part=part))
