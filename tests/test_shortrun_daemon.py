@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 import websockets
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from tests.conftest import free_port
@@ -71,7 +73,20 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
         "id": 1, "code": "HOUSING", "name": "하우징", "characteristics": [BORE, DEPTH]}])
     config["sources"].append({"name": "line", "type": "mqtt", "host": "127.0.0.1", "port": mosquitto.port,
                               "client_id": "gw-shortrun"})
+    config["northbound"] = {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": "gw-shortrun-out",
+                                     "topic_prefix": "plant/spc", "qos": 1,
+                                     "publish": ["measurement", "subgroup"]}}
     daemon = Daemon(write_config(tmp_path, config))
+    plant: list[dict] = []  # what the plant broker's subscribers get (the northbound JSON)
+    subscriber = paho.Client(CallbackAPIVersion.VERSION2, client_id="plant-historian")
+    subscriber.on_message = lambda client, userdata, message: plant.append(json.loads(message.payload))
+    subscriber.connect("127.0.0.1", mosquitto.port)
+    subscriber.subscribe("plant/spc/#", qos=1)
+    subscriber.loop_start()
+
+    def north() -> list[dict]:
+        return [e["measurement"] for e in list(plant) if e.get("type") == "measurement"
+                and e["measurement"]["characteristic"] == "depth"]
 
     async def scenario() -> None:
         await simulator.start()
@@ -136,6 +151,9 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert reply["limits"]["short_run"] == "dnom" and reply["limits"]["center"] == 0.0
             assert reply["limits"]["parts"]["A-200"] == {"target": 5.5, "sigma": None, "lsl": None, "usl": 5.6}
             pump.cancel()
+        deadline = time.monotonic() + 20  # the plant's copies may trail the screen's
+        while len(north()) < 6 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         assert daemon.stop() == 0
         await simulator.stop()
 
@@ -143,6 +161,13 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
         asyncio.run(scenario())
     finally:
         daemon.kill()
+        subscriber.loop_stop()
+        subscriber.disconnect()
+    # northbound: the same bodies, part and flag included
+    assert [(m["part"], m["part_unknown"]) for m in north()] == [
+        ("A-100", None), ("A-200", None), (None, "not_read"), (None, "not_in_table"), ("A-100", None),
+        ("A-200", None)], plant
+    assert [e["subgroup"]["part"] for e in plant if e.get("type") == "subgroup"].count("A-200") == 4
     with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
         rows = conn.execute("SELECT characteristic, part, part_unknown FROM measurements ORDER BY id").fetchall()
         charted = conn.execute("SELECT COUNT(*) FROM subgroups").fetchone()[0]
