@@ -8,16 +8,17 @@ publisher, and only then is an MQTT reading acknowledged to its broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from gateway.config import Characteristic, Config, Product
+from gateway.config import Characteristic, Config, Product, Spec
 from gateway.core.model import (
     INT64_MAX,
     CharacteristicKey,
@@ -344,7 +345,19 @@ class Pipeline:
             }, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now, part)
+        if part is not None:  # the alerts judge a short-run reading against its own part's spec
+            characteristic = self._as_part(state, part)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
+
+    @staticmethod
+    def _as_part(state: CharacteristicState, part: str) -> Characteristic:
+        """The characteristic with the spec of one of its parts (made once per part)."""
+        view = state.extra.get(part)
+        if view is None:
+            spec = next(p for p in state.characteristic.parts if p.name == part)
+            view = state.extra[part] = dataclasses.replace(
+                state.characteristic, spec=Spec(lsl=spec.lsl, target=spec.target, usl=spec.usl))
+        return cast(Characteristic, view)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
                         point: Any, measured_at: float, measured_iso: str, now: str,

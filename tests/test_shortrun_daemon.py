@@ -135,6 +135,16 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             # DNOM: x - target; 0.12 is 12 sigma out: test 1 on the third point
             assert [p["value"] for p in points] == pytest.approx([0.01, -0.01, 0.12, 0.0], abs=1e-9)
             assert 1 in points[2]["violations"]
+            # the out-of-spec alert names A-100's own limit, not the characteristic's (it has none)
+            deadline = time.monotonic() + 10
+            while not [e for e in screen.events if e.get("type") == "alert"
+                       and e["alert"]["alert_type"] == "OUT_OF_SPEC" and e["alert"]["characteristic"] == "depth"]:
+                assert time.monotonic() < deadline, screen.events
+                await asyncio.sleep(0.05)
+            spec_alert = next(e["alert"] for e in screen.events if e.get("type") == "alert"
+                              and e["alert"]["alert_type"] == "OUT_OF_SPEC" and e["alert"]["characteristic"] == "depth")
+            assert spec_alert["limit"] == 4.1 and spec_alert["value"] == 4.12
+            assert "4.1" in spec_alert["texts"]["en"]["message"], spec_alert
             # every event of the chart carries the part, null only on the flagged readings
             assert all("part" in e[e["type"]] for e in screen.events if e.get("type") in ("measurement", "subgroup"))
 
