@@ -8,6 +8,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,13 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert reply["limits"]["short_run"] == "dnom" and reply["limits"]["center"] == 0.0
             assert reply["limits"]["parts"]["A-200"] == {"target": 5.5, "sigma": None, "lsl": None, "usl": 5.6}
             pump.cancel()
+        def products() -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/spc/products/", timeout=10) as answer:
+                return json.loads(answer.read())
+
+        listed = (await asyncio.to_thread(products))["products"][0]["characteristics"]
+        assert [(c["name"], c.get("short_run")) for c in listed] == [("bore", "z"), ("depth", "dnom")]
+        assert listed[0]["parts"]["A-200"] == {"target": 12.5, "sigma": 0.03, "lsl": 12.41, "usl": 12.59}
         deadline = time.monotonic() + 20  # the plant's copies may trail the screen's
         while len(north()) < 6 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
