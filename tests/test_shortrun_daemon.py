@@ -39,6 +39,13 @@ DEPTH = {  # DNOM with a fixed sigma, the part in the gauge's own JSON message
     "short_run": "dnom", "limits": {"center": 0, "sigma": 0.01},
     "part_from": {"field": "part"},
 }
+FLATNESS = {  # the value from a gauge over MQTT, the part from the PLC's register: a part source that can go stale
+    "name": "flatness", "unit": "mm", "source": "line", "mqtt": {"topic": "line1/flatness"},
+    "parts": {"A-100": {"target": 0.0, "usl": 0.05}, "A-200": {"target": 0.0, "usl": 0.08}},
+    "short_run": "dnom", "stale_after": "2s",
+    "part_from": {"source": "plc", "modbus": {"address": 10, "data_type": "uint16"},
+                  "codes": {1: "A-100", 2: "A-200"}},
+}
 
 
 class Screen:
@@ -71,7 +78,7 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
     memory.define(1, "holding", 0, 16)
     simulator = ModbusSimulator(memory, port=free_port())
     config = minimal_config(tmp_path, port=http_port, modbus_port=simulator.port, products=[{
-        "id": 1, "code": "HOUSING", "name": "하우징", "characteristics": [BORE, DEPTH]}])
+        "id": 1, "code": "HOUSING", "name": "하우징", "characteristics": [BORE, DEPTH, FLATNESS]}])
     config["sources"].append({"name": "line", "type": "mqtt", "host": "127.0.0.1", "port": mosquitto.port,
                               "client_id": "gw-shortrun"})
     config["northbound"] = {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": "gw-shortrun-out",
@@ -133,6 +140,20 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert [m["is_within_spec"] for m in depth] == [True, True, None, None, False, True]
             points = await screen.until("subgroup", "depth", 4)
             assert [p["part"] for p in points] == ["A-100", "A-200", "A-100", "A-200"]
+            # the PLC's part register, read for another gauge's value; then the PLC goes away
+            publisher = Publisher(mosquitto.port)
+            try:
+                publisher.send("line1/flatness", "0.07")
+                await screen.until("measurement", "flatness", 1)
+                await simulator.stop()
+                await asyncio.sleep(3.0)  # beyond its stale_after of 2 s
+                publisher.send("line1/flatness", "0.02")
+                flat = await screen.until("measurement", "flatness", 2)
+            finally:
+                publisher.close()
+            assert [(m["part"], m["part_unknown"]) for m in flat] == [("A-200", None), (None, "stale")]
+            assert flat[0]["is_within_spec"] is True  # 0.07 is within A-200's 0.08
+            assert [p["part"] for p in await screen.until("subgroup", "flatness", 1)] == ["A-200"]
             # DNOM: x - target; 0.12 is 12 sigma out: test 1 on the third point
             assert [p["value"] for p in points] == pytest.approx([0.01, -0.01, 0.12, 0.0], abs=1e-9)
             assert 1 in points[2]["violations"]
@@ -167,7 +188,8 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
                 return json.loads(answer.read())
 
         listed = (await asyncio.to_thread(products))["products"][0]["characteristics"]
-        assert [(c["name"], c.get("short_run")) for c in listed] == [("bore", "z"), ("depth", "dnom")]
+        assert [(c["name"], c.get("short_run")) for c in listed] == [("bore", "z"), ("depth", "dnom"),
+                                                                    ("flatness", "dnom")]
         assert listed[0]["parts"]["A-200"] == {"target": 12.5, "sigma": 0.03, "lsl": 12.41, "usl": 12.59}
         deadline = time.monotonic() + 20  # the plant's copies may trail the screen's
         while len(north()) < 6 and time.monotonic() < deadline:
@@ -185,10 +207,11 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
     assert [(m["part"], m["part_unknown"]) for m in north()] == [
         ("A-100", None), ("A-200", None), (None, "not_read"), (None, "not_in_table"), ("A-100", None),
         ("A-200", None)], plant
-    assert [e["subgroup"]["part"] for e in plant if e.get("type") == "subgroup"].count("A-200") == 4
+    assert [e["subgroup"]["part"] for e in plant if e.get("type") == "subgroup"].count("A-200") == 5  # 2 + 2 + 1
     with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
         rows = conn.execute("SELECT characteristic, part, part_unknown FROM measurements ORDER BY id").fetchall()
         charted = conn.execute("SELECT COUNT(*) FROM subgroups").fetchone()[0]
     assert rows.count(("bore", None, "not_in_table")) == 1 and rows.count(("depth", None, "not_read")) == 1
-    assert charted == 8, daemon.log()  # 4 + 4: the 3 readings of unknown part are stored, not charted
+    assert rows.count(("flatness", None, "stale")) == 1
+    assert charted == 9, daemon.log()  # 4 + 4 + 1: the 4 readings of unknown part are stored, not charted
     assert "Traceback" not in daemon.log()
