@@ -496,6 +496,8 @@ class Pipeline:
                 "source": s.characteristic.source,
                 "last_value_age_s": None if s.last_good is None else round(now - s.last_good, 3),
                 "stale": s.stale, "readings": s.readings, "rejected": s.rejected,
+                # short-run: the part now running, or why it is not known
+                **({"part": s.parts.current, "part_unknown": s.parts.problem} if s.parts is not None else {}),
             }
             for key, s in self.characteristics.items()
         }

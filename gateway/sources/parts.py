@@ -102,9 +102,10 @@ class PartTracker:
 
     def part_for(self, reading: Measurement, monotonic: float) -> tuple[str | None, str | None]:
         """The part of one value reading: (part, None), or (None, why it is unknown)."""
-        if self.in_message:
+        if self.in_message:  # the last one is kept for /healthz
             self.last_raw = reading.part
-            return self.resolve(reading.part)
+            self.current, self.problem = self.resolve(reading.part)
+            return self.current, self.problem
         if self.last_read is None:
             return None, NOT_READ
         if self.stale_after is not None and monotonic - self.last_read > self.stale_after:
