@@ -8,17 +8,16 @@ publisher, and only then is an MQTT reading acknowledged to its broker.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.config import Characteristic, Config, Product, Spec
+from gateway.config import Characteristic, Config, Product
 from gateway.core.model import (
     INT64_MAX,
     CharacteristicKey,
@@ -30,14 +29,19 @@ from gateway.core.model import (
 )
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, texts
-from gateway.sources.parts import PART_CHANNEL, PartTracker, part_stale_after
+from gateway.sources.parts import (
+    PART_CHANNEL,
+    PartTracker,
+    part_stale_after,
+    short_run_engine,
+    with_part_spec,
+)
 from gateway.sources.registry import SOURCES
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import bad_reading
-from gateway.spc.points import IngestResult
-from gateway.spc.shortrun import PartTarget, ShortRunEngine
+from gateway.spc.shortrun import ShortRunEngine
 from gateway.store.schema import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
@@ -135,14 +139,14 @@ class Pipeline:
                 engine = short_run = None
                 if raw is not None:
                     try:
-                        short_run = self._short_run(characteristic, settings, json.loads(raw))
+                        short_run = short_run_engine(characteristic, settings, json.loads(raw))
                         engine = (short_run.engine if short_run is not None
                                   else CharacteristicEngine(settings, state=json.loads(raw)))
                     except Exception as exc:  # a changed chart cannot resume the old state
                         log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
                                     product.code, characteristic.name, exc)
                 if engine is None:
-                    short_run = self._short_run(characteristic, settings, None)
+                    short_run = short_run_engine(characteristic, settings, None)
                     engine = short_run.engine if short_run is not None else CharacteristicEngine(settings)
                 built[key] = CharacteristicState(product, characteristic, engine,
                                                  stale_after=self._stale_after(config, characteristic),
@@ -153,14 +157,6 @@ class Pipeline:
         self.characteristics = built
         self.part_channels = {CharacteristicKey(k.product_id, k.characteristic, PART_CHANNEL): state
                               for k, state in built.items() if state.parts is not None}
-
-    @staticmethod
-    def _short_run(characteristic: Characteristic, settings: EngineSettings,
-                   state: dict[str, Any] | None) -> ShortRunEngine | None:
-        if characteristic.short_run is None:
-            return None
-        parts = [PartTarget(p.name, p.target, p.sigma, p.lsl, p.usl) for p in characteristic.parts]
-        return ShortRunEngine(characteristic.short_run, parts, settings, state=state)
 
     @staticmethod
     def _stale_after(config: Config, characteristic: Characteristic) -> float | None:
@@ -289,12 +285,8 @@ class Pipeline:
         measured_at = reading.measured_at
         part = part_unknown = None
         if state.short_run is not None and state.parts is not None:
-            part, part_unknown = state.parts.part_for(reading, monotonic)
-            if part is None:  # kept and flagged, not charted
-                sample, subgroup = state.short_run.skip(measured_at)
-                result = IngestResult(sample, subgroup, None, None, None, (), None, None)
-            else:
-                result = state.short_run.ingest(reading.value, part, measured_at)
+            part, part_unknown = state.parts.part_for(reading, monotonic)  # unknown: kept and flagged, not charted
+            result = state.short_run.reading(reading.value, part, measured_at)
         elif state.engine.attribute is not None and reading.count is not None:
             result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
         else:
@@ -346,18 +338,8 @@ class Pipeline:
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now, part)
         if part is not None:  # the alerts judge a short-run reading against its own part's spec
-            characteristic = self._as_part(state, part)
+            characteristic = with_part_spec(characteristic, part, state.extra)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
-
-    @staticmethod
-    def _as_part(state: CharacteristicState, part: str) -> Characteristic:
-        """The characteristic with the spec of one of its parts (made once per part)."""
-        view = state.extra.get(part)
-        if view is None:
-            spec = next(p for p in state.characteristic.parts if p.name == part)
-            view = state.extra[part] = dataclasses.replace(
-                state.characteristic, spec=Spec(lsl=spec.lsl, target=spec.target, usl=spec.usl))
-        return cast(Characteristic, view)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
                         point: Any, measured_at: float, measured_iso: str, now: str,

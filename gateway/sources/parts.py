@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any
 
-from gateway.config import Characteristic, Config, Product, Sampling
+from gateway.config import Characteristic, Config, Product, Sampling, Spec
 from gateway.core.model import Measurement
 from gateway.sources.base import Binding
 from gateway.sources.registry import SOURCES
+from gateway.spc.engine import EngineSettings
+from gateway.spc.shortrun import PartTarget, ShortRunEngine
 
 PART_CHANNEL = "part"  # CharacteristicKey.channel of a part reading
 NOT_READ = "not_read"
@@ -64,6 +67,26 @@ def part_stale_after(config: Config, characteristic: Characteristic) -> float | 
         return None
     source = next(s for s in config.sources if s.name == channel.source)
     return SOURCES[source.type].stale_after(source, channel)
+
+
+def short_run_engine(characteristic: Characteristic, settings: EngineSettings,
+                     state: dict[str, Any] | None) -> ShortRunEngine | None:
+    """The chart of a characteristic with parts (None without), continued from `state` when given."""
+    if characteristic.short_run is None:
+        return None
+    parts = [PartTarget(p.name, p.target, p.sigma, p.lsl, p.usl) for p in characteristic.parts]
+    return ShortRunEngine(characteristic.short_run, parts, settings, state=state)
+
+
+def with_part_spec(characteristic: Characteristic, part: str, made: dict[str, Any]) -> Characteristic:
+    """The characteristic with one part's spec, which the alerts judge and word a reading by (made once
+    per part, kept in `made`)."""
+    view = made.get(part)
+    if view is None:
+        spec = next(p for p in characteristic.parts if p.name == part)
+        view = made[part] = replace(characteristic, spec=Spec(lsl=spec.lsl, target=spec.target, usl=spec.usl))
+    assert isinstance(view, Characteristic)
+    return view
 
 
 class PartTracker:

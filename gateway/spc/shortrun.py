@@ -134,6 +134,13 @@ class ShortRunEngine:
                            effective_from=version.effective_from, from_subgroup=version.from_subgroup,
                            to_subgroup=version.to_subgroup)
 
+    def reading(self, value: float, part: str | None, at: float) -> IngestResult:
+        """`ingest` for a known part; for an unknown one (None) the reading is counted, not charted."""
+        if part is not None:
+            return self.ingest(value, part, at)
+        sample, subgroup = self.skip(at)
+        return IngestResult(sample, subgroup, None, None, None, (), None, None)
+
     def skip(self, at: float) -> tuple[int, int]:
         """A reading whose part is unknown: counted, not charted. (sample number, last subgroup number)."""
         engine = self.engine
