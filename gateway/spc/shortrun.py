@@ -19,7 +19,6 @@ that part's readings in arrival order).
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -77,6 +76,8 @@ class ShortRunEngine:
         elif inner.sigma is not None:
             inner = replace(inner, center=0.0)
         self.settings = settings
+        # what the deviation is divided by: the part's sigma (Z) or 1 (DNOM)
+        self.divisor = {p.name: (p.sigma or 1.0) if plot == "z" else 1.0 for p in self.parts.values()}
         self.engine = CharacteristicEngine(inner, state=state)
         self.window = settings.capability_window
         self.every = settings.capability_every
@@ -95,22 +96,22 @@ class ShortRunEngine:
     def ingest(self, value: float, part: str, at: float) -> IngestResult:
         """A reading of a known part: charted at its DNOM or Z value."""
         spec = self.parts[part]
-        result = self.engine.ingest(plotted(self.plot, spec, value), at)
-        changes: dict[str, Any] = {}
-        learned = result.new_limits
-        if learned is not None and self.plot == "dnom" and learned.source == "learned" and learned.center != 0.0:
+        r = self.engine.ingest((value - spec.target) / self.divisor[part], at)  # as plotted(): x / 1.0 is x
+        new_limits = r.new_limits
+        if new_limits is not None and self.plot == "dnom" and new_limits.source == "learned" \
+                and new_limits.center != 0.0:
             # DNOM's center is 0 by definition (every part on its nominal): only sigma is learned
-            centered = make_limits(self.engine.chart, 1, 0.0, learned.sigma, source=learned.source,
-                                   effective_from=learned.effective_from, from_subgroup=learned.from_subgroup,
-                                   to_subgroup=learned.to_subgroup)
-            self.engine.adopt(centered)
-            changes["new_limits"] = centered
+            new_limits = make_limits(self.engine.chart, 1, 0.0, new_limits.sigma, source=new_limits.source,
+                                     effective_from=new_limits.effective_from,
+                                     from_subgroup=new_limits.from_subgroup, to_subgroup=new_limits.to_subgroup)
+            self.engine.adopt(new_limits)
+        in_spec, capability = None, None
         if spec.lsl is not None or spec.usl is not None:
-            low = -math.inf if spec.lsl is None else spec.lsl
-            high = math.inf if spec.usl is None else spec.usl
-            changes["is_within_spec"] = low <= value <= high
-            changes["capability"] = self._capability(spec, value)
-        return result._replace(**changes) if changes else result
+            in_spec = (spec.lsl is None or spec.lsl <= value) and (spec.usl is None or value <= spec.usl)
+            capability = self._capability(spec, value)
+        # written out rather than r._replace(...): this runs for every reading
+        return IngestResult(r.sample_number, r.subgroup_number, in_spec, r.is_within_control, r.subgroup,
+                            r.violations, new_limits, capability)
 
     def _capability(self, spec: PartTarget, value: float) -> CapabilityResult | None:
         values = self.values.get(spec.name)
