@@ -4,6 +4,8 @@ the part channel read before the values, the chart and the parts' capability win
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import math
 import sqlite3
 import time
@@ -14,6 +16,7 @@ from gateway.core.model import CharacteristicKey, Measurement
 from gateway.pipeline import Pipeline
 from gateway.sources.registry import load_config
 from gateway.store import Store
+from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
 
 KEY = CharacteristicKey(1, "bore")
@@ -101,3 +104,10 @@ def test_dnom_learns_and_recalculates_at_center_zero_and_resumes_after_a_restart
         sources = [s for (s,) in conn.execute("SELECT source FROM control_limits ORDER BY id")]
     assert capability == [("A-100", 30)]  # A-200 has no spec: no capability of its own
     assert sources == ["learned", "recalculated"]
+    # the CSV export for quality engineers names each reading's part, and why when it was not known
+    out = io.StringIO()
+    export_csv(str(tmp_path / "spc.sqlite3"), 1, None, None, out, characteristic="bore")
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["part"], r["part_unknown"]) for r in rows[5:8]] == [("A-200", ""), ("", "not_in_table"),
+                                                                   ("A-100", "")]
+    assert rows[6]["subgroup_number"] == rows[5]["subgroup_number"] == "6"  # the point before it
