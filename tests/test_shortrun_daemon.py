@@ -118,10 +118,10 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert unknown["part"] is None and unknown["part_unknown"] == "not_in_table"
             assert unknown["measurement_value"] == pytest.approx(10.01)
             # the changeover as a PLC makes it: the code, then the part's value, within one poll
-            for code, value in ((1, 10.02), (1, 9.98), (2, 12.47), (2, 12.56)):
+            for seen, (code, value) in enumerate(((1, 10.02), (1, 9.98), (2, 12.47), (2, 12.56)), start=2):
                 memory.set_registers(1, "holding", 10, [code])
                 memory.set_value(1, "holding", 0, value, "float32")
-                await asyncio.sleep(0.6)  # several polls: on_change takes each value once
+                await screen.until("measurement", "bore", seen)  # on_change: one reading per value
             bore = await screen.until("subgroup", "bore", 4)
             assert [p["part"] for p in bore] == ["A-100", "A-100", "A-200", "A-200"]
             # Z = (x - target) / sigma of the part: 0.02/0.02, -0.02/0.02, then -0.03/0.03, 0.06/0.03
