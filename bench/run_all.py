@@ -2,6 +2,8 @@
 
 Each benchmark prints, as its last lines, one JSON object per figure:
 {"name": ..., "value": ..., "unit": ..., "target": ..., "better": "higher" | "lower"}.
+Where a peer is measured in the same run (bench_relay.py: a Node-RED relay), the target is on the
+ratio gateway / peer, not on a time, so a loaded machine slows both sides alike.
 """
 
 from __future__ import annotations

@@ -108,6 +108,11 @@ def bindings_for(config: Config, source_name: str) -> list[Binding]:
         if characteristic.source == source_name]
 
 
+def written_through(config: Config, source_name: str) -> bool:
+    """Does an `outputs:` entry write through this source (then it runs even if it reads nothing)?"""
+    return any(output.write.source == source_name for output in config.outputs)
+
+
 class Gateway:
     """All parts of one running gateway."""
 
@@ -146,10 +151,11 @@ class Gateway:
                 mqtt, self.store, gateway_name=self.config.gateway.name, version=__version__,
                 product_codes=[p.code for p in self.config.products], on_alert=self._northbound_alert)
         self.pipeline = Pipeline(self.config, self.store, self.alerts, publish=self._publish, topic_for=topic_for)
-        await self.alerts.start(publish=self._publish)
+        await self.alerts.start(publish=self._publish, topic_for=topic_for)
         await self.pipeline.start()
         server = LineServer(self.config, self.store, self.alerts, Hub(self.config), health=self.health,
-                            metrics=self.metrics, recalculate=self.pipeline.recalculate_limits)
+                            metrics=self.metrics, recalculate=self.pipeline.recalculate_limits,
+                            test_output=self._test_output)
         # every output is built before any starts: each outbox consumer registers before rows are deleted
         for output in (server, northbound, sparkplug, *(kind.build(self) for kind in OUTPUTS)):
             if output is not None:
@@ -168,7 +174,7 @@ class Gateway:
 
     async def _start_source(self, source_config: Any) -> None:
         bindings = bindings_for(self.config, source_config.name)
-        if not bindings:
+        if not bindings and not written_through(self.config, source_config.name):
             log.info("source %s: no characteristic reads it; not started", source_config.name)
             return
         assert self.pipeline is not None
@@ -217,9 +223,12 @@ class Gateway:
         for source in new.sources:
             if bindings_for(new, source.name) != bindings_for(old, source.name):
                 changed_sources.add(source.name)
-        if (old.server, old.storage, old.northbound) != (new.server, new.storage, new.northbound):
-            log.warning("listen address, TLS, tokens, storage and northbound settings take effect at the next "
-                        "restart; origins and connection limits apply now")
+            if written_through(new, source.name) != written_through(old, source.name):
+                changed_sources.add(source.name)  # an output needs it started (or no longer does)
+        if (old.server, old.storage, old.northbound, old.opcua_server) != (
+                new.server, new.storage, new.northbound, new.opcua_server):
+            log.warning("listen address, TLS, tokens, storage, northbound and opcua_server settings take effect "
+                        "at the next restart; origins and connection limits apply now")
         for name in sorted(changed_sources):
             running = self.sources.pop(name, None)
             if running is not None:
@@ -243,6 +252,15 @@ class Gateway:
         """After each commit, in seq order: every output gets the events (or the word that they are stored)."""
         for output in self.outputs:
             output.publish(events)
+
+    async def _test_output(self, name: str, on: bool, hold: float, user: str) -> dict[str, Any]:
+        """`outputs test`: the output kind that has a `test` (gateway.outputs.andon) writes by hand."""
+        for running in self.outputs:
+            test = getattr(running.output, "test", None)
+            if test is not None:
+                result: dict[str, Any] = await test(name, on, hold, user)
+                return result
+        raise LookupError("this gateway has no outputs")
 
     def _northbound_alert(self, kind: str, **values: Any) -> None:
         with self.store.batch(on_commit=self._publish) as batch:

@@ -63,9 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.config.check import check_config
-    from gateway.sources.registry import SOURCES
+    from gateway.sources.registry import SOURCES, alert_type_names
 
-    return check_config(args.file, SOURCES.kinds())
+    return check_config(args.file, SOURCES.kinds(), alert_types=alert_type_names())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -155,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     alert_commands.add_parsers(add_alert)
+
+    outputs = sub.add_parser("outputs", help="andon and interlock outputs")
+    outputs_sub = outputs.add_subparsers(dest="outputs_command", metavar="ACTION")
+    outputs_sub.required = True
+    from gateway.tools import output_commands
+
+    p = outputs_sub.add_parser("test", help="write an output by hand through the running daemon (commissioning)")
+    p.set_defaults(handler=output_commands.run)
+    output_commands.add_arguments(p)
 
     limits = sub.add_parser("limits", help="control limit versions")
     limits_sub = limits.add_subparsers(dest="limits_command", metavar="ACTION")

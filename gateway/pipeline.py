@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.alerts.repeats import ViolationRepeats
+from gateway.alerts.signals import signal, signal_texts
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import (
     INT64_MAX,
@@ -27,8 +29,9 @@ from gateway.core.model import (
     finite_or_none,
     iso_time,
 )
+from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
-from gateway.core.texts import Refusal, texts
+from gateway.core.texts import Refusal, text, texts
 from gateway.sources.parts import (
     PART_CHANNEL,
     PartTracker,
@@ -37,6 +40,8 @@ from gateway.sources.parts import (
     with_part_spec,
 )
 from gateway.sources.registry import SOURCES
+from gateway.spc.attribute_capability import AttributeCapability
+from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
@@ -67,6 +72,7 @@ class CharacteristicState:
     readings: int = 0
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    limits_version: int | None = None  # the stored control-limits version in force (its id), None before any
     # short-run SPC (gateway.spc.shortrun, gateway.sources.parts): the chart over every part, and the part now running
     short_run: ShortRunEngine | None = None
     parts: PartTracker | None = None
@@ -86,6 +92,7 @@ class Pipeline:
         self.tz = ZoneInfo(config.gateway.timezone)
         self.iso = IsoTime(self.tz)  # iso_time(ts, self.tz), each whole second formatted once
         self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
+        self._repeats = ViolationRepeats()  # which violations of a rule that keeps firing the screens get
         self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
         self.part_channels: dict[CharacteristicKey, CharacteristicState] = {}  # key with channel "part"
@@ -103,6 +110,10 @@ class Pipeline:
         """Restore engines from their stored state and start draining the queue."""
         states = await self.store.engine_states()
         self._build(self.config, states)
+        # the version in force after a restart is the newest stored: limits are stored before they are adopted
+        versions = await self.store.limits_versions()
+        for key, state in self.characteristics.items():
+            state.limits_version = versions.get((key.product_id, key.characteristic))
         for key in await self.store.recent_source_keys(RECENT_SOURCE_KEYS):
             self._remember(key)
         self._tasks = [asyncio.create_task(self._drain(), name="pipeline"),
@@ -145,12 +156,14 @@ class Pipeline:
                     except Exception as exc:  # a changed chart cannot resume the old state
                         log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
                                     product.code, characteristic.name, exc)
+                # a resumed engine keeps the limits (and so the version) it had; a new one has none yet
+                version = old.limits_version if engine is not None and old is not None else None
                 if engine is None:
                     short_run = short_run_engine(characteristic, settings, None)
                     engine = short_run.engine if short_run is not None else CharacteristicEngine(settings)
                 built[key] = CharacteristicState(product, characteristic, engine,
                                                  stale_after=self._stale_after(config, characteristic),
-                                                 short_run=short_run)
+                                                 limits_version=version, short_run=short_run)
                 if short_run is not None:
                     built[key].parts = PartTracker(product, characteristic,
                                                    part_stale_after(config, characteristic))
@@ -291,6 +304,8 @@ class Pipeline:
             result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
         else:
             result = state.engine.ingest(reading.value, measured_at)
+            if isinstance(result.capability, CapabilityResult):  # its distribution and test, before alerts read cpk
+                result = result._replace(capability=state.engine.describe_capability(result.capability))
         state.readings += 1
         state.last_good = monotonic
         state.last_value = reading.value
@@ -299,7 +314,8 @@ class Pipeline:
             limits = result.new_limits
             reason = ("fixed limits from the configuration" if limits.source == "fixed" else
                       f"learned from subgroups {limits.from_subgroup}..{limits.to_subgroup}")
-            self._store_limits(batch, product, characteristic, limits, who="gateway", reason=reason)
+            state.limits_version = self._store_limits(batch, product, characteristic, limits, who="gateway",
+                                                      reason=reason)
         measurement_id = batch.measurement(
             product_id=product.id, characteristic=characteristic.name, value=reading.value,
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
@@ -318,23 +334,39 @@ class Pipeline:
         if reading.count is not None:  # attribute data; a variables measurement's message is unchanged
             body["count"] = reading.count
             body["sample_size"] = reading.sample_size
-        batch.event("measurement", product.id, {"type": "measurement", "measurement": body, "timestamp": now},
-                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         point = result.subgroup
-        if point is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, measured_iso, now, part)
+        message: dict[str, Any] = {"type": "measurement", "measurement": body, "timestamp": now}
+        # an attribute sample's count travels with the reading, not the point
+        count = None if point is None or point.sample_size is None else reading.count
+        charted = None if point is None else self._subgroup_body(product, characteristic, point, measured_iso, count,
+                                                                 state.limits_version, part)
+        if point is not None and charted is not None and point.n == 1:
+            # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
+            # event is stored and goes northbound, but no screen is sent it (not notable)
+            message["subgroup"] = charted
+        batch.event("measurement", product.id, message,
+                    notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
+        if charted is not None:
+            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now, count, part)
         for violation in result.violations:
-            batch.event("violation", product.id, {
-                "type": "violation",
-                "violation": {
-                    "product_id": product.id, "product_code": product.code,
-                    "characteristic": characteristic.name, "rule": violation.rule,
-                    "rule_name": violation.rule_name, "chart": violation.chart,
-                    "subgroup_number": violation.subgroup_number,
-                    "points": list(violation.points), "detected_at": now,
-                },
-                "timestamp": now,
-            }, outbox_topic=self._topic("violation", product, characteristic))
+            repeated, to_screens = self._repeats.note(
+                (product.id, characteristic.name, violation.chart, violation.rule), violation.subgroup_number,
+                monotonic)
+            violated = {
+                "product_id": product.id, "product_code": product.code,
+                "characteristic": characteristic.name, "rule": violation.rule,
+                "rule_name": violation.rule_name, "chart": violation.chart,
+                "subgroup_number": violation.subgroup_number,
+                "points": list(violation.points), "detected_at": now,
+                "count": repeated, "continuing": repeated > 1,
+            }
+            found = signal(characteristic, point) if point is not None and violation.rule == 1 else None
+            if found is not None:  # EWMA, CUSUM: what the signal means, in every language
+                worded = signal_texts(found)
+                violated["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
+                violated["texts"] = worded
+            batch.event("violation", product.id, {"type": "violation", "violation": violated, "timestamp": now},
+                        notable=to_screens, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now, part)
         if part is not None:  # the alerts judge a short-run reading against its own part's spec
@@ -342,30 +374,44 @@ class Pipeline:
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
-                        point: Any, measured_at: float, measured_iso: str, now: str,
-                        part: str | None = None) -> None:
+                        point: Any, measured_at: float, charted: dict[str, Any], now: str,
+                        count: int | None = None, part: str | None = None) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
-                       lcl=point.lcl, violations=list(point.violations), at=measured_at, part=part)
-        batch.event("subgroup", product.id, {
-            "type": "subgroup",
-            "subgroup": {
-                "product_id": product.id, "product_code": product.code,
-                "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
-                "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
-                "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
-                "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
-                "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
-                "dispersion": finite_or_none(point.dispersion),
-                "dispersion_center": finite_or_none(point.dispersion_center),
-                "dispersion_ucl": finite_or_none(point.dispersion_ucl),
-                "dispersion_lcl": finite_or_none(point.dispersion_lcl),
-                "dispersion_violations": list(point.dispersion_violations),
-                "measured_at": measured_iso, "part": part,
-            },
-            "timestamp": now,
-        }, notable=True, outbox_topic=self._topic("subgroup", product, characteristic))
+                       lcl=point.lcl, violations=list(point.violations), at=measured_at,
+                       plotted=point.plotted, cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                       run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                       sample_size=point.sample_size, part=part)
+        # n = 1: the screens got the point in its measurement's frame (lean frames)
+        batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
+                    notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
+
+    def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
+                       measured_iso: str, count: int | None, limits_version: int | None,
+                       part: str | None = None) -> dict[str, Any]:
+        """The charted point as the `subgroup` message carries it (and, for n = 1, the measurement's)."""
+        body = {
+            "product_id": product.id, "product_code": product.code,
+            "characteristic": characteristic.name, "subgroup_number": point.subgroup_number,
+            "n": point.n, "mean": finite_or_none(point.mean), "range": finite_or_none(point.range),
+            "stdev": finite_or_none(point.stdev), "value": finite_or_none(point.mean),
+            "center": finite_or_none(point.center), "ucl": finite_or_none(point.ucl),
+            "lcl": finite_or_none(point.lcl), "violations": list(point.violations),
+            "dispersion": finite_or_none(point.dispersion),
+            "dispersion_center": finite_or_none(point.dispersion_center),
+            "dispersion_ucl": finite_or_none(point.dispersion_ucl),
+            "dispersion_lcl": finite_or_none(point.dispersion_lcl),
+            "dispersion_violations": list(point.dispersion_violations),
+            "measured_at": measured_iso, "limits_version": limits_version,
+            "part": part,  # short-run SPC: the point's part number, so a screen can mark part changes
+        }
+        # what EWMA, CUSUM and attribute charts plot (gateway.core.plotted; the history says the same)
+        body.update(plotted_fields(mean=point.mean, ucl=point.ucl, plotted=point.plotted,
+                                   cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
+                                   run_upper=point.run_upper, run_lower=point.run_lower, count=count,
+                                   sample_size=point.sample_size))
+        return body
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str, part: str | None = None) -> None:
@@ -380,10 +426,29 @@ class Pipeline:
                 "id": capability_id, "product_id": product.id, "product_code": product.code,
                 "characteristic": characteristic.name, **values, "n": cap.n,
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
+                # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them; measured
+                # values: the fitted distribution, its test and the expected ppm (docs/protocol.md)
+                **({k: finite_or_none(v) for k, v in cap.fields().items()} if isinstance(cap, AttributeCapability)
+                   else {"distribution": self._worded(cap), "expected_ppm": cap.expected_ppm}),
                 **({"part": part} if characteristic.parts else {}),  # short-run: capability per part
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))
+
+    def _worded(self, cap: Any) -> dict[str, Any] | None:
+        """The capability's distribution with its warning in gateway.language, and in every language as
+        `warning_texts` (null without a warning)."""
+        distribution = cap.distribution
+        if distribution is None:
+            return None
+        if cap.warning_words is None:
+            return {**distribution, "warning_texts": None}
+        key, values = cap.warning_words
+        named = {k: (lambda language, v=v: text(language, f"distribution.{v}")) if k == "distribution" else v
+                 for k, v in values.items()}
+        words = texts(f"capability.warning.{key}", **named)
+        return {**distribution, "warning": words.get(self.config.gateway.language, words["en"]),
+                "warning_texts": words}
 
     def _store_limits(self, batch: Any, product: Product, characteristic: Characteristic, limits: Any,
                       *, who: str, reason: str) -> int:
@@ -459,6 +524,7 @@ class Pipeline:
         except StoreUnavailable:
             raise Refusal("storage_unavailable", texts("error.storage_unavailable")) from None
         engine.adopt(limits)
+        state.limits_version = version
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
             batch.engine_state(product_id, characteristic, json.dumps((state.short_run or engine).state()))

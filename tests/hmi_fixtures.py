@@ -304,6 +304,8 @@ class HmiFixtureServer:
             return self._json(CATALOG)
         if url.path.startswith("/api/spc/products/") and url.path.endswith("/capability/"):
             return self._json([])
+        if url.path == "/api/spc/outputs/":  # a gateway without andon outputs, as the daemon answers
+            return self._json({"outputs": {}})
         return connection.respond(404, "not found\n")
 
     @staticmethod

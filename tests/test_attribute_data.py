@@ -78,7 +78,9 @@ def test_a_p_chart_charts_the_counts_through_the_daemon(tmp_path: Path) -> None:
     than its sample holds, is refused with its reason."""
     config = minimal_config(tmp_path)
     characteristic = config["products"][0]["characteristics"][0]
-    characteristic.update(chart="p", limits={"baseline_subgroups": 5}, rules=[1, 2, 3, 4])
+    characteristic.update(chart="p", limits={"baseline_subgroups": 5}, rules=[1, 2, 3, 4],
+                          modbus={"good": {"address": 0}, "bad": {"address": 1}, "sample_every": 50})
+    del characteristic["sampling"]  # a chart of counts reads counts (docs/configuration.md, Count data)
     config_, _ = load_config(str(write_config(tmp_path, config)))
     key = CharacteristicKey(1, "diameter")
     now = time.time()

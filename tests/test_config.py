@@ -31,7 +31,7 @@ from gateway.core.secrets import SecretError, read_secret
 from gateway.sources.modbus.settings import ModbusAddress
 from gateway.sources.mqtt.settings import MqttSettings
 from gateway.sources.opcua.settings import OpcUaAddress
-from gateway.sources.registry import SOURCES, load_config
+from gateway.sources.registry import SOURCES, alert_type_names, load_config
 
 CASES = REPO / "tests" / "config_cases"
 CASE_NAMES = sorted(p.name for p in CASES.iterdir() if (p / "gateway.yaml").exists())
@@ -40,7 +40,7 @@ EXAMPLE = REPO / "config" / "gateway.example.yaml"
 
 def run_check(path: str) -> tuple[int, list[str]]:
     out = io.StringIO()
-    code = check_config(path, SOURCES.kinds(), out=out)
+    code = check_config(path, SOURCES.kinds(), out=out, alert_types=alert_type_names())
     return code, out.getvalue().splitlines()
 
 
@@ -56,7 +56,8 @@ def test_config_case(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert code == (0 if expected[-1].startswith("OK:") else 1)
     for line in lines[:-1]:  # every problem: FILE:LINE:COLUMN: key.path: message
         file, line_no, column, rest = line.split(":", 3)
-        assert file == "gateway.yaml" and int(line_no) >= 1 and int(column) >= 1 and rest.startswith(" ")
+        # the OPC UA server's users file is checked with the config and named as it is
+        assert file in ("gateway.yaml", "opcua-users.yaml") and int(line_no) >= 1 and int(column) >= 1 and rest.startswith(" ")
 
 
 def test_enough_cases() -> None:
@@ -378,7 +379,7 @@ def test_read_secret_refuses_what_is_not_one_line(tmp_path: Path, content: bytes
 
 def test_every_secret_reader_uses_the_same_rule(tmp_path: Path) -> None:
     """A trailing space once counted for MQTT out (first line, newline cut) and not for MQTT in (strip)."""
-    from gateway.outputs.mqtt import NorthboundError, read_password
+    from gateway.outputs.mqtt_link import NorthboundError, read_password
     from gateway.sources.mqtt.settings import MqttSettings as MqttSourceConfig
     from gateway.sources.mqtt.worker import new_client
     from gateway.sources.opcua.source import OpcUaConfigError, _read_secret

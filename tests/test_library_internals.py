@@ -1,8 +1,8 @@
 """The library internals the gateway still leans on, checked against the installed libraries.
 
-Two modules hold them, one per library, each pinned to the minor version it was tested with:
-gateway/outputs/websocket/websockets_private.py (websockets) and gateway/sources/opcua/asyncua_private.py
-(asyncua). paho-mqtt is used on its public API only. When a test here fails, the message names what
+Three modules hold them, each pinned to the minor version it was tested with:
+gateway/outputs/websocket/websockets_private.py (websockets), gateway/sources/opcua/asyncua_private.py
+and gateway/outputs/opcua_server/asyncua_private.py (asyncua). paho-mqtt is used on its public API only. When a test here fails, the message names what
 changed: read the module's docstring, check it against the new library, then move the pin in
 pyproject.toml and the module's TESTED_VERSION together (or find a public way).
 """
@@ -241,3 +241,37 @@ def test_asyncua_internals_work_against_a_real_server() -> None:
             await sim.stop()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- asyncua, the OPC UA server's
+
+
+def test_opcua_server_asyncua_private_is_the_tested_version() -> None:
+    from gateway.outputs.opcua_server import asyncua_private as server_private
+
+    assert server_private.TESTED_VERSION == asyncua_private.TESTED_VERSION == _asyncua_version(), (
+        "outputs/opcua_server/asyncua_private.py was tested with another asyncua: check SharedDataValue again")
+
+
+def test_asyncua_still_deep_copies_each_monitored_value_and_shared_values_encode_the_same() -> None:
+    import copy
+    from datetime import UTC, datetime
+
+    from asyncua import ua
+    from asyncua.server.monitored_item_service import MonitoredItemValues
+    from asyncua.ua.ua_binary import struct_to_binary
+
+    from gateway.outputs.opcua_server.asyncua_private import SharedDataValue
+
+    now = datetime.now(UTC)
+    plain = ua.DataValue(ua.Variant(10.01, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now)
+    shared = SharedDataValue(ua.Variant(10.01, ua.VariantType.Double), SourceTimestamp=now, ServerTimestamp=now)
+    values = MonitoredItemValues()
+    values.set_current_datavalue(plain)
+    assert values.get_current_datavalue() is not plain, (
+        "asyncua no longer deep-copies a monitored value: SharedDataValue is not needed any more")
+    values.set_current_datavalue(shared)
+    assert values.get_current_datavalue() is shared and copy.deepcopy(shared) is shared
+    assert struct_to_binary(shared) == struct_to_binary(plain)  # the wire cannot tell them apart
+    notification = ua.MonitoredItemNotification(ClientHandle=7, Value=shared)
+    assert struct_to_binary(notification) == struct_to_binary(ua.MonitoredItemNotification(ClientHandle=7, Value=plain))

@@ -20,7 +20,8 @@ from test_northbound_harness import (
 
 from gateway.config import NorthboundMQTT
 from gateway.core.texts import text
-from gateway.outputs.mqtt import Northbound, NorthboundError, mark_replayed, read_password, topic_for
+from gateway.outputs.mqtt import Northbound, mark_replayed, topic_for
+from gateway.outputs.mqtt_link import NorthboundError, read_password
 from gateway.store import Store
 
 mosquitto = pytest.fixture(persistent_broker, name="mosquitto")

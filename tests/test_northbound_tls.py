@@ -13,7 +13,8 @@ from conftest import Mosquitto
 from test_northbound_harness import CHARACTERISTIC, PRODUCT, Subscriber, check_delivery, measurement_body
 
 from gateway.config import MQTTTLS, NorthboundMQTT
-from gateway.outputs.mqtt import Northbound, NorthboundError, topic_for
+from gateway.outputs.mqtt import Northbound, topic_for
+from gateway.outputs.mqtt_link import NorthboundError
 from gateway.store import Store
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"

@@ -97,6 +97,45 @@ def test_stored_limits_are_put_in_force_with_the_state_that_holds_them(tmp_path:
     asyncio.run(scenario())
 
 
+def test_subgroup_events_carry_the_limits_version_in_force(tmp_path: Path) -> None:
+    """The fixed limits' version, then the recalculated one, and after a restart the newest stored one
+    (Sparkplug's and the HMI's limits_version come from these events)."""
+    published: list = []
+
+    async def one_reading(store: Store, pipeline: Pipeline) -> int | None:
+        published.clear()
+        await pipeline.sink(Measurement(KEY, 10.02, received_at=time.time()))
+        await pipeline.queue.join()
+        with store.batch() as barrier:
+            pass
+        await barrier.committed
+        bodies = [e.body for e in published if e.type == "subgroup"]
+        return bodies[-1]["subgroup"]["limits_version"]
+
+    async def scenario() -> list[int | None]:
+        store, alerts, pipeline = await running(tmp_path)
+        pipeline.publish = published.extend
+        seen = [await one_reading(store, pipeline)]
+        recalculated = await pipeline.recalculate_limits(1, "diameter", user="qe", reason="new gauge")
+        seen += [recalculated["version"], await one_reading(store, pipeline)]
+        await stop(store, alerts, pipeline)
+        config, _ = load_config(str(tmp_path / "gateway.yaml"))
+        store = Store(config.storage.path)
+        await store.open()
+        alerts = AlertService(store, config)
+        await alerts.start()
+        pipeline = Pipeline(config, store, alerts, publish=published.extend)
+        await pipeline.start()
+        seen.append(await one_reading(store, pipeline))
+        await stop(store, alerts, pipeline)
+        return seen
+
+    fixed, recalculated, after, restarted = asyncio.run(scenario())
+    assert fixed is not None and recalculated == after == restarted and recalculated > fixed
+    with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
+        assert conn.execute("SELECT MAX(id) FROM control_limits").fetchone()[0] == recalculated
+
+
 def test_limits_that_cannot_be_drawn_are_refused_in_every_language(tmp_path: Path) -> None:
     async def scenario() -> None:
         store, alerts, pipeline = await running(tmp_path)

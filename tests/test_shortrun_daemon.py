@@ -70,6 +70,9 @@ class Screen:
             self.events.append(json.loads(raw))
 
     def of(self, kind: str, characteristic: str) -> list[dict]:
+        if kind == "subgroup":  # lean frames: an individuals point rides in its measurement's frame
+            return [e["subgroup"] for e in self.events if e.get("type") in ("measurement", "subgroup")
+                    and "subgroup" in e and e["subgroup"]["characteristic"] == characteristic]
         return [e[kind] for e in self.events if e.get("type") == kind and e[kind]["characteristic"] == characteristic]
 
     async def until(self, kind: str, characteristic: str, n: int, timeout: float = 30.0) -> list[dict]:

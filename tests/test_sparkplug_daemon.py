@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -24,13 +25,15 @@ GROUP, NODE = "PLANT1-LINE3", "spc-gw-line3"
 class Host:
     """Records every Sparkplug message of our group, raw; Tahu decodes them at the end."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, secure: Callable[[mqtt.Client], None] | None = None):
         self.messages: list[tuple[str, bytes]] = []
         # a persistent session: the broker (persistence, queue_qos0_messages) keeps what comes while the
         # host reconnects after a broker restart, so the test sees every message however slow the machine
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="scada-test-host",
                                   clean_session=False)
         self.client.reconnect_delay_set(0.05, 0.2)
+        if secure is not None:  # credentials and TLS, before the connect
+            secure(self.client)
         self.client.on_connect = lambda c, *_: c.subscribe(f"spBv1.0/{GROUP}/#", 1)
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.client.connect("127.0.0.1", port)
@@ -130,6 +133,9 @@ def test_broker_outage_loses_nothing_held_rows_are_historical(tmp_path: Path, br
     kinds = [d["topic"].split("/")[2] for d in decoded]
     after = max(i for i, k in enumerate(kinds) if k == "NBIRTH")  # the births after the outage
     assert "DDATA" not in kinds[after:after + 2]  # births first
+    # the births show the newest value, held or not: the held rows go to the host's history only
+    dbirth = {m["name"]: m["value"] for m in decoded[after + 1]["payload"]["metrics"]}
+    assert dbirth["runout/value"] == pytest.approx(0.02 + (69 % 7) * 0.001)
     got = values(decoded[after:])
     assert [v for v, _ in got][:40] == pytest.approx([0.02 + (i % 7) * 0.001 for i in range(30, 70)])
     assert all(historical for _, historical in got[:40])
@@ -170,4 +176,7 @@ def test_primary_host_offline_holds_data_then_births_and_history(tmp_path: Path,
     assert kinds.count("NBIRTH") == 2 and kinds.index("DDATA") > len(kinds) - 1 - kinds[::-1].index("NBIRTH")
     got = values(decoded)
     assert [v for v, _ in got] == pytest.approx([0.02 + (i % 7) * 0.001 for i in range(10)])
+    last_births = len(kinds) - 1 - kinds[::-1].index("NBIRTH")
+    dbirth = {m["name"]: m["value"] for m in decoded[last_births + 1]["payload"]["metrics"]}
+    assert dbirth["runout/value"] == pytest.approx(0.02 + (9 % 7) * 0.001)  # the newest held value
     assert all(historical for _, historical in got)

@@ -76,8 +76,8 @@ def test_ddata_aliases_timestamps_only_changes_and_historical(tahu):
     edge.connect()
     edge.births(1_000)
     first = edge.data(measurement(10.0), 5_000, historical=True)
-    live = edge.data(measurement(10.1), 6_000, historical=False,
-                     previous={"diameter/in_spec": True, "diameter/in_control": True})
+    edge.devices[1].sent.update({"diameter/in_spec": True, "diameter/in_control": True})  # what the host has
+    live = edge.data(measurement(10.1), 6_000, historical=False)
     decoded = tahu([first, live])
     assert decoded[0]["topic"] == "spBv1.0/PLANT1-LINE3/DDATA/spc-gw-line3/SHAFT-20"
     hist = decoded[0]["payload"]["metrics"]
@@ -87,6 +87,52 @@ def test_ddata_aliases_timestamps_only_changes_and_historical(tahu):
     assert decoded[1]["payload"]["metrics"][0]["value"] == 10.1
     assert decoded[1]["payload"]["metrics"][0]["timestamp"] == 6_000
     assert [d["payload"]["seq"] for d in decoded] == [3, 4]
+
+
+def test_ddata_carries_only_what_changed_live_and_in_history(tahu):
+    """Contract §1: DDATA carries only what changed. Live: against the births and the live DDATA since;
+    history: against the previous historical DDATA (the host files it apart from its current values)."""
+    edge = node()
+    edge.connect()
+    edge.births(0)  # the host has nulls: the first live one carries all three
+    live = [edge.data(measurement(v, in_spec=spec), i, historical=False)
+            for i, (v, spec) in enumerate(((10.0, True), (10.1, True), (10.2, False), (10.2, False)))]
+    history = [edge.data(measurement(v, in_spec=spec), i, historical=True)
+               for i, (v, spec) in enumerate(((9.0, True), (9.1, True), (9.2, False)))]
+    decoded = tahu(live + history)
+    aliases = {alias: name for name, (alias, _) in edge.devices[1].metrics.items()}
+
+    def names(d):
+        return sorted(aliases[m["alias"]] for m in d["payload"]["metrics"])
+    assert [names(d) for d in decoded[:4]] == [
+        ["diameter/in_control", "diameter/in_spec", "diameter/value"], ["diameter/value"],
+        ["diameter/in_spec", "diameter/value"], ["diameter/value"]]  # a repeated value is a new sample
+    assert [names(d) for d in decoded[4:]] == [
+        ["diameter/in_control", "diameter/in_spec", "diameter/value"], ["diameter/value"],
+        ["diameter/in_spec", "diameter/value"]]
+    # a rebirth: the host has what the births show, nothing is sent again that did not change
+    edge.on_ncmd(rebirth_command(9), 9)
+    again = pb.Payload.FromString(edge.data(measurement(9.3, in_spec=False), 10, historical=False)[1])
+    assert [aliases[m.alias] for m in again.metrics] == ["diameter/value"]
+
+
+def test_limits_version_from_the_subgroup_event():
+    edge = node()
+    edge.connect()
+    edge.births(0)
+    subgroup = {"type": "subgroup", "subgroup": {
+        "product_id": 1, "characteristic": "diameter", "value": 10.0, "center": 10.0, "ucl": 10.3,
+        "lcl": 9.7, "limits_version": 7, "measured_at": "2026-12-05T06:00:00.000Z"}}
+    message = pb.Payload.FromString(edge.data(subgroup, 1, historical=False)[1])
+    alias = edge.devices[1].metrics["diameter/limits_version"][0]
+    assert {m.alias: m.int_value for m in message.metrics}[alias] == 7
+    assert edge.devices[1].values["diameter/limits_version"] == 7
+
+
+def test_bdseq_continues_from_the_stored_one_and_wraps():
+    edge = EdgeNode("G", "N", [], bd_seq=254)
+    assert pb.Payload.FromString(edge.connect()[1]).metrics[0].long_value == 255
+    assert pb.Payload.FromString(edge.connect()[1]).metrics[0].long_value == 0
 
 
 def test_seq_wraps_to_zero_after_255():
@@ -135,6 +181,13 @@ def test_primary_host_state_holds_births_and_data():
     edge.on_state(b'{"online": false, "timestamp": 200}', 7)
     assert not edge.may_publish() and edge.data(measurement(2.0), 8, historical=False) is None
     assert edge.on_state(b"not json", 9) == []
+    # what anyone on the broker may publish on the host's STATE topic: none of it brings the births back
+    for junk in (b'{"online": "true", "timestamp": 300}', b'{"online": 1, "timestamp": 300}',
+                 b'{"online": true, "timestamp": "300"}', b'{"online": true, "timestamp": true}',
+                 b'{"online": true}', b'[true, 300]', b'"online"', b'{"online": true, "timestamp": 1e999}',
+                 b"\xff\xfe", b""):
+        assert edge.on_state(junk, 10) == [] and not edge.may_publish(), junk
+    assert edge.on_state(b'{"online": true, "timestamp": 300}', 11)  # the real one still does
 
 
 def test_alerts_open_counts_open_and_acknowledged():

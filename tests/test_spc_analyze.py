@@ -142,7 +142,8 @@ def test_defaults_and_keys(tmp_path, capsys):
     r = json.loads(out)
     assert r["chart"] == "xbar_s" and r["dispersion"]["chart"] == "s"
     assert set(r["capability"]) == {"cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "sigma_within", "sigma_overall",
-                                    "n"}  # cpk_lower: Bissell's bound (issue 15, item 5)
+                                    "n", "distribution", "expected_ppm"}  # cpk_lower: Bissell's bound (issue 15,
+    # item 5); distribution and expected_ppm: non-normal capability (item 4)
     assert r["capability"]["cp"] is None  # one-sided; and only 5 subgroups: all null
     _, out, _ = run_cli(capsys, path, "--rules", "western_electric", "--center", 10.3, "--sigma", 0.2)
     r = json.loads(out)
@@ -248,11 +249,17 @@ def test_streaming_and_batch_agree(groups, k, chart, rules, lam, fir):
     engine = CharacteristicEngine(EngineSettings(**common, baseline_subgroups=k, capability_every=k,
                                                  capability_window=k))
     results = []
+
+    def described(result):  # as the pipeline does: the capability's distribution before the next reading
+        if result is None or result.capability is None:
+            return result
+        return result._replace(capability=engine.describe_capability(result.capability))
+
     for g in groups:
         for v in g:
-            results.append(engine.ingest(v, 0.0))
+            results.append(described(engine.ingest(v, 0.0)))
         if engine.open_n:
-            results.append(engine.close_subgroup(0.0))
+            results.append(described(engine.close_subgroup(0.0)))
     learned = next(r.new_limits for r in results if r.new_limits is not None)
     assert (learned.center, learned.sigma) == (batch["limits"]["center"], batch["limits"]["sigma"])
     first_capability = next(r.capability for r in results if r.capability is not None)

@@ -182,10 +182,16 @@ def test_live_engine_equals_analyze(raw, k, chart_name):
         batch = list(points)
     except ValueError:
         return
-    engine = CharacteristicEngine(EngineSettings(chart=chart_name, tests=(1, 2, 3, 4), baseline_subgroups=k))
+    engine = CharacteristicEngine(EngineSettings(chart=chart_name, tests=(1, 2, 3, 4), baseline_subgroups=k,
+                                                 capability_every=k, capability_window=k))
     results = [engine.ingest_count(s.count, s.n, float(i)) for i, (_, s) in enumerate(samples)]
     learned = next(r.new_limits for r in results if r.new_limits is not None)
     assert learned.center == (head["capability"].get("p_bar") if chart.defectives else head["capability"]["u_bar"])
+    # the live capability over the phase-I samples is analyze's: p-bar, ppm, process Z or u-bar, DPU
+    capabilities = [r.capability for r in results if r.capability is not None]
+    assert capabilities[0].fields() == head["capability"] and capabilities[0].n == k
+    assert capabilities[0].cp is None and capabilities[0].cpk is None  # no spec to compare a spread with
+    assert len(capabilities) == len(samples) // k  # every k samples, over the last k
     # with those limits from the first sample on, every point is the same
     fixed = CharacteristicEngine(EngineSettings(chart=chart_name, tests=(1, 2, 3, 4), center=learned.center,
                                                 sigma=learned.sigma if chart.laney else None))

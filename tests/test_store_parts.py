@@ -1,19 +1,22 @@
-"""Schema 6: the part number on measurements, charted points and capability; a version-5 file opens and
-its rows read back with no part."""
+"""Schema 7: the part number on measurements, charted points and capability; a version-5 file (before
+the charts' plotted columns of schema 6) and a version-6 file open, and their rows read back with no part."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 
+import pytest
+
 from gateway.store import LATEST, Store
 from gateway.store.schema import migrate
 
 
-def test_a_schema_5_database_opens_and_every_row_gets_its_part(tmp_path):
-    path = str(tmp_path / "v5.sqlite3")
+@pytest.mark.parametrize("version", [5, 6])
+def test_an_older_database_opens_and_every_row_gets_its_part(tmp_path, version):
+    path = str(tmp_path / f"v{version}.sqlite3")
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn, target=5) == (0, 5)
+    assert migrate(conn, target=version) == (0, version)
     conn.execute("INSERT INTO measurements (id, product_id, characteristic, value, measured_at, received_at, "
                  "sample_number, subgroup_number, is_within_spec, is_within_control) "
                  "VALUES (1, 1, 'bore', 10.01, 1.0, 1.0, 1, 1, 1, 1)")
@@ -25,7 +28,7 @@ def test_a_schema_5_database_opens_and_every_row_gets_its_part(tmp_path):
         store = Store(path)
         await store.open()
         try:
-            assert store.schema_upgraded == (5, LATEST) and LATEST >= 6
+            assert store.schema_upgraded == (version, LATEST) and LATEST >= 7
             (old,) = await store.measurements(1, "bore")
             assert (old["part"], old["part_unknown"]) == (None, None)
             assert (await store.subgroups(1, "bore"))[0]["part"] is None

@@ -14,6 +14,7 @@ import functools
 import math
 from typing import Any
 
+from gateway.alerts.signals import signal
 from gateway.alerts.types import ALERT_TYPES
 from gateway.config import Characteristic
 from gateway.core.texts import number, rule_description
@@ -31,7 +32,12 @@ def spc_alerts(characteristic: Characteristic, result: Any, value: float, langua
                                                          value=number(value), limit=number(limit), **common),
                        "value": value, "limit": limit})
     point = result.subgroup
-    if result.is_within_control is False and point is not None:
+    found = signal(characteristic, point) if result.is_within_control is False and point is not None else None
+    if found is not None:  # EWMA or CUSUM: what the signal means, not only its numbers
+        alerts.append({**ALERT_TYPES["OUT_OF_CONTROL"].fields(characteristic, language, found.variant,
+                                                            **found.values),
+                       "value": found.plotted, "limit": found.limit, "chart": "location"})
+    elif result.is_within_control is False and point is not None:
         plotted, limit, which = _beyond(point)
         # `chart` says which chart the value and limit belong to: one alert counts the repeats of both
         alerts.append({**ALERT_TYPES["OUT_OF_CONTROL"].fields(characteristic, language, which,
@@ -65,6 +71,11 @@ def stale_alert(characteristic: Characteristic, age: float, language: str) -> di
 def storage_alert(kind: str, language: str, **values: Any) -> dict[str, Any]:
     """STORAGE: `kind` is store_failing, store_lost, outbox_high or outbox_dropped; `values` fill alert.STORAGE.<kind>."""
     return ALERT_TYPES["STORAGE"].fields(None, language, kind, **values)
+
+
+def output_alert(output: str, language: str, **values: Any) -> dict[str, Any]:
+    """OUTPUT_FAILED: an andon or interlock output that failed `failures` writes in a row."""
+    return ALERT_TYPES["OUTPUT_FAILED"].fields(None, language, output=output, **values)
 
 
 def _plotted(point: Any) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.alerts.alert import Alert, Key
-from gateway.alerts.causes import spc_alerts, stale_alert, storage_alert
+from gateway.alerts.causes import output_alert, spc_alerts, stale_alert, storage_alert
 from gateway.alerts.types import alert_type as type_of
 from gateway.config import Characteristic, Config, Product
 from gateway.core.model import Event, finite_or_none, iso_time
@@ -47,6 +47,9 @@ class AlertService:
         self.config = config
         self.clock = clock
         self.publish: Publish | None = None
+        # the outbox topic of an alert event (None: no outbox row); given by the app, which knows every
+        # output that reads the outbox (the JSON northbound's publish list is not the only reader)
+        self.topic_for: Callable[[str, str, str | None], str | None] | None = None
         self._unresolved: dict[int, Alert] = {}
         self._by_key: dict[Key, Alert] = {}
         # One act at a time: an act is checked against the state the previous one left, which is in
@@ -57,9 +60,11 @@ class AlertService:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, publish: Publish | None = None) -> None:
+    async def start(self, publish: Publish | None = None,
+                    topic_for: Callable[[str, str, str | None], str | None] | None = None) -> None:
         """Load the unresolved alerts, re-arm shelve timers, start the occurrence flusher."""
         self.publish = publish
+        self.topic_for = topic_for
         for body in await self.store.unresolved_alerts():
             alert = Alert(body)
             self._remember(alert, self._key_of(body))
@@ -153,6 +158,21 @@ class AlertService:
         store_lost, outbox_high or outbox_dropped; `values` fill its text (alert.STORAGE.<kind>)."""
         self.raise_alert(batch, product=None, characteristic=kind,
                          **storage_alert(kind, self.config.gateway.language, **values))
+
+    def output_failed(self, batch: Any, output: str, **values: Any) -> None:
+        """An andon or interlock output that keeps failing: OUTPUT_FAILED, one per output while open."""
+        self.raise_alert(batch, product=None, characteristic=output,
+                         **output_alert(output, self.config.gateway.language, **values))
+
+    def output_written(self, batch: Any, output: str) -> bool:
+        """The output is written again: the gateway resolves its OUTPUT_FAILED alert (False: none open)."""
+        alert = self._by_key.get((None, output, "OUTPUT_FAILED", None))
+        if alert is None:
+            return False
+        cause = text(self.config.gateway.language, "alert.OUTPUT_FAILED.written")
+        changes, drop = self._record_resolve(batch, alert, "gateway", cause, None)
+        self._resolved(alert, changes, drop)
+        return True
 
     # ------------------------------------------------------------------ operator acts
     #
@@ -306,13 +326,10 @@ class AlertService:
                     {"type": "alert", "alert": message, "timestamp": self._iso(now)}, outbox_topic=self._topic(message))
 
     def _topic(self, alert: dict[str, Any]) -> str | None:
-        northbound = self.config.northbound
-        if northbound is None:
+        if self.topic_for is None:
             return None
-        from gateway.config.topics import topic_for
-
-        return topic_for(northbound.mqtt, "alert", alert.get("product_code") or self.config.gateway.name,
-                         alert.get("characteristic"))
+        return self.topic_for("alert", alert.get("product_code") or self.config.gateway.name,
+                              alert.get("characteristic"))
 
     def _record(self, batch: Any, alert: Alert, now: float, who: str, action: str, body: dict[str, Any],
                 comment: str | None = None, details: dict[str, Any] | None = None) -> None:

@@ -77,6 +77,7 @@ ALERT_TYPES: dict[str, AlertType] = {t.name: t for t in (
     AlertType("CAPABILITY_LOW", 2, "capability", operator_may_create=True),
     AlertType("SOURCE_STALE", 3, "source_stale"),
     AlertType("STORAGE", 4),  # losing data threatens every characteristic at once
+    AlertType("OUTPUT_FAILED", 4),  # an andon or interlock the line relies on is not being written
     # typed in by a person: no words of ours, and two of them are two alerts
     AlertType("MANUAL", 3, operator_may_create=True, counts_repeats=False),
 )}

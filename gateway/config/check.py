@@ -11,13 +11,15 @@ from gateway.config.load import load_config
 from gateway.config.model import ConfigError
 
 
-def check_config(path: str, kinds: Iterable[SourceKind], out: TextIO = sys.stdout) -> int:
+def check_config(path: str, kinds: Iterable[SourceKind], out: TextIO = sys.stdout,
+                 alert_types: Iterable[str] | None = None) -> int:
     """Validate a config file without starting anything; 0 when usable (warnings allowed), 1 when not.
 
-    `kinds`: the source protocols a file may use (gateway.sources.registry.SOURCES.kinds()).
+    `kinds`: the source protocols a file may use (gateway.sources.registry.SOURCES.kinds());
+    `alert_types`: the alert types `outputs:` may name (gateway.sources.registry.alert_type_names()).
     """
     try:
-        config, warnings = load_config(path, kinds)
+        config, warnings = load_config(path, kinds, alert_types)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=out)

@@ -24,6 +24,10 @@ def _no_context(item: Node) -> object:
     return None
 
 
+def _no_counts(address: object) -> Mapping[str, str]:
+    return {}
+
+
 @dataclass(frozen=True)
 class SourceKind:
     """The config-facing part of one source protocol."""
@@ -50,6 +54,13 @@ class SourceKind:
     # (host, port, client_id) when a source logs in to a broker with a client id: two connections to
     # one broker with one client id would drop each other.
     broker_login: Callable[[Any], tuple[str, int, str] | None] | None = None
+    # The converter of an `outputs:` entry's `write:` block naming a source of this kind (its keys
+    # besides `source`), given the source's context; None: this kind's sources cannot be written.
+    write: Callable[[object], Convert] | None = None
+    # What a parsed address block gives an attribute chart (p, np, c, u): "count" and "n" -> the key of the
+    # block that gives each; empty when the block reads a measured value.
+    counts: Callable[[object], Mapping[str, str]] = _no_counts
+    counts_example: str = ""  # an address block that reads counts, as a technician would write it
     # Its readings are messages that can carry the part number beside the value (`part_from: {field:
     # PATH}`): the source puts the field's text on Measurement.part.
     part_field: bool = False

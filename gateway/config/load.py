@@ -19,11 +19,13 @@ from gateway.config.sections import build_config
 from gateway.core.secrets import TooLarge, read_limited
 
 
-def load_config(path: str, kinds: Iterable[SourceKind]) -> tuple[Config, list[Problem]]:
+def load_config(path: str, kinds: Iterable[SourceKind],
+                alert_types: Iterable[str] | None = None) -> tuple[Config, list[Problem]]:
     """Parse and validate a file; returns the config and its warnings, or raises ConfigError.
 
     `kinds` are the source protocols a file may use; callers outside config use
-    gateway.sources.registry.load_config(path), which passes every registered one.
+    gateway.sources.registry.load_config(path), which passes every registered one, and every alert
+    type `outputs:` may name (None: those names are not checked).
     """
     reader = Reader(path, os.path.dirname(os.path.abspath(path)))
     built: dict[str, Any] | None = None
@@ -37,9 +39,10 @@ def load_config(path: str, kinds: Iterable[SourceKind]) -> tuple[Config, list[Pr
     else:
         root = _compose(reader, data)
         if root is not None:
-            built = build_config(reader, root, kinds)
+            built = build_config(reader, root, kinds, alert_types)
     warnings = check_files(path, reader.files, reader.marks)
-    problems = sorted(reader.problems + warnings, key=lambda p: (p.line, p.column))
+    # the config's own problems first, then those of a file it names and that was checked with it
+    problems = sorted(reader.problems + warnings, key=lambda p: (p.file != path, p.file, p.line, p.column))
     if built is None or any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     config = Config(**{**built, "path": path, "marks": MappingProxyType(reader.marks),

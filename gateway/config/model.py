@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import default_chart
 
 Role = Literal["viewer", "operator"]
@@ -113,6 +114,18 @@ class NorthboundSection:
     sparkplug: NorthboundSparkplug | None = None
 
 
+@dataclass(frozen=True)
+class OpcUaServerSection:
+    """The OPC UA server for SCADA and PLCs (contract plant-integration §2; gateway.config.opcua_server)."""
+
+    listen: Listen = Listen("0.0.0.0", 4841)
+    security: tuple[str, ...] = ("Basic256Sha256_SignAndEncrypt",)
+    # None: opcua-server.der / opcua-server.pem beside the database; generated on first start when absent
+    certificate: str | None = None
+    private_key: str | None = None
+    users_file: str | None = None
+
+
 # ---------------------------------------------------------------- sources
 
 class SourceSettings(Protocol):
@@ -176,6 +189,7 @@ class CapabilitySettings:
     every_subgroups: int = 25
     window_subgroups: int = 100
     min_cpk: float = 1.33
+    distribution: str = "normal"  # a name in gateway.spc.distributions.CHOICES
 
 
 @dataclass(frozen=True)
@@ -228,6 +242,8 @@ class Characteristic:
     alert_priority: AlertPriority = AlertPriority()
     # a characteristic with no good value for this long is stale; None: 3 x the source's interval
     stale_after: float | None = None
+    # EWMA lambda, L and CUSUM k, h, fir (the keys `lambda`, `L`, `k`, `h`, `fir` beside `chart:`)
+    parameters: ChartParameters = ChartParameters()
     # short-run SPC (gateway.spc.shortrun): the part numbers, how they are plotted, where the part is read
     parts: tuple[Part, ...] = ()
     short_run: str | None = None  # dnom | z
@@ -242,6 +258,35 @@ class Product:
     characteristics: tuple[Characteristic, ...]
 
 
+# ---------------------------------------------------------------- outputs (andon, interlock)
+
+@dataclass(frozen=True)
+class OutputWhen:
+    """Which alerts hold an output on (contract plant-integration §3)."""
+
+    alert_types: tuple[str, ...]
+    priority_at_least: int = 1
+    products: tuple[str, ...] = ()  # product codes; empty: any product, and alerts without one
+    state: Literal["unacknowledged", "open"] = "open"  # unacknowledged: OPEN only; open: OPEN and ACKNOWLEDGED
+
+
+@dataclass(frozen=True)
+class OutputWrite:
+    """Where an output is written: a source's name and the target its plugin parsed (a coil, a node...)."""
+
+    source: str
+    target: object
+
+
+@dataclass(frozen=True)
+class OutputRule:
+    """One `outputs:` entry: on while at least one alert matches `when`, written to `write`."""
+
+    name: str
+    when: OutputWhen
+    write: OutputWrite
+
+
 # ---------------------------------------------------------------- the whole file
 
 @dataclass(frozen=True)
@@ -252,6 +297,8 @@ class Config:
     products: tuple[Product, ...]
     server: ServerSection = ServerSection()
     northbound: NorthboundSection | None = None
+    outputs: tuple[OutputRule, ...] = ()
+    opcua_server: OpcUaServerSection | None = None
     path: str = field(default="", compare=False)  # the file it came from
     # key path -> (line, column) of every value read, so later checks (missing files) can point at it
     marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)

@@ -14,6 +14,10 @@ from typing import Any
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from gateway.config import parts
+from gateway.config.chart_parameters import CONVERTERS as PARAMETER_CONVERTERS
+from gateway.config.chart_parameters import KEYS as PARAMETER_KEYS
+from gateway.config.chart_parameters import chart_parameters
+from gateway.config.counts import counts_fit
 from gateway.config.kinds import SourceKind, and_list
 from gateway.config.loader import BAD, Convert, Reader, key_node, kind, one_of, peek, show
 from gateway.config.model import (
@@ -42,6 +46,8 @@ from gateway.config.values import (
     text_of,
 )
 from gateway.spc.charts.registry import CHARTS, default_chart
+from gateway.spc.distributions import BOUNDED_AT_ZERO
+from gateway.spc.distributions import CHOICES as DISTRIBUTIONS
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
 from gateway.spc.shortrun import PLOTS
 
@@ -167,6 +173,7 @@ def rules(r: Reader, node: Node, path: str) -> Any:
 
 CAPABILITY = section(CapabilitySettings, {
     "every_subgroups": integer(1), "window_subgroups": integer(2), "min_cpk": number(above=0),
+    "distribution": choice(*DISTRIBUTIONS),
 })
 ALERT_PRIORITY = section(AlertPriority, {key: integer(1, 5) for key in AlertPriority.__dataclass_fields__})
 
@@ -183,7 +190,7 @@ def unit_text(r: Reader, node: Node, path: str) -> Any:
 def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, SourceKind]) -> Any:
     blocks = tuple(kinds)  # the address block is named after its source's type
     spec_keys = ("name", "unit", "source", *blocks, "sampling", "spec", "chart", "subgroup_size", "limits",
-                 "rules", "capability", "alert_priority", "stale_after", *parts.KEYS)
+                 "rules", "capability", "alert_priority", "stale_after", *PARAMETER_KEYS, *parts.KEYS)
     items = r.mapping(node, path, spec_keys)
     if items is None:
         return BAD
@@ -196,6 +203,7 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
         "sampling": sampling(str(source), source_kind, context, key_node(node, source_type or ""), kinds),
         "spec": SPEC, "chart": choice(*CHARTS), "subgroup_size": integer(1, 1000), "limits": LIMITS,
         "rules": rules, "capability": CAPABILITY, "alert_priority": ALERT_PRIORITY, "stale_after": duration(),
+        **PARAMETER_CONVERTERS,
         "parts": parts.parts, "short_run": choice(*PLOTS), "part_from": parts.part_from(known, kinds, source),
     }
     spec = () if "parts" in items else ("spec",)  # with parts the spec is per part (gateway.config.parts)
@@ -217,14 +225,19 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
     elif source_type and given[0] != source_type:
         r.at(f"{path}.{given[0]}", f"source {source!r} is a {source_type} source; the {given[0]} block "
              "does not fit it", f"a '{source_type}' block")
+    _distribution_fits_spec(r, good, path)
     chart, size = _chart_and_size(r, items, good, path)
     parts.check(r, items, good, chart, path)
-    if not r.ok(values) or len(r.problems) != problems or chart is BAD:
+    parameters = BAD if chart is BAD else chart_parameters(r, items, good, chart, path)
+    if not r.ok(values) or len(r.problems) != problems or chart is BAD or parameters is BAD:
         return BAD
     if "sampling" not in good:
         good["sampling"] = Sampling(source_kind.default_sampling if source_kind else "on_change")
     address = next((good.pop(b) for b in blocks if b in good), None)
-    return Characteristic(**{**good, "address": address, "chart": chart, "subgroup_size": size})
+    if not counts_fit(r, source_kind, address, chart, path, items):
+        return BAD
+    return Characteristic(**{**good, "address": address, "chart": chart, "subgroup_size": size,
+                             "parameters": parameters})
 
 
 def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], path: str) -> tuple[Any, int]:
@@ -243,6 +256,16 @@ def _chart_and_size(r: Reader, items: dict[str, Node], good: dict[str, Any], pat
         r.at(f"{path}.chart", f"chart {chart} needs a subgroup_size", f"{chart}: {_sizes(low, high)}",
              report_as=f"{path}.subgroup_size")
     return BAD, size
+
+
+def _distribution_fits_spec(r: Reader, good: dict[str, Any], path: str) -> None:
+    """A distribution with no values below 0 cannot fall below a negative LSL: the LSL is a mistake."""
+    distribution = good["capability"].distribution if "capability" in good else "normal"
+    lsl = good["spec"].lsl if "spec" in good else None
+    if distribution in BOUNDED_AT_ZERO and lsl is not None and lsl < 0:
+        r.at(f"{path}.capability.distribution", f"a {distribution} distribution has no values below 0, so "
+             f"spec.lsl {lsl:g} can never be crossed", "remove spec.lsl (or set it to 0 or above), or use "
+             "normal or auto")
 
 
 def _sizes(low: int, high: int) -> str:

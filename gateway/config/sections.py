@@ -39,6 +39,8 @@ from gateway.config.model import (
     ServerTLS,
     StorageSection,
 )
+from gateway.config.opcua_server import OPCUA_SERVER
+from gateway.config.outputs import outputs_list
 from gateway.config.products import Known, products_list
 from gateway.config.values import (
     choice,
@@ -214,13 +216,15 @@ def sources_list(r: Reader, node: Node, path: str, kinds: Mapping[str, SourceKin
 
 # -------------------------------------------------------------------- the whole file
 
-TOP = ("gateway", "storage", "server", "northbound", "sources", "products")
+TOP = ("gateway", "storage", "server", "northbound", "sources", "products", "outputs", "opcua_server")
 
 
-def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind]) -> dict[str, Any] | None:
+def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind],
+                 alert_types: Iterable[str] | None = None) -> dict[str, Any] | None:
     """Config keyword arguments from the root node, or None when anything was wrong.
 
-    `kinds` are the source protocols the file may use (gateway.sources.registry gives them).
+    `kinds` are the source protocols the file may use (gateway.sources.registry gives them);
+    `alert_types` the alert types `outputs:` may name (None: not checked).
     """
     by_type = {k.type: k for k in kinds}
     if not isinstance(root, MappingNode):
@@ -238,6 +242,7 @@ def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind]) -> dict[str
                       "see config/gateway.example.yaml")
             values[key] = BAD
     converters = {"gateway": GATEWAY, "storage": STORAGE, "server": SERVER, "northbound": NORTHBOUND}
+    converters["opcua_server"] = OPCUA_SERVER
     for key, convert in converters.items():
         if key in items and not is_null(items[key]):
             values[key] = convert(r, items[key], key)
@@ -246,6 +251,9 @@ def build_config(r: Reader, root: Node, kinds: Iterable[SourceKind]) -> dict[str
         values["sources"], known = sources_list(r, items["sources"], "sources", by_type)
     if "products" in items and not is_null(items["products"]):
         values["products"] = products_list(r, items["products"], "products", known, by_type)
+    if "outputs" in items and not is_null(items["outputs"]):
+        values["outputs"] = outputs_list(r, items["outputs"], "outputs", known, by_type, alert_types,
+                                         values.get("products"))
     _client_ids(r, values, by_type)
     if r.ok(values) and not any(p.severity == "error" for p in r.problems):
         _warnings(r, values)
@@ -293,6 +301,7 @@ def _warnings(r: Reader, values: dict[str, Any]) -> None:
              f"{server.listen.port} can acknowledge and resolve alerts",
              "add server.auth entries, or listen on 127.0.0.1", "warning")
     used = {c.source for p in values["products"] for c in p.characteristics}
+    used |= {output.write.source for output in values.get("outputs", ())}
     for i, source in enumerate(values["sources"]):
         if source.name not in used:
             r.at(f"sources[{i}].name", f"source {show(source.name)} is not used by any characteristic",

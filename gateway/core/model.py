@@ -87,7 +87,9 @@ class Event:
     type: str  # alert | measurement | subgroup | violation | capability
     product_id: int | None
     body: dict[str, Any]  # the whole protocol message, including type, timestamp and seq
-    # True for what the general feed carries of measurements: out of spec or out of control.
+    # Measurements: True for what the general feed carries of them (out of spec or out of control).
+    # Subgroups and violations: False for what no screen is sent (lean frames: a point of n = 1 rides in
+    # its measurement, a firing rule's repeats between its updates); the northbound gets every event.
     notable: bool = True
     # The body as compact UTF-8 JSON, encoded once when the event is numbered: the stored row, the
     # WebSocket frame, the `since` replay and the outbox payload are these bytes. b"" when an event is

@@ -125,6 +125,27 @@ _TEXTS: dict[str, dict[str, str]] = {
         "ko": "산포 관리도 점이 관리한계를 벗어났습니다 ({characteristic}: {value}, 한계 {limit})",
         "en": "The dispersion chart point is beyond its control limit ({characteristic}: {value}, limit {limit})",
     },
+    # EWMA and CUSUM signals (gateway.alerts.signals): what the signal means, then the numbers
+    "alert.OUT_OF_CONTROL.ewma_upper": {
+        "ko": "EWMA 관리 상한 초과: 평균이 서서히 위로 이동하고 있습니다 ({characteristic}: EWMA {value} > UCL {limit})",
+        "en": "EWMA beyond UCL: slow drift upward ({characteristic}: EWMA {value} > UCL {limit})",
+    },
+    "alert.OUT_OF_CONTROL.ewma_lower": {
+        "ko": "EWMA 관리 하한 미만: 평균이 서서히 아래로 이동하고 있습니다 ({characteristic}: EWMA {value} < LCL {limit})",
+        "en": "EWMA beyond LCL: slow drift downward ({characteristic}: EWMA {value} < LCL {limit})",
+    },
+    "alert.OUT_OF_CONTROL.cusum_upper": {
+        "ko": "CUSUM 상향 이동 감지: 평균이 약 {shift}σ 이동 ({run}점 전부터) ({characteristic}: 추정 평균 {mean} {unit}, "
+              "C+ {value} > H {limit})",
+        "en": "CUSUM upward shift: mean moved about {shift} σ, starting {run} points ago ({characteristic}: estimated "
+              "mean {mean} {unit}, C+ {value} > H {limit})",
+    },
+    "alert.OUT_OF_CONTROL.cusum_lower": {
+        "ko": "CUSUM 하향 이동 감지: 평균이 약 {shift}σ 이동 ({run}점 전부터) ({characteristic}: 추정 평균 {mean} {unit}, "
+              "C- {value} > H {limit})",
+        "en": "CUSUM downward shift: mean moved about {shift} σ, starting {run} points ago ({characteristic}: "
+              "estimated mean {mean} {unit}, C- {value} > H {limit})",
+    },
     # one term per language everywhere (page, alerts, docs): 런 규칙 위반 / run rule violation
     "alert.RUN_RULE_VIOLATION.title": {"ko": "런 규칙 위반 (규칙 {rule})", "en": "Run rule violation (rule {rule})"},
     "alert.RUN_RULE_VIOLATION.message": {
@@ -165,6 +186,55 @@ _TEXTS: dict[str, dict[str, str]] = {
               "확인하세요",
         "en": "MQTT outbox over its limit ({limit}): dropped the {n} oldest measurements. Check the plant broker "
               "connection",
+    },
+    "alert.OUTPUT_FAILED.title": {"ko": "출력 쓰기 실패", "en": "Output cannot be written"},
+    "alert.OUTPUT_FAILED.message": {
+        "ko": "출력 {output}을(를) 소스 {source}에 {failures}번 연속 쓰지 못했습니다 ({error}). 안돈/인터록이 "
+              "알람을 표시하지 않을 수 있습니다. PLC와 연결을 확인하세요",
+        "en": "Output {output} could not be written to source {source} {failures} times in a row ({error}). "
+              "The andon or interlock may not show the alarm: check the PLC and its connection",
+    },
+    "alert.OUTPUT_FAILED.written": {
+        "ko": "출력을 다시 쓸 수 있습니다",
+        "en": "the output is written again",
+    },
+    # ------------------------------------------------------------------ capability: distribution warnings
+    # spc.capability_percentile.Warning keys; English as its ENGLISH (tests/test_spc_distributions.py)
+    "distribution.normal": {"ko": "정규(normal)", "en": "normal"},
+    "distribution.lognormal": {"ko": "로그정규(lognormal)", "en": "lognormal"},
+    "distribution.weibull": {"ko": "와이블(weibull)", "en": "weibull"},
+    "distribution.folded_normal": {"ko": "접힌 정규(folded_normal)", "en": "folded_normal"},
+    "capability.warning.not_normal": {
+        "ko": "측정값이 정규분포로 보이지 않습니다 (Anderson-Darling p = {p_value:.3g}). capability.distribution: auto를 "
+              "검토하세요",
+        "en": "the values do not look normal (Anderson-Darling p = {p_value:.3g}); try capability.distribution: auto",
+    },
+    "capability.warning.not_like": {
+        "ko": "측정값이 {distribution} 분포로 보이지 않습니다 (Anderson-Darling p = {p_value:.3g})",
+        "en": "the values do not look {distribution} (Anderson-Darling p = {p_value:.3g})",
+    },
+    "capability.warning.none_fits": {
+        "ko": "맞는 분포가 없습니다 (Anderson-Darling {listed}; 모두 0.05 미만). 공정능력을 정규분포로 계산했습니다",
+        "en": "no distribution fits the values (Anderson-Darling {listed}; each below 0.05): the capability is "
+              "computed as normal",
+    },
+    "capability.warning.at_or_below_zero": {
+        "ko": "{distribution} 분포에는 0 이하의 값이 없는데 측정값 {count}개가 0 이하입니다 (최소 {lowest:g}). "
+              "공정능력을 정규분포로 계산했습니다",
+        "en": "a {distribution} distribution has no values at or below 0, and {count} of the values are (lowest "
+              "{lowest:g}): the capability is computed as normal",
+    },
+    "capability.warning.below_zero": {
+        "ko": "{distribution} 분포에는 음수 값이 없는데 측정값 {count}개가 음수입니다 (최소 {lowest:g}). 공정능력을 "
+              "정규분포로 계산했습니다",
+        "en": "a {distribution} distribution has no values below 0, and {count} of the values are (lowest "
+              "{lowest:g}): the capability is computed as normal",
+    },
+    "capability.warning.spread": {
+        "ko": "0에서의 거리에 비해 측정값의 산포가 너무 작아 {distribution} 분포를 맞출 수 없습니다. 공정능력을 "
+              "정규분포로 계산했습니다",
+        "en": "the spread of the values is too small for their distance from 0 to fit a {distribution} "
+              "distribution: the capability is computed as normal",
     },
     # ------------------------------------------------------------------ refusals worded per language
     # limits recalculation: why the stored subgroups give no limits (spc.charts.EstimateError.reason)

@@ -1,16 +1,8 @@
 """Northbound MQTT: the SQLite outbox -> the plant broker; a row leaves the outbox only on the broker's ack.
 
-Why paho is driven from the asyncio loop (its external-loop API: socket callbacks + loop_read/loop_write)
-instead of `loop_start()`'s own thread:
-- one thread owns the mid -> seq map, the in-flight count and the drain cursor: no locks, and an ack can
-  never race the code that records its mid;
-- packets queued by many `publish()` calls in one loop turn leave in one `loop_write()`: this batching is
-  what makes the drain rate after an outage >10,000 messages/s in Python;
-- we own reconnect and its backoff with jitter (gateway.sources.base.Backoff), not paho's loop_forever.
-Only the blocking TCP connect and TLS handshake run in a worker thread: a dead broker never stalls the loop.
-
-A fresh paho Client per connection: paho keeps unacknowledged messages in RAM and re-sends them itself after
-a reconnect; ours live in the outbox and are re-sent from there, oldest first, marked `"replayed": true`.
+The connection (paho on the asyncio loop, reconnect with backoff, the clean stop) is
+gateway.outputs.mqtt_link, shared with the Sparkplug output. A fresh paho Client per connection: rows
+unacknowledged when a connection ends are re-sent from the outbox, oldest first, marked `"replayed": true`.
 
 The northbound is one consumer of the outbox (gateway.store.outbox, named "mqtt"): it advances its cursor
 past the rows the broker confirmed, in seq order, and a row is deleted once every consumer has it. A row
@@ -25,8 +17,6 @@ import contextlib
 import inspect
 import json
 import logging
-import ssl
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,16 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import NorthboundMQTT
 from gateway.config.topics import TOPIC_TYPES
 from gateway.config.topics import topic_for as topic_for  # where the tests and the bench have found it
-from gateway.core.backoff import Backoff
 from gateway.core.model import Event
-from gateway.core.secrets import SecretError, read_secret
 from gateway.core.texts import text
 from gateway.outputs.base import Output
+from gateway.outputs.mqtt_link import STOP_GRACE, Connection, MqttLink, first_of
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +41,10 @@ DELETE_DELAY = 0.05  # seconds an acknowledgement may wait to be stored together
 CONSUMER = "mqtt"  # this output's name among the outbox's consumers (its stored cursor)
 HELD_RETRY = 60.0  # seconds between two sends of the rows a broker refused (once caught up)
 MONITOR_INTERVAL = 1.0  # seconds between outbox size checks (buffer_limit, 80 % alert, /metrics)
-CONNECT_TIMEOUT = 10.0  # seconds for TCP + TLS + CONNACK
 HIGH_WATER = 0.8  # outbox fill that raises "outbox_high"
 LOW_WATER = 0.7  # below this the next crossing of HIGH_WATER raises it again
-STOP_GRACE = 0.3  # seconds stop() waits for the offline ack, the close, the last delete (app allows 1 s)
 
 AlertCallback = Callable[..., Any]  # on_alert(kind, **values): worded as the STORAGE alert alert.STORAGE.<kind>
-
-
-class NorthboundError(Exception):
-    """A northbound setting that cannot work (unreadable password file, bad TLS files)."""
 
 
 def mark_replayed(payload: bytes) -> bytes:
@@ -74,20 +56,10 @@ def mark_replayed(payload: bytes) -> bytes:
     return head + (b'"replayed":true}' if head.endswith(b"{") else b',"replayed":true}')
 
 
-def read_password(path: str) -> str:
-    """The broker password, by the one rule for every secret file (gateway.core.secrets.read_secret)."""
-    try:
-        return read_secret(path)
-    except SecretError as e:
-        raise NorthboundError(f"northbound.mqtt.password_file: cannot read {path}: {e.message}") from None
-
-
 @dataclass(eq=False)
-class _Session:
-    """One TCP connection with its own paho client; callbacks of an older session are ignored."""
+class _Session(Connection):
+    """One connection's rows in flight; callbacks of an older session are ignored."""
 
-    client: mqtt.Client = None  # type: ignore[assignment]  # set right after, it needs the session
-    ticker: asyncio.Task[None] | None = None
     replay_upto: int = 0  # seqs up to this were produced before this connection: history, marked replayed
     mids: dict[int, int] = field(default_factory=dict)  # message id -> seq, for rows in flight
     kinds: dict[int, str] = field(default_factory=dict)  # seq -> kind, for rows in flight
@@ -95,10 +67,7 @@ class _Session:
     finished: set[int] = field(default_factory=set)  # of those, acknowledged or held (not yet at order[0])
     sent_upto: int = 0  # every row of ours up to here was published on this connection or before
     status_mid: int | None = None  # the retained online/offline status message in flight
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
     room: asyncio.Event = field(default_factory=asyncio.Event)  # set while in-flight < max_inflight
-    status_acked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Northbound(Output):
@@ -118,14 +87,13 @@ class Northbound(Output):
         self.on_alert = on_alert
         self.clock = clock
         self.status_topic = f"{config.topic_prefix}/status"
-        self._password: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._session: _Session | None = None
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
-        self._backoff = Backoff(config.reconnect_min, config.reconnect_max)
+        self._monitor_task: asyncio.Task[None] | None = None
+        self.link = MqttLink(config, name="northbound", client_id=config.client_id, will=self._will,
+                             serve=self._drain, new_connection=self._new_session,
+                             on_connected=self._on_connected, on_closed=lambda s: s.room.set(),
+                             on_publish=self._on_publish)
         self._consumer: Any = None  # the outbox consumer (gateway.store.outbox.OutboxConsumer), from start()
         self._cursor = 0  # every row of ours up to here is confirmed (or held); stored by _flush_deletes
         self._skip: set[int] = set()  # confirmed seqs above the cursor (acks out of order): never resend
@@ -142,24 +110,35 @@ class Northbound(Output):
         self.replayed = 0  # of those, sent marked replayed
         self.rejected = 0  # MQTT 5 acks with a failure reason: kept in the outbox
         self.dropped = 0  # measurements dropped by buffer_limit since start
-        self.reconnects = 0
-        self.last_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def _session(self) -> _Session | None:
+        return self.link.connection
+
+    @property
+    def reconnects(self) -> int:
+        return self.link.reconnects
+
+    @property
+    def last_error(self) -> str | None:
+        return self.link.last_error
+
+    @last_error.setter
+    def last_error(self, value: str | None) -> None:
+        self.link.last_error = value
+
     async def start(self) -> None:
         """Check the settings, then connect and forward in the background (a down broker is not an error)."""
-        if self.config.password_file:
-            self._password = read_password(self.config.password_file)
-        self._new_client(_Session())  # TLS files are loaded here: fail now, with a precise message
+        self.link.check()  # the password and TLS files: fail now, with a precise message
         kinds = [k for k in TOPIC_TYPES if k in self.config.publish]
         self._consumer = await self.store.outbox_consumer(CONSUMER, kinds)
         self._cursor = self._consumer.cursor
         self._held = self._consumer.held
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._tasks = [asyncio.create_task(self._run(), name="northbound:connection"),
-                       asyncio.create_task(self._monitor(), name="northbound:outbox")]
+        self.link.start()
+        self._monitor_task = asyncio.create_task(self._monitor(), name="northbound:outbox")
 
     def wake(self) -> None:
         """New outbox rows are committed: publish them now instead of at the next poll."""
@@ -171,26 +150,13 @@ class Northbound(Output):
 
     async def stop(self) -> None:
         """Publish `offline`, disconnect cleanly, hand the pending deletes to the store."""
-        self._stopping = True
-        session = self._session
         try:
-            if session is not None and session.connected.is_set() and not session.closed.is_set():
-                session.status_acked.clear()
-                info = session.client.publish(self.status_topic, self._status("offline"), self.config.qos,
-                                              retain=True)
-                session.status_mid = info.mid
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(session.status_acked.wait(), STOP_GRACE)
-                session.client.disconnect()  # a clean DISCONNECT: the broker discards the will
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(session.closed.wait(), STOP_GRACE)
+            await self.link.stop((self.status_topic, self._status("offline"), self.config.qos, True))
         finally:  # even when the caller's timeout cancels us: no task, socket or acknowledged seq left behind
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks = []
-            if session is not None:
-                self._close(session)
+            if self._monitor_task is not None:
+                self._monitor_task.cancel()
+                await asyncio.gather(self._monitor_task, return_exceptions=True)
+                self._monitor_task = None
             self._flush_deletes()
             if self._last_delete is not None:  # batches commit in order: the last covers all before it
                 with contextlib.suppress(TimeoutError):
@@ -211,93 +177,18 @@ class Northbound(Output):
             "last_error": self.last_error,
         }
 
-    # ------------------------------------------------------------------ connection
+    # ------------------------------------------------------------------ connection (mqtt_link's hooks)
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            session = _Session()
-            session.client = self._new_client(session)
-            self._session = session
-            try:
-                await self._connect(session)
-                await self._drain(session)
-            except (OSError, TimeoutError) as e:  # ssl.SSLError is an OSError
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.warning("northbound: %s:%s: %s", self.config.host, self.config.port, self.last_error)
-            except Exception as e:  # a bug or a store failure: keep forwarding after the backoff
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("northbound: forwarding failed")
-            finally:
-                self._close(session)
-            if self._stopping:
-                return
-            delay = self._backoff.next_delay()
-            self.reconnects += 1
-            await asyncio.sleep(delay)
-
-    def _new_client(self, session: _Session) -> mqtt.Client:
-        cfg = self.config
-        v5 = cfg.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, userdata=session,
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else True, reconnect_on_failure=False)
-        # in flight is bounded by _drain (max_inflight); paho's own bound would rescan its whole
-        # message table on every ack (_update_inflight), a third of the drain's CPU time
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
-        client.connect_timeout = CONNECT_TIMEOUT
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, self._password)
-        if cfg.tls is not None:
-            try:
-                client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.certificate,
-                               keyfile=cfg.tls.private_key, cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ssl.SSLError) as e:
-                raise NorthboundError(f"northbound.mqtt.tls: cannot load the CA file or client "
-                                      f"certificate/key: {e}") from e
-            client.tls_insecure_set(cfg.tls.insecure)
-        client.will_set(self.status_topic, self._status("offline"), cfg.qos, retain=True)
-        client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
-        client.on_publish = self._on_publish
-        # paho's external-loop hooks: the socket's reader and writer live on our loop
-        client.on_socket_open = lambda _c, session, sock: self._on_loop(self._attach, session, sock)
-        client.on_socket_close = lambda _c, _s, sock: self._on_loop(self._detach, sock, True)
-        client.on_socket_register_write = lambda _c, session, sock: self._on_loop(self._add_writer, session,
-                                                                                  sock)
-        client.on_socket_unregister_write = lambda _c, _s, sock: self._on_loop(self._detach, sock, False)
-        return client
-
-    async def _connect(self, session: _Session) -> None:
-        cfg = self.config
-        kwargs: dict[str, Any] = {"clean_start": True} if cfg.protocol == "5" else {}
+    def _new_session(self) -> _Session:
         # the seqs produced so far are history for this connection, whatever its drain finds
-        session.replay_upto = int(getattr(self.store, "last_seq", 0) or 0)
-        await asyncio.to_thread(session.client.connect, cfg.host, cfg.port, int(cfg.keepalive), **kwargs)
-        session.ticker = asyncio.create_task(self._tick(session), name="northbound:keepalive")
-        await _first(session.connected, session.closed, timeout=CONNECT_TIMEOUT)
-        if not session.connected.is_set() or session.closed.is_set():
-            raise TimeoutError(self.last_error or "no CONNACK from the broker")
-        session.room.set()
-        self._backoff.reset()
+        return _Session(replay_upto=int(getattr(self.store, "last_seq", 0) or 0))
 
-    async def _tick(self, session: _Session) -> None:
-        """Keepalive pings and ping-timeout detection (paho's loop_misc) once a second."""
-        while not session.closed.is_set():
-            await asyncio.sleep(1.0)
-            if session is self._session:
-                session.client.loop_misc()
+    async def _will(self) -> tuple[str, bytes, int, bool]:
+        return self.status_topic, self._status("offline"), self.config.qos, True
 
-    def _close(self, session: _Session) -> None:
-        if session.ticker is not None:
-            session.ticker.cancel()
-        if not session.closed.is_set():
-            sock = session.client.socket()
-            if sock is not None:
-                self._detach(sock, True)
-                with contextlib.suppress(OSError):
-                    sock.close()
-            session.closed.set()
-        session.room.set()
+    def _on_connected(self, session: _Session) -> None:
+        info = session.client.publish(self.status_topic, self._status("online"), self.config.qos, retain=True)
+        session.status_mid = info.mid
 
     # ------------------------------------------------------------------ draining the outbox
 
@@ -305,6 +196,7 @@ class Northbound(Output):
         """Publish outbox rows in seq order from the cursor until the connection closes, and once caught up
         the held ones (refused before); after a reconnect everything unconfirmed goes again."""
         client, qos, limit = session.client, self.config.qos, self.config.max_inflight
+        session.room.set()
         consumer = self._consumer
         cursor = session.sent_upto = self._cursor
         ahead: deque[Any] = deque()
@@ -329,7 +221,7 @@ class Northbound(Output):
                     resending = len(held_rows)
                     continue
                 if not rows:  # wait for a commit; poll anyway in case a wake() was missed
-                    await _first(self._wake, session.closed, timeout=MONITOR_INTERVAL)
+                    await first_of(self._wake, session.closed, timeout=MONITOR_INTERVAL)
                     continue
                 ahead.extend(rows)
                 cursor = rows[-1].seq
@@ -359,7 +251,6 @@ class Northbound(Output):
         if seq is None:
             if mid == session.status_mid:
                 session.status_mid = None  # mids wrap at 65535: this one will name a data message later
-                session.status_acked.set()
             return
         kind = session.kinds.pop(seq, "")
         if len(session.mids) < self.config.max_inflight:
@@ -420,66 +311,6 @@ class Northbound(Output):
         self._unflushed = 0
         self._last_delete = consumer.advance(self._cursor, hold=hold, done=done)
 
-    # ------------------------------------------------------------------ paho callbacks (on the loop)
-
-    def _on_connect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any,
-                    properties: Any) -> None:
-        if session is not self._session:
-            return
-        if getattr(reason, "is_failure", False):
-            self.last_error = f"broker refused the connection: {reason}"
-            log.warning("northbound: %s", self.last_error)
-            client.disconnect()
-            return
-        self.last_error = None
-        info = client.publish(self.status_topic, self._status("online"), self.config.qos, retain=True)
-        session.status_mid = info.mid
-        session.connected.set()
-        log.info("northbound: connected to %s:%s", self.config.host, self.config.port)
-
-    def _on_disconnect(self, client: mqtt.Client, session: _Session, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        if session.connected.is_set() and not self._stopping:
-            self.last_error = f"connection lost: {reason}"
-            log.warning("northbound: %s", self.last_error)
-        session.closed.set()
-        session.room.set()
-
-    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run now when on the loop's thread; from the connect thread, queue it onto the loop."""
-        assert self._loop is not None
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: the process is ending anyway
-                self._loop.call_soon_threadsafe(fn, *args)
-
-    def _attach(self, session: _Session, sock: Any) -> None:
-        if session.closed.is_set():  # stopped while the connect thread was still connecting
-            sock.close()
-        elif sock.fileno() >= 0:
-            self._loop.add_reader(sock, self._readable, session)  # type: ignore[union-attr]
-
-    def _add_writer(self, session: _Session, sock: Any) -> None:
-        if sock.fileno() >= 0 and not session.closed.is_set():
-            self._loop.add_writer(sock, session.client.loop_write)  # type: ignore[union-attr]
-
-    def _detach(self, sock: Any, reader: bool) -> None:
-        if sock.fileno() >= 0:
-            self._loop.remove_writer(sock)  # type: ignore[union-attr]
-            if reader:
-                self._loop.remove_reader(sock)  # type: ignore[union-attr]
-
-    @staticmethod
-    def _readable(session: _Session) -> None:
-        client = session.client
-        client.loop_read()
-        # TLS may hold decrypted bytes the kernel socket no longer signals
-        sock = client.socket()
-        while sock is not None and getattr(sock, "pending", lambda: 0)() > 0:
-            client.loop_read()
-            sock = client.socket()
-
     # ------------------------------------------------------------------ outbox limits
 
     async def _monitor(self) -> None:
@@ -522,16 +353,6 @@ class Northbound(Output):
         return json.dumps({"status": status, "gateway": self.gateway_name, "version": self.version,
                            "products": self.product_codes, "epoch": getattr(self.store, "epoch", None)},
                           ensure_ascii=False).encode()
-
-
-async def _first(*events: asyncio.Event, timeout: float) -> None:
-    """Return when any of the events is set, or after timeout."""
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def _mb(n: int) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.outputs import andon, opcua_server
 from gateway.outputs.base import Output
 
 
@@ -26,4 +27,7 @@ class OutputKind:
     build: Callable[[Any], Output | None]
 
 
-OUTPUTS: list[OutputKind] = []
+OUTPUTS: list[OutputKind] = [
+    OutputKind(andon.AndonOutputs, andon.build),
+    OutputKind(opcua_server.OpcUaServer, opcua_server.build),
+]

@@ -2,9 +2,9 @@
 (gateway.outputs.sparkplug_node), on the broker of northbound.mqtt (contract plant-integration §1).
 
 Its own MQTT connection (client id `{northbound.mqtt.client_id}-sparkplug`: the JSON northbound keeps
-its own beside it), with the NDEATH of that connection's bdSeq as the will. paho runs its network loop
-in its own thread (loop_start); every callback is handed to the asyncio loop, so the edge node, its seq
-and the cursor are only ever touched there.
+its own beside it), made by gateway.outputs.mqtt_link like the northbound's, with the NDEATH of that
+connection's bdSeq as the will; paho runs on the asyncio loop, so the edge node, its seq and the cursor
+are only ever touched there.
 
 Rows are read from the outbox from this consumer's cursor: the ones produced before the births of this
 connection go as DDATA with is_historical, oldest first. Sparkplug sends data at QoS 0, so a row counts
@@ -15,31 +15,30 @@ that, and a batch cut by a lost connection goes again (historical) after the nex
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
-import ssl
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import NorthboundSection
-from gateway.core.backoff import Backoff
 from gateway.core.model import Event
-from gateway.core.secrets import read_secret
 from gateway.outputs.base import Output
-from gateway.outputs.sparkplug_node import EdgeNode, Message
+from gateway.outputs.mqtt_link import CONNECT_TIMEOUT, Connection, Message, MqttLink, first_of
+from gateway.outputs.sparkplug_node import NAMESPACE, EdgeNode
+from gateway.outputs.sparkplug_seed import last_bd_seq, seed, store_bd_seq
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "sparkplug"
 KINDS = ("measurement", "subgroup", "capability", "alert")  # the events its metrics come from
 FETCH_BATCH = 1000
-CONNECT_TIMEOUT = 10.0
-STOP_GRACE = 0.3
+BD_SEQ_WRITE = 5.0  # seconds the bdSeq's commit may take before the connect goes on without it
 
 
 def _ms(iso: Any, default: int) -> int:
@@ -48,6 +47,12 @@ def _ms(iso: Any, default: int) -> int:
         return int(datetime.fromisoformat(str(iso)).timestamp() * 1000)
     except ValueError:
         return default
+
+
+@dataclass(eq=False)
+class _Session(Connection):
+    pending: set[int] = field(default_factory=set)  # mids of the batch in flight
+    written: asyncio.Event = field(default_factory=asyncio.Event)  # the whole batch went to the socket
 
 
 class SparkplugOutput(Output):
@@ -62,242 +67,148 @@ class SparkplugOutput(Output):
         self.node = EdgeNode(self.config.group_id, self.config.edge_node_id,
                              [(p.id, p.code, [c.name for c in p.characteristics]) for p in products],
                              primary_host_id=self.config.primary_host_id)
+        self.link = MqttLink(config.mqtt, name="sparkplug", client_id=f"{config.mqtt.client_id}-sparkplug",
+                             will=self._will, serve=self._serve, new_connection=_Session,
+                             on_closed=lambda _s: self._wake.set(), on_publish=self._on_publish,
+                             on_message=self._on_message)
         self._consumer: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
-        self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._connected = asyncio.Event()
-        self._closed = asyncio.Event()
-        self._pending: set[int] = set()  # mids of the batch in flight
-        self._written = asyncio.Event()
-        self._sent: dict[str, dict[str, Any]] = {}  # device id -> what the host has of each metric
-        self._backoff = Backoff(self.mqtt_config.reconnect_min, self.mqtt_config.reconnect_max)
-        self._stopping = False
+        self._births_lock = asyncio.Lock()  # births and STATE one at a time, in the order they came
+        self._commands: set[asyncio.Task[None]] = set()
         self._replay_upto = 0  # rows up to here were stored before the last births: is_historical
         self.published = 0
         self.historical = 0
         self.births = 0
-        self.reconnects = 0
-        self.last_error: str | None = None
 
     async def start(self) -> None:
+        self.link.check()  # the password and TLS files: fail now, with a precise message
         self._consumer = await self.store.outbox_consumer(CONSUMER, KINDS)
-        # the first births count the alerts open now, not only those that change from here on
-        for alert in await self.store.unresolved_alerts():
-            device = self.node.devices.get(alert.get("product_id"))
-            if device is not None and alert.get("status") in ("OPEN", "ACKNOWLEDGED"):
-                device.open_alerts[alert["id"]] = alert["status"]
-                device.values["alerts/open"] = len(device.open_alerts)
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="sparkplug:connection")
+        self.node.bd_seq = await last_bd_seq(self.store)  # it goes on across restarts
+        self.link.start()
 
     def publish(self, events: list[Event]) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
-        """NDEATH (a clean DISCONNECT discards the will), then close."""
-        self._stopping = True
-        client = self._client
-        try:
-            if client is not None and self._connected.is_set() and not self._closed.is_set():
-                topic, payload, qos, retain = self.node.death()
-                info = client.publish(topic, payload, qos, retain)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, STOP_GRACE), STOP_GRACE + 0.1)
-                client.disconnect()
-        finally:
-            if self._task is not None:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-            if client is not None:
-                client.loop_stop()
+        """NDEATH, then a clean DISCONNECT (which makes the broker discard the will)."""
+        for task in list(self._commands):
+            task.cancel()
+        await self.link.stop(self.node.death())
 
     def stats(self) -> dict[str, Any]:
-        return {"connected": self._connected.is_set() and not self._closed.is_set(), "born": self.node.born,
-                "bd_seq": self.node.bd_seq, "cursor": self._consumer.cursor if self._consumer else 0,
-                "published": self.published, "historical": self.historical, "births": self.births,
-                "reconnects": self.reconnects, "last_error": self.last_error}
+        return {"connected": self.link.is_connected, "born": self.node.born, "bd_seq": self.node.bd_seq,
+                "cursor": self._consumer.cursor if self._consumer else 0, "published": self.published,
+                "metrics": self.node.metrics_sent,
+                "historical": self.historical, "births": self.births, "reconnects": self.link.reconnects,
+                "last_error": self.link.last_error}
 
-    # ------------------------------------------------------------------ connection
+    # ------------------------------------------------------------------ connection (mqtt_link's hooks)
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                await self._session()
-            except (OSError, TimeoutError) as e:
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.warning("sparkplug: %s:%s: %s", self.mqtt_config.host, self.mqtt_config.port, self.last_error)
-            except Exception as e:
-                self.last_error = f"{type(e).__name__}: {e}"
-                log.exception("sparkplug: forwarding failed")
-            finally:
-                if self._client is not None:
-                    client, self._client = self._client, None
-                    with contextlib.suppress(Exception):
-                        client.disconnect()
-                    await asyncio.to_thread(client.loop_stop)
-            if self._stopping:
-                return
-            self.reconnects += 1
-            await asyncio.sleep(self._backoff.next_delay())
+    async def _will(self) -> Message:
+        will = self.node.connect()
+        try:  # stored before the will exists: a kill -9 may follow
+            await asyncio.wait_for(store_bd_seq(self.store, self.node.bd_seq), BD_SEQ_WRITE)
+        except Exception as e:  # a database that cannot be written must not also stop what can still be sent
+            log.warning("sparkplug: bdSeq %d not stored (%s): a restart may number it again",
+                        self.node.bd_seq, e)
+        return will
 
-    def _new_client(self, will: Message) -> mqtt.Client:
-        cfg = self.mqtt_config
-        v5 = cfg.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{cfg.client_id}-sparkplug",
-                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-                             clean_session=None if v5 else True, reconnect_on_failure=False)
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, read_secret(cfg.password_file) if cfg.password_file else None)
-        if cfg.tls is not None:
-            client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.certificate, keyfile=cfg.tls.private_key,
-                           cert_reqs=ssl.CERT_REQUIRED)
-            client.tls_insecure_set(cfg.tls.insecure)
-        topic, payload, qos, retain = will
-        client.will_set(topic, payload, qos, retain)
-        loop = self._loop
-        assert loop is not None
-
-        def soon(fn: Any, *args: Any) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: the process is ending
-                loop.call_soon_threadsafe(fn, *args)
-
-        client.on_connect = lambda _c, _u, _f, reason, _p: soon(self._on_connect, client, reason)
-        client.on_disconnect = lambda _c, _u, _f, _r, _p: soon(self._on_disconnect, client)
-        client.on_message = lambda _c, _u, message: soon(self._on_message, client, message.topic,
-                                                          bytes(message.payload))
-        client.on_publish = lambda _c, _u, mid, _r, _p: soon(self._on_publish, client, mid)
-        return client
-
-    async def _session(self) -> None:
-        self._connected.clear()
-        self._closed.clear()
-        client = self._client = self._new_client(self.node.connect())
-        cfg = self.mqtt_config
-        kwargs: dict[str, Any] = {"clean_start": True} if cfg.protocol == "5" else {}
-        await asyncio.to_thread(client.connect, cfg.host, cfg.port, int(cfg.keepalive), **kwargs)
-        client.loop_start()
-        await asyncio.wait_for(self._connected.wait(), CONNECT_TIMEOUT)
-        self._backoff.reset()
+    async def _serve(self, session: _Session) -> None:
+        log.info("sparkplug: bdSeq %d", self.node.bd_seq)
         # Sparkplug 3.0: subscribe to the commands and the primary host's STATE before the NBIRTH
-        client.subscribe([(topic, 1) for topic in self.node.subscriptions()])
+        session.client.subscribe([(topic, 1) for topic in self.node.subscriptions()])
         if self.config.primary_host_id is None:
-            self._send(client, self._births())
-        await self._drain(client)
+            await self._births(session, self.node.births)
+        await self._drain(session)
 
-    def _births(self) -> list[Message]:
-        messages = self.node.births(int(time.time() * 1000))
-        if messages:
-            self._born()
-        return messages
+    async def _births(self, session: _Session, act: Callable[[int], list[Message]]) -> None:
+        """Births (from a connect, an NCMD, a STATE) that show the newest stored values: the rows stored
+        so far and not yet sent go after them as history, and must not be newer than what the births
+        show (after an outage, the host would keep pre-outage values as current)."""
+        async with self._births_lock:
+            upto = int(getattr(self.store, "last_seq", 0) or 0)
+            try:
+                await seed(self.node, self.store)
+            except Exception as e:  # births with what the node has beat no births at all
+                log.warning("sparkplug: births without the store's latest values: %s", e)
+            if session is not self.link.connection or session.closed.is_set():
+                return  # the next connection starts its own session state (node.connect)
+            messages = act(int(time.time() * 1000))
+            if messages:
+                self._replay_upto = upto
+                self.births += 1
+            self._send(session.client, messages)
+            self._wake.set()
 
-    def _born(self) -> None:
-        """After births: the rows stored so far are history to the host (held while we could not send)."""
-        self._replay_upto = int(getattr(self.store, "last_seq", 0) or 0)
-        self.births += 1
-        self._sent = {d.device_id: dict(d.values) for d in self.node.devices.values()}
-        self._wake.set()
+    @staticmethod
+    def _send(client: mqtt.Client, messages: list[Message]) -> None:
+        for message in messages:
+            client.publish(*message)
 
-    def _send(self, client: mqtt.Client, messages: list[Message]) -> list[int]:
-        mids = []
-        for topic, payload, qos, retain in messages:
-            mids.append(client.publish(topic, payload, qos, retain).mid)
-        return mids
-
-    async def _drain(self, client: mqtt.Client) -> None:
-        consumer = self._consumer
-        while not self._closed.is_set():
+    async def _drain(self, session: _Session) -> None:
+        consumer, client = self._consumer, session.client
+        while not session.closed.is_set():
             if not self.node.may_publish():  # not born yet (primary host offline): hold the rows
                 self._wake.clear()
-                await _first(self._wake, self._closed, timeout=1.0)
+                await first_of(self._wake, session.closed, timeout=1.0)
                 continue
             self._wake.clear()
             rows = await consumer.fetch(consumer.cursor, FETCH_BATCH)
             if not rows:
-                await _first(self._wake, self._closed, timeout=1.0)
+                await first_of(self._wake, session.closed, timeout=1.0)
                 continue
             now = int(time.time() * 1000)
-            self._pending = set()
-            self._written.clear()
+            session.pending = set()
+            session.written.clear()
             for row in rows:
                 body = orjson.loads(row.payload)
                 inner = body.get(body.get("type"), {}) if isinstance(body, dict) else {}
                 stamp = _ms(inner.get("measured_at") or inner.get("analyzed_at") or body.get("timestamp"), now)
                 historical = row.seq <= self._replay_upto
-                product_id = inner.get("product_id")
-                device = self.node.devices.get(product_id) if isinstance(product_id, int) else None
-                sent = self._sent.setdefault(device.device_id, {}) if device else None
-                message = self.node.data(body, stamp, historical=historical, previous=sent)
+                message = self.node.data(body, stamp, historical=historical)
                 if message is None:
                     if not self.node.may_publish():
                         break  # the host went offline meanwhile: this row and the rest wait
                     continue
-                if sent is not None and device is not None:
-                    sent.update({k: device.values[k] for k in device.metrics if k in device.values})
-                self._pending.add(client.publish(*message).mid)
+                session.pending.add(client.publish(*message).mid)
                 self.published += 1
                 self.historical += historical
             else:
-                if self._pending:
-                    await _first(self._written, self._closed, timeout=CONNECT_TIMEOUT)
-                if not self._pending:  # every row of the batch went to the socket: the host has them
+                if session.pending:
+                    await first_of(session.written, session.closed, timeout=CONNECT_TIMEOUT)
+                if not session.pending:  # every row of the batch went to the socket: the host has them
                     await asyncio.shield(consumer.advance(rows[-1].seq))
                 continue
             await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ paho callbacks (on the loop)
 
-    def _on_connect(self, client: mqtt.Client, reason: Any) -> None:
-        if client is not self._client:
-            return
-        if getattr(reason, "is_failure", False):
-            self.last_error = f"broker refused the connection: {reason}"
-            client.disconnect()
-            return
-        self.last_error = None
-        self._connected.set()
-        log.info("sparkplug: connected to %s:%s (bdSeq %d)", self.mqtt_config.host, self.mqtt_config.port,
-                 self.node.bd_seq)
+    def _on_publish(self, client: mqtt.Client, session: _Session, mid: int, _reason: Any, _props: Any) -> None:
+        if session is self.link.connection and mid in session.pending:
+            session.pending.discard(mid)
+            if not session.pending:
+                session.written.set()
 
-    def _on_disconnect(self, client: mqtt.Client) -> None:
-        if client is self._client:
-            self._closed.set()
-            self._wake.set()
-
-    def _on_publish(self, client: mqtt.Client, mid: int) -> None:
-        if client is self._client and mid in self._pending:
-            self._pending.discard(mid)
-            if not self._pending:
-                self._written.set()
-
-    def _on_message(self, client: mqtt.Client, topic: str, payload: bytes) -> None:
-        if client is not self._client:
+    def _on_message(self, client: mqtt.Client, session: _Session, message: Any) -> None:
+        if session is not self.link.connection:
             return
-        now = int(time.time() * 1000)
+        topic, payload = message.topic, bytes(message.payload)
+        act: Callable[[int], list[Message]]
         if topic == self.node.topic("NCMD"):
-            messages = self.node.on_ncmd(payload, now)
-            if messages:
-                self._born()
-        elif topic.startswith("spBv1.0/STATE/"):
-            born = self.node.born
-            messages = self.node.on_state(payload, now)
-            if messages:
-                self._born()
-            elif born and not self.node.born:
-                log.info("sparkplug: primary host %s offline: holding data", self.config.primary_host_id)
+            if not self.node.asks_rebirth(payload):
+                return
+            act = self.node.births
+        elif topic.startswith(f"{NAMESPACE}/STATE/"):
+            act = functools.partial(self._on_state, payload)
         else:
             return
-        self._send(client, messages)
-        self._wake.set()
+        task = asyncio.create_task(self._births(session, act), name="sparkplug:command")
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
 
-
-async def _first(*events: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+    def _on_state(self, payload: bytes, now: int) -> list[Message]:
+        born = self.node.born
+        messages = self.node.on_state(payload, now)
+        if born and not self.node.born:
+            log.info("sparkplug: primary host %s offline: holding data", self.config.primary_host_id)
+        return messages

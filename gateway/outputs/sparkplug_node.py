@@ -1,18 +1,23 @@
 """The Sparkplug B edge node as a state machine without I/O (Eclipse Sparkplug 3.0; contract
 plant-integration §1): what to publish on a connect, a STATE message, an NCMD and each outbox row.
 
-No socket, no clock of its own: the MQTT output (still to come, gateway/outputs/sparkplug.py) feeds it
-and publishes the (topic, payload, qos, retain) it returns, so every rule of the specification below is
+No socket, no clock of its own: the MQTT output (gateway/outputs/sparkplug.py) feeds it and publishes the (topic, payload, qos, retain) it returns, so every rule of the specification below is
 tested without a broker.
 
-- bdSeq (0..255) grows by one per connection; `connect()` gives the will (NDEATH, QoS 1) carrying it,
-  and the NBIRTH of that connection carries the same value.
+- bdSeq (0..255) grows by one per connection attempt; `connect()` gives the will (NDEATH, QoS 1)
+  carrying it, and the NBIRTH of that connection carries the same value. The output stores it before
+  connecting and hands the last one to the next process (`bd_seq=`), so a host that compares an NDEATH
+  with the last NBIRTH sees a new number after a restart too.
 - seq (0..255) is 0 on the NBIRTH and then counts every DBIRTH, NDATA and DDATA of the connection.
 - One device per product (device_id = product code); aliases are fixed by the configuration's order,
   node metrics first, so a rebirth gives every metric the alias it had.
 - With a primary host, nothing is born until its STATE says online (and a STATE older than the last one
   seen is ignored); an offline STATE ends the births until the next online one.
-- Rows produced before the births (seq <= `historical_upto`) go as DDATA with is_historical = true.
+- Rows produced before the births go as DDATA with is_historical = true.
+- DDATA carries only what changed: a live one against what the host has (the births and the live
+  DDATA since), a historical one against the previous historical one since the births (the host files
+  those as history, they do not change its current values). A new `value` or `mean` always goes: it is
+  a new sample, even when its number repeats.
 """
 
 from __future__ import annotations
@@ -46,9 +51,12 @@ class Device:
 
     device_id: str
     product_id: int
+    characteristics: list[str] = field(default_factory=list)
     metrics: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (alias, datatype)
     values: dict[str, Any] = field(default_factory=dict)  # name -> the value now (for the births)
     open_alerts: dict[int, str] = field(default_factory=dict)  # alert id -> status (OPEN / ACKNOWLEDGED)
+    sent: dict[str, Any] = field(default_factory=dict)  # what the host has now: the births and live DDATA
+    history: dict[str, Any] = field(default_factory=dict)  # the last historical value sent since the births
 
 
 def metric_updates(event: dict[str, Any]) -> tuple[int | None, dict[str, Any], str | None]:
@@ -63,7 +71,7 @@ def metric_updates(event: dict[str, Any]) -> tuple[int | None, dict[str, Any], s
     if kind == "subgroup":
         s = event["subgroup"]
         c = s["characteristic"]
-        values = {f"{c}/mean": s.get("value"), f"{c}/center": s.get("center"), f"{c}/ucl": s.get("ucl"),
+        values = {f"{c}/mean": s.get("mean"), f"{c}/center": s.get("center"), f"{c}/ucl": s.get("ucl"),
                   f"{c}/lcl": s.get("lcl")}
         if s.get("limits_version") is not None:
             values[f"{c}/limits_version"] = s["limits_version"]
@@ -81,13 +89,15 @@ class EdgeNode:
     """One edge node's Sparkplug session state; every method returns the messages to publish, in order."""
 
     def __init__(self, group_id: str, edge_node_id: str, products: Sequence[tuple[int, str, Sequence[str]]],
-                 *, primary_host_id: str | None = None):
-        """products: (product id, product code, characteristic names), in the configuration's order."""
+                 *, primary_host_id: str | None = None, bd_seq: int = -1):
+        """products: (product id, product code, characteristic names), in the configuration's order;
+        bd_seq: the last one used (stored by an earlier process), -1 for none."""
         self.group_id = group_id
         self.edge_node_id = edge_node_id
         self.primary_host_id = primary_host_id
-        self.bd_seq = -1  # the first connect() makes it 0
+        self.bd_seq = bd_seq  # connect() makes it one more
         self.seq = 0
+        self.metrics_sent = 0  # DDATA metrics, for the stats
         self.born = False
         self.host_online = primary_host_id is None
         self._state_timestamp = -1
@@ -95,7 +105,7 @@ class EdgeNode:
         alias = 3
         self.devices: dict[int, Device] = {}
         for product_id, code, characteristics in products:
-            device = Device(code, product_id)
+            device = Device(code, product_id, list(characteristics))
             for c in characteristics:
                 for suffix, datatype in CHARACTERISTIC_METRICS:
                     device.metrics[f"{c}/{suffix}"] = (alias, datatype)
@@ -154,6 +164,8 @@ class EdgeNode:
                 metric = payload.metrics.add(name=name, alias=alias, datatype=datatype, timestamp=now_ms)
                 _set(metric, datatype, device.values.get(name))
             messages.append((self.topic("DBIRTH", device.device_id), payload.SerializeToString(), 0, False))
+            device.sent = dict(device.values)
+            device.history = {}
         self.born = True
         return messages
 
@@ -161,8 +173,12 @@ class EdgeNode:
         """A STATE message of the primary host (Sparkplug 3.0 JSON {"online": .., "timestamp": ..})."""
         try:
             state = json.loads(payload)
-            online, timestamp = bool(state["online"]), int(state["timestamp"])
-        except (ValueError, KeyError, TypeError):
+            online, timestamp = state["online"], state["timestamp"]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return []
+        # the specification's types only: "false" is a true value to bool(), and a host that sends it is
+        # not one to hold or release the data for
+        if not isinstance(online, bool) or not isinstance(timestamp, int) or isinstance(timestamp, bool):
             return []
         if timestamp < self._state_timestamp:  # an older STATE than the last one: stale, ignored
             return []
@@ -177,15 +193,19 @@ class EdgeNode:
 
     def on_ncmd(self, payload: bytes, now_ms: int) -> list[Message]:
         """An NCMD: `Node Control/Rebirth` = true publishes NBIRTH and every DBIRTH again."""
+        return self.births(now_ms) if self.asks_rebirth(payload) else []
+
+    def asks_rebirth(self, payload: bytes) -> bool:
+        """Whether an NCMD's payload sets `Node Control/Rebirth` (by name, or by its alias) to true."""
         try:
             message = Payload.FromString(payload)
         except Exception:  # protobuf's DecodeError: a malformed command is ignored
-            return []
+            return False
         for metric in message.metrics:
             named = metric.name == REBIRTH or (not metric.name and metric.alias == self.node_metrics[REBIRTH][0])
             if named and metric.boolean_value:
-                return self.births(now_ms)
-        return []
+                return True
+        return False
 
     # ------------------------------------------------------------------ data
 
@@ -206,18 +226,18 @@ class EdgeNode:
         device.values.update(values)
         return device, values
 
-    def data(self, event: dict[str, Any], timestamp_ms: int, *, historical: bool,
-             previous: dict[str, Any] | None = None) -> Message | None:
-        """The DDATA of one event: aliases only, the event's own timestamp; a live one carries only the
-        metrics that differ from `previous` (what the host has), a historical one all it has."""
+    def data(self, event: dict[str, Any], timestamp_ms: int, *, historical: bool) -> Message | None:
+        """The DDATA of one event: aliases only, the event's own timestamp, only the metrics that changed
+        (see the module's docstring); None when not born or nothing changed."""
         device, values = self.apply(event)
         if device is None or not self.born:
             return None
+        previous = device.history if historical else device.sent
         payload = Payload(timestamp=timestamp_ms)
         for name, value in values.items():
-            if not historical and previous is not None and name in previous and previous[name] == value \
-                    and not name.endswith("/value") and not name.endswith("/mean"):
+            if name in previous and previous[name] == value and not name.endswith(("/value", "/mean")):
                 continue
+            previous[name] = value
             alias, datatype = device.metrics[name]
             metric = payload.metrics.add(alias=alias, datatype=datatype, timestamp=timestamp_ms)
             if historical:
@@ -225,6 +245,7 @@ class EdgeNode:
             _set(metric, datatype, value)
         if not payload.metrics:
             return None
+        self.metrics_sent += len(payload.metrics)
         payload.seq = self._next_seq()
         return self.topic("DDATA", device.device_id), payload.SerializeToString(), 0, False
 

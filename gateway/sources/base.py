@@ -89,6 +89,9 @@ class Source(abc.ABC):
         self.sink = sink
         self.health = SourceHealth(config.name, config.type)
         self._task: asyncio.Task[None] | None = None
+        # Connections made so far: an output written through this source is written again after each
+        # new one (a PLC that restarted has lost its coils).
+        self.connections = 0
 
     async def start(self) -> None:
         """Start reading in the background; never raises for a peer that is down."""
@@ -120,6 +123,7 @@ class Source(abc.ABC):
             try:
                 connection = await self.connect()
                 self.health.state = "connected"
+                self.connections += 1
                 await self.serve(connection, backoff)
             except asyncio.CancelledError:
                 raise
@@ -144,6 +148,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     async def close(self, connection: Any) -> None:
         """Close a connection `connect` made; also when the task is being cancelled."""
+
+    async def write(self, target: object, on: bool) -> None:
+        """Write an output (andon, interlock) through this source's connection: `target` is what the
+        protocol's plugin parsed from the output's `write:` block. Raises when the write did not happen."""
+        raise NotImplementedError(f"{self.config.type} sources cannot be written")
 
     def describe(self, exc: Exception) -> str:
         """A failure as health's last_error says it."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Characteristic, Config, SourceKind, SourceSettings
+from gateway.sources.counter_pair import CounterPair
 
 if TYPE_CHECKING:
     from gateway.sources.base import Binding, Sink, Source
@@ -49,6 +50,9 @@ class SourcePlugin:
         """Seconds without a good value before the characteristic is stale; None: never."""
         if characteristic.stale_after is not None:
             return characteristic.stale_after
+        if isinstance(characteristic.address, CounterPair):  # one reading per sample, not per poll
+            every = characteristic.address.every
+            return None if every is None else max(STALE_INTERVALS * every, MIN_STALE_AFTER)
         interval = self.reading_interval(settings)
         return None if interval is None else max(STALE_INTERVALS * interval, MIN_STALE_AFTER)
 

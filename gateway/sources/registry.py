@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from gateway.alerts.types import ALERT_TYPES
 from gateway.config import Config, Problem, SourceKind
 from gateway.config.load import load_config as load_config_with
 from gateway.sources import modbus, mqtt, opcua
@@ -69,6 +70,11 @@ SOURCES = SourceRegistry([
 ])
 
 
+def alert_type_names() -> tuple[str, ...]:
+    """The alert types an `outputs:` entry may name (config sits below the alert table and is handed them)."""
+    return tuple(ALERT_TYPES)
+
+
 def load_config(path: str) -> tuple[Config, list[Problem]]:
     """Read and check a config file with every registered protocol: the way in for every caller."""
-    return load_config_with(path, SOURCES.kinds())
+    return load_config_with(path, SOURCES.kinds(), alert_type_names())

@@ -45,6 +45,11 @@ class CapabilityResult(NamedTuple):
     sigma_within: float | None
     sigma_overall: float | None
     reason: str | None = None
+    # capability_percentile: the distribution, its Anderson-Darling test and method; ppm below/above/total
+    distribution: dict[str, Any] | None = None
+    expected_ppm: dict[str, float | None] | None = None
+    # the key and values of distribution["warning"], for a caller that words it per language (core.texts)
+    warning_words: tuple[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.spc import capability as _capability
+from gateway.spc.attribute_capability import AttributeCapability, attribute_capability
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.capability_percentile import with_distribution
 from gateway.spc.charts.attribute import AttributeChart, Sample
 from gateway.spc.charts.base import ChartParameters, EstimateError, PointLimits, SubgroupSummary, summarize
 from gateway.spc.charts.limits import LimitsVersion, estimate_limits, make_limits
 from gateway.spc.charts.registry import chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted, Tracker
+from gateway.spc.distributions import CHOICES as DISTRIBUTIONS
 from gateway.spc.numeric import MAX_MAGNITUDE
 from gateway.spc.points import NO_VIOLATIONS, IngestResult, SubgroupPoint
 from gateway.spc.rules import DISPERSION_NAME, Z_TOLERANCE, RuleSet, RuleWindow, Violation, on_boundary
@@ -50,6 +53,7 @@ class EngineSettings:
     capability_window: int = 100  # subgroups the analysis looks back over (and the memory kept)
     min_cpk: float = 1.33
     parameters: ChartParameters = ChartParameters()  # EWMA lambda, L; CUSUM k, h, fir
+    distribution: str = "normal"  # capability on: a name in distributions.CHOICES
 
     def __post_init__(self) -> None:
         chart = chart_named(self.chart)  # UnknownChart, a ValueError, lists the known ones
@@ -79,6 +83,8 @@ class EngineSettings:
         if self.capability_every < 1 or self.capability_window < 1:
             raise ValueError("capability every_subgroups and window_subgroups must be at least 1")
         RuleSet(self.convention, self.tests)  # validates the rule numbers
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution {self.distribution!r} is not one of {', '.join(DISTRIBUTIONS)}")
 
     @property
     def fixed(self) -> bool:
@@ -94,7 +100,8 @@ class EngineSettings:
                    target=c.spec.target, center=c.limits.center, sigma=c.limits.sigma,
                    baseline_subgroups=c.limits.baseline_subgroups or 25, convention=c.rules.convention,
                    tests=tuple(c.rules.tests), capability_every=c.capability.every_subgroups,
-                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk)
+                   capability_window=c.capability.window_subgroups, min_cpk=c.capability.min_cpk,
+                   parameters=c.parameters, distribution=c.capability.distribution)
 
 
 class CharacteristicEngine:
@@ -120,6 +127,8 @@ class CharacteristicEngine:
         self.baseline: list[SubgroupSummary] = []
         # I-MR: plain values; subgroup charts: SubgroupSummary
         self.capability_window: deque[Any] = deque(maxlen=s.capability_window)
+        # subgroup charts: each subgroup's values beside its summary, for the distribution's fit and test
+        self.capability_values: deque[list[float]] = deque(maxlen=s.capability_window)
         self.since_capability = 0
         self.capability_every = s.capability_every
         self._limits: LimitsVersion | None = None
@@ -129,6 +138,8 @@ class CharacteristicEngine:
         self.refused_baselines = 0  # baselines whose limits were not finite, so never put in force
         self.attribute = self.chart if isinstance(self.chart, AttributeChart) else None
         self.samples: list[Sample] = []  # attribute charts: the baseline's samples
+        # attribute charts: the samples capability looks back over (capability_window of them)
+        self.capability_samples: deque[Sample] = deque(maxlen=s.capability_window)
         if state is not None and self._restore(state):
             return
         if s.center is not None:  # s.fixed (sigma with it, or an attribute chart's rate alone)
@@ -220,7 +231,7 @@ class CharacteristicEngine:
             since = self.since_capability + 1
             if since >= self.capability_every:
                 since = 0
-                capability = self.capability_now()
+                capability = self._indices_now()
             self.since_capability = since
         p = self._table[1]
         z = (x - limits.center) * p.inverse_se
@@ -277,10 +288,12 @@ class CharacteristicEngine:
         capability = None
         if self.has_spec:
             self.capability_window.append(summary)
+            if not self.individuals:
+                self.capability_values.append(values)
             self.since_capability += 1
             if self.since_capability >= self.capability_every:
                 self.since_capability = 0
-                capability = self.capability_now()
+                capability = self._indices_now()
         limits = self._limits
         if limits is None:
             # I-MR keeps a plain value (== mean) as its summary; the baseline holds SubgroupSummary only
@@ -356,6 +369,7 @@ class CharacteristicEngine:
         size = float(n) if n is not None and chart.uses_n else 1.0
         taken = Sample(count, size)
         value = chart.value(taken)
+        capability = self._attribute_capability(chart, taken)
         new_limits = None
         if self._announce and self._limits is not None:
             self._announce = False
@@ -379,7 +393,7 @@ class CharacteristicEngine:
                     self.refused_baselines += 1
             point = SubgroupPoint(number, 1, value, None, None, None, None, None, (), None, None, None, None,
                                   (), None, None, at, sample_size=size)
-            return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, None)
+            return IngestResult(sample, number, None, None, point, NO_VIOLATIONS, new_limits, capability)
         p = chart.limits(limits.center, limits.sigma, size)
         z = on_boundary((value - p.center) * p.inverse_sd)
         within = -3.0 <= z <= 3.0
@@ -388,7 +402,17 @@ class CharacteristicEngine:
                                 else (NO_VIOLATIONS, (), ()))
         point = SubgroupPoint(number, 1, value, None, None, p.center, p.ucl, p.lcl, rules, None, None, None,
                               None, (), z, within, at, sample_size=size)
-        return IngestResult(sample, number, None, within, point, violations, new_limits, None)
+        return IngestResult(sample, number, None, within, point, violations, new_limits, capability)
+
+    def _attribute_capability(self, chart: AttributeChart, taken: Sample) -> AttributeCapability | None:
+        """Every `capability_every` samples, the rate over the last `capability_window` of them (with or
+        without a spec: counts are compared with none)."""
+        self.capability_samples.append(taken)
+        self.since_capability += 1
+        if self.since_capability < self.capability_every:
+            return None
+        self.since_capability = 0
+        return attribute_capability(chart, list(self.capability_samples))
 
     def _violations(self, fired: int, number: int, z: float, dispersion_beyond: bool
                     ) -> tuple[list[Violation] | tuple[Violation, ...], tuple[int, ...], tuple[int, ...]]:
@@ -411,13 +435,29 @@ class CharacteristicEngine:
     # ------------------------------------------------------------ capability
 
     def capability_now(self) -> CapabilityResult | None:
-        """Capability over the last `capability_window` subgroups (None without a spec)."""
+        """Capability over the last `capability_window` subgroups (None without a spec), with its
+        distribution (describe_capability)."""
+        result = self._indices_now()
+        return None if result is None else self.describe_capability(result)
+
+    def _indices_now(self) -> CapabilityResult | None:
+        """The normal indices only: what `ingest` reports on the hot path (their distribution, fits and
+        tests cost about 30 µs per 100 values, more than the rest of an analysis)."""
         if not self.has_spec:
             return None
         s = self.settings
         if self.individuals:
             return _capability.compute_individuals(list(self.capability_window), s.lsl, s.usl, s.target)
         return _capability.compute(self.chart, list(self.capability_window), s.lsl, s.usl, s.target)
+
+    def describe_capability(self, result: CapabilityResult) -> CapabilityResult:
+        """`result` from `ingest` with the characteristic's distribution, its Anderson-Darling test and the
+        expected ppm, and for a non-normal distribution its percentile indices (capability_percentile).
+        Call it before the next reading moves the window: the pipeline does, before alerts read cpk."""
+        s = self.settings
+        values = (list(self.capability_window) if self.individuals
+                  else [x for subgroup in self.capability_values for x in subgroup])
+        return with_distribution(result, values, s.distribution, s.lsl, s.usl)
 
     # ------------------------------------------------------------ restart
 
@@ -446,8 +486,11 @@ class CharacteristicEngine:
             "baseline": [list(b) for b in self.baseline],
             "capability": list(self.capability_window) if self.individuals
             else [list(b) for b in self.capability_window],
+            **({} if self.individuals else {"capability_values": [list(v) for v in self.capability_values]}),
             "since_capability": self.since_capability,
             **({"samples": [[s.count, s.n] for s in self.samples]} if self.attribute is not None else {}),
+            **({"capability_samples": [[s.count, s.n] for s in self.capability_samples]}
+               if self.attribute is not None else {}),
         }
 
     def _numbers_fit(self, state: dict[str, Any]) -> bool:
@@ -465,6 +508,7 @@ class CharacteristicEngine:
             n, mean, m2, low, high = state["open"]
             summaries.append([n, mean, m2, high - low])
         singles = list(state["capability"]) if self.individuals else []
+        singles += [x for subgroup in state.get("capability_values", ()) for x in subgroup]
         singles += state.get("open_values", [])
         if state["previous"] is not None:
             singles.append(state["previous"])
@@ -501,6 +545,10 @@ class CharacteristicEngine:
         self.baseline = [SubgroupSummary(*b) for b in state["baseline"]]
         self.capability_window.extend(state["capability"] if self.individuals
                                       else (SubgroupSummary(*b) for b in state["capability"]))
+        # a state from before the values were kept has none: the distribution is fitted to the values
+        # kept since (the normal indices still cover the whole window)
+        self.capability_values.extend([float(x) for x in v] for v in state.get("capability_values", ()))
         self.since_capability = int(state["since_capability"])
         self.samples = [Sample(*s) for s in state.get("samples", ())]
+        self.capability_samples.extend(Sample(*s) for s in state.get("capability_samples", ()))
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from gateway.spc.attribute_capability import AttributeCapability
 from gateway.spc.capability import CapabilityResult
 from gateway.spc.charts.limits import LimitsVersion
 from gateway.spc.rules import Violation
@@ -58,4 +59,4 @@ class IngestResult(NamedTuple):
     subgroup: SubgroupPoint | None
     violations: list[Violation] | tuple[Violation, ...]
     new_limits: LimitsVersion | None
-    capability: CapabilityResult | None
+    capability: CapabilityResult | AttributeCapability | None  # the latter for p, np, c, u and Laney's

@@ -31,7 +31,8 @@ SQL: dict[str, str] = {
                    "sample_number, subgroup_number, is_within_spec, is_within_control, source_key, count, sample_size, "
                    "part, part_unknown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "subgroup": "INSERT INTO subgroups (product_id, characteristic, subgroup_number, n, mean, range, stdev, "
-                "center, ucl, lcl, violations, at, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "center, ucl, lcl, violations, at, plotted, cusum_upper, cusum_lower, run_upper, run_lower, count, "
+                "sample_size, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "limits": "INSERT INTO control_limits (id, product_id, characteristic, effective_from, center, sigma, ucl, "
               "lcl, dispersion_center, dispersion_ucl, dispersion_lcl, source, from_subgroup, to_subgroup, "
               "who, reason, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -195,11 +196,15 @@ class Batch:
         return mid
 
     def subgroup(self, *, product_id, characteristic, subgroup_number, n, mean, range, stdev, center,
-                 ucl, lcl, violations, at, part=None) -> None:
-        """Record one completed subgroup (or charted individual); part: its part number (short-run SPC)."""
+                 ucl, lcl, violations, at, plotted=None, cusum_upper=None, cusum_lower=None, run_upper=None,
+                 run_lower=None, count=None, sample_size=None, part=None) -> None:
+        """Record one completed subgroup (or charted individual). plotted .. sample_size: what an EWMA,
+        CUSUM or attribute chart plots (gateway.core.plotted), None for the Shewhart charts; part: its part
+        number (short-run SPC)."""
         self._add("subgroup", (int(product_id), str(characteristic), int(subgroup_number), _i(n), _f(mean),
                                _f(range), _f(stdev), _f(center), _f(ucl), _f(lcl),
-                               _violations(violations), float(at), part))
+                               _violations(violations), float(at), _f(plotted), _f(cusum_upper),
+                               _f(cusum_lower), _i(run_upper), _i(run_lower), _i(count), _n(sample_size), part))
 
     def limits_version(self, *, product_id, characteristic, effective_from, center, sigma, ucl, lcl,
                        dispersion_center, dispersion_ucl, dispersion_lcl, source, from_subgroup,

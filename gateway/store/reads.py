@@ -10,6 +10,7 @@ import sqlite3
 from typing import Any, NamedTuple
 
 from gateway.core.model import Event
+from gateway.core.plotted import plotted_fields
 
 UNRESOLVED = ("OPEN", "ACKNOWLEDGED", "SHELVED")
 
@@ -56,6 +57,13 @@ def alerts(conn: sqlite3.Connection, *, status=None, product_id=None, limit=10, 
     sql = "SELECT body FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
     rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, int(limit))).fetchall()
     return [json.loads(b) for (b,) in rows]
+
+
+def last_changed_alert(conn: sqlite3.Connection, product_id: int) -> dict | None:
+    """The alert of a product that changed last (raised, repeated, acknowledged...), or None."""
+    row = conn.execute("SELECT body FROM alerts WHERE product_id = ? ORDER BY updated_at DESC, id DESC LIMIT 1",
+                       (int(product_id),)).fetchone()
+    return None if row is None else json.loads(row[0])
 
 
 def unresolved_alerts(conn: sqlite3.Connection) -> list[dict]:
@@ -141,11 +149,16 @@ def subgroup_means(conn: sqlite3.Connection, product_id: int, characteristic: st
 
 def subgroups(conn: sqlite3.Connection, product_id: int, characteristic: str, limit: int) -> list[dict]:
     """The latest `limit` charted points (subgroups) with their limits and rule numbers, oldest first."""
-    rows = conn.execute("SELECT subgroup_number, n, mean, range, stdev, center, ucl, lcl, violations, part "
-                        "FROM subgroups WHERE product_id = ? AND characteristic = ? ORDER BY subgroup_number "
-                        "DESC LIMIT ?", (int(product_id), characteristic, int(limit))).fetchall()
+    rows = conn.execute("SELECT subgroup_number, n, mean, range, stdev, center, ucl, lcl, violations, plotted, "
+                        "cusum_upper, cusum_lower, run_upper, run_lower, count, sample_size, part FROM "
+                        "subgroups WHERE product_id = ? AND characteristic = ? ORDER BY subgroup_number DESC "
+                        "LIMIT ?", (int(product_id), characteristic, int(limit))).fetchall()
     keys = ("subgroup_number", "n", "mean", "range", "stdev", "center", "ucl", "lcl")
-    return [{**dict(zip(keys, row[:8], strict=True)), "violations": json.loads(row[8] or "[]"), "part": row[9]}
+    # each point with what its chart plots, worded as the live `subgroup` event words it
+    return [{**dict(zip(keys, row[:8], strict=True)), "violations": json.loads(row[8] or "[]"),
+             **plotted_fields(mean=row[2], ucl=row[6], plotted=row[9], cusum_upper=row[10], cusum_lower=row[11],
+                              run_upper=row[12], run_lower=row[13], count=row[14], sample_size=row[15]),
+             "part": row[16]}
             for row in reversed(rows)]
 
 
@@ -160,6 +173,13 @@ def latest_limits(conn: sqlite3.Connection, product_id: int, characteristic: str
                        "characteristic = ? ORDER BY id DESC LIMIT 1", (int(product_id), characteristic)
                        ).fetchone()
     return None if row is None else dict(zip(_LIMITS_COLUMNS, row, strict=True))
+
+
+def limits_versions(conn: sqlite3.Connection) -> dict[tuple[int, str], int]:
+    """The newest control-limits version (its id) of every characteristic."""
+    rows = conn.execute("SELECT product_id, characteristic, MAX(id) FROM control_limits "
+                        "GROUP BY product_id, characteristic").fetchall()
+    return {(pid, c): version for pid, c, version in rows}
 
 
 def limits_history(conn: sqlite3.Connection, product_id: int, characteristic: str) -> list[dict]:
@@ -238,3 +258,16 @@ def outbox_trim(conn: sqlite3.Connection, limit_bytes: int) -> int:
                  "SET value = CAST(value AS INTEGER) + excluded.value", (count,))
     conn.execute("COMMIT")
     return count
+
+
+def meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta_value(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """(Writer thread.) One meta row, committed at once."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                 "excluded.value", (key, value))
+    conn.execute("COMMIT")

@@ -132,19 +132,32 @@ CREATE TABLE outbox_held (
     consumer TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
 """
 
-# Version 6: short-run SPC (several part numbers on one characteristic's chart).
+# Version 6: what the time-weighted and attribute charts plot, per point, so that a chart drawn from the
+# `subgroups` history equals the live one: EWMA's z_i (`plotted`), CUSUM's C+ and C- with their runs,
+# an attribute sample's count and size. NULL for the Shewhart charts of variables.
+_V6 = """
+ALTER TABLE subgroups ADD COLUMN plotted REAL;
+ALTER TABLE subgroups ADD COLUMN cusum_upper REAL;
+ALTER TABLE subgroups ADD COLUMN cusum_lower REAL;
+ALTER TABLE subgroups ADD COLUMN run_upper INTEGER;
+ALTER TABLE subgroups ADD COLUMN run_lower INTEGER;
+ALTER TABLE subgroups ADD COLUMN count INTEGER;
+ALTER TABLE subgroups ADD COLUMN sample_size NUMERIC;
+"""
+
+# Version 7: short-run SPC (several part numbers on one characteristic's chart).
 # - Every measurement, charted point and capability result names its part number; NULL when the
 #   characteristic has no parts (and in every row from before).
 # - A measurement taken while the part was unknown is kept, not charted: part_unknown says why
 #   (gateway.shortrun: no part read yet, a code not in the table, the part's source stale).
-_V6 = """
+_V7 = """
 ALTER TABLE measurements ADD COLUMN part TEXT;
 ALTER TABLE measurements ADD COLUMN part_unknown TEXT;
 ALTER TABLE subgroups ADD COLUMN part TEXT;
 ALTER TABLE capability ADD COLUMN part TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST = len(MIGRATIONS)
 
 

@@ -365,6 +365,10 @@ class Store:
         """OPEN, ACKNOWLEDGED and SHELVED alerts."""
         return await self._read(reads.unresolved_alerts)
 
+    async def last_changed_alert(self, product_id: int) -> dict | None:
+        """The alert of a product that changed last, or None."""
+        return await self._read(reads.last_changed_alert, product_id)
+
     async def alert(self, alert_id: int) -> dict | None:
         """One alert or None."""
         return await self._read(reads.alert, alert_id)
@@ -395,6 +399,18 @@ class Store:
     async def latest_limits(self, product_id: int, characteristic: str) -> dict | None:
         """The newest control limits version."""
         return await self._read(reads.latest_limits, product_id, characteristic)
+
+    async def limits_versions(self) -> dict[tuple[int, str], int]:
+        """The newest control-limits version of every characteristic, by (product_id, characteristic)."""
+        return await self._read(reads.limits_versions)
+
+    async def meta_value(self, key: str) -> str | None:
+        """A value of the meta table (the database's own small facts), or None."""
+        return await self._read(reads.meta_value, key)
+
+    async def set_meta_value(self, key: str, value: str) -> None:
+        """Store a meta value and commit it before returning (it must outlive a kill -9 right after)."""
+        await self._write_job(functools.partial(reads.set_meta_value, key=key, value=value))
 
     async def limits_history(self, product_id: int, characteristic: str) -> list[dict]:
         """Every control limits version, oldest first."""

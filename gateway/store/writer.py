@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from gateway.core.threadname import name_this_thread
 from gateway.store.batch import COUNTERS, ORDER, SQL, Batch
 
 log = logging.getLogger("gateway.store")
@@ -143,6 +144,7 @@ class Writer:
 
     # -- the thread ------------------------------------------------------------------------------
     def _run(self) -> None:
+        name_this_thread("store-writer")  # its CPU share shows apart in top -H and in bench/bench_lines.py
         try:
             self._loop_forever()
         except BaseException as exc:  # a bug here must not stall the gateway silently

@@ -20,6 +20,7 @@ from gateway.spc.charts.attribute import AttributeChart
 from gateway.spc.charts.base import ChartParameters
 from gateway.spc.charts.registry import CHARTS, DEFAULT_CHART_RULE, chart_named, default_chart
 from gateway.spc.charts.weighted import TimeWeighted
+from gateway.spc.distributions import CHOICES as DISTRIBUTIONS
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL, reading_problem
 from gateway.spc.points import SubgroupPoint
@@ -90,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--h", dest="h", type=option_number, metavar="H",
                         help="cusum: decision interval in standard errors of the mean (default 5)")
     parser.add_argument("--fir", action="store_true", help="cusum: start both sums at H/2 (fast initial response)")
+    parser.add_argument("--distribution", choices=DISTRIBUTIONS, default="normal",
+                        help="capability on this distribution (percentile method unless normal; auto picks by "
+                             "Anderson-Darling); default normal")
     parser.add_argument("--format", choices=("json", "table"), default="json", help="output (default json)")
 
 
@@ -136,8 +140,8 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
                    rules: str = "nelson", phase1: int | None = None, center: float | None = None,
                    sigma: float | None = None, lsl: float | None = None, usl: float | None = None,
                    target: float | None = None, lam: float | None = None, L: float | None = None,
-                   k: float | None = None, h: float | None = None, fir: bool = False
-                   ) -> tuple[dict, Iterator[dict], CapabilityResult | None]:
+                   k: float | None = None, h: float | None = None, fir: bool = False,
+                   distribution: str = "normal") -> tuple[dict, Iterator[dict], CapabilityResult | None]:
     """The analysis without its points, the points one by one, and the capability result.
 
     The points are evaluated as they are taken: a file of millions of rows is written point by point
@@ -192,7 +196,7 @@ def analyze_stream(subgroups: Sequence[Subgroup], *, chart: str | None = None,
         # pass 1: learn the limits (unless fixed) and the capability from the phase-I subgroups
         learner = CharacteristicEngine(EngineSettings(
             **common, baseline_subgroups=k if center is None else len(subgroups) + 1,
-            capability_window=k, capability_every=len(subgroups) + 1))
+            capability_window=k, capability_every=len(subgroups) + 1, distribution=distribution))
         learned = None
         for i in range(k):
             _feed(learner, subgroups[i][1])
@@ -276,7 +280,8 @@ def _parameters(chart_type: Any, given: dict[str, Any]) -> ChartParameters:
 
 def _capability_json(c: CapabilityResult) -> dict:
     return {"cp": c.cp, "cpk": c.cpk, "pp": c.pp, "ppk": c.ppk, "cpm": c.cpm, "cpk_lower": c.cpk_lower,
-            "sigma_within": c.sigma_within, "sigma_overall": c.sigma_overall, "n": c.n}
+            "sigma_within": c.sigma_within, "sigma_overall": c.sigma_overall, "n": c.n,
+            "distribution": c.distribution, "expected_ppm": c.expected_ppm}
 
 
 def _clean(value):
@@ -310,7 +315,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.csv}: not a UTF-8 text file ({e.reason})") from None
         options = {"chart": args.chart, "rules": args.rules, "phase1": args.phase1, "center": args.center,
                    "sigma": args.sigma, "lsl": args.lsl, "usl": args.usl, "target": args.target,
-                   "lam": args.lam, "L": args.L, "k": args.k, "h": args.h, "fir": args.fir}
+                   "lam": args.lam, "L": args.L, "k": args.k, "h": args.h, "fir": args.fir,
+                   "distribution": args.distribution}
         head, points, capability = analyze_stream(subgroups, **options)
     except (UsageError, InputError) as e:
         return _refused(e)
@@ -341,6 +347,8 @@ def _run_attribute(args: argparse.Namespace, chart: AttributeChart) -> int:
                 raise UsageError(f"{option} does not apply to a {chart.name} chart (--center is the known "
                                  f"{'fraction nonconforming p-bar' if chart.defectives else 'rate c-bar or u-bar'})")
         _parameters(chart, {"--lambda": args.lam, "--L": args.L, "--k": args.k, "--h": args.h, "--fir": args.fir})
+        if args.distribution != "normal":
+            raise UsageError(f"--distribution applies to measured values, not to the counts of a {chart.name} chart")
         if args.phase1 is not None and args.phase1 < 1:
             raise UsageError(f"--phase1 {args.phase1}: at least 1 sample")
         if args.center is not None and (args.center < 0 or chart.defectives and args.center > 1):

@@ -13,10 +13,10 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Iterator
-from statistics import NormalDist
 from typing import Any, TextIO
 
 from gateway.core.model import finite_or_none
+from gateway.spc.attribute_capability import attribute_capability
 from gateway.spc.charts.attribute import AttributeChart, Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
@@ -96,11 +96,8 @@ def read_samples(stream: TextIO, name: str, chart: AttributeChart) -> list[tuple
 
 
 def capability(chart: AttributeChart, rate: float) -> dict[str, float | None]:
-    """p-bar with ppm and process Z (p, np); u-bar with DPU (c, u)."""
-    if chart.defectives:
-        process_z = NormalDist().inv_cdf(1.0 - rate) if 0.0 < rate < 1.0 else None
-        return {"p_bar": rate, "ppm": 1e6 * rate, "process_z": process_z}
-    return {"u_bar": rate, "dpu": rate}
+    """p-bar with ppm and process Z (p, np); u-bar with DPU (c, u): the live engine's words for them."""
+    return attribute_capability(chart, [], rate).fields()
 
 
 def analyze_samples(samples: list[tuple[str, Sample]], chart: AttributeChart, *, convention: str,

@@ -56,7 +56,24 @@ def write_table(head: dict, points: Iterable[dict], out: TextIO, *, cpk_lower: f
                      f"  Ppk {_number(cap['ppk'], 4)}  Cpm {_number(cap['cpm'], 4)}")
         lines.append(f"  sigma within {_number(cap['sigma_within'])}, overall {_number(cap['sigma_overall'])}"
                      + (f"; {reason}" if reason else ""))
+        lines += _distribution_lines(cap.get("distribution"), cap.get("expected_ppm"))
     out.write("\n".join(lines) + "\n")
+
+
+def _distribution_lines(distribution: dict | None, ppm: dict | None) -> list[str]:
+    """The distribution the capability is computed on, its test and the expected ppm (non-normal capability)."""
+    if distribution is None:
+        return []
+    parameters = ", ".join(f"{key} {_number(value)}" for key, value in distribution["parameters"].items())
+    test = distribution["anderson_darling"]
+    lines = [f"  distribution {distribution['name']} ({parameters}), {distribution['method']} method; "
+             f"Anderson-Darling A2 {_number(test['statistic'], 4)}, p {_number(test['p_value'], 3)}"]
+    if ppm is not None:
+        lines.append(f"  expected ppm: below LSL {_number(ppm['below'], 4)}, above USL {_number(ppm['above'], 4)}, "
+                     f"total {_number(ppm['total'], 4)}")
+    if distribution["warning"]:
+        lines.append(f"  warning: {distribution['warning']}")
+    return lines
 
 
 def write_json(head: dict, points: Iterable[dict], out: TextIO) -> None:

@@ -108,8 +108,10 @@ def format_message(message: dict[str, Any]) -> str | None:
                 f"{m.get('measurement_value')} (sample {m.get('sample_number')}){flags}")
     if kind == "violation":
         v = message["violation"]
+        # a rule that keeps firing: its first violation, then an update with `count` at most once a second
+        held = f", still holds ({v.get('count')} points)" if v.get("continuing") else ""
         return (f"{head} VIOLATION {v.get('product_code')}/{v.get('characteristic')} rule {v.get('rule')} "
-                f"{v.get('rule_name')} at subgroup {v.get('subgroup_number')}")
+                f"{v.get('rule_name')} at subgroup {v.get('subgroup_number')}{held}")
     if kind == "capability":
         c = message["capability"]
         return (f"{head} capability {c.get('product_code')}/{c.get('characteristic')} cp {c.get('cp')} "
@@ -294,8 +296,17 @@ def format_status(code: int, report: dict[str, Any]) -> str:
     if northbound:
         lines.append("  northbound: " + ", ".join(f"{k} {v}" for k, v in northbound.items()
                                                    if not isinstance(v, dict | list)))
+    for name, output in (report.get("outputs") or {}).items():  # andon and interlock outputs
+        lines.append(f"  output {name}: {output.get('state') or 'unknown'} (wants {output.get('wanted')}, source "
+                     f"{output.get('source')}), {output.get('write_failures', 0)} failed writes"
+                     + (f", FAILING: {output.get('last_error')}" if output.get("failing") else ""))
     clients = report.get("clients") or {}
     lines.append(f"  clients: {clients.get('clients', 0)} connected, {clients.get('cut_off', 0)} cut off")
+    shown = ("sources", "characteristics", "store", "pipeline", "process", "northbound", "clients")
+    for name, output in report.items():  # every other output that runs (Sparkplug, the OPC UA server...)
+        if isinstance(output, dict) and name not in shown:
+            lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in output.items()
+                                                   if not isinstance(v, dict | list)))
     return "\n".join(lines)
 
 

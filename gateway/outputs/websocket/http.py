@@ -134,6 +134,8 @@ class HttpRoutes:
     async def _api(self, path: str, query: dict[str, list[str]]) -> Response:
         if path == "/api/spc/products/":
             return json_response(200, await self._products())
+        if path == "/api/spc/outputs/":  # the andon lamps of the page: 200 even while a source is down
+            return json_response(200, {"outputs": self.health().get("outputs") or {}})
         if path == "/api/spc/alerts/":
             status = _one(query, "status")
             if status is not None and status.upper() not in ALERT_STATUSES:
@@ -284,6 +286,12 @@ def render_metrics(app: dict[str, Any] | str, hub: dict[str, Any], alerts: dict[
     for section, body in app.items():
         if (number := _numeric(body)) is not None:
             add(_metric(section), number)
+        elif isinstance(body, dict) and section == "outputs":  # andon and interlock outputs, by name
+            for name, entry in body.items():
+                if isinstance(entry, dict):
+                    add("spc_gateway_output_state", float(entry.get("state") == "on"), {"name": name})
+                    add("spc_gateway_output_write_failures_total", float(entry.get("write_failures") or 0),
+                        {"name": name})
         elif isinstance(body, dict) and section in ("sources", "characteristics"):
             for name, entry in body.items():
                 for key, value in (entry or {}).items():

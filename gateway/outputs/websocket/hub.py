@@ -51,7 +51,15 @@ def event_json(event: Event) -> bytes:
 
 
 def carries(endpoint_product: int | None, subscriptions: Iterable[int] | set[int], event: Event) -> bool:
-    """Does an endpoint send this event? The one rule for live fan-out and for `since` replay."""
+    """Does an endpoint send this event? The one rule for live fan-out and for `since` replay.
+
+    A subgroup or violation that is not notable is for the record only (lean frames, docs/protocol.md
+    "Frames per reading"): a point of n = 1 went out in its measurement's frame, a violation repeated a
+    rule that keeps firing between two of its updates. The choice is stored with the event, so a replay
+    sends what the live screens got.
+    """
+    if not event.notable and event.type != "measurement":
+        return False
     if endpoint_product is not None:  # /ws/spc/product/{id}/: everything of that product
         return event.product_id == endpoint_product or (event.product_id is None and event.type == "alert")
     if event.type in GENERAL_TYPES:

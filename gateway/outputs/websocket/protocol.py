@@ -26,14 +26,14 @@ from gateway.outputs.websocket.inputs import INT64_MAX, bad_character
 
 # storage_unavailable: a write refused, unapplied, while the database cannot be written
 ERROR_CODES = ("invalid_json", "unknown_type", "invalid_field", "not_found", "unauthorized", "rate_limited",
-               "too_large", "storage_unavailable")
+               "too_large", "storage_unavailable", "write_failed")
 ALERT_STATUSES = ("OPEN", "ACKNOWLEDGED", "SHELVED", "RESOLVED")
 ALERT_TYPES = tuple(alert_types.ALERT_TYPES)  # every type, in the order of the table
 # The types a person or another system may create; the others are raised (and resolved) by the gateway
 # itself, and an operator's alert typed like them would pass for the gateway's own.
 OPERATOR_ALERT_TYPES = alert_types.operator_alert_types()
 WRITE_COMMANDS = frozenset({"acknowledge_alert", "comment_alert", "shelve_alert", "resolve_alert",
-                            "create_alert", "recalculate_limits", "unshelve_alert"})
+                            "create_alert", "recalculate_limits", "unshelve_alert", "test_output"})
 MAX_REQUEST_ID = 100  # characters of a string request_id
 FLOOD_CLOSE_AFTER = 200  # rate-limited frames in a row before the connection is closed (1008)
 
@@ -120,6 +120,9 @@ SCHEMA: dict[str, dict[str, F]] = {
     "recalculate_limits": {"product_id": F("id", True), "characteristic": F("text", True, 1, TITLE),
                            "user": _USER, "reason": _long(True, 1),
                            "from_subgroup": F("id"), "subgroups": F("int", False, 2, 1000, 25)},
+    # commissioning an andon or interlock output (`spc-gateway outputs test`): written now, held a while
+    "test_output": {"output": F("text", True, 1, TITLE), "state": F("choice", True, choices=("on", "off")),
+                    "user": _USER, "hold_s": F("number", False, 0, 600, 10)},
     "ping": {},
 }
 

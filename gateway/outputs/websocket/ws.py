@@ -88,7 +88,8 @@ class LineServer(Output):
 
     def __init__(self, config: Config, store: Any, alerts: AlertService, hub: Hub, *,
                  health: Callable[[], dict[str, Any]], metrics: Callable[[], dict[str, Any] | str],
-                 recalculate: Callable[..., Awaitable[dict[str, Any]]], static_dir: Path = STATIC_DIR):
+                 recalculate: Callable[..., Awaitable[dict[str, Any]]], static_dir: Path = STATIC_DIR,
+                 test_output: Callable[..., Awaitable[dict[str, Any]]] | None = None):
         self.config = config
         self.store = store
         self.alerts = alerts
@@ -96,6 +97,7 @@ class LineServer(Output):
         self.app_health = health
         self.app_metrics = metrics
         self.recalculate = recalculate
+        self.test_output = test_output  # (name, on, hold_s, user) -> the output's state; None: no outputs
         self.tz = ZoneInfo(config.gateway.timezone)
         settings = config.server
         self.protocol = Protocol({p.id: p for p in config.products}, language=config.gateway.language,
@@ -407,6 +409,15 @@ class LineServer(Output):
                                                 reason=f["reason"], from_subgroup=f["from_subgroup"],
                                                 subgroups=f["subgroups"])
                 return self.protocol.reply(command, "result", limits=limits)
+            elif command.type == "test_output":
+                if self.test_output is None:
+                    raise LookupError("this gateway has no outputs")
+                try:
+                    output = await self.test_output(f["output"], f["state"] == "on", f["hold_s"], f["user"])
+                except (ConnectionError, TimeoutError, OSError, ValueError) as exc:  # the device said no
+                    return self.protocol.error("write_failed", f"the write failed: {exc or type(exc).__name__}",
+                                               command.request_id)
+                return self.protocol.reply(command, "result", output=output)
             else:  # pragma: no cover - the schema and this table list the same commands
                 raise AssertionError(command.type)
             return self.protocol.reply(command, "result", alert=alert)

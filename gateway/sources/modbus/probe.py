@@ -10,6 +10,7 @@ import re
 from typing import TextIO, cast
 
 from gateway.config import Config
+from gateway.sources.counter_pair import CounterPair
 from gateway.sources.modbus.codec import (
     BIT_TABLES,
     BYTE_ORDERS,
@@ -62,6 +63,10 @@ async def probe_modbus(config: Config, source_cfg: ModbusSettings, address: str 
                 counter = c.sampling.counter
                 if isinstance(counter, ModbusAddress):
                     targets.append((f"{c.name} (part counter)", counter, True))
+            elif isinstance(c.address, CounterPair):  # count data: both counters
+                for side, counter in (("good", c.address.good), ("bad", c.address.bad)):
+                    if isinstance(counter, ModbusAddress):
+                        targets.append((f"{c.name} ({side} counter)", counter, True))
         if not targets:
             out.write(f"{source_cfg.name}: no characteristic reads from this source\n")
             return 1

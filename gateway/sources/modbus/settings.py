@@ -16,6 +16,7 @@ from gateway.config.kinds import SourceKind
 from gateway.config.loader import Convert, Reader, one_of, peek
 from gateway.config.model import Backoff
 from gateway.config.values import PATH_MAX, choice, duration, integer, number, section, text_of
+from gateway.sources.counter_pair import either, pair_block, pair_counts
 
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"]
@@ -126,6 +127,68 @@ def modbus_address(transport: str, *, counter: bool = False, default_unit: int =
     }, required=("address",), check=check)
 
 
+@dataclass(frozen=True)
+class ModbusWrite:
+    """Where an `outputs:` entry writes on a Modbus source: one coil, or a holding register (or a few)."""
+
+    address: int
+    table: Literal["coil", "holding"] = "coil"
+    unit: int = 1
+    data_type: DataType = "bool"
+    byte_order: ByteOrder = "ABCD"
+    value_on: float = 1.0  # what a register holds while the output is on (a coil: 1)
+    value_off: float = 0.0
+
+
+def write_target(context: object) -> Convert:
+    """An output's `write:` block on a Modbus source: `coil: N`, or `register: N` with data_type/byte_order."""
+    def make(source: str, coil: int | None = None, register: int | None = None, **values: Any) -> ModbusWrite:
+        if coil is not None:
+            return ModbusWrite(address=coil, **values)
+        return ModbusWrite(address=register or 0, table="holding", **{"data_type": "uint16", **values})
+
+    def check(r: Reader, values: dict[str, Any], path: str) -> bool:
+        coil, register = "coil" in values or f"{path}.coil" in r.marks, "register" in values or \
+            f"{path}.register" in r.marks
+        if coil and register:
+            r.at(f"{path}.register", "both coil and register are given: an output writes one place",
+                 "coil: N, or register: N")
+            return False
+        if not coil and not register:
+            r.at(path, "says neither coil nor register", "coil: N, or register: N with data_type",
+                 report_as=f"{path}.coil")
+            return False
+        if coil:
+            extra = [k for k in ("data_type", "byte_order", "value_on", "value_off") if f"{path}.{k}" in r.marks]
+            if extra:
+                r.at(f"{path}.{extra[0]}", f"{extra[0]} is for a register; a coil is on (1) or off (0)",
+                     "remove it, or write to a register")
+                return False
+            return True
+        data_type = values.get("data_type", "uint16")
+        if data_type == "bool":
+            r.at(f"{path}.data_type", "bool is for coils", one_of(DATA_TYPES[:-1]))
+            return False
+        count = REGISTERS[data_type]
+        if "register" in values and values["register"] + count > 65536:
+            r.at(f"{path}.register", f"{data_type} at {values['register']} needs {count} registers, past 65535",
+                 f"at most {65536 - count}")
+            return False
+        for key in ("value_on", "value_off"):
+            value = values.get(key)
+            if value is not None and data_type in INTEGER_TYPES and not float(value).is_integer():
+                r.at(f"{path}.{key}", f"{value:g} does not fit a {data_type} register", "a whole number")
+                return False
+        return True
+
+    unit = integer(1, 247) if context == "rtu" else integer(0, 255)
+    return section(make, {
+        "source": text_of(64), "coil": integer(0, 65535), "register": integer(0, 65535), "unit": unit,
+        "data_type": choice(*DATA_TYPES), "byte_order": choice("ABCD", "CDAB", "BADC", "DCBA"),
+        "value_on": number(), "value_off": number(),
+    }, required=("source",), check=check)
+
+
 def transport(item: Node) -> object:
     """The source's transport as written (tcp when it is missing or wrong): the unit range depends on it."""
     value = peek(item, "transport")
@@ -133,7 +196,16 @@ def transport(item: Node) -> object:
 
 
 def address(context: object) -> Convert:
-    return modbus_address(str(context or "tcp"))
+    """A register that holds a measured value, or a counter pair (good and bad) for an attribute chart."""
+    transport = str(context or "tcp")
+    value = modbus_address(transport)
+
+    def convert(r: Reader, node: Node, path: str) -> Any:
+        unit = peek(node, "unit")  # the counters' unit unless they name their own
+        counter = modbus_address(transport, counter=True, default_unit=unit if isinstance(unit, int) else 1)
+        pair = pair_block(counter, {"unit": integer(1, 247) if transport == "rtu" else integer(0, 255)})
+        return either(pair, value, "address")(r, node, path)
+    return convert
 
 
 def counter_address(context: object, block: Node | None) -> Convert:
@@ -146,5 +218,7 @@ KIND = SourceKind(
     type="modbus", label="Modbus", settings=ModbusSettings, spec=SPEC, required=("name",), check=check_modbus,
     address=address, sampling_modes=("on_change", "every_poll"), default_sampling="on_change", polled=True,
     context=transport, counter=counter_address,
-    counter_example="{table: holding, address: 110, data_type: uint32}",
+    counter_example="{table: holding, address: 110, data_type: uint32}", write=write_target,
+    counts=pair_counts, counts_example="{good: {address: 200, data_type: uint32}, bad: {address: 202, "
+    "data_type: uint32}, sample_every: 50}",
 )

@@ -21,16 +21,19 @@ from pymodbus.framer import FramerType
 from gateway.core.model import Measurement
 from gateway.core.ratelog import RateLimitedLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.counter_pair import CounterPair
+from gateway.sources.counting import PairFeed
 from gateway.sources.modbus.codec import (
     BIT_TABLES,
     ReadBlock,
     decode,
+    encode,
     exception_meaning,
     is_good,
     plan_reads,
     scaled,
 )
-from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings
+from gateway.sources.modbus.settings import REGISTERS, ModbusAddress, ModbusSettings, ModbusWrite
 from gateway.sources.sampling import Sampler
 
 log = logging.getLogger("gateway.sources.modbus")  # the logger's name from before the package
@@ -110,8 +113,17 @@ class ModbusSource(Source):
         super().__init__(config, bindings, sink)
         addresses: list[ModbusAddress] = []
         self.readings: list[_Reading] = []
+        self.pairs: list[tuple[PairFeed, int, int]] = []  # counter pairs: (feed, good tag, bad tag)
         for binding in bindings:
             characteristic = binding.characteristic
+            if isinstance(characteristic.address, CounterPair):
+                good, bad = characteristic.address.good, characteristic.address.bad
+                if not isinstance(good, ModbusAddress) or not isinstance(bad, ModbusAddress):
+                    raise ValueError(f"{binding.key}: a counter pair needs modbus counter addresses")
+                addresses += [good, bad]
+                feed = PairFeed(binding, characteristic.address, config.name, self.health, log)
+                self.pairs.append((feed, len(addresses) - 2, len(addresses) - 1))
+                continue
             if not isinstance(characteristic.address, ModbusAddress):
                 raise ValueError(f"{binding.key}: characteristic has no modbus address")
             addresses.append(characteristic.address)
@@ -137,6 +149,7 @@ class ModbusSource(Source):
         self._next_request_at = 0.0  # monotonic: request_delay between two transactions on the bus
         self._log = RateLimitedLog(log, LOG_EVERY)
         self._clock = ClockWatch()
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None  # while connected
         self.health.details.update(requests=0, timeouts=0, exceptions=0, missed_parts=0, units={})
 
     # ------------------------------------------------------------ connection
@@ -173,6 +186,7 @@ class ModbusSource(Source):
             raise
         for unit in self.units.values():  # a fresh connection: every unit gets a chance at once
             unit.retry_at = 0.0
+        self._client = client
         if self.health.reconnects:
             log.info("modbus %s: connected again to %s", self.config.name, self.where())
         return client
@@ -181,6 +195,8 @@ class ModbusSource(Source):
         await self._poll_forever(connection, backoff)
 
     async def close(self, connection: Any) -> None:
+        if self._client is connection:
+            self._client = None
         connection.close()
 
     def report(self, exc: Exception) -> None:
@@ -193,6 +209,8 @@ class ModbusSource(Source):
         interval = self.config.poll_interval
         next_poll = time.monotonic()
         while True:
+            if not client.connected:  # also a source that only writes outputs notices a lost link
+                raise ConnectionError(f"connection to {self.where()} lost")
             cycle = await self.poll_once(client)
             if cycle.answers:
                 backoff.reset()
@@ -271,6 +289,34 @@ class ModbusSource(Source):
             finally:
                 self._next_request_at = time.monotonic() + self.config.request_delay
 
+    async def write(self, target: object, on: bool) -> None:
+        """An output's coil (1/0) or holding register(s) (value_on/value_off), between two polls."""
+        if not isinstance(target, ModbusWrite):
+            raise TypeError(f"{self.config.name}: not a Modbus output: {target!r}")
+        client = self._client
+        if client is None or not client.connected:
+            raise ConnectionError(f"not connected to {self.where()}")
+        async with self._bus:
+            wait = self._next_request_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                if target.table == "coil":
+                    response = await client.write_coil(target.address, on, device_id=target.unit)
+                else:
+                    value = target.value_on if on else target.value_off
+                    response = await client.write_registers(
+                        target.address, encode(value, target.data_type, target.byte_order), device_id=target.unit)
+            except ModbusIOException as exc:
+                if not self.units:  # nothing is polled that would notice a dead socket: reconnect now
+                    client.close()
+                raise ConnectionError(f"no answer from unit {target.unit}: {exc}") from None
+            finally:
+                self._next_request_at = time.monotonic() + self.config.request_delay
+        if response.isError():
+            where = f"{target.table} {target.address} of unit {target.unit}"
+            raise ValueError(f"{where}: Modbus exception {exception_meaning(response.exception_code)}")
+
     def _unit_failed(self, unit: _Unit, block: ReadBlock, why: str) -> None:
         delay = unit.backoff.next_delay()
         unit.retry_at = time.monotonic() + delay
@@ -302,6 +348,13 @@ class ModbusSource(Source):
 
     async def _feed(self, cycle: _Cycle) -> None:
         received_at = time.time()
+        for feed, good_tag, bad_tag in self.pairs:
+            good, bad = cycle.values.get(good_tag), cycle.values.get(bad_tag)
+            if good is not None and bad is not None:  # both read in this poll: one consistent look
+                good_address, bad_address = self.addresses[good_tag], self.addresses[bad_tag]
+                await feed.offer(int(self._decode(good, good_address)), int(self._decode(bad, bad_address)),
+                                 self.sink, 16 * REGISTERS[good_address.data_type],
+                                 16 * REGISTERS[bad_address.data_type])
         for reading in self.readings:
             raw = cycle.values.get(reading.value_tag)
             if raw is None:

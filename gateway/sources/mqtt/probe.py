@@ -106,7 +106,8 @@ async def probe(config: Config, source_cfg: MqttSettings, address: str | None, o
 
 def _decoded(name: str, address: MqttAddress, payload: bytes) -> tuple[str, bool]:
     """'  diameter: value 10.02, timestamp ...' as the daemon reads it, or why it would skip it."""
-    paths = f"value {address.value!r}" if address.value else "plain number"
+    paths = (f"count {address.count!r}, n {address.n!r}" if address.count else
+             f"value {address.value!r}" if address.value else "plain number")
     try:
         value, at, raw = parse_payload(payload, address)
     except MalformedPayload as exc:
@@ -120,4 +121,7 @@ def _decoded(name: str, address: MqttAddress, payload: bytes) -> tuple[str, bool
             return (f"  {name} ({paths}): skipped / 무시: time {raw!r} ({at!r} s after 1970) is not a date the "
                     "gateway can store (years 1 to 9999)"), False
         stamp = f"timestamp {iso} (from {address.timestamp!r} = {raw!r})"
+    if isinstance(value, tuple):  # a count address
+        count, n = value
+        return f"  {name}: count {count}, n {n} ({paths}), {stamp}", True
     return f"  {name}: value {value:.9g} ({paths}), {stamp}", True

@@ -54,6 +54,9 @@ class MqttAddress:
     topic: str
     value: str | None = None  # dotted path into a JSON payload; None: the payload is a plain number
     timestamp: str | None = None  # dotted path to an ISO 8601 or epoch timestamp
+    # attribute charts (p, np, c, u): dotted paths to the count and the sample size in a JSON payload
+    count: str | None = None
+    n: str | None = None
     # dotted path to the part number (short-run SPC): not a key of the block, the characteristic's
     # `part_from: {field: ...}` put here by the source
     part: str | None = None
@@ -83,15 +86,37 @@ def json_path(r: Reader, node: Node, path: str) -> Any:
     value = text(r, node, path)
     if value is not BAD and (re.search(r"\s", value) or "" in value.split(".")):
         return r.error(node, path, f"{show(value)} is not a dotted path", "keys joined by '.', e.g. reading.value")
+    if value is not BAD and value.split(".")[0] == "$":  # JSONPath's root: our paths start at the root
+        return r.error(node, path, f"{show(value)} starts with JSONPath's '$'",
+                       f"the keys alone, from the top of the payload: {value[2:] or 'reading.value'}")
     return value
 
 
-ADDRESS = section(MqttAddress, {"topic": topic_filter, "value": json_path, "timestamp": json_path},
-                  required=("topic",))
+def check_counts(r: Reader, values: dict[str, Any], path: str) -> bool:
+    """count and n are read from a JSON payload, instead of a value."""
+    if "value" in values and "count" in values:
+        r.at(f"{path}.value", "a count characteristic reads count and n, not a value",
+             "either value (a measured value), or count and n (an attribute chart)")
+        return False
+    if "n" in values and "count" not in values and f"{path}.count" not in r.marks:
+        r.at(f"{path}.n", "n is the sample size of a count: it needs count too", "count and n, or neither")
+        return False
+    return True
+
+
+ADDRESS = section(MqttAddress, {"topic": topic_filter, "value": json_path, "timestamp": json_path,
+                                "count": json_path, "n": json_path}, required=("topic",), check=check_counts)
 
 
 def address(context: object) -> Convert:
     return ADDRESS
+
+
+def counts(address: object) -> dict[str, str]:
+    """What a count address gives an attribute chart (SourceKind.counts)."""
+    if not isinstance(address, MqttAddress) or address.count is None:
+        return {}
+    return {"count": "count", **({"n": "n"} if address.n is not None else {})}
 
 
 def broker_login(settings: MqttSettings) -> tuple[str, int, str]:
@@ -102,4 +127,5 @@ KIND = SourceKind(
     type="mqtt", label="MQTT", settings=MqttSettings, spec=SPEC, required=("name", "host"),
     check=check_credentials, address=address, sampling_modes=("per_message", "on_change"),
     default_sampling="per_message", polled=False, broker_login=broker_login, part_field=True,
+    counts=counts, counts_example="{topic: line3/visual/result, count: defects, n: inspected}",
 )

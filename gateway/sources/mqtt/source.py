@@ -30,12 +30,14 @@ import gateway
 from gateway.core.model import Measurement
 from gateway.core.rejects import RejectLog
 from gateway.sources.base import Backoff, Binding, Sink, Source
+from gateway.sources.mqtt.counts import Counts, chart_problem
 from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public names, as before the split)
     CONNECT_TIMEOUT,
     MAX_PAYLOAD,
     MAX_UNACKED,
     SESSION_EXPIRY,
+    CountDelivery,
     Delivery,
     FrameReader,
     MalformedPayload,
@@ -45,6 +47,7 @@ from gateway.sources.mqtt.worker import (  # noqa: F401  (the module's public na
     parse_timestamp,
 )
 from gateway.sources.sampling import Sampler
+from gateway.spc.charts.registry import CHARTS
 
 log = logging.getLogger("gateway.sources.mqtt")  # the logger's name from before the package
 
@@ -64,6 +67,7 @@ class _Reader:
     sampler: Sampler
     rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
     address: MqttAddress | None = None  # what the worker parses: the block, with the part's field
+    defectives: bool = False  # its chart counts nonconforming parts (p, np): count <= n, n whole
 
 
 class NotConnected(Exception):
@@ -124,6 +128,8 @@ class _Worker(asyncio.BufferedProtocol):
             kind = message[0]
             if kind == "batch":
                 self.source.received(self, message[1], message[2], message[3])
+            elif kind == "counts":
+                self.source.received_counts(self, message[1])
             elif kind == "connected":
                 self._settle(self.connected, message[1])
             elif kind == "ended":
@@ -197,9 +203,11 @@ class MqttSource(Source):
                 address = dataclasses.replace(address, part=where.field)
             reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode), address=address)
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
+            reader.defectives = bool(getattr(CHARTS.get(binding.characteristic.chart), "defectives", False))
             self.readers.append(reader)
-        # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window).
-        self._inbox: collections.deque[tuple[_Worker, list[Delivery]]] = collections.deque()
+        # Batches from the worker, <= MAX_UNACKED deliveries per connection (the worker's window): values,
+        # or deliveries of count addresses (a value of (count, n)), the other list empty.
+        self._inbox: collections.deque[tuple[_Worker, list[Delivery], list[CountDelivery]]] = collections.deque()
         self._ready = asyncio.Event()
         self.rejects = RejectLog(log, "message skipped / 메시지 무시", LOG_EVERY)
         self.worker: _Worker | None = None
@@ -209,11 +217,16 @@ class MqttSource(Source):
                  sample: tuple[str, str, str] | None) -> None:
         """A batch from the worker: queue it for the consumer; count and log refused messages."""
         if deliveries:
-            self._inbox.append((worker, deliveries))
+            self._inbox.append((worker, deliveries, []))
             self._ready.set()
         if malformed:
             topic, kind, why = sample if sample is not None else ("?", next(iter(malformed)), "?")
             self.malformed(topic, kind, why, malformed)
+
+    def received_counts(self, worker: _Worker, deliveries: list[CountDelivery]) -> None:
+        """A batch of count messages from the worker: queued in order with the values."""
+        self._inbox.append((worker, [], deliveries))
+        self._ready.set()
 
     def malformed(self, topic: str, kind: str, why: str, counts: dict[str, int] | None = None) -> None:
         """Count refused messages per reason; log at most one line per LOG_EVERY seconds."""
@@ -285,7 +298,9 @@ class MqttSource(Source):
             await self._ready.wait()
             self._ready.clear()
             while self._inbox:
-                worker, batch = self._inbox.popleft()
+                worker, batch, counted = self._inbox.popleft()
+                for index, counts, source_time, stamp, mid, qos, received_at in counted:
+                    await self._count(worker, readers[index], counts, source_time, stamp, mid, qos, received_at)
                 for index, value, source_time, stamp, mid, qos, received_at, part in batch:
                     reader = readers[index]
                     if not reader.sampler.accept(value, source_time):
@@ -299,3 +314,19 @@ class MqttSource(Source):
                                                 source_key=source_key,
                                                 on_committed=functools.partial(worker.committed, mid, qos),
                                                 on_rejected=reader.rejected, part=part))
+
+    async def _count(self, worker: _Worker, reader: _Reader, counts: Counts, source_time: float | None,
+                     stamp: str | None, mid: int, qos: int, received_at: float) -> None:
+        """One count message: refused when its chart cannot take it, else one reading (value = the count)."""
+        count, n = counts
+        problem = chart_problem(reader.defectives, count, n)
+        if problem is not None:
+            self.malformed(reader.topic, *problem)
+            worker.committed(mid, qos)  # acknowledged: the broker must not hand it to us again
+            return
+        self.health.readings += 1
+        self.health.last_reading_at = time.monotonic()
+        await self.sink(Measurement(reader.binding.key, float(count), received_at, source_time,
+                                    source_key=f"mqtt:{reader.topic}:{stamp}" if stamp is not None else None,
+                                    on_committed=functools.partial(worker.committed, mid, qos),
+                                    on_rejected=reader.rejected, count=count, sample_size=n))

@@ -47,6 +47,7 @@ from gateway.core.rejects import (
     UNREADABLE,
 )
 from gateway.core.secrets import read_secret
+from gateway.sources.mqtt.counts import BadCount, Counts, counts
 from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
 
 MAX_UNACKED = 20_000  # messages received but not yet committed+acknowledged, per connection
@@ -61,9 +62,10 @@ READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of th
 MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
 
 # A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
-# mid, qos, received at).
-# (reader index, value, source time, timestamp text, mid, qos, received at, part number or None)
+# mid, qos, received at, part number or None); a count address's has (count, n) for its value (and no
+# part: short-run charts are of measured values), in frames of their own.
 Delivery = tuple[int, float, float | None, str | None, int, int, float, str | None]
+CountDelivery = tuple[int, Counts, float | None, str | None, int, int, float]
 
 
 class MalformedPayload(ValueError):
@@ -159,13 +161,15 @@ def _iso(text: str) -> float:
         raise MalformedPayload(BAD_TIMESTAMP, f"timestamp {text[:40]!r} is neither ISO 8601 nor epoch") from None
 
 
-def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float, float | None, str | None]:
-    """A message -> (value, source time or None, timestamp text or None); MalformedPayload otherwise."""
+def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float | Counts, float | None, str | None]:
+    """A message -> (value, or (count, n) for a count address; source time or None, timestamp text or
+    None); MalformedPayload otherwise."""
     value, source_time, stamp, _part = parse_reading(payload, address)
     return value, source_time, stamp
 
 
-def parse_reading(payload: bytes, address: MqttAddress) -> tuple[float, float | None, str | None, str | None]:
+def parse_reading(payload: bytes, address: MqttAddress) -> tuple[float | Counts, float | None, str | None,
+                                                                  str | None]:
     """parse_payload, and the part number at `address.part` (short-run SPC): its text, or None when the
     message has none (the reading is then kept with its part unknown, not refused)."""
     if len(payload) > MAX_PAYLOAD:
@@ -176,7 +180,7 @@ def parse_reading(payload: bytes, address: MqttAddress) -> tuple[float, float | 
         raise MalformedPayload(NOT_TEXT, "payload is not UTF-8 text") from None
     if address.is_part and address.value is None:  # a plain payload that is the part number itself
         return math.nan, None, None, text[:64] or None
-    if address.value is None:
+    if address.value is None and address.count is None:
         return _finite(text, "payload"), None, None, None
     try:
         document = json.loads(text)
@@ -184,9 +188,19 @@ def parse_reading(payload: bytes, address: MqttAddress) -> tuple[float, float | 
         raise MalformedPayload(NOT_JSON, "payload is JSON nested too deeply") from None
     except ValueError:
         raise MalformedPayload(NOT_JSON, f"payload is not JSON: {text[:40]!r}") from None
-    if address.is_part:  # NaN: a part reading has no value (gateway.sources.parts reads `part`)
+    if address.is_part and address.value is not None:  # NaN: a part reading has no value (parts reads `part`)
         return math.nan, None, None, _part(document, address.value)
-    value = _finite(_dig(document, address.value), address.value)
+    value: float | Counts
+    if address.count is not None:
+        count = _finite(_dig(document, address.count), address.count)
+        n = None if address.n is None else _finite(_dig(document, address.n), address.n)
+        try:
+            value = counts(count, n, address.count, address.n)
+        except BadCount as exc:
+            raise MalformedPayload(exc.kind, str(exc)) from None
+    else:
+        assert address.value is not None
+        value = _finite(_dig(document, address.value), address.value)
     part = None if address.part is None else _part(document, address.part)
     if address.timestamp is None:
         return value, None, None, part
@@ -313,6 +327,9 @@ class Worker:
         self.wildcards = [(i, a.topic) for i, a in enumerate(addresses) if a.topic not in self.exact]
         self.frames = FrameReader()
         self.out: list[Delivery] = []  # parsed since the last send: one socket chunk's worth at most
+        # Count addresses' deliveries travel in frames of their own, so the daemon's loop over values
+        # asks nothing more per message than before counts existed.
+        self.counted: list[CountDelivery] = []
         self.malformed: dict[str, int] = {}  # refused messages per kind of reason, since the last send
         self.sample: tuple[str, str, str] | None = None  # (topic, kind, why) of the last refused message
         self.received = 0  # deliveries handed to the daemon
@@ -416,6 +433,9 @@ class Worker:
                 ack(mid, qos)
 
     def _hand_over(self) -> None:
+        if self.counted:
+            self.send(("counts", self.counted))
+            self.counted = []
         if self.out or self.malformed:
             self.send(("batch", self.out, self.malformed, self.sample))
             self.out, self.malformed, self.sample = [], {}, None
@@ -465,7 +485,10 @@ class Worker:
             self._skip(topic, UNREADABLE, f"payload could not be read ({type(exc).__name__})", mid, qos)
             return
         self.received += 1
-        self.out.append((index, value, source_time, stamp, mid, qos, time.time(), part))
+        if isinstance(value, tuple):
+            self.counted.append((index, value, source_time, stamp, mid, qos, time.time()))
+        else:
+            self.out.append((index, value, source_time, stamp, mid, qos, time.time(), part))
 
     def _skip(self, topic: str, kind: str, why: str, mid: int, qos: int) -> None:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from asyncua import Client, ua
 
 from gateway.config import Config
+from gateway.sources.counter_pair import CounterPair
 from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
 from gateway.sources.opcua.source import _close, _describe, _status_name, build_client
 from gateway.sources.plugin import characteristics_of
@@ -38,6 +39,11 @@ async def probe(config: Config, source_cfg: OpcUaSettings, address: str | None, 
     # a characteristic's name stands for its node id, as for Modbus
     by_name = {c.name: c.address.node_id for c in characteristics_of(config, source_cfg.name)
                if isinstance(c.address, OpcUaAddress)}
+    for c in characteristics_of(config, source_cfg.name):  # count data: both counters, by name (good) and (bad)
+        if isinstance(c.address, CounterPair):
+            for side, counter in (("good", c.address.good), ("bad", c.address.bad)):
+                if isinstance(counter, OpcUaAddress):
+                    by_name[f"{c.name}.{side}"] = counter.node_id
     labels = {node_id: name for name, node_id in by_name.items()}
     node_text = by_name.get(address, address) if address is not None else None
     if node_text is not None:

@@ -18,6 +18,7 @@ from gateway.config.kinds import SourceKind
 from gateway.config.loader import BAD, Convert, Reader, show
 from gateway.config.model import Backoff
 from gateway.config.values import choice, duration, file_path, section, text
+from gateway.sources.counter_pair import either, pair_block, pair_counts
 
 NODE_ID = re.compile(r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f-]{36}|b=.+)$")
 
@@ -124,16 +125,52 @@ def node_id(r: Reader, node: Node, path: str) -> Any:
 ADDRESS = section(OpcUaAddress, {"node_id": node_id}, required=("node_id",))
 
 
+PAIR = pair_block(ADDRESS)
+
+
 def address(context: object) -> Convert:
-    return ADDRESS
+    """A node that holds a measured value, or a counter pair (good and bad) for an attribute chart."""
+    return either(PAIR, ADDRESS, "node_id")
 
 
 def counter_address(context: object, block: Node | None) -> Convert:
     return ADDRESS
 
 
+@dataclass(frozen=True)
+class OpcUaWrite:
+    """Where an `outputs:` entry writes on an OPC UA source: one variable, with its on and off values."""
+
+    node_id: str
+    value_on: bool | int | float | str = True
+    value_off: bool | int | float | str = False
+
+
+def write_value(r: Reader, node: Node, path: str) -> Any:
+    """true/false, a number or text: written in the variable's own data type."""
+    value = r.scalar(node, path)
+    if value is BAD or isinstance(value, bool | int | float | str):
+        return value
+    return r.error(node, path, f"{show(value)} cannot be written", "true, false, a number or text")
+
+
+WRITE = section(lambda source, node, **values: OpcUaWrite(node, **values),
+                {"source": text, "node": node_id, "value_on": write_value, "value_off": write_value},
+                required=("source", "node"))
+
+
+def write_target(context: object) -> Convert:
+    """An output's `write:` block on an OPC UA source: `node` and optional value_on/value_off."""
+    def convert(r: Reader, node: Node, path: str) -> Any:
+        return WRITE(r, node, path)
+    return convert
+
+
 KIND = SourceKind(
     type="opcua", label="OPC UA", settings=OpcUaSettings, spec=SPEC, required=("name", "endpoint"),
     check=check_opcua, address=address, sampling_modes=("on_change", "every_poll"), default_sampling="on_change",
     polled=True, counter=counter_address, counter_example='{node_id: "ns=2;s=Line3.CMM.PartCount"}',
+    write=write_target,
+    counts=pair_counts, counts_example='{good: {node_id: "ns=2;s=Leak.Good"}, bad: {node_id: "ns=2;s=Leak.Bad"}, '
+    "every: 1h}",
 )

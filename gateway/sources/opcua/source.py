@@ -28,7 +28,8 @@ from gateway.core.rejects import BAD_STATUS, NOT_FINITE, NOT_NUMBER, RejectLog
 from gateway.core.secrets import SecretError, read_secret
 from gateway.sources.base import Backoff, Binding, Sink, Source
 from gateway.sources.opcua import asyncua_private
-from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings
+from gateway.sources.opcua.counts import PairNodes, first_to_end, pair_nodes, read_pairs
+from gateway.sources.opcua.settings import OpcUaAddress, OpcUaSettings, OpcUaWrite
 from gateway.sources.sampling import Sampler
 
 log = logging.getLogger("gateway.sources.opcua")  # the logger's name from before the package
@@ -165,8 +166,13 @@ class OpcUaSource(Source):
         super().__init__(config, bindings, sink)
         self.config: OpcUaSettings = config
         self.readers: list[_Reader] = []
+        self.pairs: list[PairNodes] = []  # counter pairs (opcua/counts.py), read beside the value nodes
         for binding in bindings:
             ch = binding.characteristic
+            pair = pair_nodes(self, binding)
+            if pair is not None:
+                self.pairs.append(pair)
+                continue
             if not isinstance(ch.address, OpcUaAddress):
                 raise OpcUaConfigError(f"characteristic {ch.name} has no opcua address")
             counter = ch.sampling.counter
@@ -174,9 +180,11 @@ class OpcUaSource(Source):
                 else None
             self.readers.append(_Reader(binding, ch.address.node_id, counter_id, Sampler(ch.sampling.mode)))
         self._lost = asyncio.Event()
+        self._client: Client | None = None  # while connected: outputs are written through it
+        self._write_types: dict[str, ua.VariantType] = {}  # node id -> its data type, per connection
         self._next_handle = 0  # client handles of monitored items, unique per source
         self.rejects = RejectLog(log, "value skipped / 값 무시", LOG_EVERY)
-        self.health.details = {"mode": config.mode, "failed_nodes": {}, "missed_parts": 0}
+        self.health.details.update({"mode": config.mode, "failed_nodes": {}, "missed_parts": 0})
 
     # ------------------------------------------------------------------ the connection loop
 
@@ -195,16 +203,46 @@ class OpcUaSource(Source):
             await _close(client)
             raise
         log.info("%s: connected to %s", self.config.name, self.config.endpoint)
+        self._client, self._write_types = client, {}
         return client
 
     async def serve(self, connection: Client, backoff: Backoff) -> None:
-        if self.config.mode == "subscribe":
-            await self._subscribe_session(connection, backoff)
-        else:
-            await self._poll_session(connection, backoff)
+        sessions = []
+        if self.pairs:
+            interval = self.config.sampling_interval if self.config.mode == "subscribe" else self.config.poll_interval
+            sessions.append(read_pairs(self, connection, backoff, self.pairs, interval))
+        if self.readers or not self.pairs:
+            sessions.append(self._subscribe_session(connection, backoff) if self.config.mode == "subscribe"
+                            else self._poll_session(connection, backoff))
+        await first_to_end(sessions)
 
     async def close(self, connection: Client) -> None:
+        if self._client is connection:
+            self._client = None
         await _close(connection)
+
+    async def write(self, target: object, on: bool) -> None:
+        """An output's node: value_on or value_off, written in the variable's own data type (a PLC
+        refuses a Boolean for an Int16 tag, and Python's int would go out as Int64)."""
+        if not isinstance(target, OpcUaWrite):
+            raise TypeError(f"{self.config.name}: not an OPC UA output: {target!r}")
+        client = self._client
+        if client is None or self._lost.is_set():
+            raise ConnectionError(f"not connected to {self.config.endpoint}")
+        node = client.get_node(target.node_id)
+        timeout = self.config.timeout
+        variant_type = self._write_types.get(target.node_id)
+        if variant_type is None:
+            variant_type = await asyncio.wait_for(node.read_data_type_as_variant_type(), timeout)
+            self._write_types[target.node_id] = variant_type
+        value = target.value_on if on else target.value_off
+        if variant_type == ua.VariantType.Boolean:
+            value = bool(value)
+        elif variant_type in (ua.VariantType.Float, ua.VariantType.Double):
+            value = float(value)
+        elif variant_type != ua.VariantType.String:
+            value = int(value)
+        await asyncio.wait_for(node.write_value(ua.DataValue(ua.Variant(value, variant_type))), timeout)
 
     def describe(self, exc: Exception) -> str:
         return str(exc) if isinstance(exc, OpcUaConfigError) else _describe(exc)

@@ -9,6 +9,7 @@ import { Toaster } from './toasts.js';
 import { Annunciator } from './sound.js';
 import { ProductView } from './product.js';
 import { ICONS } from './icons.js';
+import { OutputLamps } from './outputs.js';
 
 const FULL_RELOAD_LIMIT = 500; // the contract's ceiling for get_alerts
 const HISTORY_ALERTS = 200; // alerts fetched on a fresh connect, so the resolved tab is not empty
@@ -76,13 +77,17 @@ function switchLanguage(code, remember) {
       /* not remembered; still switched */
     }
   }
-  if (setLanguage(code)) renderAll();
+  if (setLanguage(code)) {
+    renderAll();
+    outputLamps.render(); // the lamps' titles say on/off in the new language
+  }
 }
 
 // ---------------------------------------------------------------- feed messages
 
 feed.addEventListener('connected', (event) => {
   const { message, resumed, reset } = event.detail;
+  outputLamps.poll(); // at once, not at the next tick: a PLC write may have failed while we were away
   ui.role = message.role || 'operator';
   learnZone(message.timestamp);
   tick();
@@ -417,12 +422,14 @@ function restoreHash() {
   openChart(Number(m[1]), decodeURIComponent(m[2]) || null);
 }
 
+const outputLamps = new OutputLamps($('#tile-outputs'), $('#output-lamps'), token, () => feed.state === 'live');
 setLanguage(storedLanguage() || 'ko');
 renderAll();
 tick();
 feed.start();
+outputLamps.start();
 loadCatalog();
 restoreHash();
 
 // For tests and for a technician's console: the page's state, read-only by convention.
-window.__hmi = { book, feed, products, horn, ui };
+window.__hmi = { book, feed, products, horn, ui, outputLamps };

@@ -1,7 +1,9 @@
 // A control chart on a canvas: stepped center line and control limits (a new limits version shows
 // as a step), spec limits, sigma zones, points that broke a rule in red with the rule numbers.
 // One redraw per animation frame at most; 500 points draw in about a millisecond.
+// EWMA, CUSUM, attribute and short-run charts add their marks through chart_marks.js.
 import { num } from './format.js';
+import { changeovers, drawChangeovers, drawFaint, drawSecond, partOf } from './chart_marks.js';
 
 const PAD = { left: 78, right: 132, top: 30, bottom: 34 };
 const MAX_POINTS = 500; // points drawn; older ones scroll off to the left
@@ -30,6 +32,8 @@ export class ControlChart {
     this.points = [];
     this.spec = {};
     this.hover = null;
+    this.options = {};
+    this.drawn = null; // what the last draw put on the canvas, in numbers (tests and diagnostics read it)
     this.pending = false;
     this.stats = { draws: 0, lastMs: 0, maxMs: 0, totalMs: 0 };
     new ResizeObserver(() => this.requestDraw()).observe(canvas);
@@ -46,10 +50,14 @@ export class ControlChart {
     });
   }
 
-  /** points: [{x, y, center, ucl, lcl, rules: number[], outOfSpec}] oldest first; spec: {lsl, usl, target}. */
-  set(points, spec = {}) {
+  /** points: [{x, y, center, ucl, lcl, rules: number[], outOfSpec}] oldest first; spec: {lsl, usl, target}.
+   * A point may also have y2 (a second series: CUSUM's C- drawn negative) with rules2, raw (a faint
+   * series: EWMA's subgroup means) and part (short-run: the part number). A null lcl draws no line.
+   * options: {zones, labels: {ucl, center, lcl}} (the limit names on the right). */
+  set(points, spec = {}, options = {}) {
     this.points = points.length > MAX_POINTS ? points.slice(points.length - MAX_POINTS) : points;
     this.spec = spec || {};
+    this.options = options || {};
     this.requestDraw();
   }
 
@@ -98,6 +106,8 @@ export class ControlChart {
     };
     for (const p of this.points) {
       take(p.y);
+      take(p.y2);
+      take(p.raw);
       take(p.ucl);
       take(p.lcl);
       take(p.center);
@@ -131,12 +141,17 @@ export class ControlChart {
       limit: cssVar('--chart-limit', '#ff5a4f'),
       spec: cssVar('--chart-spec', '#ffb020'),
       bad: cssVar('--chart-bad', '#ff3b30'),
+      series2: cssVar('--chart-series-2', '#d59bff'),
+      part: cssVar('--chart-part', '#e8e8e8'),
       zoneA: cssVar('--chart-zone-a', 'rgba(255,90,79,0.07)'),
       zoneB: cssVar('--chart-zone-b', 'rgba(255,176,32,0.05)'),
     };
     ctx.font = font;
     const range = this._range();
     const n = this.points.length;
+    const drawn = { points: n, series: 0, series2: 0, raw: 0, center: null, ucl: null, lcl: null,
+      changeovers: [], parts: [], labels: [] };
+    this.drawn = drawn;
     if (!range || n === 0) {
       this._recordTime(t0);
       return;
@@ -168,15 +183,22 @@ export class ControlChart {
     for (let i = 0; i < n; i += every) ctx.fillText(String(this.points[i].x), this._xOf(i, pw), PAD.top + ph + 8);
 
     const step = n <= 1 ? pw : pw / (n - 1);
+    // a limit line, stepped where it changes; returns its segments (runs of points that have it) and
+    // its steps (a new value from one point to the next: a limits version, or a limit per point)
     const stepped = (value) => {
       ctx.beginPath();
       let drawing = false;
+      let previous = null;
+      const line = { segments: 0, steps: 0 };
       for (let i = 0; i < n; i++) {
         const v = value(this.points[i]);
         if (v === null || v === undefined || !Number.isFinite(v)) {
           drawing = false;
           continue;
         }
+        if (!drawing) line.segments += 1;
+        else if (v !== previous) line.steps += 1;
+        previous = v;
         const x0 = Math.max(PAD.left, this._xOf(i, pw) - step / 2);
         const x1 = Math.min(PAD.left + pw, this._xOf(i, pw) + step / 2);
         if (drawing) ctx.lineTo(x0, y(v));
@@ -185,6 +207,7 @@ export class ControlChart {
         drawing = true;
       }
       ctx.stroke();
+      return line;
     };
     const band = (from, to, fill) => {
       ctx.fillStyle = fill;
@@ -200,7 +223,7 @@ export class ControlChart {
         }
       }
     };
-    if (this.zones) {
+    if (this.options.zones ?? this.zones) {
       band(2, 3, C.zoneA);
       band(1, 2, C.zoneB);
     }
@@ -209,12 +232,19 @@ export class ControlChart {
     ctx.lineWidth = 2;
     ctx.strokeStyle = C.center;
     ctx.setLineDash([]);
-    stepped((p) => p.center);
+    drawn.center = stepped((p) => p.center);
     ctx.strokeStyle = C.limit;
     ctx.setLineDash([10, 6]);
-    stepped((p) => p.ucl);
-    stepped((p) => p.lcl);
+    drawn.ucl = stepped((p) => p.ucl);
+    drawn.lcl = stepped((p) => p.lcl);
     ctx.setLineDash([]);
+    const xOf = (i) => this._xOf(i, pw);
+    const geometry = { ctx, xOf, y, top: PAD.top, bottom: PAD.top + ph, step, left: PAD.left, right: PAD.left + pw };
+    drawn.raw = drawFaint(geometry, this.points, C.series);
+    const parts = changeovers(this.points);
+    drawChangeovers(geometry, parts, C.part);
+    drawn.changeovers = parts.filter((c) => c.index > 0).map((c) => this.points[c.index].x);
+    drawn.parts = parts.map((c) => c.part);
 
     // Spec limits across the whole chart (or an arrow at the edge when off the scale).
     const labels = [];
@@ -236,9 +266,10 @@ export class ControlChart {
       ctx.setLineDash([]);
       labels.push({ y: y(v), text: `${name} ${num(v)}`, color: C.spec });
     }
-    if (Number.isFinite(last.ucl)) labels.push({ y: y(last.ucl), text: `UCL ${num(last.ucl)}`, color: C.limit });
-    if (Number.isFinite(last.center)) labels.push({ y: y(last.center), text: `CL ${num(last.center)}`, color: C.center });
-    if (Number.isFinite(last.lcl)) labels.push({ y: y(last.lcl), text: `LCL ${num(last.lcl)}`, color: C.limit });
+    const names = { ucl: 'UCL', center: 'CL', lcl: 'LCL', ...(this.options.labels || {}) };
+    if (Number.isFinite(last.ucl)) labels.push({ y: y(last.ucl), text: `${names.ucl} ${num(last.ucl)}`, color: C.limit });
+    if (Number.isFinite(last.center)) labels.push({ y: y(last.center), text: `${names.center} ${num(last.center)}`, color: C.center });
+    if (Number.isFinite(last.lcl)) labels.push({ y: y(last.lcl), text: `${names.lcl} ${num(last.lcl)}`, color: C.limit });
 
     // The series.
     ctx.strokeStyle = C.series;
@@ -254,6 +285,7 @@ export class ControlChart {
       if (started) ctx.lineTo(this._xOf(i, pw), y(v));
       else ctx.moveTo(this._xOf(i, pw), y(v));
       started = true;
+      drawn.series += 1;
     }
     ctx.stroke();
     const r = n > 250 ? 2.5 : n > 100 ? 3.5 : 4.5;
@@ -298,6 +330,7 @@ export class ControlChart {
       ctx.fillText(text, px, Math.max(PAD.top - 4, py - r - 5));
     }
     ctx.font = font;
+    drawn.series2 = drawSecond(geometry, this.points, C, r);
     // The newest point stands out.
     if (Number.isFinite(last.y)) {
       ctx.strokeStyle = '#ffffff';
@@ -307,6 +340,7 @@ export class ControlChart {
       ctx.stroke();
     }
     this._drawLabels(labels, C, PAD.left + pw + 8, h);
+    drawn.labels = labels.map((l) => l.text);
     if (this.hover !== null && this.hover < n) this._drawHover(this.hover, pw, y, C);
     this._recordTime(t0);
   }
@@ -337,7 +371,10 @@ export class ControlChart {
     ctx.lineTo(px, PAD.top + (this.canvas.clientHeight - PAD.top - PAD.bottom));
     ctx.stroke();
     ctx.setLineDash([]);
-    const text = `#${p.x}  ${num(p.y)}${p.rules && p.rules.length ? `  R${p.rules.join(',')}` : ''}`;
+    const second = Number.isFinite(p.y2) ? ` / ${num(p.y2)}` : '';
+    const rules = [...(p.rules || []), ...(p.rules2 || [])];
+    const text = `#${p.x}${partOf(p)}  ${num(p.y)}${second}${rules.length ? `  R${rules.join(',')}` : ''}`;
+    if (this.drawn) this.drawn.hover = text;
     const tw = ctx.measureText(text).width + 16;
     const bx = Math.min(px + 10, PAD.left + pw - tw);
     ctx.fillStyle = 'rgba(10,14,20,0.92)';

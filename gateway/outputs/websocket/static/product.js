@@ -5,12 +5,15 @@ import { esc, clockTime, num } from './format.js';
 import { GatewayConnection } from './connection.js';
 import { ControlChart } from './chart.js';
 import { defaultChart, dispersionLimits, subgroupsOf } from './spc.js';
+import { chartOptions, chartPoints, kindOf, pointOf, titleKey } from './chart_kinds.js';
+import { CapabilityHistogram } from './histogram.js';
 
 export const HISTORY_POINTS = 500; // subgroups fetched and drawn
 const MAX_MEASUREMENTS = 5000; // the contract's ceiling for get_measurements
 const MAX_VIOLATIONS_SHOWN = 8;
 const MAX_KEPT_POINTS = 2 * HISTORY_POINTS; // per characteristic, older points are dropped
 const DEFAULT_MIN_CPK = 1.33;
+const MAX_VALUES = 1000; // measurements kept for the histogram
 
 export class ProductView {
   constructor(root, { token, pingMs, onConnectionState, onSelect = () => {} }) {
@@ -27,6 +30,7 @@ export class ProductView {
     this.el = (sel) => root.querySelector(sel);
     this.location = new ControlChart(this.el('.chart-location canvas'));
     this.dispersion = new ControlChart(this.el('.chart-dispersion canvas'), { zones: false, lowerBoundZero: true });
+    this.histogram = new CapabilityHistogram(this.el('.pv-hist canvas'));
     root.addEventListener('click', (event) => {
       const product = event.target.closest('[data-product]');
       const characteristic = event.target.closest('[data-characteristic]');
@@ -141,7 +145,7 @@ export class ProductView {
     let s = this.data.get(key);
     if (!s) {
       s = { points: new Map(), rules: new Map(), outOfSpec: new Set(), limits: null, spec: {}, last: null,
-        capability: null, violations: [], loading: false, loaded: false, n: null };
+        capability: null, violations: [], loading: false, loaded: false, n: null, values: [] };
       this.data.set(key, s);
     }
     return s;
@@ -181,12 +185,15 @@ export class ProductView {
         break;
       case 'measurement':
         s.last = body;
+        s.values.push(Number(body.measurement_value));
+        if (s.values.length > MAX_VALUES) s.values.splice(0, s.values.length - MAX_VALUES);
         if (body.is_within_spec === false) s.outOfSpec.add(body.subgroup_number);
+        // lean frames: a point of one reading comes in its measurement's frame, not as a `subgroup`
+        if (msg.subgroup && msg.subgroup.characteristic === characteristic) this._subgroup(s, msg.subgroup);
         break;
       case 'violation':
         this._mark(s, body.subgroup_number, body.rule);
-        s.violations.unshift(body);
-        s.violations.length = Math.min(s.violations.length, MAX_VIOLATIONS_SHOWN);
+        this._violation(s, body);
         break;
       case 'capability':
         s.capability = body;
@@ -195,6 +202,16 @@ export class ProductView {
         return;
     }
     if (characteristic === this.characteristic) this.render();
+  }
+
+  _violation(s, v) {
+    // A rule that keeps firing sends its first violation, then an update (`continuing`, `count`) at
+    // most once a second: the update replaces its run's line instead of adding one per reading.
+    const chart = (x) => x.chart || 'location';
+    const same = v.continuing ? s.violations.findIndex((o) => o.rule === v.rule && chart(o) === chart(v)) : -1;
+    if (same >= 0) s.violations.splice(same, 1);
+    s.violations.unshift(v);
+    s.violations.length = Math.min(s.violations.length, MAX_VIOLATIONS_SHOWN);
   }
 
   _mark(s, subgroupNumber, rule) {
@@ -211,6 +228,7 @@ export class ProductView {
     s.spec = limits.spec || { lsl: limits.lsl, usl: limits.usl, target: limits.target };
     if (settings.spec && !s.spec.lsl && !s.spec.usl) s.spec = settings.spec;
     const measurements = msg.measurements || [];
+    s.values = measurements.slice(-MAX_VALUES).map((m) => Number(m.measurement_value));
     const n = Number(settings.subgroup_size) || largestGroup(measurements);
     s.n = n;
     const groups = subgroupsOf(measurements, n);
@@ -222,12 +240,11 @@ export class ProductView {
       const sub = charted.get(g.x);
       if (sub) {
         // the point as the gateway charted it: its own limits (short subgroups) and the rules it broke
-        s.points.set(g.x, { x: g.x, y: sub.mean, n: sub.n, range: sub.range, stdev: sub.stdev,
-          center: num0(sub.center), ucl: num0(sub.ucl), lcl: num0(sub.lcl) });
+        s.points.set(g.x, pointOf(sub, g.x));
         for (const rule of sub.violations || []) this._mark(s, g.x, rule);
       } else {
-        s.points.set(g.x, { x: g.x, y: g.mean, n: g.n, range: g.range, stdev: g.stdev,
-          center: num0(limits.center), ucl: num0(limits.ucl), lcl: num0(limits.lcl) });
+        s.points.set(g.x, pointOf({ mean: g.mean, n: g.n, range: g.range, stdev: g.stdev,
+          center: limits.center, ucl: limits.ucl, lcl: limits.lcl }, g.x));
         // an older gateway sends no charted points: test 1 is still plain to see from the limits
         if (Number.isFinite(limits.ucl) && (g.mean > limits.ucl || g.mean < limits.lcl)) this._mark(s, g.x, 1);
       }
@@ -240,8 +257,7 @@ export class ProductView {
   }
 
   _subgroup(s, sub) {
-    s.points.set(sub.subgroup_number, { x: sub.subgroup_number, y: sub.mean, n: sub.n, range: sub.range, stdev: sub.stdev,
-      center: num0(sub.center), ucl: num0(sub.ucl), lcl: num0(sub.lcl) });
+    s.points.set(sub.subgroup_number, pointOf(sub));
     s.n = sub.n || s.n;
     for (const rule of sub.violations || []) this._mark(s, sub.subgroup_number, rule);
     if (s.points.size > MAX_KEPT_POINTS) {
@@ -282,18 +298,25 @@ export class ProductView {
     const s = this._series(this.productId, this.characteristic);
     const settings = this._settings();
     const n = Number(settings.subgroup_size) || s.n || 1;
-    const chart = settings.chart || defaultChart(n);
     const sorted = [...s.points.values()].sort((a, b) => a.x - b.x).slice(-HISTORY_POINTS);
+    const kind = kindOf(settings.chart, sorted);
+    const chart = settings.chart || (kind === 'shewhart' ? defaultChart(n) : kind);
     const spec = { lsl: settings.spec?.lsl ?? s.spec?.lsl, usl: settings.spec?.usl ?? s.spec?.usl, target: settings.spec?.target ?? s.spec?.target };
-    this.location.set(sorted.map((p) => ({ x: p.x, y: p.y, center: p.center, ucl: p.ucl, lcl: p.lcl,
-      rules: [...(s.rules.get(p.x) || [])].sort((a, b) => a - b), outOfSpec: s.outOfSpec.has(p.x) })), spec);
-    this.dispersion.set(this._dispersionPoints(sorted, chart, n, s.limits), {});
+    // spec limits hold for single parts: not on a chart of sums, counts or weighted means
+    const drawnSpec = kind === 'shewhart' ? spec : {};
+    this.location.set(chartPoints(kind, sorted, s.rules, s.outOfSpec), drawnSpec, chartOptions(kind));
+    // EWMA, CUSUM and attribute charts have no dispersion chart: the location chart takes the height
+    this.el('.pv-charts').classList.toggle('single', kind !== 'shewhart');
+    this.dispersion.set(kind === 'shewhart' ? this._dispersionPoints(sorted, chart, n, s.limits) : [], {});
     const unit = settings.unit ? ` ${settings.unit}` : '';
-    this.el('.chart-location h3').textContent = `${chart === 'imr' ? t('pv_location_imr') : t('pv_location_xbar')} · ${this.characteristic}${unit}`;
+    this.el('.chart-location h3').textContent = `${t(titleKey(chart, kind))} · ${this.characteristic}${kind === 'attribute' ? '' : unit}`;
     this.el('.chart-dispersion h3').textContent = chart === 'imr' ? t('pv_dispersion_mr') : chart === 'xbar_s' ? t('pv_dispersion_s') : t('pv_dispersion_r');
+    const last = sorted[sorted.length - 1];
+    const legend = kind === 'shewhart' || !last ? '' : ` · ${t(`pv_legend_${kind}`, { h: num(last.h ?? last.ucl), n: last.n ?? '—' })}`;
     this.el('.chart-location .chart-sub').textContent = s.loading && !s.loaded ? t('pv_loading')
-      : sorted.length ? `n = ${n} · ${t('pv_points', { n: sorted.length })}` : t('pv_no_data');
-    this._renderSide(s, spec, settings, unit);
+      : sorted.length ? `${kind === 'attribute' ? '' : `n = ${n} · `}${t('pv_points', { n: sorted.length })}${legend}` : t('pv_no_data');
+    this._renderSide(s, kind === 'shewhart' || kind === 'ewma' ? spec : {}, settings, unit, kind);
+    this._renderHistogram(s, spec, kind);
   }
 
   _dispersionPoints(sorted, chart, n, limits) {
@@ -301,7 +324,7 @@ export class ProductView {
     let previous = null;
     for (const p of sorted) {
       let y;
-      if (chart === 'imr') y = Number.isFinite(p.range) ? p.range : previous && Number.isFinite(previous.y) && previous.x === p.x - 1 ? Math.abs(p.y - previous.y) : null;
+      if (chart === 'imr') y = Number.isFinite(p.range) ? p.range : previous && Number.isFinite(previous.mean) && previous.x === p.x - 1 ? Math.abs(p.mean - previous.mean) : null;
       else y = chart === 'xbar_s' ? p.stdev : p.range;
       let lim = null;
       if (limits && Number.isFinite(limits.dispersion_ucl) && p === sorted[sorted.length - 1]) {
@@ -315,15 +338,32 @@ export class ProductView {
     return points;
   }
 
-  _renderSide(s, spec, settings, unit) {
+  /** The measurements' histogram and the fitted distribution (not for counts: no distribution of parts). */
+  _renderHistogram(s, spec, kind) {
+    const box = this.el('.pv-hist');
+    box.hidden = kind === 'attribute' || s.values.filter((v) => Number.isFinite(v)).length < 2;
+    if (box.hidden) return;
+    const distribution = s.capability?.distribution;
+    const name = distribution?.name || 'normal';
+    const ppm = Number(s.capability?.expected_ppm);
+    box.querySelector('h4').innerHTML = `${esc(t('pv_hist', { name: t(`dist_${name}`) }))}${Number.isFinite(ppm)
+      ? `<small>${esc(t('pv_hist_ppm', { ppm: num(ppm) }))}</small>` : ''}`;
+    this.histogram.draw(s.values, distribution, spec, { bars: 'rgba(124,196,255,0.45)', curve: '#f4f7fb',
+      spec: '#ffb020', text: '#9fb0c6' });
+  }
+
+  _renderSide(s, spec, settings, unit, kind) {
     const last = s.last;
     const lastEl = this.el('.pv-last');
     if (last) {
       const bad = last.is_within_spec === false ? 'bad' : last.is_within_control === false ? 'warn' : 'ok';
-      const verdict = last.is_within_spec === false ? t('pv_out_spec') : last.is_within_control === false ? t('pv_out_control') : t('pv_in_spec');
+      const verdict = last.is_within_spec === false ? t('pv_out_spec') : last.is_within_control === false ? t('pv_out_control')
+        : last.is_within_spec === true ? t('pv_in_spec') : last.is_within_control === true ? t('pv_in_control') : '';
+      // a count reading shows what was found in how many (a fraction of units keeps its decimals)
+      const shown = Number.isFinite(last.count) ? `${last.count} / ${num(last.sample_size ?? 1)}` : num(last.measurement_value);
       lastEl.className = `pv-last ${bad}`;
       lastEl.innerHTML = `<small>${esc(t('pv_last_value'))} · ${esc(clockTime(last.measured_at))}</small>
-        <div class="big">${esc(num(last.measurement_value))}<span class="unit">${esc(unit)}</span></div><b>${esc(verdict)}</b>`;
+        <div class="big">${esc(shown)}<span class="unit">${esc(unit)}</span></div><b>${esc(verdict)}</b>`;
     } else {
       lastEl.className = 'pv-last';
       lastEl.innerHTML = `<small>${esc(t('pv_last_value'))}</small><div class="big">—</div>`;
@@ -342,11 +382,14 @@ export class ProductView {
       <div class="cap-grid">${tile('Cp', cap?.cp)}${tile('Cpk', cap?.cpk)}${tile('Pp', cap?.pp)}${tile('Ppk', cap?.ppk)}</div>
       <small class="muted">${cap ? esc(t('pv_cap_n', { n: cap.n ?? '—', time: clockTime(cap.analyzed_at) })) : esc(t('pv_cap_waiting'))}</small>`;
     const l = s.limits || {};
-    const row = (name, value, cls) => (Number.isFinite(value) ? `<tr class="${cls}"><th>${name}</th><td>${esc(num(value))}</td></tr>` : '');
+    // CUSUM's limits are +H and -H; a floored attribute LCL is no limit (as on the chart)
+    const names = kind === 'cusum' ? { ucl: 'H', center: 'CL', lcl: '−H' } : { ucl: 'UCL', center: 'CL', lcl: 'LCL' };
+    if (kind === 'attribute' && !(l.lcl > 0)) names.lcl = null;
+    const row = (name, value, cls) => (name && Number.isFinite(value) ? `<tr class="${cls}"><th>${name}</th><td>${esc(num(value))}</td></tr>` : '');
     this.el('.pv-limits').innerHTML = `<h4>${esc(t('pv_limits'))}</h4><table>
-      ${row('USL', spec.usl, 'spec')}${row('UCL', l.ucl, 'limit')}${row('CL', l.center, 'center')}${row('LCL', l.lcl, 'limit')}${row('LSL', spec.lsl, 'spec')}${row('T', spec.target, 'spec')}</table>`;
+      ${row('USL', spec.usl, 'spec')}${row(names.ucl, l.ucl, 'limit')}${row(names.center, l.center, 'center')}${row(names.lcl, l.lcl, 'limit')}${row('LSL', spec.lsl, 'spec')}${row('T', spec.target, 'spec')}</table>`;
     const violations = s.violations.map((v) => `<li><span class="rule-no">${esc(v.rule)}</span><span>${esc(ruleName(v))}</span>
-      <small>${esc(t('pv_subgroup', { n: v.subgroup_number }))} · ${esc(clockTime(v.detected_at))}</small></li>`).join('');
+      <small>${esc(t('pv_subgroup', { n: v.subgroup_number }))}${v.count > 1 ? ` · ${esc(t('pv_still_holds', { n: v.count }))}` : ''} · ${esc(clockTime(v.detected_at))}</small></li>`).join('');
     this.el('.pv-viol').innerHTML = `<h4>${esc(t('pv_violations'))}</h4>${violations ? `<ul>${violations}</ul>` : `<p class="muted">${esc(t('pv_no_violations'))}</p>`}`;
   }
 }
@@ -363,8 +406,4 @@ function largestGroup(measurements) {
   const counts = new Map();
   for (const m of measurements) counts.set(m.subgroup_number, (counts.get(m.subgroup_number) || 0) + 1);
   return Math.max(1, ...counts.values());
-}
-
-function num0(v) {
-  return v === null || v === undefined || !Number.isFinite(Number(v)) ? null : Number(v);
 }
