@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import math
 import sqlite3
 import time
@@ -102,7 +103,11 @@ def test_dnom_learns_and_recalculates_at_center_zero_and_resumes_after_a_restart
     with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
         capability = conn.execute("SELECT part, n FROM capability").fetchall()
         sources = [s for (s,) in conn.execute("SELECT source FROM control_limits ORDER BY id")]
+        (event,) = [json.loads(b) for (b,) in conn.execute("SELECT body FROM events WHERE type = 'capability'")]
     assert capability == [("A-100", 30)]  # A-200 has no spec: no capability of its own
+    # per part, normal theory: no fitted distribution and no expected ppm beside the indices
+    assert event["capability"]["part"] == "A-100"
+    assert event["capability"]["distribution"] is None and event["capability"]["expected_ppm"] is None
     assert sources == ["learned", "recalculated"]
     # the CSV export for quality engineers names each reading's part, and why when it was not known
     out = io.StringIO()

@@ -209,6 +209,11 @@ def check(r: Reader, items: Mapping[str, Node], good: dict[str, Any], chart: Any
     if plot == "dnom" and limits is not None and limits.center is not None and limits.center != 0:
         r.at(f"{path}.limits.center", f"a DNOM chart is centered at 0 (each part on its target), not "
              f"{limits.center:g}", "center: 0 with sigma, or baseline_subgroups")
+    capability = good.get("capability")
+    if "parts" in items and capability is not None and capability.distribution != "normal":
+        # each part's capability is I-MR's on its own readings (gateway.spc.shortrun): normal theory only
+        r.at(f"{path}.capability.distribution", f"short-run capability is per part with the normal "
+             f"distribution, not {capability.distribution}", "distribution: normal, or none")
     if found and source is not None:
         names = [p.name for p in found]
         for code, part in source.codes:
