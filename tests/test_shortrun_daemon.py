@@ -142,6 +142,13 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert (health["characteristics"]["1/bore"]["part"], health["characteristics"]["1/bore"]["part_unknown"]) \
                 == ("A-200", None)
 
+            # the gauge's messages are not retained: the MQTT source must have subscribed (it reports
+            # connected after sending its SUBSCRIBE), which a loaded machine may take seconds to do
+            deadline = time.monotonic() + 30
+            while (await asyncio.to_thread(fetch, f"http://127.0.0.1:{http_port}/healthz"))["sources"]["line"][
+                    "state"] != "connected":
+                assert time.monotonic() < deadline, "the MQTT source did not connect"
+                await asyncio.sleep(0.1)
             publisher = Publisher(mosquitto.port)
             try:
                 for payload in ({"value": 4.01, "part": "A-100"}, {"value": 5.49, "part": "A-200"},
