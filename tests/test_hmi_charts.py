@@ -253,6 +253,12 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
     try:
         page.click("#nav-charts")
         page.click(".pv-products .chip[data-product='2']")
+        # the stand-in sends events to the product's connected screens only: a loaded machine may open
+        # the page's product feed after the first events were published, and they would be lost
+        deadline = time.monotonic() + 20
+        while not any(path == "/ws/spc/product/2/" for _, path in list(server.clients)):
+            assert time.monotonic() < deadline, "the page did not open product 2's feed"
+            time.sleep(0.05)
         rng = random.Random(4)
 
         def publish(first: int, parts: list[str | None]) -> None:
