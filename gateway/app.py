@@ -36,6 +36,7 @@ from gateway.outputs.websocket.hub import Hub
 from gateway.outputs.websocket.ws import LineServer
 from gateway.pipeline import Pipeline
 from gateway.sources.base import Binding, Source
+from gateway.sources.parts import part_bindings
 from gateway.sources.registry import SOURCES, load_config
 from gateway.store import Store
 
@@ -100,10 +101,11 @@ def _jemalloc_allocated() -> int | None:
 
 
 def bindings_for(config: Config, source_name: str) -> list[Binding]:
-    """The characteristics one source reads."""
-    return [Binding(product, characteristic)
-            for product in config.products for characteristic in product.characteristics
-            if characteristic.source == source_name]
+    """The characteristics one source reads: the part numbers first (gateway.sources.parts), then the values."""
+    return part_bindings(config, source_name) + [
+        Binding(product, characteristic)
+        for product in config.products for characteristic in product.characteristics
+        if characteristic.source == source_name]
 
 
 def written_through(config: Config, source_name: str) -> bool:

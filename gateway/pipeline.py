@@ -32,6 +32,13 @@ from gateway.core.model import (
 from gateway.core.plotted import plotted_fields
 from gateway.core.rejects import BAD_ATTRIBUTE, BAD_TIMESTAMP, NOT_FINITE, OUT_OF_RANGE, RejectLog
 from gateway.core.texts import Refusal, text, texts
+from gateway.sources.parts import (
+    PART_CHANNEL,
+    PartTracker,
+    part_stale_after,
+    short_run_engine,
+    with_part_spec,
+)
 from gateway.sources.registry import SOURCES
 from gateway.spc.attribute_capability import AttributeCapability
 from gateway.spc.capability import CapabilityResult
@@ -39,6 +46,7 @@ from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import bad_reading
+from gateway.spc.shortrun import ShortRunEngine
 from gateway.store.schema import StoreUnavailable
 
 log = logging.getLogger("gateway.pipeline")
@@ -65,6 +73,9 @@ class CharacteristicState:
     rejected: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     limits_version: int | None = None  # the stored control-limits version in force (its id), None before any
+    # short-run SPC (gateway.spc.shortrun, gateway.sources.parts): the chart over every part, and the part now running
+    short_run: ShortRunEngine | None = None
+    parts: PartTracker | None = None
 
 
 class Pipeline:
@@ -84,6 +95,7 @@ class Pipeline:
         self._repeats = ViolationRepeats()  # which violations of a rule that keeps firing the screens get
         self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
+        self.part_channels: dict[CharacteristicKey, CharacteristicState] = {}  # key with channel "part"
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self.ingested = 0
@@ -135,21 +147,29 @@ class Pipeline:
                     continue
                 settings = EngineSettings.from_characteristic(characteristic)
                 raw = states.get((product.id, characteristic.name))
-                engine = None
+                engine = short_run = None
                 if raw is not None:
                     try:
-                        engine = CharacteristicEngine(settings, state=json.loads(raw))
+                        short_run = short_run_engine(characteristic, settings, json.loads(raw))
+                        engine = (short_run.engine if short_run is not None
+                                  else CharacteristicEngine(settings, state=json.loads(raw)))
                     except Exception as exc:  # a changed chart cannot resume the old state
                         log.warning("%s/%s: starting a new chart, the stored state does not fit: %s",
                                     product.code, characteristic.name, exc)
                 # a resumed engine keeps the limits (and so the version) it had; a new one has none yet
                 version = old.limits_version if engine is not None and old is not None else None
                 if engine is None:
-                    engine = CharacteristicEngine(settings)
+                    short_run = short_run_engine(characteristic, settings, None)
+                    engine = short_run.engine if short_run is not None else CharacteristicEngine(settings)
                 built[key] = CharacteristicState(product, characteristic, engine,
                                                  stale_after=self._stale_after(config, characteristic),
-                                                 limits_version=version)
+                                                 limits_version=version, short_run=short_run)
+                if short_run is not None:
+                    built[key].parts = PartTracker(product, characteristic,
+                                                   part_stale_after(config, characteristic))
         self.characteristics = built
+        self.part_channels = {CharacteristicKey(k.product_id, k.characteristic, PART_CHANNEL): state
+                              for k, state in built.items() if state.parts is not None}
 
     @staticmethod
     def _stale_after(config: Config, characteristic: Characteristic) -> float | None:
@@ -189,6 +209,9 @@ class Pipeline:
             for reading in readings:
                 if reading.on_committed is not None:
                     acks.append(reading.on_committed)
+                if reading.key.channel:  # the part number of a short-run characteristic: nothing to store
+                    self._part_read(reading, monotonic)
+                    continue
                 state = self.characteristics.get(reading.key)
                 if state is None:
                     self.rejected += 1
@@ -240,7 +263,8 @@ class Pipeline:
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
-                batch.engine_state(key.product_id, key.characteristic, json.dumps(state.engine.state()))
+                batch.engine_state(key.product_id, key.characteristic,
+                                   json.dumps((state.short_run or state.engine).state()))
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)
@@ -262,11 +286,21 @@ class Pipeline:
         except Exception:  # the source's bookkeeping must not cost the rest of the batch
             log.exception("%s: telling the source about a refused reading failed", reading.key)
 
+    def _part_read(self, reading: Measurement, monotonic: float) -> None:
+        state = self.part_channels.get(reading.key)
+        if state is None or state.parts is None or reading.quality != "good":
+            return
+        state.parts.read(reading.part if reading.part is not None else reading.value, monotonic)
+
     def _ingest(self, batch: Any, state: CharacteristicState, reading: Measurement, now: str,
                 monotonic: float, measured_iso: str) -> None:
         product, characteristic = state.product, state.characteristic
         measured_at = reading.measured_at
-        if state.engine.attribute is not None and reading.count is not None:
+        part = part_unknown = None
+        if state.short_run is not None and state.parts is not None:
+            part, part_unknown = state.parts.part_for(reading, monotonic)  # unknown: kept and flagged, not charted
+            result = state.short_run.reading(reading.value, part, measured_at)
+        elif state.engine.attribute is not None and reading.count is not None:
             result = state.engine.ingest_count(reading.count, reading.sample_size, measured_at)
         else:
             result = state.engine.ingest(reading.value, measured_at)
@@ -287,7 +321,7 @@ class Pipeline:
             measured_at=measured_at, received_at=reading.received_at, sample_number=result.sample_number,
             subgroup_number=result.subgroup_number, is_within_spec=result.is_within_spec,
             is_within_control=result.is_within_control, source_key=reading.source_key, count=reading.count,
-            sample_size=reading.sample_size)
+            sample_size=reading.sample_size, part=part, part_unknown=part_unknown)
         notable = result.is_within_spec is False or result.is_within_control is False
         body = {
             "id": measurement_id, "product_id": product.id, "product_code": product.code,
@@ -295,6 +329,7 @@ class Pipeline:
             "sample_number": result.sample_number, "subgroup_number": result.subgroup_number,
             "is_within_spec": result.is_within_spec, "is_within_control": result.is_within_control,
             "measured_at": measured_iso, "unit": characteristic.unit,
+            "part": part, "part_unknown": part_unknown,  # short-run SPC; both null without parts
         }
         if reading.count is not None:  # attribute data; a variables measurement's message is unchanged
             body["count"] = reading.count
@@ -304,7 +339,7 @@ class Pipeline:
         # an attribute sample's count travels with the reading, not the point
         count = None if point is None or point.sample_size is None else reading.count
         charted = None if point is None else self._subgroup_body(product, characteristic, point, measured_iso, count,
-                                                                 state.limits_version)
+                                                                 state.limits_version, part)
         if point is not None and charted is not None and point.n == 1:
             # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
             # event is stored and goes northbound, but no screen is sent it (not notable)
@@ -312,7 +347,7 @@ class Pipeline:
         batch.event("measurement", product.id, message,
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
         if charted is not None:
-            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now, count)
+            self._store_subgroup(batch, product, characteristic, point, measured_at, charted, now, count, part)
         for violation in result.violations:
             repeated, to_screens = self._repeats.note(
                 (product.id, characteristic.name, violation.chart, violation.rule), violation.subgroup_number,
@@ -333,25 +368,28 @@ class Pipeline:
             batch.event("violation", product.id, {"type": "violation", "violation": violated, "timestamp": now},
                         notable=to_screens, outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
-            self._store_capability(batch, product, characteristic, result.capability, now)
+            self._store_capability(batch, product, characteristic, result.capability, now, part)
+        if part is not None:  # the alerts judge a short-run reading against its own part's spec
+            characteristic = with_part_spec(characteristic, part, state.extra)
         self.alerts.on_ingest(batch, product, characteristic, result, reading.value)
 
     def _store_subgroup(self, batch: Any, product: Product, characteristic: Characteristic,
                         point: Any, measured_at: float, charted: dict[str, Any], now: str,
-                        count: int | None = None) -> None:
+                        count: int | None = None, part: str | None = None) -> None:
         batch.subgroup(product_id=product.id, characteristic=characteristic.name,
                        subgroup_number=point.subgroup_number, n=point.n, mean=point.mean,
                        range=point.range, stdev=point.stdev, center=point.center, ucl=point.ucl,
                        lcl=point.lcl, violations=list(point.violations), at=measured_at,
                        plotted=point.plotted, cusum_upper=point.cusum_upper, cusum_lower=point.cusum_lower,
                        run_upper=point.run_upper, run_lower=point.run_lower, count=count,
-                       sample_size=point.sample_size)
+                       sample_size=point.sample_size, part=part)
         # n = 1: the screens got the point in its measurement's frame (lean frames)
         batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
                     notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
-                       measured_iso: str, count: int | None, limits_version: int | None) -> dict[str, Any]:
+                       measured_iso: str, count: int | None, limits_version: int | None,
+                       part: str | None = None) -> dict[str, Any]:
         """The charted point as the `subgroup` message carries it (and, for n = 1, the measurement's)."""
         body = {
             "product_id": product.id, "product_code": product.code,
@@ -366,6 +404,7 @@ class Pipeline:
             "dispersion_lcl": finite_or_none(point.dispersion_lcl),
             "dispersion_violations": list(point.dispersion_violations),
             "measured_at": measured_iso, "limits_version": limits_version,
+            "part": part,  # short-run SPC: the point's part number, so a screen can mark part changes
         }
         # what EWMA, CUSUM and attribute charts plot (gateway.core.plotted; the history says the same)
         body.update(plotted_fields(mean=point.mean, ucl=point.ucl, plotted=point.plotted,
@@ -375,12 +414,12 @@ class Pipeline:
         return body
 
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
-                          cap: Any, now: str) -> None:
+                          cap: Any, now: str, part: str | None = None) -> None:
         values = {k: finite_or_none(getattr(cap, k)) for k in ("cp", "cpk", "pp", "ppk", "cpm", "cpk_lower")}
         capability_id = batch.capability(
             product_id=product.id, characteristic=characteristic.name, n=cap.n,
             sigma_within=finite_or_none(cap.sigma_within), sigma_overall=finite_or_none(cap.sigma_overall),
-            analyzed_at=time.time(), reason=cap.reason, **values)
+            analyzed_at=time.time(), reason=cap.reason, part=part, **values)
         batch.event("capability", product.id, {
             "type": "capability",
             "capability": {
@@ -391,6 +430,7 @@ class Pipeline:
                 # values: the fitted distribution, its test and the expected ppm (docs/protocol.md)
                 **({k: finite_or_none(v) for k, v in cap.fields().items()} if isinstance(cap, AttributeCapability)
                    else {"distribution": self._worded(cap), "expected_ppm": cap.expected_ppm}),
+                **({"part": part} if characteristic.parts else {}),  # short-run: capability per part
             },
             "timestamp": now,
         }, outbox_topic=self._topic("capability", product, characteristic))
@@ -456,7 +496,10 @@ class Pipeline:
         # the store asks SQLite for from_subgroup <= n < from_subgroup + count: near the int64 end that
         # sum overflows (OverflowError, a 1011 on the operator's socket), so the range stops at int64
         count = min(subgroups, INT64_MAX - from_subgroup)
-        values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
+        if state.short_run is not None:  # the plotted DNOM or Z values, not the parts' own readings
+            values = await self.store.subgroup_means(product_id, characteristic, from_subgroup, count)
+        else:
+            values = await self.store.subgroup_values(product_id, characteristic, from_subgroup, count)
         if len(values) < 2:
             raise Refusal("invalid_field", texts("error.too_few_subgroups", n=len(values),
                                                    from_subgroup=from_subgroup))
@@ -466,6 +509,8 @@ class Pipeline:
                                      to_subgroup=from_subgroup + len(values) - 1)
         except EstimateError as exc:
             raise Refusal("invalid_field", texts(f"error.estimate.{exc.reason}")) from None
+        if state.short_run is not None:
+            limits = state.short_run.recenter(limits)
         # stored with the limits: the engine's state once they are in force (a copy: the engine itself
         # takes them only after the commit, so a refused batch leaves it as it was)
         after = CharacteristicEngine(engine.settings, state=engine.state())
@@ -482,7 +527,7 @@ class Pipeline:
         state.limits_version = version
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
-            batch.engine_state(product_id, characteristic, json.dumps(engine.state()))
+            batch.engine_state(product_id, characteristic, json.dumps((state.short_run or engine).state()))
         return {
             "product_id": product_id, "characteristic": characteristic, "version": version,
             "center": limits.center, "sigma": limits.sigma, "ucl": limits.ucl, "lcl": limits.lcl,
@@ -499,6 +544,8 @@ class Pipeline:
                 "source": s.characteristic.source,
                 "last_value_age_s": None if s.last_good is None else round(now - s.last_good, 3),
                 "stale": s.stale, "readings": s.readings, "rejected": s.rejected,
+                # short-run: the part now running, or why it is not known
+                **({"part": s.parts.current, "part_unknown": s.parts.problem} if s.parts is not None else {}),
             }
             for key, s in self.characteristics.items()
         }

@@ -2,8 +2,9 @@
 
 EWMA, CUSUM and p run in a real Gateway (SQLite file, line-side service serving the page), fed readings
 through its pipeline as a source feeds them: some before the page opens (drawn from the `subgroups`
-history) and the rest live. The short-run chart's `part` field comes from the stand-in gateway
-(tests/hmi_fixtures.py): the part-number source is not in this branch, so the field is made up there.
+history) and the rest live. The short-run chart is drawn twice: from the stand-in gateway
+(tests/hmi_fixtures.py), whose `part` fields are made up (hostile ones too), and from a real Gateway
+whose part is read from a PLC's part channel.
 What was drawn is read from the chart's own record of its last draw (ControlChart.drawn: points per
 series, the limit lines' segments and steps, the changeovers, the labels). The screenshots go to
 docs/images/ (referenced from docs/spc.md).
@@ -252,6 +253,12 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
     try:
         page.click("#nav-charts")
         page.click(".pv-products .chip[data-product='2']")
+        # the stand-in sends events to the product's connected screens only: a loaded machine may open
+        # the page's product feed after the first events were published, and they would be lost
+        deadline = time.monotonic() + 20
+        while not any(path == "/ws/spc/product/2/" for _, path in list(server.clients)):
+            assert time.monotonic() < deadline, "the page did not open product 2's feed"
+            time.sleep(0.05)
         rng = random.Random(4)
 
         def publish(first: int, parts: list[str | None]) -> None:
@@ -284,6 +291,46 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
     finally:
         screen.close()
         server.stop()
+
+
+def test_short_run_chart_from_a_real_gateway_gets_the_part_of_every_point(browser, tmp_path: Path) -> None:
+    """The same chart fed through a real Gateway: the part code read from the PLC's part channel, the part
+    on every point of the history and of the lean frames, and a reading of unknown part (stored, with the
+    number of the point before it) not drawn as a point."""
+    config = minimal_config(tmp_path)
+    config["products"][0]["characteristics"] = [{
+        "name": "bore", "unit": "mm", "source": "plc", "sampling": "every_poll",
+        "modbus": {"unit": 1, "table": "holding", "address": 0, "data_type": "float32"},
+        "parts": {"A-100": {"target": 10.0, "lsl": 9.9, "usl": 10.1}, "B-200": {"target": 12.5, "lsl": 12.4, "usl": 12.6}},
+        "short_run": "dnom", "limits": {"center": 0, "sigma": 0.01},
+        "part_from": {"modbus": {"address": 10, "data_type": "uint16"}, "codes": {1: "A-100", 2: "B-200"}}}]
+    gateway = LiveGateway(write_config(tmp_path, config))
+    rng = random.Random(7)
+
+    def run(code: int, target: float, count: int) -> None:
+        gateway._run(gateway.gateway.pipeline.sink(Measurement(CharacteristicKey(1, "bore", "part"), float(code),
+                                                               time.time())))
+        for _ in range(count):
+            gateway.feed("bore", round(target + rng.gauss(0.0, 0.01), 4))
+
+    screen = None
+    try:
+        gateway.feed("bore", 10.0)  # before any part is read: kept as not_read, not charted
+        run(1, 10.0, 12)
+        run(2, 12.5, 10)
+        gateway.wait_stored("bore", 22)
+        screen = open_chart(browser, gateway, "bore", 22)
+        drawn = wait_points(screen.page, 22)
+        assert drawn["points"] == 22  # the unknown-part reading is no point of its own
+        assert drawn["changeovers"] == [13] and drawn["parts"] == ["A-100", "B-200"]
+        run(1, 10.0, 3)  # live: each point's part comes in its measurement's frame
+        drawn = wait_points(screen.page, 25)
+        assert drawn["changeovers"] == [13, 23] and drawn["parts"] == ["A-100", "B-200", "A-100"]
+        assert screen.unexpected_errors() == []
+    finally:
+        if screen is not None:
+            screen.close()
+        gateway.close()
 
 
 HISTOGRAM = "() => window.__hmi.products.histogram.drawn"

@@ -61,6 +61,9 @@ class SourceKind:
     # block that gives each; empty when the block reads a measured value.
     counts: Callable[[object], Mapping[str, str]] = _no_counts
     counts_example: str = ""  # an address block that reads counts, as a technician would write it
+    # Its readings are messages that can carry the part number beside the value (`part_from: {field:
+    # PATH}`): the source puts the field's text on Measurement.part.
+    part_field: bool = False
 
 
 def and_list(names: Iterable[str]) -> str:

@@ -202,6 +202,30 @@ class AlertPriority:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One part number of a short-run characteristic (`parts:`): its nominal, spread and spec."""
+
+    name: str
+    target: float
+    sigma: float | None = None  # the part's process sigma: Z needs it, DNOM does not
+    lsl: float | None = None
+    usl: float | None = None
+
+
+@dataclass(frozen=True)
+class PartFrom:
+    """Where the part now running is read (`part_from:`).
+
+    Either a channel of its own (`address`, parsed by `source`'s plugin: a PLC register, an OPC UA
+    node, an MQTT topic), read apart from the value, or `field`, a field of the value's own message."""
+
+    source: str
+    address: object = None
+    field: str | None = None
+    codes: tuple[tuple[int, str], ...] = ()  # the PLC's numeric code -> part number
+
+
+@dataclass(frozen=True)
 class Characteristic:
     name: str
     source: str
@@ -220,6 +244,10 @@ class Characteristic:
     stale_after: float | None = None
     # EWMA lambda, L and CUSUM k, h, fir (the keys `lambda`, `L`, `k`, `h`, `fir` beside `chart:`)
     parameters: ChartParameters = ChartParameters()
+    # short-run SPC (gateway.spc.shortrun): the part numbers, how they are plotted, where the part is read
+    parts: tuple[Part, ...] = ()
+    short_run: str | None = None  # dnom | z
+    part_from: PartFrom | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from gateway.config import parts
 from gateway.config.chart_parameters import CONVERTERS as PARAMETER_CONVERTERS
 from gateway.config.chart_parameters import KEYS as PARAMETER_KEYS
 from gateway.config.chart_parameters import chart_parameters
@@ -48,6 +49,7 @@ from gateway.spc.charts.registry import CHARTS, default_chart
 from gateway.spc.distributions import BOUNDED_AT_ZERO
 from gateway.spc.distributions import CHOICES as DISTRIBUTIONS
 from gateway.spc.numeric import MAX_MAGNITUDE, SMALLEST_NORMAL
+from gateway.spc.shortrun import PLOTS
 
 Known = dict[str, tuple[SourceKind, object]] | None  # source name -> (kind, context); None: sources unusable
 SAMPLING_MODES = ("per_message", "on_change", "every_poll")  # besides part_counter (gateway.sources.sampling)
@@ -188,7 +190,7 @@ def unit_text(r: Reader, node: Node, path: str) -> Any:
 def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mapping[str, SourceKind]) -> Any:
     blocks = tuple(kinds)  # the address block is named after its source's type
     spec_keys = ("name", "unit", "source", *blocks, "sampling", "spec", "chart", "subgroup_size", "limits",
-                 "rules", "capability", "alert_priority", "stale_after", *PARAMETER_KEYS)
+                 "rules", "capability", "alert_priority", "stale_after", *PARAMETER_KEYS, *parts.KEYS)
     items = r.mapping(node, path, spec_keys)
     if items is None:
         return BAD
@@ -202,8 +204,10 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
         "spec": SPEC, "chart": choice(*CHARTS), "subgroup_size": integer(1, 1000), "limits": LIMITS,
         "rules": rules, "capability": CAPABILITY, "alert_priority": ALERT_PRIORITY, "stale_after": duration(),
         **PARAMETER_CONVERTERS,
+        "parts": parts.parts, "short_run": choice(*PLOTS), "part_from": parts.part_from(known, kinds, source),
     }
-    values = r.convert(node, path, items, converters, required=("name", "source", "spec"))
+    spec = () if "parts" in items else ("spec",)  # with parts the spec is per part (gateway.config.parts)
+    values = r.convert(node, path, items, converters, required=("name", "source", *spec))
     problems = len(r.problems)
     good = r.good(values)
     if "source" in good and known is not None and good["source"] not in known:
@@ -223,6 +227,7 @@ def characteristic(r: Reader, node: Node, path: str, known: Known, kinds: Mappin
              "does not fit it", f"a '{source_type}' block")
     _distribution_fits_spec(r, good, path)
     chart, size = _chart_and_size(r, items, good, path)
+    parts.check(r, items, good, chart, path)
     parameters = BAD if chart is BAD else chart_parameters(r, items, good, chart, path)
     if not r.ok(values) or len(r.problems) != problems or chart is BAD or parameters is BAD:
         return BAD

@@ -24,9 +24,12 @@ class CharacteristicKey:
 
     product_id: int
     characteristic: str
+    # "" for the value itself; "part" for the part number a short-run characteristic reads apart from
+    # its value (gateway.sources.parts): the same characteristic, another thing read for it
+    channel: str = ""
 
     def __str__(self) -> str:
-        return f"{self.product_id}/{self.characteristic}"
+        return f"{self.product_id}/{self.characteristic}" + (f"#{self.channel}" if self.channel else "")
 
 
 @dataclass(slots=True)
@@ -51,6 +54,9 @@ class Measurement:
     # They travel with the reading and are stored and exported; nothing charts them yet.
     count: int | None = None
     sample_size: int | float | None = None
+    # Short-run SPC: the part number as the value's own message gave it (`part_from: {field: ...}`), or
+    # None; the pipeline resolves it against the characteristic's parts (gateway.sources.parts).
+    part: str | None = None
 
     @property
     def measured_at(self) -> float:

@@ -44,7 +44,8 @@ async def seed(node: EdgeNode, store: Any) -> None:
     for device in node.devices.values():
         pid = device.product_id
         values = device.values
-        capability = {c["characteristic"]: c for c in await store.latest_capability(pid)}
+        # a short-run characteristic has one row per part: the newest is the last one sent live
+        capability = {c["characteristic"]: c for c in sorted(await store.latest_capability(pid), key=lambda c: c["id"])}
         for c in device.characteristics:
             last = await store.measurements(pid, c, 1)
             if last:

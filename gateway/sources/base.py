@@ -73,10 +73,11 @@ class Binding:
 
     product: Product
     characteristic: Characteristic
+    channel: str = ""  # "part": the part number of a short-run characteristic (gateway.sources.parts)
 
     @property
     def key(self) -> CharacteristicKey:
-        return CharacteristicKey(self.product.id, self.characteristic.name)
+        return CharacteristicKey(self.product.id, self.characteristic.name, self.channel)
 
 
 class Source(abc.ABC):

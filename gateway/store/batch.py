@@ -28,11 +28,11 @@ SQL: dict[str, str] = {
                       "chart = excluded.chart, subgroup_size = excluded.subgroup_size, lsl = excluded.lsl, "
                       "target = excluded.target, usl = excluded.usl, updated_at = excluded.updated_at",
     "measurement": "INSERT INTO measurements (id, product_id, characteristic, value, measured_at, received_at, "
-                   "sample_number, subgroup_number, is_within_spec, is_within_control, source_key, count, sample_size) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "sample_number, subgroup_number, is_within_spec, is_within_control, source_key, count, sample_size, "
+                   "part, part_unknown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "subgroup": "INSERT INTO subgroups (product_id, characteristic, subgroup_number, n, mean, range, stdev, "
                 "center, ucl, lcl, violations, at, plotted, cusum_upper, cusum_lower, run_upper, run_lower, count, "
-                "sample_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sample_size, part) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "limits": "INSERT INTO control_limits (id, product_id, characteristic, effective_from, center, sigma, ucl, "
               "lcl, dispersion_center, dispersion_ucl, dispersion_lcl, source, from_subgroup, to_subgroup, "
               "who, reason, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -45,8 +45,8 @@ SQL: dict[str, str] = {
     "alert_history": "INSERT INTO alert_history (alert_id, at, who, action, from_status, to_status, comment, "
                      "details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "capability": "INSERT INTO capability (id, product_id, characteristic, cp, cpk, pp, ppk, cpm, cpk_lower, n, "
-                  "sigma_within, sigma_overall, analyzed_at, reason) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  "sigma_within, sigma_overall, analyzed_at, reason, part) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "engine_state": "INSERT INTO engine_state (product_id, characteristic, state, updated_at) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (product_id, characteristic) DO UPDATE SET "
                     "state = excluded.state, updated_at = excluded.updated_at",
@@ -185,24 +185,26 @@ class Batch:
 
     def measurement(self, *, product_id, characteristic, value, measured_at, received_at, sample_number,
                     subgroup_number, is_within_spec, is_within_control, source_key=None, count=None,
-                    sample_size=None) -> int:
-        """Record one measurement; returns its id. count and sample_size: attribute data (None for variables)."""
+                    sample_size=None, part=None, part_unknown=None) -> int:
+        """Record one measurement; returns its id. count and sample_size: attribute data (None for variables);
+        part: its part number (short-run SPC), part_unknown: why it is not known (then not charted)."""
         params = (int(product_id), str(characteristic), _f(value), float(measured_at), float(received_at),
                   _i(sample_number), _i(subgroup_number), _b(is_within_spec), _b(is_within_control),
-                  source_key, _i(count), _n(sample_size))
+                  source_key, _i(count), _n(sample_size), part, part_unknown)
         mid = self._next("measurement")
         self._add("measurement", (mid, *params))
         return mid
 
     def subgroup(self, *, product_id, characteristic, subgroup_number, n, mean, range, stdev, center,
                  ucl, lcl, violations, at, plotted=None, cusum_upper=None, cusum_lower=None, run_upper=None,
-                 run_lower=None, count=None, sample_size=None) -> None:
+                 run_lower=None, count=None, sample_size=None, part=None) -> None:
         """Record one completed subgroup (or charted individual). plotted .. sample_size: what an EWMA,
-        CUSUM or attribute chart plots (gateway.core.plotted), None for the Shewhart charts."""
+        CUSUM or attribute chart plots (gateway.core.plotted), None for the Shewhart charts; part: its part
+        number (short-run SPC)."""
         self._add("subgroup", (int(product_id), str(characteristic), int(subgroup_number), _i(n), _f(mean),
                                _f(range), _f(stdev), _f(center), _f(ucl), _f(lcl),
                                _violations(violations), float(at), _f(plotted), _f(cusum_upper),
-                               _f(cusum_lower), _i(run_upper), _i(run_lower), _i(count), _n(sample_size)))
+                               _f(cusum_lower), _i(run_upper), _i(run_lower), _i(count), _n(sample_size), part))
 
     def limits_version(self, *, product_id, characteristic, effective_from, center, sigma, ucl, lcl,
                        dispersion_center, dispersion_ucl, dispersion_lcl, source, from_subgroup,
@@ -232,10 +234,10 @@ class Batch:
                                     comment, None if details is None else dumps(details).decode()))
 
     def capability(self, *, product_id, characteristic, cp, cpk, pp, ppk, cpm, cpk_lower, n,
-                   sigma_within, sigma_overall, analyzed_at, reason=None) -> int:
-        """Record one capability result; returns its id."""
+                   sigma_within, sigma_overall, analyzed_at, reason=None, part=None) -> int:
+        """Record one capability result (of one part number, short-run SPC); returns its id."""
         params = (int(product_id), str(characteristic), _f(cp), _f(cpk), _f(pp), _f(ppk), _f(cpm),
-                  _f(cpk_lower), _i(n), _f(sigma_within), _f(sigma_overall), float(analyzed_at), reason)
+                  _f(cpk_lower), _i(n), _f(sigma_within), _f(sigma_overall), float(analyzed_at), reason, part)
         cid = self._next("capability")
         self._add("capability", (cid, *params))
         return cid

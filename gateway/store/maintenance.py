@@ -123,7 +123,8 @@ def backup(db_path: str, dest: str, progress: Callable[[int, int], None] | None 
 
 CSV_COLUMNS = ("measurement_id", "product_id", "product_code", "characteristic", "value", "measured_at",
                "received_at", "sample_number", "subgroup_number", "is_within_spec", "is_within_control",
-               "count", "sample_size")  # the last two: attribute data, empty for variables data
+               "count", "sample_size",  # attribute data, empty for variables data
+               "part", "part_unknown")  # short-run SPC: the part number, or why it was not known
 
 
 def _flag(x: int | None) -> str:
@@ -159,13 +160,15 @@ def export_csv(db_path: str, product_id: int, start: float | None, end: float | 
         writer.writerow(CSV_COLUMNS)
         count = 0
         # streamed row by row: an export of months of data never sits in memory
-        for mid, pid, ch, value, measured, received, sample, subgroup, spec, control, n_bad, size in conn.execute(
+        for (mid, pid, ch, value, measured, received, sample, subgroup, spec, control, n_bad, size, part,
+             unknown) in conn.execute(
                 "SELECT id, product_id, characteristic, value, measured_at, received_at, sample_number, "
-                "subgroup_number, is_within_spec, is_within_control, count, sample_size "
+                "subgroup_number, is_within_spec, is_within_control, count, sample_size, part, part_unknown "
                 f"FROM measurements WHERE {' AND '.join(where)} ORDER BY id", args):
             writer.writerow((mid, pid, code, ch, "" if value is None else repr(value), iso_time(measured, tz),
                              iso_time(received, tz), sample, subgroup, _flag(spec), _flag(control),
-                             "" if n_bad is None else n_bad, "" if size is None else size))
+                             "" if n_bad is None else n_bad, "" if size is None else size, part or "",
+                             unknown or ""))
             count += 1
         return count
     finally:

@@ -89,16 +89,17 @@ def alert_history(conn: sqlite3.Connection, alert_id: int) -> list[dict]:
 
 _MEASUREMENT_COLUMNS = ("m.id, m.product_id, p.code, m.characteristic, m.value, m.sample_number, "
                         "m.subgroup_number, m.is_within_spec, m.is_within_control, m.measured_at, "
-                        "m.received_at, m.source_key, m.count, m.sample_size")
+                        "m.received_at, m.source_key, m.count, m.sample_size, m.part, m.part_unknown")
 
 
 def measurement_dict(row: tuple) -> dict[str, Any]:
     """A measurements row (in _MEASUREMENT_COLUMNS order) as the protocol's measurement object."""
-    mid, pid, code, ch, value, sample, subgroup, spec, control, measured, received, key, count, size = row
+    mid, pid, code, ch, value, sample, subgroup, spec, control, measured, received, key, count, size, part, \
+        unknown = row
     result = {"id": mid, "product_id": pid, "product_code": code, "characteristic": ch,
               "measurement_value": value, "sample_number": sample, "subgroup_number": subgroup,
               "is_within_spec": _bool(spec), "is_within_control": _bool(control), "measured_at": measured,
-              "received_at": received, "source_key": key}
+              "received_at": received, "source_key": key, "part": part, "part_unknown": unknown}
     if count is not None:  # attribute data only: a variables measurement keeps the object it always had
         result["count"] = count
         result["sample_size"] = size
@@ -135,17 +136,29 @@ def subgroup_values(conn: sqlite3.Connection, product_id: int, characteristic: s
     return list(groups.values())
 
 
+def subgroup_means(conn: sqlite3.Connection, product_id: int, characteristic: str, from_subgroup: int,
+                   count: int) -> list[list[float]]:
+    """The charted value of `count` points from from_subgroup, one list each: a short-run chart's
+    DNOM or Z values (its measurements hold the parts' own readings)."""
+    rows = conn.execute("SELECT mean FROM subgroups WHERE product_id = ? AND characteristic = ? AND "
+                        "subgroup_number >= ? AND subgroup_number < ? AND mean IS NOT NULL ORDER BY "
+                        "subgroup_number", (int(product_id), characteristic, int(from_subgroup),
+                                            int(from_subgroup) + int(count))).fetchall()
+    return [[mean] for (mean,) in rows]
+
+
 def subgroups(conn: sqlite3.Connection, product_id: int, characteristic: str, limit: int) -> list[dict]:
     """The latest `limit` charted points (subgroups) with their limits and rule numbers, oldest first."""
     rows = conn.execute("SELECT subgroup_number, n, mean, range, stdev, center, ucl, lcl, violations, plotted, "
-                        "cusum_upper, cusum_lower, run_upper, run_lower, count, sample_size FROM "
+                        "cusum_upper, cusum_lower, run_upper, run_lower, count, sample_size, part FROM "
                         "subgroups WHERE product_id = ? AND characteristic = ? ORDER BY subgroup_number DESC "
                         "LIMIT ?", (int(product_id), characteristic, int(limit))).fetchall()
     keys = ("subgroup_number", "n", "mean", "range", "stdev", "center", "ucl", "lcl")
     # each point with what its chart plots, worded as the live `subgroup` event words it
     return [{**dict(zip(keys, row[:8], strict=True)), "violations": json.loads(row[8] or "[]"),
              **plotted_fields(mean=row[2], ucl=row[6], plotted=row[9], cusum_upper=row[10], cusum_lower=row[11],
-                              run_upper=row[12], run_lower=row[13], count=row[14], sample_size=row[15])}
+                              run_upper=row[12], run_lower=row[13], count=row[14], sample_size=row[15]),
+             "part": row[16]}
             for row in reversed(rows)]
 
 
@@ -177,14 +190,14 @@ def limits_history(conn: sqlite3.Connection, product_id: int, characteristic: st
 
 
 _CAPABILITY_COLUMNS = ("id", "product_id", "characteristic", "cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "n",
-                       "sigma_within", "sigma_overall", "analyzed_at", "reason")
+                       "sigma_within", "sigma_overall", "analyzed_at", "reason", "part")
 
 
 def latest_capability(conn: sqlite3.Connection, product_id: int) -> list[dict]:
-    """The newest capability result of each characteristic of a product."""
+    """The newest capability result of each characteristic of a product (and of each of its part numbers)."""
     rows = conn.execute(f"SELECT {', '.join(_CAPABILITY_COLUMNS)} FROM capability WHERE id IN "
-                        "(SELECT MAX(id) FROM capability WHERE product_id = ? GROUP BY characteristic) "
-                        "ORDER BY characteristic", (int(product_id),)).fetchall()
+                        "(SELECT MAX(id) FROM capability WHERE product_id = ? GROUP BY characteristic, part) "
+                        "ORDER BY characteristic, part", (int(product_id),)).fetchall()
     return [dict(zip(_CAPABILITY_COLUMNS, r, strict=True)) for r in rows]
 
 

@@ -145,7 +145,19 @@ ALTER TABLE subgroups ADD COLUMN count INTEGER;
 ALTER TABLE subgroups ADD COLUMN sample_size NUMERIC;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: short-run SPC (several part numbers on one characteristic's chart).
+# - Every measurement, charted point and capability result names its part number; NULL when the
+#   characteristic has no parts (and in every row from before).
+# - A measurement taken while the part was unknown is kept, not charted: part_unknown says why
+#   (gateway.shortrun: no part read yet, a code not in the table, the part's source stale).
+_V7 = """
+ALTER TABLE measurements ADD COLUMN part TEXT;
+ALTER TABLE measurements ADD COLUMN part_unknown TEXT;
+ALTER TABLE subgroups ADD COLUMN part TEXT;
+ALTER TABLE capability ADD COLUMN part TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST = len(MIGRATIONS)
 
 

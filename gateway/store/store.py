@@ -387,6 +387,11 @@ class Store:
         """Individual values per subgroup for a limits recalculation."""
         return await self._read(reads.subgroup_values, product_id, characteristic, from_subgroup, count)
 
+    async def subgroup_means(self, product_id: int, characteristic: str, from_subgroup: int,
+                             count: int) -> list[list[float]]:
+        """The charted values (one per point) for a short-run chart's limits recalculation."""
+        return await self._read(reads.subgroup_means, product_id, characteristic, from_subgroup, count)
+
     async def subgroups(self, product_id: int, characteristic: str, limit: int = 500) -> list[dict]:
         """The latest charted points with their limits and rule numbers, oldest first."""
         return await self._read(reads.subgroups, product_id, characteristic, limit)

@@ -246,7 +246,9 @@ class AddressSpace:
         for alert in unresolved:
             out += self._alert(alert)
         for product_id, product in self.products.items():
-            capability = {row["characteristic"]: row for row in await store.latest_capability(product_id)}
+            # a short-run characteristic has one row per part: the newest is the last one sent live
+            capability = {row["characteristic"]: row
+                          for row in sorted(await store.latest_capability(product_id), key=lambda row: row["id"])}
             for name in product.characteristics:
                 for m in await store.measurements(product_id, name, limit=1):
                     out += self.updates({"type": "measurement", "measurement": m})

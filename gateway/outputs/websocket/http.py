@@ -62,7 +62,8 @@ def json_response(status: int, obj: Any, **kwargs: Any) -> Response:
 
 
 _MEASUREMENT_FIELDS = ("id", "product_id", "product_code", "characteristic", "measurement_value", "sample_number",
-                       "subgroup_number", "is_within_spec", "is_within_control", "measured_at")
+                       "subgroup_number", "is_within_spec", "is_within_control", "measured_at",
+                       "part", "part_unknown")  # the last two: short-run SPC (protocol.md, added fields)
 _TIME_FIELDS = ("measured_at", "analyzed_at", "effective_from", "stored_at", "at")
 
 
@@ -176,6 +177,10 @@ class HttpRoutes:
                     "rules": c.rules.label, "min_cpk": c.capability.min_cpk,
                     "limits": with_iso_times(await self.store.latest_limits(product.id, c.name), self.tz),
                 })
+                if c.short_run is not None:  # short-run SPC: the plot and each part number's own spec
+                    characteristics[-1]["short_run"] = c.short_run
+                    characteristics[-1]["parts"] = {p.name: {"target": p.target, "sigma": p.sigma, "lsl": p.lsl,
+                                                             "usl": p.usl} for p in c.parts}
             products.append({"id": product.id, "code": product.code, "name": product.name,
                              "characteristics": characteristics})
         return {"gateway": self.config.gateway.name, "language": self.config.gateway.language,

@@ -444,6 +444,10 @@ class LineServer(Output):
             limits = {key: stored.get(key) for key in ("center", "ucl", "lcl", "sigma", "dispersion_center",
                                                          "dispersion_ucl", "dispersion_lcl")}
             limits["spec"] = {"lsl": spec.lsl, "target": spec.target, "usl": spec.usl}
+            if characteristic.short_run is not None:  # short-run SPC: the plot and each part's own spec
+                limits["short_run"] = characteristic.short_run
+                limits["parts"] = {p.name: {"target": p.target, "sigma": p.sigma, "lsl": p.lsl, "usl": p.usl}
+                                   for p in characteristic.parts}
             # the charted points these measurements form, with the rule numbers they broke when charted
             subgroups = await self.store.subgroups(product.id, name, HISTORY_SUBGROUPS)
         return self.protocol.reply(command, "measurements", product_id=product.id, characteristic=name,

@@ -57,6 +57,10 @@ class MqttAddress:
     # attribute charts (p, np, c, u): dotted paths to the count and the sample size in a JSON payload
     count: str | None = None
     n: str | None = None
+    # dotted path to the part number (short-run SPC): not a key of the block, the characteristic's
+    # `part_from: {field: ...}` put here by the source
+    part: str | None = None
+    is_part: bool = False  # the part channel itself: the value (or the whole payload) is the part number
 
 
 SPEC = {
@@ -122,6 +126,6 @@ def broker_login(settings: MqttSettings) -> tuple[str, int, str]:
 KIND = SourceKind(
     type="mqtt", label="MQTT", settings=MqttSettings, spec=SPEC, required=("name", "host"),
     check=check_credentials, address=address, sampling_modes=("per_message", "on_change"),
-    default_sampling="per_message", polled=False, broker_login=broker_login,
+    default_sampling="per_message", polled=False, broker_login=broker_login, part_field=True,
     counts=counts, counts_example="{topic: line3/visual/result, count: defects, n: inspected}",
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import functools
 import logging
 import os
@@ -65,6 +66,7 @@ class _Reader:
     topic: str
     sampler: Sampler
     rejected: Any = None  # (kind, why) -> None: the pipeline refused one of this topic's readings
+    address: MqttAddress | None = None  # what the worker parses: the block, with the part's field
     defectives: bool = False  # its chart counts nonconforming parts (p, np): count <= n, n whole
 
 
@@ -106,7 +108,7 @@ class _Worker(asyncio.BufferedProtocol):
         finally:
             theirs.close()
         await self.loop.create_connection(lambda: self, sock=mine)
-        addresses = [r.binding.characteristic.address for r in self.source.readers]
+        addresses = [r.address for r in self.source.readers]
         self.write(("start", self.source.config, addresses, os.getpid()))
 
     def write(self, message: Any) -> None:
@@ -194,7 +196,12 @@ class MqttSource(Source):
             address = binding.characteristic.address
             if not isinstance(address, MqttAddress):
                 raise ValueError(f"characteristic {binding.characteristic.name} has no mqtt address")
-            reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode))
+            where = binding.characteristic.part_from
+            if binding.channel:  # the part number's own topic (gateway.sources.parts)
+                address = dataclasses.replace(address, is_part=True)
+            elif where is not None and where.field is not None:  # short-run: the part in the value's message
+                address = dataclasses.replace(address, part=where.field)
+            reader = _Reader(binding, address.topic, Sampler(binding.characteristic.sampling.mode), address=address)
             reader.rejected = functools.partial(self._rejected_by_pipeline, reader.topic)
             reader.defectives = bool(getattr(CHARTS.get(binding.characteristic.chart), "defectives", False))
             self.readers.append(reader)
@@ -294,7 +301,7 @@ class MqttSource(Source):
                 worker, batch, counted = self._inbox.popleft()
                 for index, counts, source_time, stamp, mid, qos, received_at in counted:
                     await self._count(worker, readers[index], counts, source_time, stamp, mid, qos, received_at)
-                for index, value, source_time, stamp, mid, qos, received_at in batch:
+                for index, value, source_time, stamp, mid, qos, received_at, part in batch:
                     reader = readers[index]
                     if not reader.sampler.accept(value, source_time):
                         worker.committed(mid, qos)  # not a new part: nothing to store, nothing to redeliver
@@ -306,7 +313,7 @@ class MqttSource(Source):
                     await self.sink(Measurement(reader.binding.key, value, received_at, source_time,
                                                 source_key=source_key,
                                                 on_committed=functools.partial(worker.committed, mid, qos),
-                                                on_rejected=reader.rejected))
+                                                on_rejected=reader.rejected, part=part))
 
     async def _count(self, worker: _Worker, reader: _Reader, counts: Counts, source_time: float | None,
                      stamp: str | None, mid: int, qos: int, received_at: float) -> None:

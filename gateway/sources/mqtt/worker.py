@@ -62,8 +62,9 @@ READ_BUFFER = 256 * 1024  # bytes of the reused receive buffer on each end of th
 MIN_READ = 16 * 1024  # bytes of free space a read is offered at least
 
 # A parsed message as it crosses to the daemon: (topic index, value, source time, timestamp text,
-# mid, qos, received at); a count address's has (count, n) for its value, in frames of their own.
-Delivery = tuple[int, float, float | None, str | None, int, int, float]
+# mid, qos, received at, part number or None); a count address's has (count, n) for its value (and no
+# part: short-run charts are of measured values), in frames of their own.
+Delivery = tuple[int, float, float | None, str | None, int, int, float, str | None]
 CountDelivery = tuple[int, Counts, float | None, str | None, int, int, float]
 
 
@@ -163,20 +164,32 @@ def _iso(text: str) -> float:
 def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float | Counts, float | None, str | None]:
     """A message -> (value, or (count, n) for a count address; source time or None, timestamp text or
     None); MalformedPayload otherwise."""
+    value, source_time, stamp, _part = parse_reading(payload, address)
+    return value, source_time, stamp
+
+
+def parse_reading(payload: bytes, address: MqttAddress) -> tuple[float | Counts, float | None, str | None,
+                                                                  str | None]:
+    """parse_payload, and the part number at `address.part` (short-run SPC): its text, or None when the
+    message has none (the reading is then kept with its part unknown, not refused)."""
     if len(payload) > MAX_PAYLOAD:
         raise MalformedPayload(TOO_LARGE, f"payload of {len(payload)} bytes (more than {MAX_PAYLOAD})")
     try:
         text = payload.decode("utf-8").strip(_BLANKS)
     except UnicodeDecodeError:
         raise MalformedPayload(NOT_TEXT, "payload is not UTF-8 text") from None
+    if address.is_part and address.value is None:  # a plain payload that is the part number itself
+        return math.nan, None, None, text[:64] or None
     if address.value is None and address.count is None:
-        return _finite(text, "payload"), None, None
+        return _finite(text, "payload"), None, None, None
     try:
         document = json.loads(text)
     except RecursionError:  # 64 KiB of "[" is legal JSON text, but not a reading
         raise MalformedPayload(NOT_JSON, "payload is JSON nested too deeply") from None
     except ValueError:
         raise MalformedPayload(NOT_JSON, f"payload is not JSON: {text[:40]!r}") from None
+    if address.is_part and address.value is not None:  # NaN: a part reading has no value (parts reads `part`)
+        return math.nan, None, None, _part(document, address.value)
     value: float | Counts
     if address.count is not None:
         count = _finite(_dig(document, address.count), address.count)
@@ -188,10 +201,26 @@ def parse_payload(payload: bytes, address: MqttAddress) -> tuple[float | Counts,
     else:
         assert address.value is not None
         value = _finite(_dig(document, address.value), address.value)
+    part = None if address.part is None else _part(document, address.part)
     if address.timestamp is None:
-        return value, None, None
+        return value, None, None, part
     raw = _dig(document, address.timestamp)
-    return value, parse_timestamp(raw), str(raw)
+    return value, parse_timestamp(raw), str(raw), part
+
+
+def _part(document: Any, path: str) -> str | None:
+    """A part number as text: a string as sent (up to 64 characters), a whole number as its digits."""
+    try:
+        raw = _dig(document, path)
+    except MalformedPayload:
+        return None
+    if isinstance(raw, str):
+        return raw.strip(_BLANKS)[:64]
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < 2**63:
+        return str(raw)
+    if isinstance(raw, float) and raw.is_integer() and abs(raw) < 2**63:
+        return str(int(raw))
+    return None
 
 
 def new_client(config: MqttSettings, client_id: str, *, persistent: bool, manual_ack: bool) -> paho.Client:
@@ -446,7 +475,7 @@ class Worker:
             self._skip(topic, BAD_TOPIC, "no characteristic reads this topic", mid, qos)
             return
         try:
-            value, source_time, stamp = parse_payload(payload, self.addresses[index])
+            value, source_time, stamp, part = parse_reading(payload, self.addresses[index])
         except MalformedPayload as exc:
             self._skip(topic, exc.kind, str(exc), mid, qos)  # acknowledged: garbage must not come back forever
             return
@@ -459,7 +488,7 @@ class Worker:
         if isinstance(value, tuple):
             self.counted.append((index, value, source_time, stamp, mid, qos, time.time()))
         else:
-            self.out.append((index, value, source_time, stamp, mid, qos, time.time()))
+            self.out.append((index, value, source_time, stamp, mid, qos, time.time(), part))
 
     def _skip(self, topic: str, kind: str, why: str, mid: int, qos: int) -> None:
         self.malformed[kind] = self.malformed.get(kind, 0) + 1

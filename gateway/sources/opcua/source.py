@@ -451,7 +451,11 @@ class OpcUaSource(Source):
         if data.StatusCode is not None and data.StatusCode.is_bad():
             self._bad(reader, BAD_STATUS, f"status {_status_name(data.StatusCode)}")
             return
-        value = _number(data.Value.Value if data.Value is not None else None)
+        raw = data.Value.Value if data.Value is not None else None
+        if reader.binding.channel and isinstance(raw, str):  # a part number node holding text (gateway.sources.parts)
+            await self.sink(Measurement(reader.binding.key, math.nan, time.time(), part=raw.strip()[:64]))
+            return
+        value = _number(raw)
         if value is None:
             self._bad(reader, NOT_FINITE, f"not a finite number: {data.Value.Value if data.Value else None!r}")
             return

@@ -53,6 +53,9 @@ export function dispersionLimits(chart, n, center, ucl, sigmaGiven = null) {
 export function subgroupsOf(measurements, subgroupSize) {
   const groups = new Map();
   for (const m of measurements) {
+    // short-run: a reading of unknown part is stored but belongs to no point (it carries the number of
+    // the point before it, or 0 before the first)
+    if (m.part_unknown) continue;
     const key = m.subgroup_number ?? m.sample_number ?? m.id;
     let g = groups.get(key);
     if (!g) {
