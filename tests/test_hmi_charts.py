@@ -7,13 +7,14 @@ history) and the rest live. The short-run chart is drawn twice: from the stand-i
 whose part is read from a PLC's part channel.
 What was drawn is read from the chart's own record of its last draw (ControlChart.drawn: points per
 series, the limit lines' segments and steps, the changeovers, the labels). The screenshots go to
-docs/images/ (referenced from docs/spc.md).
+docs/images/ (referenced from docs/spc.md) only with SPC_UPDATE_SCREENSHOTS=1, so a test run changes no tracked file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import shutil
 import threading
@@ -124,13 +125,15 @@ def wait_points(page: Any, points: int) -> dict:
 
 
 def save(screen: Screen, name: str) -> None:
-    """A 1024x600 screenshot into docs/images/ (and the test artifacts), the alarm pop-ups closed as an
-    operator closes them, so they do not hide the chart's right edge."""
+    """A 1024x600 screenshot into the test artifacts, and into docs/images/ with SPC_UPDATE_SCREENSHOTS=1
+    (a test run leaves the tracked files alone); the alarm pop-ups closed as an operator closes them, so
+    they do not hide the chart's right edge."""
     screen.page.evaluate("() => document.querySelectorAll('.toast-close').forEach((b) => b.click())")
     screen.page.wait_for_function("() => !document.querySelector('.toast')")
     screen.shot(name)
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ARTIFACTS / f"{name}.png", IMAGES / f"{name}.png")
+    if os.environ.get("SPC_UPDATE_SCREENSHOTS") == "1":
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / f"{name}.png", IMAGES / f"{name}.png")
 
 
 def both_languages(screen: Screen, name: str) -> None:
