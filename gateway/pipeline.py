@@ -263,8 +263,7 @@ class Pipeline:
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
-                batch.engine_state(key.product_id, key.characteristic,
-                                   json.dumps((state.short_run or state.engine).state()))
+                batch.engine_state(key.product_id, key.characteristic, (state.short_run or state.engine).state())
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)
@@ -342,7 +341,7 @@ class Pipeline:
                                                                  state.limits_version, part)
         if point is not None and charted is not None and point.n == 1:
             # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
-            # event is stored and goes northbound, but no screen is sent it (not notable)
+            # event goes northbound, but no screen is sent it (not notable) nor replays it (no events row)
             message["subgroup"] = charted
         batch.event("measurement", product.id, message,
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
@@ -366,7 +365,8 @@ class Pipeline:
                 violated["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
                 violated["texts"] = worded
             batch.event("violation", product.id, {"type": "violation", "violation": violated, "timestamp": now},
-                        notable=to_screens, outbox_topic=self._topic("violation", product, characteristic))
+                        notable=to_screens, replayed=to_screens,
+                        outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now, part)
         if part is not None:  # the alerts judge a short-run reading against its own part's spec
@@ -385,7 +385,8 @@ class Pipeline:
                        sample_size=point.sample_size, part=part)
         # n = 1: the screens got the point in its measurement's frame (lean frames)
         batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
-                    notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
+                    notable=point.n != 1, replayed=point.n != 1,
+                    outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
                        measured_iso: str, count: int | None, limits_version: int | None,
@@ -518,7 +519,7 @@ class Pipeline:
         batch = self.store.batch(refusable=True)
         with batch:
             version = self._store_limits(batch, state.product, state.characteristic, limits, who=user, reason=reason)
-            batch.engine_state(product_id, characteristic, json.dumps(after.state()))
+            batch.engine_state(product_id, characteristic, after.state())
         try:
             await batch.committed
         except StoreUnavailable:
@@ -527,7 +528,7 @@ class Pipeline:
         state.limits_version = version
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
-            batch.engine_state(product_id, characteristic, json.dumps((state.short_run or engine).state()))
+            batch.engine_state(product_id, characteristic, (state.short_run or engine).state())
         return {
             "product_id": product_id, "characteristic": characteristic, "version": version,
             "center": limits.center, "sigma": limits.sigma, "ucl": limits.ucl, "lcl": limits.lcl,
