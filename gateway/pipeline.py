@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway.alerts.repeats import ViolationRepeats
 from gateway.alerts.signals import signal, signal_texts
 from gateway.config import Characteristic, Config, Product
+from gateway.core.batchqueue import BatchQueue
 from gateway.core.model import (
     INT64_MAX,
     CharacteristicKey,
@@ -93,7 +94,7 @@ class Pipeline:
         self.iso = IsoTime(self.tz)  # iso_time(ts, self.tz), each whole second formatted once
         self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
         self._repeats = ViolationRepeats()  # which violations of a rule that keeps firing the screens get
-        self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
+        self.queue: BatchQueue[Measurement] = BatchQueue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
         self.part_channels: dict[CharacteristicKey, CharacteristicState] = {}  # key with channel "part"
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -181,22 +182,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the hot path
 
-    async def sink(self, measurement: Measurement) -> None:
-        """Where sources hand readings; waits (back-pressure) while the queue is full."""
-        await self.queue.put(measurement)
+    def sink(self, measurement: Measurement) -> Awaitable[None]:
+        """Where sources hand readings; waits (back-pressure) while the queue is full. The queue's own
+        put, handed back: no coroutine of ours per reading."""
+        return self.queue.put(measurement)
 
     async def _drain(self) -> None:
         while True:
-            first = await self.queue.get()
-            readings = [first]
-            while len(readings) < BATCH_READINGS and not self.queue.empty():
-                readings.append(self.queue.get_nowait())
+            readings = await self.queue.take(BATCH_READINGS)
             try:
                 self._process(readings)
             except Exception:  # a programming error must not stop the line: log it, keep going
                 log.exception("pipeline failed on a batch of %d readings", len(readings))
-            for _ in readings:
-                self.queue.task_done()
+            self.queue.done(len(readings))
             await self.store.wait_room()
 
     def _process(self, readings: list[Measurement]) -> None:
