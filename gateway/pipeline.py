@@ -196,6 +196,9 @@ class Pipeline:
                 log.exception("pipeline failed on a batch of %d readings", len(readings))
             self.queue.done(len(readings))
             await self.store.wait_room()
+            # take() and wait_room() return at once while readings wait: without this the loop would
+            # run batch after batch while committed readings' acknowledgements and the sockets wait
+            await asyncio.sleep(0)
 
     def _process(self, readings: list[Measurement]) -> None:
         acks: list[Callable[[], None]] = []
