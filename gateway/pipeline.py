@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from gateway.alerts.repeats import ViolationRepeats
 from gateway.alerts.signals import signal, signal_texts
 from gateway.config import Characteristic, Config, Product
+from gateway.core.batchqueue import BatchQueue
 from gateway.core.model import (
     INT64_MAX,
     CharacteristicKey,
@@ -93,7 +94,7 @@ class Pipeline:
         self.iso = IsoTime(self.tz)  # iso_time(ts, self.tz), each whole second formatted once
         self._topics: dict[tuple[str, str, str], str | None] = {}  # topic_for, asked once per key
         self._repeats = ViolationRepeats()  # which violations of a rule that keeps firing the screens get
-        self.queue: asyncio.Queue[Measurement] = asyncio.Queue(MEASUREMENT_QUEUE)
+        self.queue: BatchQueue[Measurement] = BatchQueue(MEASUREMENT_QUEUE)
         self.characteristics: dict[CharacteristicKey, CharacteristicState] = {}
         self.part_channels: dict[CharacteristicKey, CharacteristicState] = {}  # key with channel "part"
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -181,23 +182,23 @@ class Pipeline:
 
     # ------------------------------------------------------------------ the hot path
 
-    async def sink(self, measurement: Measurement) -> None:
-        """Where sources hand readings; waits (back-pressure) while the queue is full."""
-        await self.queue.put(measurement)
+    def sink(self, measurement: Measurement) -> Awaitable[None]:
+        """Where sources hand readings; waits (back-pressure) while the queue is full. The queue's own
+        put, handed back: no coroutine of ours per reading."""
+        return self.queue.put(measurement)
 
     async def _drain(self) -> None:
         while True:
-            first = await self.queue.get()
-            readings = [first]
-            while len(readings) < BATCH_READINGS and not self.queue.empty():
-                readings.append(self.queue.get_nowait())
+            readings = await self.queue.take(BATCH_READINGS)
             try:
                 self._process(readings)
             except Exception:  # a programming error must not stop the line: log it, keep going
                 log.exception("pipeline failed on a batch of %d readings", len(readings))
-            for _ in readings:
-                self.queue.task_done()
+            self.queue.done(len(readings))
             await self.store.wait_room()
+            # take() and wait_room() return at once while readings wait: without this the loop would
+            # run batch after batch while committed readings' acknowledgements and the sockets wait
+            await asyncio.sleep(0)
 
     def _process(self, readings: list[Measurement]) -> None:
         acks: list[Callable[[], None]] = []
@@ -263,8 +264,7 @@ class Pipeline:
                     log.exception("%s: reading %r could not be processed", reading.key, reading.value)
                 touched[reading.key] = state
             for key, state in touched.items():
-                batch.engine_state(key.product_id, key.characteristic,
-                                   json.dumps((state.short_run or state.engine).state()))
+                batch.engine_state(key.product_id, key.characteristic, (state.short_run or state.engine).state())
 
     def _topic(self, event_type: str, product: Product, characteristic: Characteristic) -> str | None:
         key = (event_type, product.code, characteristic.name)
@@ -342,7 +342,7 @@ class Pipeline:
                                                                  state.limits_version, part)
         if point is not None and charted is not None and point.n == 1:
             # lean frames: a point of one reading rides in its measurement's frame; its own subgroup
-            # event is stored and goes northbound, but no screen is sent it (not notable)
+            # event goes northbound, but no screen is sent it (not notable) nor replays it (no events row)
             message["subgroup"] = charted
         batch.event("measurement", product.id, message,
                     notable=notable, outbox_topic=self._topic("measurement", product, characteristic))
@@ -366,7 +366,8 @@ class Pipeline:
                 violated["message"] = worded.get(self.config.gateway.language, worded["en"])["message"]
                 violated["texts"] = worded
             batch.event("violation", product.id, {"type": "violation", "violation": violated, "timestamp": now},
-                        notable=to_screens, outbox_topic=self._topic("violation", product, characteristic))
+                        notable=to_screens, replayed=to_screens,
+                        outbox_topic=self._topic("violation", product, characteristic))
         if result.capability is not None:
             self._store_capability(batch, product, characteristic, result.capability, now, part)
         if part is not None:  # the alerts judge a short-run reading against its own part's spec
@@ -385,7 +386,8 @@ class Pipeline:
                        sample_size=point.sample_size, part=part)
         # n = 1: the screens got the point in its measurement's frame (lean frames)
         batch.event("subgroup", product.id, {"type": "subgroup", "subgroup": charted, "timestamp": now},
-                    notable=point.n != 1, outbox_topic=self._topic("subgroup", product, characteristic))
+                    notable=point.n != 1, replayed=point.n != 1,
+                    outbox_topic=self._topic("subgroup", product, characteristic))
 
     def _subgroup_body(self, product: Product, characteristic: Characteristic, point: Any,
                        measured_iso: str, count: int | None, limits_version: int | None,
@@ -518,7 +520,7 @@ class Pipeline:
         batch = self.store.batch(refusable=True)
         with batch:
             version = self._store_limits(batch, state.product, state.characteristic, limits, who=user, reason=reason)
-            batch.engine_state(product_id, characteristic, json.dumps(after.state()))
+            batch.engine_state(product_id, characteristic, after.state())
         try:
             await batch.committed
         except StoreUnavailable:
@@ -527,7 +529,7 @@ class Pipeline:
         state.limits_version = version
         # readings charted while the batch waited stored the state they left, with the old limits, after it
         with self.store.batch() as batch:
-            batch.engine_state(product_id, characteristic, json.dumps((state.short_run or engine).state()))
+            batch.engine_state(product_id, characteristic, (state.short_run or engine).state())
         return {
             "product_id": product_id, "characteristic": characteristic, "version": version,
             "center": limits.center, "sigma": limits.sigma, "ucl": limits.ucl, "lcl": limits.lcl,

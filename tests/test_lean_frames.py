@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -151,6 +152,14 @@ def test_a_quiet_reading_of_n_1_is_one_frame_and_a_replay_sends_the_same(tmp_pat
         # the plant broker keeps the full record: a subgroup message per point as well
         wait_for(lambda: plant.count("subgroup") >= len(values), 20, "every subgroup northbound")
         assert plant.count("measurement") == plant.count("subgroup") == len(values)
+        # the replay log keeps what screens are sent: no row for a point that rode in its measurement
+        with sqlite3.connect(tmp_path / "spc.sqlite3") as db:
+            kinds = dict(db.execute("SELECT type, COUNT(*) FROM events GROUP BY type").fetchall())
+            seqs = [row[0] for row in db.execute("SELECT seq FROM events WHERE type = 'measurement'")]
+        assert kinds.get("measurement") == len(values) and "subgroup" not in kinds
+        # numbered among the others all the same: the northbound subgroups fill the gaps in seq
+        subgroup_seqs = {m["seq"] for m in plant.received["subgroup"]}
+        assert subgroup_seqs.isdisjoint(seqs) and len(subgroup_seqs) == len(values)
     finally:
         plant.stop()
         assert daemon.stop() == 0

@@ -242,12 +242,23 @@ class Batch:
         self._add("capability", (cid, *params))
         return cid
 
-    def engine_state(self, product_id, characteristic, state: str) -> None:
-        """Record an engine's state; the last write per characteristic wins."""
-        self._add("engine_state", (int(product_id), str(characteristic), str(state), time.time()))
+    def engine_state(self, product_id, characteristic, state: dict | str) -> None:
+        """Record an engine's state (a JSON-able dict, or its JSON text); the last write per characteristic
+        wins. A dict is encoded here with the one encoder of events (orjson): at one reading per commit,
+        which is the usual rate of a line, the state of a chart with its capability window is about 3 KB
+        of floats that the standard library's json took some 50 us to write, more than the rest of the
+        reading's work. An engine's numbers are finite by construction (readings beyond +-1e100 are
+        refused), so the encoder's NaN-as-null never applies to them."""
+        text = state if isinstance(state, str) else dumps(state).decode()
+        self._add("engine_state", (int(product_id), str(characteristic), text, time.time()))
 
-    def event(self, type, product_id, body: dict, *, notable=True, outbox_topic=None) -> Event:
+    def event(self, type, product_id, body: dict, *, notable=True, outbox_topic=None, replayed=True) -> Event:
         """Number an event (sets body["seq"] and body["epoch"]) and record it, with its outbox row when a topic is given.
+
+        replayed=False: no row in `events`, the replay log of the screens, for an event that no screen is
+        sent live either (`notable` false: the point of n = 1 that rode in its measurement's frame, a
+        violation that repeats a rule still firing). It still gets its seq, its outbox row and its place
+        in the committed events the outputs are given.
 
         The body is encoded here, once: the stored row, the WebSocket frame, the replay and the outbox
         payload all carry these bytes (`Event.data`), so later changes to the dict change nothing sent.
@@ -268,12 +279,13 @@ class Batch:
         pid = None if product_id is None else int(product_id)
         type = str(type)
         notable = bool(notable)
-        rows = self.rows
-        events = rows.get("event")
-        if events is None:
-            events = rows["event"] = []
-        events.append((seq, type, pid, int(notable), text, now))
-        self.n_rows += 1
+        if replayed:
+            rows = self.rows
+            events = rows.get("event")
+            if events is None:
+                events = rows["event"] = []
+            events.append((seq, type, pid, int(notable), text, now))
+            self.n_rows += 1
         if outbox_topic is not None:
             self._add("outbox", (seq, str(outbox_topic), data, type, len(data), now))
         event = Event(seq, type, pid, body, notable, data)

@@ -145,14 +145,10 @@ class Hub:
         of a line) share one selection and one joined write: the work and the short-lived memory per
         commit grow with the kinds of clients, not with their number.
         """
-        framed = []
-        encoded = 0
-        for event in events:
-            data = frame(event_json(event))
-            framed.append((event, data))
-            encoded += len(data)
-        self.published += len(framed)
-        self.bytes_encoded += encoded
+        self.published += len(events)
+        # framed when a client first needs it, once: an event no screen carries (the point of n = 1
+        # that rode in its measurement, or any event while no screen is connected) is never framed
+        framed: dict[int, bytes] = {}
         selections: dict[tuple[int | None, frozenset[int]], tuple[list[tuple[int, bytes]], bytes]] = {}
         for client in self.clients:
             if client.closed:
@@ -160,8 +156,14 @@ class Hub:
             key = (client.endpoint_product, frozenset(client.subscriptions))
             selection = selections.get(key)
             if selection is None:
-                chunks = [(event.seq, data) for event, data in framed
-                          if carries(client.endpoint_product, client.subscriptions, event)]
+                chunks = []
+                for index, event in enumerate(events):
+                    if carries(client.endpoint_product, client.subscriptions, event):
+                        data = framed.get(index)
+                        if data is None:
+                            data = framed[index] = frame(event_json(event))
+                            self.bytes_encoded += len(data)
+                        chunks.append((event.seq, data))
                 selection = selections[key] = (chunks, b"".join(data for _, data in chunks))
             if selection[0]:
                 self._offer(client, *selection)
@@ -244,6 +246,7 @@ class Hub:
             "general_clients": sum(1 for c in self.clients if c.endpoint_product is None),
             "queued_messages": sum(depths), "max_queue_depth": max(depths, default=0),
             "queue_limit": self.queue_limit, "events_published": self.published,
+            # bytes_encoded: the frames built, each event at most once and only when a client carries it
             "bytes_encoded": self.bytes_encoded, "deliveries": self.deliveries, "cut_off": self.cut_off,
         }
 
