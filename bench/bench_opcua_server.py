@@ -67,8 +67,6 @@ class Handler:
         elif isinstance(val, float):
             self.into.append((time.monotonic() - val) * 1000)
 
-started = time.monotonic()
-
 async def subscriber(client, into):
     idx = await client.get_namespace_index("urn:spc-gateway")
     subscription = await client.create_subscription(100, Handler(into))
@@ -83,12 +81,13 @@ async def main():
         await client.connect()
     await asyncio.gather(*(subscriber(c, l) for c, l in zip(clients, latencies)))
     print("ready", flush=True)
+    started, cpu = time.monotonic(), time.process_time()  # from here on: while values flow
     await asyncio.sleep(seconds)
-    cpu = time.process_time()
+    cpu, elapsed = time.process_time() - cpu, time.monotonic() - started
     for client in clients:
         await client.disconnect()
     with open(out, "w") as f:
-        json.dump({"latencies": latencies, "cpu": cpu, "seconds": time.monotonic() - started}, f)
+        json.dump({"latencies": latencies, "cpu": cpu, "seconds": elapsed}, f)
 
 asyncio.run(main())
 """
