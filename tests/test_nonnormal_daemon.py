@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -73,8 +74,14 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
         time.sleep(1.0)  # its subscription follows the connection
         _send(mosquitto.port, FOLDED)  # 50 runouts: one capability analysis
         (capability,), alerts = asyncio.run(_capabilities(port, 1))
+        # the history (schema 8) answers what the event said: distribution, warning and expected ppm
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/spc/products/2/capability/", timeout=10) as r:
+            (stored,) = json.loads(r.read())["capability"]
     finally:
         daemon.stop()
+    assert stored["id"] == capability["id"] and stored["ppk"] == capability["ppk"]
+    assert stored["distribution"] == capability["distribution"]
+    assert stored["expected_ppm"] == capability["expected_ppm"]
     d = capability["distribution"]
     assert (d["name"], d["method"]) == (name, method)
     assert set(d) == {"name", "parameters", "anderson_darling", "method", "warning", "warning_texts"}

@@ -102,12 +102,17 @@ def test_dnom_learns_and_recalculates_at_center_zero_and_resumes_after_a_restart
     asyncio.run(scenario())
     with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
         capability = conn.execute("SELECT part, n FROM capability").fetchall()
+        (stored,) = conn.execute("SELECT distribution, expected_ppm FROM capability").fetchall()
         sources = [s for (s,) in conn.execute("SELECT source FROM control_limits ORDER BY id")]
         (event,) = [json.loads(b) for (b,) in conn.execute("SELECT body FROM events WHERE type = 'capability'")]
     assert capability == [("A-100", 30)]  # A-200 has no spec: no capability of its own
-    # per part, normal theory: no fitted distribution and no expected ppm beside the indices
+    # per part, with the characteristic's distribution (normal here): its normality test on the part's own
+    # readings and the expected ppm beside the indices, in the event and in the stored row alike
     assert event["capability"]["part"] == "A-100"
-    assert event["capability"]["distribution"] is None and event["capability"]["expected_ppm"] is None
+    distribution = event["capability"]["distribution"]
+    assert (distribution["name"], distribution["method"]) == ("normal", "normal")
+    assert set(event["capability"]["expected_ppm"]) == {"below", "above", "total"}
+    assert [json.loads(x) for x in stored] == [distribution, event["capability"]["expected_ppm"]]
     assert sources == ["learned", "recalculated"]
     # the CSV export for quality engineers names each reading's part, and why when it was not known
     out = io.StringIO()
