@@ -124,6 +124,15 @@ def wait_points(page: Any, points: int) -> dict:
     return page.evaluate(DRAWN)
 
 
+def drawn_from_history(browser: Any, gateway: LiveGateway, characteristic: str, points: int) -> tuple[list, dict]:
+    """What a new screen draws from the history alone: its points and its `drawn` record."""
+    again = open_chart(browser, gateway, characteristic, points)
+    try:
+        return again.page.evaluate(POINTS), again.page.evaluate(DRAWN)
+    finally:
+        again.close()
+
+
 def save(screen: Screen, name: str) -> None:
     """A 1024x600 screenshot into the test artifacts, and into docs/images/ with SPC_UPDATE_SCREENSHOTS=1
     (a test run leaves the tracked files alone); the alarm pop-ups closed as an operator closes them, so
@@ -169,11 +178,7 @@ def test_ewma_draws_z_in_its_funnel_of_limits_over_the_faint_means(browser, line
         both_languages(screen, "hmi-ewma")
         assert "faint: subgroup means" in page.inner_text(".chart-sub")
         # drawn again from the history alone (a new screen): the same points, limits and rule marks
-        again = open_chart(browser, line, "ewma_dia", 40)
-        try:
-            assert again.page.evaluate(POINTS) == points
-        finally:
-            again.close()
+        assert drawn_from_history(browser, line, "ewma_dia", 40)[0] == points
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
@@ -203,11 +208,7 @@ def test_cusum_draws_both_sums_against_plus_and_minus_h(browser, line: LiveGatew
         assert signals and all(p[1] > 0.5 or -p[2] > 0.5 for p in signals)  # only points beyond H are red
         assert page.evaluate(OVERFLOW) is False
         both_languages(screen, "hmi-cusum")
-        again = open_chart(browser, line, "cusum_dia", 40)
-        try:
-            assert again.page.evaluate(POINTS) == points
-        finally:
-            again.close()
+        assert drawn_from_history(browser, line, "cusum_dia", 40)[0] == points
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
@@ -237,11 +238,8 @@ def test_p_chart_steps_its_limits_with_n_and_draws_no_floored_lcl(browser, line:
         assert page.inner_text(".chart-location h3").startswith("불량률 (p)")
         assert page.evaluate(OVERFLOW) is False
         save(screen, "hmi-p-ko")
-        again = open_chart(browser, line, "p_defects", 20)  # from the history alone: the same chart
-        try:
-            assert again.page.evaluate(POINTS) == every and again.page.evaluate(DRAWN)["lcl"] == drawn["lcl"]
-        finally:
-            again.close()
+        again, again_drawn = drawn_from_history(browser, line, "p_defects", 20)  # the same chart
+        assert again == every and again_drawn["lcl"] == drawn["lcl"]
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
