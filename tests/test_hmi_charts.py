@@ -124,6 +124,23 @@ def wait_points(page: Any, points: int) -> dict:
     return page.evaluate(DRAWN)
 
 
+def drawn_live(browser: Any, gateway: LiveGateway, characteristic: str, values: list[float],
+               history: int) -> tuple[Screen, dict]:
+    """A screen opened on the chart once the first `history` values are stored, the rest fed while it
+    shows: the screen (the caller closes it) and what it drew once every point arrived."""
+    for value in values[:history]:
+        gateway.feed(characteristic, value)
+    gateway.wait_stored(characteristic, history)
+    screen = open_chart(browser, gateway, characteristic, history)
+    try:
+        for value in values[history:]:
+            gateway.feed(characteristic, value)
+        return screen, wait_points(screen.page, len(values))
+    except BaseException:
+        screen.close()
+        raise
+
+
 def drawn_from_history(browser: Any, gateway: LiveGateway, characteristic: str, points: int) -> tuple[list, dict]:
     """What a new screen draws from the history alone: its points and its `drawn` record."""
     again = open_chart(browser, gateway, characteristic, points)
@@ -156,15 +173,9 @@ def both_languages(screen: Screen, name: str) -> None:
 def test_ewma_draws_z_in_its_funnel_of_limits_over_the_faint_means(browser, line: LiveGateway) -> None:
     rng = random.Random(15)
     means = [round(rng.gauss(10.0, 0.1) + (0.06 if i >= 25 else 0.0), 4) for i in range(40)]
-    for value in means[:20]:
-        line.feed("ewma_dia", value)
-    line.wait_stored("ewma_dia", 20)
-    screen = open_chart(browser, line, "ewma_dia", 20)
+    screen, drawn = drawn_live(browser, line, "ewma_dia", means, 20)
     page = screen.page
     try:
-        for value in means[20:]:
-            line.feed("ewma_dia", value)
-        drawn = wait_points(page, 40)
         assert (drawn["series"], drawn["raw"], drawn["series2"]) == (40, 40, 0)  # z, the means faint, no C-
         # the funnel: exact limits widen at every point, one line each with a step per point
         assert drawn["ucl"] == {"segments": 1, "steps": 39} and drawn["lcl"] == {"segments": 1, "steps": 39}
@@ -189,15 +200,9 @@ def test_cusum_draws_both_sums_against_plus_and_minus_h(browser, line: LiveGatew
     # in control, a dip that C- accumulates, then a shift of one sigma up that C+ signals
     values = ([round(rng.gauss(10.0, 0.1), 4) for _ in range(15)] + [round(rng.gauss(9.92, 0.1), 4) for _ in range(8)]
               + [round(rng.gauss(10.1, 0.1), 4) for _ in range(17)])
-    for value in values[:10]:
-        line.feed("cusum_dia", value)
-    line.wait_stored("cusum_dia", 10)
-    screen = open_chart(browser, line, "cusum_dia", 10)
+    screen, drawn = drawn_live(browser, line, "cusum_dia", values, 10)
     page = screen.page
     try:
-        for value in values[10:]:
-            line.feed("cusum_dia", value)
-        drawn = wait_points(page, 40)
         assert (drawn["series"], drawn["series2"], drawn["raw"]) == (40, 40, 0)  # C+ and C-
         assert drawn["ucl"] == {"segments": 1, "steps": 0} and drawn["lcl"] == {"segments": 1, "steps": 0}
         assert "H 0.5" in drawn["labels"] and "−H -0.5" in drawn["labels"]
