@@ -97,3 +97,11 @@ class Daemon:
                 self.kill()
                 return None
         return self.proc.returncode if self.proc else None
+
+
+def serving_daemon(tmp: Path, port: int) -> tuple[Daemon, Path, dict]:
+    """The daemon on `minimal_config` with its server on `port`, once it listens: the daemon, its config
+    file and the config, for a test that edits it and reloads."""
+    config = minimal_config(tmp, port=port)
+    path = write_config(tmp, config)
+    return Daemon(path).start(wait_for_port=port), path, config
