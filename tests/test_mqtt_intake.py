@@ -78,6 +78,18 @@ def source_health(http_port: int) -> dict[str, Any]:
         return json.loads(exc.read())["sources"]["line-broker"]
 
 
+def subscribed_daemon(tmp_path: Path, config: dict, http_port: int) -> Daemon:
+    """The daemon on an MQTT `config` serving on `http_port`, once its source has subscribed; the test
+    finds the port and the database as `daemon.http_port` and `daemon.db`."""
+    daemon = Daemon(write_config(tmp_path, config))
+    daemon.http_port = http_port  # type: ignore[attr-defined]
+    daemon.db = tmp_path / "spc.sqlite3"  # type: ignore[attr-defined]
+    daemon.start(wait_for_port=http_port)
+    wait_for(lambda: source_health(http_port)["state"] == "connected", 15, "the MQTT source to connect")
+    time.sleep(0.3)  # SUBACK
+    return daemon
+
+
 def rows(db: Path, sql: str, *args: Any) -> list[tuple]:
     if not db.exists():
         return []
@@ -96,12 +108,7 @@ def daemon(tmp_path: Path, mosquitto, request):
     """The daemon on an MQTT config (parametrize with indirect=True to pass config keyword arguments)."""
     http_port = free_port()
     options = getattr(request, "param", {})
-    daemon = Daemon(write_config(tmp_path, intake_config(tmp_path, mosquitto.port, http_port, **options)))
-    daemon.http_port = http_port  # type: ignore[attr-defined]
-    daemon.db = tmp_path / "spc.sqlite3"  # type: ignore[attr-defined]
-    daemon.start(wait_for_port=http_port)
-    wait_for(lambda: source_health(http_port)["state"] == "connected", 15, "the MQTT source to connect")
-    time.sleep(0.3)  # SUBACK
+    daemon = subscribed_daemon(tmp_path, intake_config(tmp_path, mosquitto.port, http_port, **options), http_port)
     yield daemon
     daemon.stop()
 
