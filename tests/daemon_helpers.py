@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -48,6 +51,16 @@ def write_config(tmp: Path, config: dict) -> Path:
     path = tmp / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return path
+
+
+def read_json(url: str, timeout: float = 5.0) -> dict:
+    """A GET's JSON body, also from an error status: /healthz answers 503 while a source is down, with the
+    same report."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
 
 
 class Daemon:
