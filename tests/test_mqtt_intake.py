@@ -65,6 +65,16 @@ class Gauge:
         self.client.loop_stop()
 
 
+def send_readings(broker_port: int, topic: str, values: list[float], base: float) -> None:
+    """`values` as JSON readings `{"reading": {"value", "ts"}}` on `topic`, their times a second apart from
+    `base` on, each acknowledged by the broker."""
+    gauge = Gauge(broker_port)
+    try:
+        gauge.send([(topic, json.dumps({"reading": {"value": v, "ts": base + i}})) for i, v in enumerate(values)])
+    finally:
+        gauge.close()
+
+
 def healthz(http_port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=5) as response:
         return json.loads(response.read())
