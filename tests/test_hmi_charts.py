@@ -19,6 +19,8 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,20 @@ def wait_points(page: Any, points: int) -> dict:
     page.wait_for_function(f"() => (window.__hmi.products.location.drawn?.points ?? 0) >= {points}", timeout=10_000)
     page.wait_for_timeout(150)  # the last animation frame
     return page.evaluate(DRAWN)
+
+
+@contextmanager
+def charts_view(browser: Any, language: str) -> Iterator[tuple[HmiFixtureServer, Screen]]:
+    """The stand-in gateway and a panel-sized screen on its charts view, both closed afterwards."""
+    server = HmiFixtureServer(language=language)
+    server.start()
+    screen = Screen(browser, server.url, size=PANEL)
+    try:
+        screen.page.click("#nav-charts")
+        yield server, screen
+    finally:
+        screen.close()
+        server.stop()
 
 
 def drawn_live(browser: Any, gateway: LiveGateway, characteristic: str, values: list[float],
@@ -252,12 +268,8 @@ def test_p_chart_steps_its_limits_with_n_and_draws_no_floored_lcl(browser, line:
 
 def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(browser) -> None:
     """DNOM chart of one gauge measuring two part numbers: A-100, then B-200, then A-100 again."""
-    server = HmiFixtureServer(language="en")
-    server.start()
-    screen = Screen(browser, server.url, size=PANEL)
-    page = screen.page
-    try:
-        page.click("#nav-charts")
+    with charts_view(browser, "en") as (server, screen):
+        page = screen.page
         page.click(".pv-products .chip[data-product='2']")
         # the stand-in sends events to the product's connected screens only: a loaded machine may open
         # the page's product feed after the first events were published, and they would be lost
@@ -294,9 +306,6 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
         assert drawn["changeovers"] == [13, 23, 33] and drawn["parts"] == ["A-100", "B-200", "A-100", hostile]
         assert page.evaluate("() => window.__pwned") is None
         assert screen.unexpected_errors() == []
-    finally:
-        screen.close()
-        server.stop()
 
 
 def test_short_run_chart_from_a_real_gateway_gets_the_part_of_every_point(browser, tmp_path: Path) -> None:
@@ -345,12 +354,8 @@ HISTOGRAM = "() => window.__hmi.products.histogram.drawn"
 def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browser) -> None:
     """The `distribution` of a capability event (non-normal capability, issue 15 item 4) is drawn over the
     histogram of the latest measurements, scaled to its counts; without one, a normal of the values."""
-    server = HmiFixtureServer(language="ko")
-    server.start()
-    screen = Screen(browser, server.url, size=PANEL)
-    page = screen.page
-    try:
-        page.click("#nav-charts")
+    with charts_view(browser, "ko") as (server, screen):
+        page = screen.page
         page.click(".pv-products .chip[data-product='1']")
         page.wait_for_function("() => window.__hmi.products.histogram.drawn?.values === 1000")
         assert page.evaluate(HISTOGRAM)["curve"] == "normal"  # none fitted yet: the values' normal
@@ -383,6 +388,3 @@ def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browse
         assert page.locator(".pv-hist canvas").bounding_box()["y"] + 80 < PANEL[1]
         save(screen, "hmi-capability-ko")
         assert screen.unexpected_errors() == []
-    finally:
-        screen.close()
-        server.stop()
