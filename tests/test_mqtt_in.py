@@ -119,6 +119,15 @@ async def _only_new_arrives(port: int, pub: Publisher, **settings) -> None:
         await source.stop()
 
 
+def _worker() -> tuple[socket.socket, subprocess.Popen]:
+    """The MQTT worker process on its own, and the daemon's end of its pipe."""
+    mine, theirs = socket.socketpair()
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
+                              pass_fds=(theirs.fileno(),))
+    theirs.close()
+    return mine, worker
+
+
 def test_parse_payload_forms() -> None:
     plain = MqttAddress("t")
     assert parse_payload(b" 12.5\n", plain) == (12.5, None, None)
@@ -437,10 +446,7 @@ def test_worker_exits_when_the_daemon_end_closes(mosquitto) -> None:
     from gateway.sources.mqtt.worker import FrameReader, frame
 
     config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-orphan", keepalive=5)
-    mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
-                              pass_fds=(theirs.fileno(),))
-    theirs.close()
+    mine, worker = _worker()
     try:
         mine.sendall(frame(("start", config, [MqttAddress("line/plain")], os.getpid())))
         mine.settimeout(8)
