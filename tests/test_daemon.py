@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from tests.conftest import free_port, wait_port
-from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
+from tests.daemon_helpers import REPO, Daemon, minimal_config, serving_daemon, write_config
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -112,9 +112,7 @@ def test_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None:
 
 def test_sighup_reload_keeps_running_on_a_bad_config_and_applies_a_good_one(tmp_path: Path) -> None:
     port = free_port()
-    config = minimal_config(tmp_path, port=port)
-    path = write_config(tmp_path, config)
-    daemon = Daemon(path).start(wait_for_port=port)
+    daemon, path, config = serving_daemon(tmp_path, port)
     try:
         path.write_text(path.read_text() + "\nbogus_key: 1\n")
         daemon.signal(signal.SIGHUP)

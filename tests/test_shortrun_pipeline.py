@@ -19,6 +19,7 @@ from gateway.sources.registry import load_config
 from gateway.store import Store
 from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import started_pipeline
 
 KEY = CharacteristicKey(1, "bore")
 PART = CharacteristicKey(1, "bore", "part")
@@ -38,14 +39,7 @@ READINGS = [(1, 10.01), (1, 9.98), (1, 10.03), (2, 12.52), (2, 12.47), (2, 12.55
 async def started(tmp_path: Path) -> tuple[Store, AlertService, Pipeline]:
     config, _ = load_config(str(write_config(tmp_path, minimal_config(tmp_path, products=[
         {"id": 1, "code": "HOUSING", "name": "housing", "characteristics": [BORE]}]))))
-    store = Store(config.storage.path)
-    await store.open()
-    store.sync_catalog(config.products)
-    alerts = AlertService(store, config)
-    await alerts.start()
-    pipeline = Pipeline(config, store, alerts, publish=lambda events: None)
-    await pipeline.start()
-    return store, alerts, pipeline
+    return await started_pipeline(config)
 
 
 async def feed(store: Store, pipeline: Pipeline, readings: list[tuple[int | None, float]]) -> None:
