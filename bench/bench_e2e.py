@@ -8,53 +8,33 @@ so a client can look up when it was published. Figures: p50/p99 latency per case
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import yaml
-from common import frame_spans, free_port, rss_mb, start_broker, wait_port
+import common
+from common import (
+    MeasurementTimer,
+    collect,
+    free_port,
+    mqtt_gauge_config,
+    open_websocket,
+    rss_mb,
+    start_broker,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 CASES = [  # (readings per second, clients, seconds, p99 target in ms)
     (1000, 10, 8, 15.0),
     (200, 100, 8, 30.0),
 ]
 
 
-
-
-
-
-
-
-
-
 def start_daemon(workdir: Path, broker_port: int, http_port: int, clients: int) -> subprocess.Popen:
-    config = {
-        "gateway": {"name": "BENCH", "language": "en", "timezone": "UTC"},
-        "storage": {"path": str(workdir / "bench.sqlite3")},
-        "server": {"listen": f"127.0.0.1:{http_port}", "max_connections": clients + 50},
-        "sources": [{"name": "gauges", "type": "mqtt", "host": "127.0.0.1", "port": broker_port,
-                     "client_id": "bench-gw", "qos": 1}],
-        "products": [{"id": 1, "code": "BENCH", "name": "bench", "characteristics": [{
-            "name": "x", "source": "gauges", "mqtt": {"topic": "bench/x"}, "chart": "imr",
-            "spec": {"lsl": -1e12, "usl": 1e12}, "limits": {"center": 0.0, "sigma": 1e12}, "rules": [1]}]}],
-    }
-    path = workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(path),
-                             "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "daemon.log", "wb"), env={**os.environ, "PYTHONPATH": str(REPO)})
-    wait_port(http_port)
-    return proc
+    return common.start_daemon(workdir, mqtt_gauge_config(workdir, broker_port, http_port, clients + 50), http_port)
 
 
 PUBLISHER = """
@@ -77,60 +57,16 @@ client.loop_stop()
 """
 
 
-class LatencyReader(asyncio.Protocol):
+class LatencyReader(MeasurementTimer):
     """A raw WebSocket client on the general feed, subscribed to product 1: it parses only what it
     must (frame headers, then the measurement value), so the figure is the gateway's, not a client's."""
 
-    def __init__(self, latencies: list[float]):
-        self.buffer = b""
-        self.upgraded = False
-        self.latencies = latencies
-        self.received = 0
-        self.connected = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send_text(self, text: str) -> None:
-        payload = text.encode()
-        assert len(payload) < 126
-        # client frames must be masked; a zero mask key leaves the payload as it is
-        assert self.transport is not None
-        self.transport.write(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        buffer = self.buffer + data
-        if not self.upgraded:
-            head, sep, rest = buffer.partition(b"\r\n\r\n")
-            if not sep:
-                self.buffer = buffer
-                return
-            self.upgraded = True
-            self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
-            buffer = rest
-        spans, consumed = frame_spans(buffer)
-        for first, last in spans:
-            payload = buffer[first:last]
-            if payload.startswith(b'{"type":"measurement"'):
-                i = payload.index(b'"measurement_value":') + 20
-                j = payload.index(b",", i)
-                self.latencies.append((now - float(payload[i:j])) * 1000)
-                self.received += 1
-        self.buffer = buffer[consumed:]
-
 
 async def open_clients(port: int, count: int, latencies: list[float]) -> list[LatencyReader]:
-    loop = asyncio.get_running_loop()
     readers = []
     for _ in range(count):
         reader = LatencyReader(latencies)
-        transport, _ = await loop.create_connection(lambda r=reader: r, "127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write((f"GET /ws/spc/notifications/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                         f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                         f"Sec-WebSocket-Version: 13\r\nUser-Agent: bench-e2e\r\n\r\n").encode())
+        await open_websocket(reader, port, "/ws/spc/notifications/", "bench-e2e")
         assert await asyncio.wait_for(reader.connected, 20), "handshake refused"
         reader.send_text('{"type":"subscribe_product","product_id":1}')
         readers.append(reader)
@@ -156,13 +92,7 @@ async def run_case(rate: int, clients: int, seconds: float) -> dict:
             except TimeoutError:
                 pass
             rss_samples.append(rss_mb(daemon.pid))
-        deadline = time.monotonic() + 20
-        while min(r.received for r in readers) < total and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        delivered = min(r.received for r in readers)
-        for r in readers:
-            if r.transport is not None:
-                r.transport.close()
+        delivered = await collect(readers, total)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(10)

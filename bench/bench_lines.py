@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import signal
@@ -34,10 +33,8 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import yaml
-from common import frame_spans, free_port, rss_mb, start_broker, wait_port
+from common import MeasurementTimer, free_port, open_websocket, rss_mb, spawn_daemon, start_broker, wait_port
 
-REPO = Path(__file__).resolve().parent.parent
 PRODUCTS = 10
 SCREENS_PER_PRODUCT = 5
 RATE_PER_PRODUCT = 1000  # readings/s
@@ -96,8 +93,8 @@ print(n)
 """
 
 
-def write_config(workdir: Path, line_port: int, plant_port: int, http_port: int) -> Path:
-    config = {
+def line_config(workdir: Path, line_port: int, plant_port: int, http_port: int) -> dict:
+    return {
         "gateway": {"name": "BENCH-LINES", "language": "en", "timezone": "UTC", "log_level": "WARNING"},
         "storage": {"path": str(workdir / "bench.sqlite3")},
         "server": {"listen": f"127.0.0.1:{http_port}", "max_connections": 200},
@@ -111,61 +108,27 @@ def write_config(workdir: Path, line_port: int, plant_port: int, http_port: int)
             "spec": {"lsl": -1e12, "usl": 1e12}, "limits": {"center": 0.0, "sigma": 1e12}, "rules": [1]}]}
             for p in range(1, PRODUCTS + 1)],
     }
-    path = workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
-class Screen(asyncio.Protocol):
+class Screen(MeasurementTimer):
     """A raw WebSocket client on one product endpoint: takes every frame apart, times the measurements."""
 
     def __init__(self, latencies: list[float]):
-        self.buffer = b""
-        self.upgraded = False
-        self.latencies = latencies
-        self.received = 0
+        super().__init__(latencies)
         self.frames = 0
         self.closed = False  # the gateway closed it (a screen that fell behind is let go)
-        self.connected = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
 
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        buffer = self.buffer + data
-        if not self.upgraded:
-            head, sep, rest = buffer.partition(b"\r\n\r\n")
-            if not sep:
-                self.buffer = buffer
-                return
-            self.upgraded = True
-            self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
-            buffer = rest
-        spans, consumed = frame_spans(buffer)
-        for first, last in spans:
-            self.frames += 1
-            payload = buffer[first:last]
-            if payload.startswith(b'{"type":"measurement"'):
-                i = payload.index(b'"measurement_value":') + 20
-                j = payload.index(b",", i)
-                self.latencies.append((now - float(payload[i:j])) * 1000)
-                self.received += 1
-        self.buffer = buffer[consumed:]
+    def frames_received(self, buffer: bytes, spans: list[tuple[int, int]], now: float) -> None:
+        self.frames += len(spans)
+        super().frames_received(buffer, spans, now)
 
 
 async def open_screen(port: int, product: int, latencies: list[float]) -> Screen:
-    loop = asyncio.get_running_loop()
     screen = Screen(latencies)
-    transport, _ = await loop.create_connection(lambda: screen, "127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    transport.write((f"GET /ws/spc/product/{product}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                     f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                     f"Sec-WebSocket-Version: 13\r\nUser-Agent: bench-lines\r\n\r\n").encode())
+    await open_websocket(screen, port, f"/ws/spc/product/{product}/", "bench-lines")
     assert await asyncio.wait_for(screen.connected, 20), "handshake refused"
     return screen
 
@@ -243,10 +206,8 @@ async def run(seconds: float) -> dict:
     line, line_port = start_broker(workdir / "line", max_inflight=5000)
     plant, plant_port = start_broker(workdir / "plant", max_inflight=5000)
     http_port = free_port()
-    config = write_config(workdir, line_port, plant_port, http_port)
-    daemon = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config),
-                               "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=open(workdir / "daemon.log", "wb"), env={**os.environ, "PYTHONPATH": str(REPO)})
+    config = line_config(workdir, line_port, plant_port, http_port)
+    daemon = spawn_daemon(workdir, config)
     latencies: list[float] = []
     plant_sub = None
     publishers: list[subprocess.Popen] = []

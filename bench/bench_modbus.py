@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,27 +19,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common import free_port, wait_port  # noqa: E402
+
 from gateway.config import Characteristic, Product, Sampling  # noqa: E402
 from gateway.sources.base import Binding  # noqa: E402
 from gateway.sources.modbus.settings import ModbusAddress, ModbusSettings  # noqa: E402
 from gateway.sources.modbus.source import ModbusSource as ModbusGaugeSource  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"simulator did not listen on {port}")
 
 
 def bindings(tags: int) -> list[Binding]:
@@ -83,7 +67,7 @@ def main() -> int:
                                "--gauges", str(gauges), "--part-interval", "3600"], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, 15.0)
         merged, merged_requests = asyncio.run(measure(port, args.tags, args.seconds, merge=True))
         single, single_requests = asyncio.run(measure(port, args.tags, args.seconds, merge=False))
     finally:

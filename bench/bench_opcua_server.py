@@ -37,18 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+import common
 from bench_e2e import PUBLISHER, open_clients
-from common import free_port, start_broker, wait_port
+from common import collect, free_port, mqtt_gauge_config, start_broker
 
-REPO = Path(__file__).resolve().parent.parent
 RATE = 1000
 WS_CLIENTS = 10
 OPCUA_CLIENTS = 10
 CLIENT_CPU: dict[int, float] = {}  # clients -> their CPU seconds per second, all together
 
-NODE_CLIENTS = REPO / "bench" / "opcua_subscribers.js"
-NODE_MODULES = REPO / "tests" / "opcua_client" / "node_modules"
+NODE_CLIENTS = common.REPO / "bench" / "opcua_subscribers.js"
+NODE_MODULES = common.REPO / "tests" / "opcua_client" / "node_modules"
 
 # the fallback without node: the clients in one asyncua process, each its own connection and session
 OPCUA_CLIENT = """
@@ -101,25 +100,9 @@ def client_command(endpoint: str, count: int, seconds: float, out: Path) -> list
 
 
 def start_daemon(workdir: Path, broker_port: int, http_port: int, opcua_port: int) -> subprocess.Popen:
-    config = {
-        "gateway": {"name": "BENCH", "language": "en", "timezone": "UTC"},
-        "storage": {"path": str(workdir / "bench.sqlite3")},
-        "server": {"listen": f"127.0.0.1:{http_port}", "max_connections": 100},
-        "opcua_server": {"listen": f"127.0.0.1:{opcua_port}", "security": ["None"]},
-        "sources": [{"name": "gauges", "type": "mqtt", "host": "127.0.0.1", "port": broker_port,
-                     "client_id": "bench-gw", "qos": 1}],
-        "products": [{"id": 1, "code": "BENCH", "name": "bench", "characteristics": [{
-            "name": "x", "source": "gauges", "mqtt": {"topic": "bench/x"}, "chart": "imr",
-            "spec": {"lsl": -1e12, "usl": 1e12}, "limits": {"center": 0.0, "sigma": 1e12}, "rules": [1]}]}],
-    }
-    path = workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(path),
-                             "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "daemon.log", "wb"))
-    wait_port(http_port)
-    wait_port(opcua_port)
-    return proc
+    config = mqtt_gauge_config(workdir, broker_port, http_port, 100)
+    config["opcua_server"] = {"listen": f"127.0.0.1:{opcua_port}", "security": ["None"]}
+    return common.start_daemon(workdir, config, http_port, opcua_port)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -167,14 +150,7 @@ async def phase(http_port: int, broker_port: int, seconds: float,
     total = await publish(broker_port, seconds)
     after, elapsed = gateway_cpu(pid), time.monotonic() - started
     cpu = ((after[0] - before[0]) / elapsed, (after[1] - before[1]) / elapsed)
-    deadline = time.monotonic() + 20
-    while min(r.received for r in readers) < total and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    got = min(r.received for r in readers)
-    for r in readers:
-        if r.transport is not None:
-            r.transport.close()
-    return latencies, total, got, cpu
+    return latencies, total, await collect(readers, total), cpu
 
 
 async def with_clients(count: int, workdir: Path, opcua_port: int, http_port: int, broker_port: int,

@@ -34,11 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-from common import free_port, start_broker, wait_port
+from common import free_port, mqtt_gauge_config, start_broker, start_daemon, wait_port
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 NODERED = BENCH / "nodered"
 SCREENS_PER_PROCESS = 50  # one client process holds at most this many screens
 P99_TARGET, P50_TARGET = 1.0, 1.5  # gateway / relay, issue 17: p99 no worse, p50 within 1.5x
@@ -175,24 +173,10 @@ def start_relay(workdir: Path, broker_port: int) -> tuple[subprocess.Popen, int]
 
 def start_gateway(workdir: Path, broker_port: int, screens: int, firing: bool) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    config = {
-        "gateway": {"name": "BENCH", "language": "en", "timezone": "UTC"},
-        "storage": {"path": str(workdir / "bench.sqlite3")},
-        "server": {"listen": f"127.0.0.1:{port}", "max_connections": screens + 50},
-        "sources": [{"name": "gauges", "type": "mqtt", "host": "127.0.0.1", "port": broker_port,
-                     "client_id": "bench-gw", "qos": 1}],
-        "products": [{"id": 1, "code": "BENCH", "name": "bench", "characteristics": [{
-            "name": "x", "unit": "mm", "source": "gauges", "mqtt": {"topic": "bench/x", "value": "v"},
-            "chart": "imr", "spec": {"lsl": -6.0, "usl": 6.0}, "limits": {"center": 0.0, "sigma": 1.0},
-            "rules": "nelson" if firing else [1]}]}],
-    }
-    path = workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(path),
-                             "--log-level", "WARNING"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=open(workdir / "daemon.log", "wb"), env={**os.environ, "PYTHONPATH": str(REPO)})
-    wait_port(port, 60)
-    return proc, port
+    config = mqtt_gauge_config(workdir, broker_port, port, screens + 50, unit="mm",
+                               mqtt={"topic": "bench/x", "value": "v"}, spec={"lsl": -6.0, "usl": 6.0},
+                               limits={"center": 0.0, "sigma": 1.0}, rules="nelson" if firing else [1])
+    return start_daemon(workdir, config, port, timeout=60), port
 
 
 async def open_screens(url: str, screens: int, total: int, kind: str, workdir: Path) -> list[tuple[asyncio.subprocess.Process, Path]]:

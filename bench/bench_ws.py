@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import statistics
@@ -33,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import frame_spans  # noqa: E402  (bench/ is on the path of a bench script)
+from common import RawWebSocket, open_websocket  # noqa: E402  (bench/ is on the path of a bench script)
 
 BATCH = 100  # events per store batch (what a busy pipeline drain produces)
 
@@ -154,52 +153,29 @@ def _rss_kib(pid: int) -> int:
 
 # ---------------------------------------------------------------- the clients (this process)
 
-class Reader(asyncio.Protocol):
+class Reader(RawWebSocket):
     """A WebSocket client that counts text frames after the handshake; nothing else."""
 
     def __init__(self, done: asyncio.Event):
-        self.buffer = b""
-        self.upgraded = False
+        super().__init__()
         self.frames = 0
         self.target = -1
         self.done = done
-        self.connected = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data
-        if not self.upgraded:
-            head, sep, rest = buffer.partition(b"\r\n\r\n")
-            if not sep:
-                self.buffer = buffer
-                return
-            self.upgraded = True
-            if not self.connected.done():
-                self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
-            buffer = rest
-        spans, consumed = frame_spans(buffer)
+    def frames_received(self, buffer: bytes, spans: list[tuple[int, int]], now: float) -> None:
         self.frames += len(spans)
-        self.buffer = buffer[consumed:]
         if self.frames == self.target:
             self.done.set()
 
 
 async def open_readers(port: int, count: int) -> list[Reader]:
     """`count` connected readers on the general feed (connection + snapshot already counted)."""
-    loop = asyncio.get_running_loop()
     readers: list[Reader] = []
     for start in range(0, count, 50):
         batch = []
         for _ in range(start, min(count, start + 50)):
             reader = Reader(asyncio.Event())
-            transport, _ = await loop.create_connection(lambda r=reader: r, "127.0.0.1", port)
-            key = base64.b64encode(os.urandom(16)).decode()
-            transport.write((f"GET /ws/spc/notifications/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                             f"Sec-WebSocket-Version: 13\r\nUser-Agent: bench\r\n\r\n").encode())
+            await open_websocket(reader, port, "/ws/spc/notifications/", "bench")
             batch.append(reader)
         for reader in batch:
             assert await asyncio.wait_for(reader.connected, 30), "handshake refused"

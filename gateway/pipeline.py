@@ -418,10 +418,15 @@ class Pipeline:
     def _store_capability(self, batch: Any, product: Product, characteristic: Characteristic,
                           cap: Any, now: str, part: str | None = None) -> None:
         values = {k: finite_or_none(getattr(cap, k)) for k in ("cp", "cpk", "pp", "ppk", "cpm", "cpk_lower")}
+        measured = not isinstance(cap, AttributeCapability)
+        # worded once: the stored row (schema 8) and the event say the same, warning and all
+        distribution = self._worded(cap) if measured else None
+        expected_ppm = cap.expected_ppm if measured else None
         capability_id = batch.capability(
             product_id=product.id, characteristic=characteristic.name, n=cap.n,
             sigma_within=finite_or_none(cap.sigma_within), sigma_overall=finite_or_none(cap.sigma_overall),
-            analyzed_at=time.time(), reason=cap.reason, part=part, **values)
+            analyzed_at=time.time(), reason=cap.reason, part=part, distribution=distribution,
+            expected_ppm=expected_ppm, **values)
         batch.event("capability", product.id, {
             "type": "capability",
             "capability": {
@@ -430,8 +435,8 @@ class Pipeline:
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
                 # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them; measured
                 # values: the fitted distribution, its test and the expected ppm (docs/protocol.md)
-                **({k: finite_or_none(v) for k, v in cap.fields().items()} if isinstance(cap, AttributeCapability)
-                   else {"distribution": self._worded(cap), "expected_ppm": cap.expected_ppm}),
+                **({"distribution": distribution, "expected_ppm": expected_ppm} if measured
+                   else {k: finite_or_none(v) for k, v in cap.fields().items()}),
                 **({"part": part} if characteristic.parts else {}),  # short-run: capability per part
             },
             "timestamp": now,

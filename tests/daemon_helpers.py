@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -48,6 +51,16 @@ def write_config(tmp: Path, config: dict) -> Path:
     path = tmp / "gateway.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return path
+
+
+def read_json(url: str, timeout: float = 5.0) -> dict:
+    """A GET's JSON body, also from an error status: /healthz answers 503 while a source is down, with the
+    same report."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
 
 
 class Daemon:
@@ -97,3 +110,11 @@ class Daemon:
                 self.kill()
                 return None
         return self.proc.returncode if self.proc else None
+
+
+def serving_daemon(tmp: Path, port: int) -> tuple[Daemon, Path, dict]:
+    """The daemon on `minimal_config` with its server on `port`, once it listens: the daemon, its config
+    file and the config, for a test that edits it and reloads."""
+    config = minimal_config(tmp, port=port)
+    path = write_config(tmp, config)
+    return Daemon(path).start(wait_for_port=port), path, config

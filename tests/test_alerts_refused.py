@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerts import AlertService
 from gateway.core.texts import Refusal
 from gateway.sources.registry import load_config
-from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import started_alerts
 
 # more than a page (4 KiB) in the history row, the alert row and the event: the file must grow to take it
 LONG_COMMENT = "게이지 점검 " * 400
@@ -28,10 +27,7 @@ def test_a_refused_acknowledge_leaves_the_alert_as_it_was_and_a_later_one_is_tak
     db = tmp_path / "spc.sqlite3"
 
     async def scenario() -> None:
-        store = Store(str(db))
-        await store.open()
-        alerts = AlertService(store, config)
-        await alerts.start()
+        store, alerts = await started_alerts(config)
         try:
             with store.batch() as batch:
                 alerts.source_stale(batch, product, characteristic, 30.0)

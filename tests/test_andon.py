@@ -18,6 +18,7 @@ import pytest
 from asyncua import Server, ua
 
 from gateway.app import Gateway
+from gateway.config import Config
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from gateway.sources.registry import load_config
 from tests.conftest import free_port
@@ -76,6 +77,17 @@ CODE = {"name": "andon-code", "when": {"alert_types": ["OUT_OF_SPEC"]},
                   "value_on": 70000, "value_off": -1}}
 
 
+async def line_and_gateway(config: Config, modbus_port: int,
+                           value: float = 10.0) -> tuple[PlcMemory, ModbusSimulator, Gateway]:
+    """The line's PLC (a Modbus server on modbus_port whose gauge reads `value`) and the gateway, started."""
+    memory = plc_memory(value)
+    plc = ModbusSimulator(memory, port=modbus_port)
+    await plc.start()
+    gateway = Gateway(config)
+    await gateway.start()
+    return memory, plc, gateway
+
+
 def open_alerts(gateway: Gateway, alert_type: str = "OUT_OF_SPEC") -> list[dict[str, Any]]:
     return [a for a in gateway.alerts.unresolved() if a["alert_type"] == alert_type]
 
@@ -85,11 +97,7 @@ def test_coils_follow_the_alert_lifecycle_and_a_plc_restart(tmp_path: Path) -> N
     config = andon_config(tmp_path, port, modbus_port, outputs=[RED, OPEN, CODE])
 
     async def scenario() -> None:
-        memory = plc_memory()
-        plc = ModbusSimulator(memory, port=modbus_port)
-        await plc.start()
-        gateway = Gateway(config)
-        await gateway.start()
+        memory, plc, gateway = await line_and_gateway(config, modbus_port)
         try:
             # start-up: every output is written off (a register's value_off too), whatever the PLC held
             await until(lambda: gateway.health()["outputs"]["andon-code"]["state"] == "off", what="written off")
@@ -148,11 +156,7 @@ def test_a_dead_plc_raises_output_failed_and_holds_up_nothing_else(tmp_path: Pat
     config = andon_config(tmp_path, port, modbus_port, outputs=[RED, stack], sources=[dead])
 
     async def scenario() -> None:
-        memory = plc_memory(11.0)  # out of spec from the first part
-        plc = ModbusSimulator(memory, port=modbus_port)
-        await plc.start()
-        gateway = Gateway(config)
-        await gateway.start()
+        memory, plc, gateway = await line_and_gateway(config, modbus_port, 11.0)  # out of spec from the first part
         line_plc = None
         try:
             await until(lambda: bool(open_alerts(gateway, "OUTPUT_FAILED")), what="OUTPUT_FAILED raised")
@@ -313,11 +317,7 @@ def test_test_output_command_refusals_and_the_general_feed(tmp_path: Path) -> No
         return str(caught.value)
 
     async def scenario() -> None:
-        memory = plc_memory()
-        plc = ModbusSimulator(memory, port=modbus_port)
-        await plc.start()
-        gateway = Gateway(config)
-        await gateway.start()
+        memory, plc, gateway = await line_and_gateway(config, modbus_port)
         try:
             op, viewer = "operator-token-0123456789", "viewer-token-0123456789"
             async with connect(f"{url}/ws/spc/notifications/?token={op}") as screen:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerts import AlertService
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.core.texts import Refusal
 from gateway.sources.registry import load_config
-from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import started_alerts
 
 
 def test_full_disk_keeps_serving_raises_storage_alert_and_loses_nothing(tmp_path: Path) -> None:
@@ -66,10 +65,7 @@ def test_an_act_the_writer_refuses_is_undone_and_never_written(tmp_path: Path) -
     moved = tmp_path / "moved.sqlite3"
 
     async def scenario() -> None:
-        store = Store(str(db))
-        await store.open()
-        alerts = AlertService(store, config)
-        await alerts.start()
+        store, alerts = await started_alerts(config)
         try:
             alert = await alerts.create(1, "MANUAL", 3, "t", "m", user="kim")
             await alerts.shelve(alert["id"], "kim", 3600, "tool change")

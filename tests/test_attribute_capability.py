@@ -13,10 +13,10 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
-from gateway.outputs.websocket.ws import LineServer
 from gateway.sources.registry import load_config
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import handled, published
 
 # Montgomery, Introduction to Statistical Quality Control, 6th ed., Example 7.1, Table 7.1 (orange-juice
 # cans, n = 50): p-bar = 347/1500 = 0.2313 over the 30 trial samples (see tests/test_spc_attribute.py)
@@ -60,17 +60,11 @@ def test_the_capability_event_of_p_and_c_charts(tmp_path: Path) -> None:
         gateway = Gateway(config_)
         await gateway.start()
         try:
-            sent: list = []
-            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
-            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
+            sent = published(gateway)
             for count in (2, 3, 1, 2, 2, 4, 0, 6):
                 await gateway.pipeline.sink(Measurement(p_key, 0.0, now, count=count, sample_size=50))
                 await gateway.pipeline.sink(Measurement(c_key, 0.0, now, count=count + 10))
-            deadline = time.monotonic() + 10
-            while gateway.pipeline.ingested < 16:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)
+            await handled(gateway, 16)
             return [e.body["capability"] for e in sent if e.type == "capability"]
         finally:
             await gateway.stop()

@@ -15,10 +15,10 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
-from gateway.outputs.websocket.ws import LineServer
 from gateway.sources.registry import load_config
 from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import handled, published
 
 
 def test_count_and_sample_size_are_stored_sent_and_exported(tmp_path: Path) -> None:
@@ -31,9 +31,7 @@ def test_count_and_sample_size_are_stored_sent_and_exported(tmp_path: Path) -> N
         gateway = Gateway(config)
         await gateway.start()
         try:
-            sent: list = []
-            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
-            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
+            sent = published(gateway)
             sink = gateway.pipeline.sink
             await sink(Measurement(key, 10.0, now))  # variables data: no count
             await sink(Measurement(key, 10.01, now, count=3, sample_size=50))  # p / np: 3 of 50 parts
@@ -43,11 +41,7 @@ def test_count_and_sample_size_are_stored_sent_and_exported(tmp_path: Path) -> N
                         dict(count=1, sample_size=0), dict(count=1, sample_size=float("nan"))):
                 await sink(Measurement(key, 10.0, now, on_rejected=lambda kind, why: told.append((kind, why)),
                                        **bad))
-            deadline = time.monotonic() + 10
-            while gateway.pipeline.ingested + gateway.pipeline.rejected < 10:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)  # the commit
+            await handled(gateway, 10)
             stored = await gateway.store.measurements(1, "diameter", limit=10)
             return stored, [e.body["measurement"] for e in sent if e.type == "measurement"]
         finally:
@@ -90,9 +84,7 @@ def test_a_p_chart_charts_the_counts_through_the_daemon(tmp_path: Path) -> None:
         gateway = Gateway(config_)
         await gateway.start()
         try:
-            sent: list = []
-            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
-            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
+            sent = published(gateway)
             sink = gateway.pipeline.sink
             for count in (2, 3, 1, 2, 2):  # the baseline: p-bar = 10/250
                 await sink(Measurement(key, 10.0, now, count=count, sample_size=50))
@@ -101,11 +93,7 @@ def test_a_p_chart_charts_the_counts_through_the_daemon(tmp_path: Path) -> None:
             for bad in (dict(), dict(count=60, sample_size=50)):
                 await sink(Measurement(key, 10.0, now, on_rejected=lambda kind, why: told.append((kind, why)),
                                        **bad))
-            deadline = time.monotonic() + 10
-            while gateway.pipeline.ingested + gateway.pipeline.rejected < 9:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)
+            await handled(gateway, 9)
             return [e.body["subgroup"] for e in sent if e.type == "subgroup"]
         finally:
             await gateway.stop()

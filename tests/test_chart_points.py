@@ -21,9 +21,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
-from gateway.outputs.websocket.ws import LineServer
 from gateway.sources.registry import load_config
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import published
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,9 +71,7 @@ def test_subgroup_events_history_and_northbound_carry_what_each_chart_plots(tmp_
         gateway = Gateway(config)
         await gateway.start()
         try:
-            sent: list = []
-            hub = next(o.output.hub for o in gateway.outputs if isinstance(o.output, LineServer))
-            hub.publish = lambda events, _orig=hub.publish: (sent.extend(events), _orig(events))
+            sent = published(gateway)
             sink = gateway.pipeline.sink
             for value in EWMA:
                 await sink(Measurement(CharacteristicKey(1, "ewma_dia"), value, now))

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port
-from tests.daemon_helpers import REPO, Daemon, minimal_config, write_config
+from tests.daemon_helpers import REPO, Daemon, minimal_config, serving_daemon, write_config
 
 
 def _wait_log(daemon: Daemon, text: str, timeout: float) -> float:
@@ -39,9 +39,7 @@ def _healthz(port: int, timeout: float = 30) -> int:
 def test_sighup_reload_of_a_large_config_keeps_answering(tmp_path: Path) -> None:
     """Parsing and checking a ~1 MB file happens off the event loop: /healthz keeps answering quickly."""
     port = free_port()
-    config = minimal_config(tmp_path, port=port)
-    path = write_config(tmp_path, config)
-    daemon = Daemon(path).start(wait_for_port=port)
+    daemon, path, config = serving_daemon(tmp_path, port)
     try:
         config["server"]["allowed_origins"] = [f"http://h{i}.lan" for i in range(48_000)]
         write_config(tmp_path, config)
@@ -91,9 +89,7 @@ def test_run_refuses_secret_files_that_are_fifos_or_devices(tmp_path: Path) -> N
 
 def test_sighup_with_a_fifo_password_file_is_refused_and_serving_goes_on(tmp_path: Path) -> None:
     port = free_port()
-    config = minimal_config(tmp_path, port=port)
-    path = write_config(tmp_path, config)
-    daemon = Daemon(path).start(wait_for_port=port)
+    daemon, path, config = serving_daemon(tmp_path, port)
     try:
         fifo = tmp_path / "password"
         os.mkfifo(fifo)

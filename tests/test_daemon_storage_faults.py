@@ -137,13 +137,18 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def daemon_on_disk(tmp_path: Path, db: Path, broker_port: int, http_port: int) -> Daemon:
+    """The MQTT daemon with its database at `db` (on the small disk), once it listens."""
+    config = mqtt_config(tmp_path, broker_port, http_port)
+    config["storage"]["path"] = str(db)
+    return Daemon(write_config(tmp_path, config)).start(wait_for_port=http_port)
+
+
 def test_a_full_disk_shows_storage_on_screens_and_refuses_writes_at_once(tmp_path: Path, mosquitto) -> None:
     http_port = free_port()
     with small_disk(tmp_path / "disk") as disk:
         db = disk / "spc.sqlite3"
-        config = mqtt_config(tmp_path, mosquitto.port, http_port)
-        config["storage"]["path"] = str(db)
-        daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=http_port)
+        daemon = daemon_on_disk(tmp_path, db, mosquitto.port, http_port)
         try:
             status, before = post_alert(http_port, "before the disk filled")
             assert status == 201, before
@@ -225,9 +230,7 @@ def test_the_early_storage_alert_has_no_seq_and_every_numbered_event_arrives_in_
     base_ts = time.time()
     with small_disk(tmp_path / "disk") as disk:
         db = disk / "spc.sqlite3"
-        config = mqtt_config(tmp_path, mosquitto.port, http_port)
-        config["storage"]["path"] = str(db)
-        daemon = Daemon(write_config(tmp_path, config)).start(wait_for_port=http_port)
+        daemon = daemon_on_disk(tmp_path, db, mosquitto.port, http_port)
         try:
             wait_for(lambda: "subscribed" in daemon.log().lower() or db.exists(), 10, "the source to subscribe")
             time.sleep(0.5)

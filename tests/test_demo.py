@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,16 +17,7 @@ import yaml
 from gateway.sim.demo import demo_config
 from gateway.sources.registry import load_config
 from tests.conftest import free_port, wait_port
-from tests.daemon_helpers import REPO
-
-
-def get_json(url: str) -> dict:
-    """GET a JSON document; a 503 (something still connecting) still has a body."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())
+from tests.daemon_helpers import REPO, read_json
 
 
 def test_shipped_demo_config_is_the_demo_and_valid(tmp_path: Path) -> None:
@@ -53,7 +43,7 @@ def test_demo_runs_all_sources_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         readings: dict[str, int] = {}
         while time.monotonic() < deadline:
-            health = get_json(f"http://127.0.0.1:{port}/healthz")
+            health = read_json(f"http://127.0.0.1:{port}/healthz")
             readings = {c["characteristic"]: c["readings"] for c in health["characteristics"].values()}
             if len(readings) == 3 and all(n > 3 for n in readings.values()):
                 break

@@ -19,6 +19,8 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,46 @@ def wait_points(page: Any, points: int) -> dict:
     return page.evaluate(DRAWN)
 
 
+@contextmanager
+def charts_view(browser: Any, language: str) -> Iterator[tuple[HmiFixtureServer, Screen]]:
+    """The stand-in gateway and a panel-sized screen on its charts view, both closed afterwards."""
+    server = HmiFixtureServer(language=language)
+    server.start()
+    screen = Screen(browser, server.url, size=PANEL)
+    try:
+        screen.page.click("#nav-charts")
+        yield server, screen
+    finally:
+        screen.close()
+        server.stop()
+
+
+def drawn_live(browser: Any, gateway: LiveGateway, characteristic: str, values: list[float],
+               history: int) -> tuple[Screen, dict]:
+    """A screen opened on the chart once the first `history` values are stored, the rest fed while it
+    shows: the screen (the caller closes it) and what it drew once every point arrived."""
+    for value in values[:history]:
+        gateway.feed(characteristic, value)
+    gateway.wait_stored(characteristic, history)
+    screen = open_chart(browser, gateway, characteristic, history)
+    try:
+        for value in values[history:]:
+            gateway.feed(characteristic, value)
+        return screen, wait_points(screen.page, len(values))
+    except BaseException:
+        screen.close()
+        raise
+
+
+def drawn_from_history(browser: Any, gateway: LiveGateway, characteristic: str, points: int) -> tuple[list, dict]:
+    """What a new screen draws from the history alone: its points and its `drawn` record."""
+    again = open_chart(browser, gateway, characteristic, points)
+    try:
+        return again.page.evaluate(POINTS), again.page.evaluate(DRAWN)
+    finally:
+        again.close()
+
+
 def save(screen: Screen, name: str) -> None:
     """A 1024x600 screenshot into the test artifacts, and into docs/images/ with SPC_UPDATE_SCREENSHOTS=1
     (a test run leaves the tracked files alone); the alarm pop-ups closed as an operator closes them, so
@@ -147,15 +189,9 @@ def both_languages(screen: Screen, name: str) -> None:
 def test_ewma_draws_z_in_its_funnel_of_limits_over_the_faint_means(browser, line: LiveGateway) -> None:
     rng = random.Random(15)
     means = [round(rng.gauss(10.0, 0.1) + (0.06 if i >= 25 else 0.0), 4) for i in range(40)]
-    for value in means[:20]:
-        line.feed("ewma_dia", value)
-    line.wait_stored("ewma_dia", 20)
-    screen = open_chart(browser, line, "ewma_dia", 20)
+    screen, drawn = drawn_live(browser, line, "ewma_dia", means, 20)
     page = screen.page
     try:
-        for value in means[20:]:
-            line.feed("ewma_dia", value)
-        drawn = wait_points(page, 40)
         assert (drawn["series"], drawn["raw"], drawn["series2"]) == (40, 40, 0)  # z, the means faint, no C-
         # the funnel: exact limits widen at every point, one line each with a step per point
         assert drawn["ucl"] == {"segments": 1, "steps": 39} and drawn["lcl"] == {"segments": 1, "steps": 39}
@@ -169,11 +205,7 @@ def test_ewma_draws_z_in_its_funnel_of_limits_over_the_faint_means(browser, line
         both_languages(screen, "hmi-ewma")
         assert "faint: subgroup means" in page.inner_text(".chart-sub")
         # drawn again from the history alone (a new screen): the same points, limits and rule marks
-        again = open_chart(browser, line, "ewma_dia", 40)
-        try:
-            assert again.page.evaluate(POINTS) == points
-        finally:
-            again.close()
+        assert drawn_from_history(browser, line, "ewma_dia", 40)[0] == points
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
@@ -184,15 +216,9 @@ def test_cusum_draws_both_sums_against_plus_and_minus_h(browser, line: LiveGatew
     # in control, a dip that C- accumulates, then a shift of one sigma up that C+ signals
     values = ([round(rng.gauss(10.0, 0.1), 4) for _ in range(15)] + [round(rng.gauss(9.92, 0.1), 4) for _ in range(8)]
               + [round(rng.gauss(10.1, 0.1), 4) for _ in range(17)])
-    for value in values[:10]:
-        line.feed("cusum_dia", value)
-    line.wait_stored("cusum_dia", 10)
-    screen = open_chart(browser, line, "cusum_dia", 10)
+    screen, drawn = drawn_live(browser, line, "cusum_dia", values, 10)
     page = screen.page
     try:
-        for value in values[10:]:
-            line.feed("cusum_dia", value)
-        drawn = wait_points(page, 40)
         assert (drawn["series"], drawn["series2"], drawn["raw"]) == (40, 40, 0)  # C+ and C-
         assert drawn["ucl"] == {"segments": 1, "steps": 0} and drawn["lcl"] == {"segments": 1, "steps": 0}
         assert "H 0.5" in drawn["labels"] and "−H -0.5" in drawn["labels"]
@@ -203,11 +229,7 @@ def test_cusum_draws_both_sums_against_plus_and_minus_h(browser, line: LiveGatew
         assert signals and all(p[1] > 0.5 or -p[2] > 0.5 for p in signals)  # only points beyond H are red
         assert page.evaluate(OVERFLOW) is False
         both_languages(screen, "hmi-cusum")
-        again = open_chart(browser, line, "cusum_dia", 40)
-        try:
-            assert again.page.evaluate(POINTS) == points
-        finally:
-            again.close()
+        assert drawn_from_history(browser, line, "cusum_dia", 40)[0] == points
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
@@ -237,11 +259,8 @@ def test_p_chart_steps_its_limits_with_n_and_draws_no_floored_lcl(browser, line:
         assert page.inner_text(".chart-location h3").startswith("불량률 (p)")
         assert page.evaluate(OVERFLOW) is False
         save(screen, "hmi-p-ko")
-        again = open_chart(browser, line, "p_defects", 20)  # from the history alone: the same chart
-        try:
-            assert again.page.evaluate(POINTS) == every and again.page.evaluate(DRAWN)["lcl"] == drawn["lcl"]
-        finally:
-            again.close()
+        again, again_drawn = drawn_from_history(browser, line, "p_defects", 20)  # the same chart
+        assert again == every and again_drawn["lcl"] == drawn["lcl"]
         assert screen.unexpected_errors() == []
     finally:
         screen.close()
@@ -249,12 +268,8 @@ def test_p_chart_steps_its_limits_with_n_and_draws_no_floored_lcl(browser, line:
 
 def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(browser) -> None:
     """DNOM chart of one gauge measuring two part numbers: A-100, then B-200, then A-100 again."""
-    server = HmiFixtureServer(language="en")
-    server.start()
-    screen = Screen(browser, server.url, size=PANEL)
-    page = screen.page
-    try:
-        page.click("#nav-charts")
+    with charts_view(browser, "en") as (server, screen):
+        page = screen.page
         page.click(".pv-products .chip[data-product='2']")
         # the stand-in sends events to the product's connected screens only: a loaded machine may open
         # the page's product feed after the first events were published, and they would be lost
@@ -291,9 +306,6 @@ def test_short_run_chart_names_the_part_of_every_point_and_marks_changeovers(bro
         assert drawn["changeovers"] == [13, 23, 33] and drawn["parts"] == ["A-100", "B-200", "A-100", hostile]
         assert page.evaluate("() => window.__pwned") is None
         assert screen.unexpected_errors() == []
-    finally:
-        screen.close()
-        server.stop()
 
 
 def test_short_run_chart_from_a_real_gateway_gets_the_part_of_every_point(browser, tmp_path: Path) -> None:
@@ -342,12 +354,8 @@ HISTOGRAM = "() => window.__hmi.products.histogram.drawn"
 def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browser) -> None:
     """The `distribution` of a capability event (non-normal capability, issue 15 item 4) is drawn over the
     histogram of the latest measurements, scaled to its counts; without one, a normal of the values."""
-    server = HmiFixtureServer(language="ko")
-    server.start()
-    screen = Screen(browser, server.url, size=PANEL)
-    page = screen.page
-    try:
-        page.click("#nav-charts")
+    with charts_view(browser, "ko") as (server, screen):
+        page = screen.page
         page.click(".pv-products .chip[data-product='1']")
         page.wait_for_function("() => window.__hmi.products.histogram.drawn?.values === 1000")
         assert page.evaluate(HISTOGRAM)["curve"] == "normal"  # none fitted yet: the values' normal
@@ -380,6 +388,3 @@ def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browse
         assert page.locator(".pv-hist canvas").bounding_box()["y"] + 80 < PANEL[1]
         save(screen, "hmi-capability-ko")
         assert screen.unexpected_errors() == []
-    finally:
-        screen.close()
-        server.stop()

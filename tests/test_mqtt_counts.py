@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.daemon_helpers import Daemon, write_config
 from tests.test_daemon import wait_for
-from tests.test_mqtt_intake import Gauge, rows, source_health
+from tests.test_mqtt_intake import Gauge, rows, source_health, subscribed_daemon
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -50,12 +49,7 @@ def stored(db: Path, characteristic: str) -> list[tuple]:
 @pytest.fixture
 def daemon(tmp_path: Path, mosquitto):
     http_port = free_port()
-    daemon = Daemon(write_config(tmp_path, counts_config(tmp_path, mosquitto.port, http_port)))
-    daemon.http_port = http_port  # type: ignore[attr-defined]
-    daemon.db = tmp_path / "spc.sqlite3"  # type: ignore[attr-defined]
-    daemon.start(wait_for_port=http_port)
-    wait_for(lambda: source_health(http_port)["state"] == "connected", 15, "the MQTT source to connect")
-    time.sleep(0.3)  # SUBACK
+    daemon = subscribed_daemon(tmp_path, counts_config(tmp_path, mosquitto.port, http_port), http_port)
     yield daemon
     daemon.stop()
 

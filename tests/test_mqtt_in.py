@@ -93,6 +93,41 @@ async def _connected(source: MqttSource, timeout: float = 8.0) -> None:
     await asyncio.sleep(0.1)  # SUBACK
 
 
+async def _running(port: int, sink, **settings) -> MqttSource:
+    """A started source, once connected to the broker (stopped again if it never connects)."""
+    source = _source(port, sink, **settings)
+    await source.start()
+    try:
+        await _connected(source)
+    except BaseException:
+        await source.stop()
+        raise
+    return source
+
+
+async def _only_new_arrives(port: int, pub: Publisher, **settings) -> None:
+    """A new connection of a session whose readings were acknowledged gets nothing old, only what is
+    published now."""
+    sink = Collector()
+    source = await _running(port, sink, **settings)
+    try:
+        pub.send("line/plain", "42")
+        await sink.wait(1)
+        await asyncio.sleep(0.3)
+        assert [m.value for m in sink.got] == [42.0]
+    finally:
+        await source.stop()
+
+
+def _worker() -> tuple[socket.socket, subprocess.Popen]:
+    """The MQTT worker process on its own, and the daemon's end of its pipe."""
+    mine, theirs = socket.socketpair()
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
+                              pass_fds=(theirs.fileno(),))
+    theirs.close()
+    return mine, worker
+
+
 def test_parse_payload_forms() -> None:
     plain = MqttAddress("t")
     assert parse_payload(b" 12.5\n", plain) == (12.5, None, None)
@@ -171,11 +206,9 @@ def test_pipe_frames_survive_any_chunking_and_big_frames() -> None:
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_values_and_json_paths(mosquitto, protocol: str) -> None:
     sink = Collector()
-    source = _source(mosquitto.port, sink, protocol=protocol, client_id=f"gw-{protocol}")
-    await source.start()
+    source = await _running(mosquitto.port, sink, protocol=protocol, client_id=f"gw-{protocol}")
     pub = Publisher(mosquitto.port)
     try:
-        await _connected(source)
         pub.send("line/plain", "10.25")
         pub.send("line/json", '{"reading": {"value": 0.031, "ts": 1740783600123}}')
         pub.send("line/x/deep", '{"a": [{"b": -3}]}')
@@ -195,11 +228,9 @@ async def test_values_and_json_paths(mosquitto, protocol: str) -> None:
 
 async def test_malformed_payloads_are_counted_acked_and_skipped(mosquitto) -> None:
     sink = Collector()
-    source = _source(mosquitto.port, sink)
-    await source.start()
+    source = await _running(mosquitto.port, sink)
     pub = Publisher(mosquitto.port)
     try:
-        await _connected(source)
         for topic, payload in [("line/plain", "abc"), ("line/plain", "NaN"), ("line/plain", "inf"),
                                ("line/json", '{"reading": {"val": 1}}'), ("line/plain", b"\x00" * (1 << 20))]:
             pub.send(topic, payload)
@@ -210,9 +241,7 @@ async def test_malformed_payloads_are_counted_acked_and_skipped(mosquitto) -> No
         await source.stop()
         # The garbage was acknowledged: a new connection of the same session gets none of it again.
         again = Collector()
-        source = _source(mosquitto.port, again)
-        await source.start()
-        await _connected(source)
+        source = await _running(mosquitto.port, again)
         pub.send("line/plain", "2.5")
         await again.wait(1)
         await asyncio.sleep(0.3)
@@ -323,11 +352,9 @@ async def test_broker_restart_resumes(mosquitto) -> None:
 async def test_ack_only_after_commit(mosquitto, protocol: str) -> None:
     """A sink that never commits: the broker redelivers every message to the next client of the session."""
     stalled = Collector(commit=False)
-    source = _source(mosquitto.port, stalled, protocol=protocol)
-    await source.start()
+    source = await _running(mosquitto.port, stalled, protocol=protocol)
     pub = Publisher(mosquitto.port)
     try:
-        await _connected(source)
         for i in range(5):
             pub.send("line/json", f'{{"reading": {{"value": {i}, "ts": "2025-03-01T08:00:0{i}Z"}}}}')
         first = await stalled.wait(5)
@@ -345,14 +372,7 @@ async def test_ack_only_after_commit(mosquitto, protocol: str) -> None:
         await source.stop()
 
         # Acknowledged now: a third connection of the session gets nothing old, only what is new.
-        third = Collector()
-        source = _source(mosquitto.port, third, protocol=protocol)
-        await source.start()
-        await _connected(source)
-        pub.send("line/plain", "42")
-        await third.wait(1)
-        await asyncio.sleep(0.3)
-        assert [m.value for m in third.got] == [42.0]
+        await _only_new_arrives(mosquitto.port, pub, protocol=protocol)
     finally:
         pub.close()
         await source.stop()
@@ -361,9 +381,7 @@ async def test_ack_only_after_commit(mosquitto, protocol: str) -> None:
 async def test_messages_published_while_away_arrive(mosquitto) -> None:
     """The persistent session keeps what the broker received while the gateway was down."""
     sink = Collector()
-    source = _source(mosquitto.port, sink)
-    await source.start()
-    await _connected(source)
+    source = await _running(mosquitto.port, sink)
     await source.stop()
     pub = Publisher(mosquitto.port)
     try:
@@ -390,11 +408,9 @@ def _alive(pid: int) -> bool:
 
 async def test_worker_crash_is_restarted_and_data_resumes(mosquitto) -> None:
     sink = Collector()
-    source = _source(mosquitto.port, sink)
-    await source.start()
+    source = await _running(mosquitto.port, sink)
     pub = Publisher(mosquitto.port)
     try:
-        await _connected(source)
         pid = source.health.details["worker_pid"]
         assert isinstance(pid, int) and _alive(pid) and pid != os.getpid()
         pub.send("line/plain", "1")
@@ -416,9 +432,7 @@ async def test_worker_crash_is_restarted_and_data_resumes(mosquitto) -> None:
 
 
 async def test_stop_is_fast_and_leaves_no_worker(mosquitto) -> None:
-    source = _source(mosquitto.port, Collector())
-    await source.start()
-    await _connected(source)
+    source = await _running(mosquitto.port, Collector())
     pid = source.health.details["worker_pid"]
     assert isinstance(pid, int) and _alive(pid)
     started = time.monotonic()
@@ -432,10 +446,7 @@ def test_worker_exits_when_the_daemon_end_closes(mosquitto) -> None:
     from gateway.sources.mqtt.worker import FrameReader, frame
 
     config = MqttSourceConfig("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-orphan", keepalive=5)
-    mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
-                              pass_fds=(theirs.fileno(),))
-    theirs.close()
+    mine, worker = _worker()
     try:
         mine.sendall(frame(("start", config, [MqttAddress("line/plain")], os.getpid())))
         mine.settimeout(8)

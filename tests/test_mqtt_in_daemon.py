@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_mqtt_in import Collector, Publisher, _connected, _source
+from tests.test_mqtt_in import Collector, Publisher, _connected, _only_new_arrives, _source, _worker
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.anyio]
 
@@ -44,14 +44,7 @@ async def test_readings_are_acked_after_commit_and_refusals_at_once(mosquitto, p
         assert source.health.bad_readings == 0
         await source.stop()
 
-        third = Collector()
-        source = _source(mosquitto.port, third, protocol=protocol, client_id=client_id)
-        await source.start()
-        await _connected(source)
-        pub.send("line/plain", "42")
-        await third.wait(1)
-        await asyncio.sleep(0.3)
-        assert [m.value for m in third.got] == [42.0]
+        await _only_new_arrives(mosquitto.port, pub, protocol=protocol, client_id=client_id)
     finally:
         pub.close()
         await source.stop()
@@ -61,18 +54,12 @@ def test_a_stop_sent_with_the_start_ends_the_worker(mosquitto) -> None:
     """The daemon may close a session right after spawning it: the stop arrives in the same read as the
     start, and was dropped (the worker connected and ran until the daemon killed it)."""
     import os
-    import socket
-    import subprocess
-    import sys
 
     from gateway.sources.mqtt.settings import MqttAddress, MqttSettings
     from gateway.sources.mqtt.worker import frame
 
     config = MqttSettings("broker", "127.0.0.1", port=mosquitto.port, client_id="gw-stop-at-once", keepalive=5)
-    mine, theirs = socket.socketpair()
-    worker = subprocess.Popen([sys.executable, "-m", "gateway.sources.mqtt.worker", str(theirs.fileno())],
-                              pass_fds=(theirs.fileno(),))
-    theirs.close()
+    mine, worker = _worker()
     try:
         mine.sendall(frame(("start", config, [MqttAddress("line/plain")], os.getpid())) + frame(("stop",)))
         assert worker.wait(3) == 0

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.conftest import free_port
-from tests.daemon_helpers import Daemon, write_config
+from tests.daemon_helpers import Daemon, read_json, write_config
 from tests.test_daemon import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,6 +65,16 @@ class Gauge:
         self.client.loop_stop()
 
 
+def send_readings(broker_port: int, topic: str, values: list[float], base: float) -> None:
+    """`values` as JSON readings `{"reading": {"value", "ts"}}` on `topic`, their times a second apart from
+    `base` on, each acknowledged by the broker."""
+    gauge = Gauge(broker_port)
+    try:
+        gauge.send([(topic, json.dumps({"reading": {"value": v, "ts": base + i}})) for i, v in enumerate(values)])
+    finally:
+        gauge.close()
+
+
 def healthz(http_port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=5) as response:
         return json.loads(response.read())
@@ -72,10 +82,19 @@ def healthz(http_port: int) -> dict[str, Any]:
 
 
 def source_health(http_port: int) -> dict[str, Any]:
-    try:
-        return healthz(http_port)["sources"]["line-broker"]
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())["sources"]["line-broker"]
+    return healthz_any(http_port)["sources"]["line-broker"]
+
+
+def subscribed_daemon(tmp_path: Path, config: dict, http_port: int) -> Daemon:
+    """The daemon on an MQTT `config` serving on `http_port`, once its source has subscribed; the test
+    finds the port and the database as `daemon.http_port` and `daemon.db`."""
+    daemon = Daemon(write_config(tmp_path, config))
+    daemon.http_port = http_port  # type: ignore[attr-defined]
+    daemon.db = tmp_path / "spc.sqlite3"  # type: ignore[attr-defined]
+    daemon.start(wait_for_port=http_port)
+    wait_for(lambda: source_health(http_port)["state"] == "connected", 15, "the MQTT source to connect")
+    time.sleep(0.3)  # SUBACK
+    return daemon
 
 
 def rows(db: Path, sql: str, *args: Any) -> list[tuple]:
@@ -96,12 +115,7 @@ def daemon(tmp_path: Path, mosquitto, request):
     """The daemon on an MQTT config (parametrize with indirect=True to pass config keyword arguments)."""
     http_port = free_port()
     options = getattr(request, "param", {})
-    daemon = Daemon(write_config(tmp_path, intake_config(tmp_path, mosquitto.port, http_port, **options)))
-    daemon.http_port = http_port  # type: ignore[attr-defined]
-    daemon.db = tmp_path / "spc.sqlite3"  # type: ignore[attr-defined]
-    daemon.start(wait_for_port=http_port)
-    wait_for(lambda: source_health(http_port)["state"] == "connected", 15, "the MQTT source to connect")
-    time.sleep(0.3)  # SUBACK
+    daemon = subscribed_daemon(tmp_path, intake_config(tmp_path, mosquitto.port, http_port, **options), http_port)
     yield daemon
     daemon.stop()
 
@@ -182,10 +196,7 @@ def test_timestamps_the_store_cannot_hold_never_reach_spc(daemon, mosquitto) -> 
 
 
 def healthz_any(http_port: int) -> dict[str, Any]:
-    try:
-        return healthz(http_port)
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())
+    return read_json(f"http://127.0.0.1:{http_port}/healthz")
 
 
 def test_python_only_number_forms_are_refused(daemon, mosquitto) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 import websockets
 
@@ -17,22 +17,10 @@ from tests.conftest import free_port
 from tests.daemon_helpers import Daemon, write_config
 from tests.test_daemon import wait_for
 from tests.test_mqtt_e2e import TOPIC, mqtt_config
+from tests.test_mqtt_intake import send_readings
 from tests.test_spc_distributions import FOLDED
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _send(broker_port: int, values: list[float]) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="runout-gauge")
-    client.connect("127.0.0.1", broker_port)
-    client.loop_start()
-    base = time.time() - 600
-    infos = [client.publish(TOPIC, json.dumps({"reading": {"value": v, "ts": base + i}}), qos=1)
-             for i, v in enumerate(values)]
-    for info in infos:
-        info.wait_for_publish(10)
-    client.loop_stop()
-    client.disconnect()
 
 
 async def _capabilities(port: int, wanted: int) -> tuple[list[dict], list[dict]]:
@@ -71,10 +59,16 @@ def test_capability_events_carry_the_distribution(tmp_path: Path, mosquitto, dis
     try:
         wait_for(lambda: "connected to" in daemon.log(), 20, "the source to connect")
         time.sleep(1.0)  # its subscription follows the connection
-        _send(mosquitto.port, FOLDED)  # 50 runouts: one capability analysis
+        send_readings(mosquitto.port, TOPIC, FOLDED, time.time() - 600)  # 50 runouts: one capability analysis
         (capability,), alerts = asyncio.run(_capabilities(port, 1))
+        # the history (schema 8) answers what the event said: distribution, warning and expected ppm
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/spc/products/2/capability/", timeout=10) as r:
+            (stored,) = json.loads(r.read())["capability"]
     finally:
         daemon.stop()
+    assert stored["id"] == capability["id"] and stored["ppk"] == capability["ppk"]
+    assert stored["distribution"] == capability["distribution"]
+    assert stored["expected_ppm"] == capability["expected_ppm"]
     d = capability["distribution"]
     assert (d["name"], d["method"]) == (name, method)
     assert set(d) == {"name", "parameters", "anderson_darling", "method", "warning", "warning_texts"}

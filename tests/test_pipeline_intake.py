@@ -15,6 +15,7 @@ from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
 from gateway.sources.registry import load_config
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import handled
 
 
 def test_readings_the_store_cannot_hold_are_refused_before_the_engine(tmp_path: Path, caplog) -> None:
@@ -36,11 +37,7 @@ def test_readings_the_store_cannot_hold_are_refused_before_the_engine(tmp_path: 
             await sink(Measurement(key, 10.4, now, source_time=1e300,
                                    on_rejected=lambda kind, why: told.append((kind, why))))
             await sink(Measurement(key, 10.1, now, source_time=now - 1))
-            deadline = time.monotonic() + 10
-            while gateway.pipeline.ingested + gateway.pipeline.rejected < 8:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)  # the commit
+            await handled(gateway, 8)
             return gateway.pipeline.health()[str(key)]
         finally:
             await gateway.stop()
@@ -72,11 +69,7 @@ def test_the_check_follows_the_configured_zone(tmp_path: Path, zone: str, accept
         await gateway.start()
         try:
             await gateway.pipeline.sink(Measurement(key, 10.0, time.time(), source_time=253402286400.0))
-            deadline = time.monotonic() + 10
-            while gateway.pipeline.ingested + gateway.pipeline.rejected < 1:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.3)
+            await handled(gateway, 1)
             return gateway.pipeline.ingested, gateway.pipeline.rejected
         finally:
             await gateway.stop()

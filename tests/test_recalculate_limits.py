@@ -22,6 +22,7 @@ from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.store import Store
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import started_pipeline
 
 KEY = CharacteristicKey(1, "diameter")
 HANGUL = re.compile("[\uac00-\ud7a3]")
@@ -29,13 +30,7 @@ HANGUL = re.compile("[\uac00-\ud7a3]")
 
 async def running(tmp_path: Path) -> tuple[Store, AlertService, Pipeline]:
     config, _ = load_config(str(write_config(tmp_path, minimal_config(tmp_path))))
-    store = Store(config.storage.path)
-    await store.open()
-    store.sync_catalog(config.products)
-    alerts = AlertService(store, config)
-    await alerts.start()
-    pipeline = Pipeline(config, store, alerts, publish=lambda events: None)
-    await pipeline.start()
+    store, alerts, pipeline = await started_pipeline(config)
     now = time.time()
     for i in range(30):
         await pipeline.sink(Measurement(KEY, 10.0 + (i % 5) * 0.01, received_at=now + i))
@@ -120,12 +115,7 @@ def test_subgroup_events_carry_the_limits_version_in_force(tmp_path: Path) -> No
         seen += [recalculated["version"], await one_reading(store, pipeline)]
         await stop(store, alerts, pipeline)
         config, _ = load_config(str(tmp_path / "gateway.yaml"))
-        store = Store(config.storage.path)
-        await store.open()
-        alerts = AlertService(store, config)
-        await alerts.start()
-        pipeline = Pipeline(config, store, alerts, publish=published.extend)
-        await pipeline.start()
+        store, alerts, pipeline = await started_pipeline(config, published.extend)
         seen.append(await one_reading(store, pipeline))
         await stop(store, alerts, pipeline)
         return seen

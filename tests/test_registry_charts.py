@@ -20,6 +20,7 @@ from gateway.spc.charts.base import ChartType, SubgroupSummary, summarize
 from gateway.spc.charts.registry import CHARTS, chart_named, default_chart
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.tools import analyze
+from tests.test_config import MINIMAL
 
 GATEWAY = Path(__file__).resolve().parent.parent / "gateway"
 CHART_PACKAGE = GATEWAY / "spc" / "charts"
@@ -127,18 +128,7 @@ def test_a_registered_chart_type_in_analyze(pooled: PooledXbar, tmp_path: Path,
     assert code == 0 and '"chart": "pooled"' in capsys.readouterr().out
 
 
-CONFIG = """\
-gateway: {name: LINE-1}
-storage: {path: data/spc.sqlite3}
-sources:
-  - {name: plc, type: modbus, host: 127.0.0.1}
-products:
-  - id: 1
-    code: P1
-    name: Part
-    characteristics:
-      - {name: d, source: plc, modbus: {address: 0}, spec: {lsl: 1, usl: 2}, chart: pooled, subgroup_size: SIZE}
-"""
+CONFIG = MINIMAL.replace("spec: {lsl: 1, usl: 2}}", "spec: {lsl: 1, usl: 2}, chart: pooled, subgroup_size: SIZE}")
 
 
 def test_a_registered_chart_type_in_the_configuration(pooled: PooledXbar, tmp_path: Path) -> None:

@@ -5,10 +5,7 @@ its stats in /healthz under its name. Without the registration the app knows not
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,7 @@ from gateway.outputs.base import Output
 from gateway.outputs.registry import OUTPUTS, OutputKind
 from gateway.sources.registry import load_config
 from tests.conftest import free_port
-from tests.daemon_helpers import minimal_config, write_config
+from tests.daemon_helpers import minimal_config, read_json, write_config
 
 
 class Recorder(Output):
@@ -66,11 +63,7 @@ def recorder_kind() -> Iterator[OutputKind]:
 
 
 def healthz(port: int) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:  # 503 while the Modbus source is down: the body is the same report
-        return json.loads(exc.read())
+    return read_json(f"http://127.0.0.1:{port}/healthz")  # 503 while the Modbus source is down
 
 
 def test_a_registered_output_runs_inside_the_gateway(tmp_path: Path, recorder_kind: OutputKind) -> None:

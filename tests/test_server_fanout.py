@@ -13,6 +13,16 @@ from websockets.asyncio.client import connect
 from tests.test_server_harness import Rig, make_config, open_client, recv_json, recv_type, run
 
 
+async def _seqs_through(ws, final: int) -> list[int]:
+    """The seq of every event the client gets, replayed or live, up to `final`."""
+    seqs: list[int] = []
+    while not seqs or seqs[-1] < final:
+        message = await recv_json(ws)
+        if message["type"] != "replay_complete":
+            seqs.append(message["seq"])
+    return seqs
+
+
 def test_200_clients_each_receive_every_event_in_order(tmp_path):
     async def body():
         async with Rig(make_config(tmp_path)) as rig:
@@ -117,12 +127,7 @@ def test_since_during_heavy_traffic_has_no_gap_and_no_duplicate(tmp_path):
             ws = await open_client(rig.url, "/ws/spc/notifications/?since=0")
             await producer
             final = rig.store.last_seq
-            seqs = []
-            while not seqs or seqs[-1] != final:
-                message = await recv_json(ws)
-                if message["type"] != "replay_complete":
-                    seqs.append(message["seq"])
-            assert seqs == list(range(1, final + 1))
+            assert await _seqs_through(ws, final) == list(range(1, final + 1))
             await ws.close()
     run(body)
 
@@ -152,12 +157,7 @@ def test_since_sends_no_event_twice_when_a_commit_is_on_disk_before_its_fan_out(
             await producer
             await asyncio.sleep(0.2)
             final = rig.store.last_seq
-            seqs = []
-            while not seqs or seqs[-1] < final:
-                message = await recv_json(ws)
-                if message["type"] != "replay_complete":
-                    seqs.append(message["seq"])
-            assert seqs == list(range(1, final + 1))
+            assert await _seqs_through(ws, final) == list(range(1, final + 1))
             await ws.close()
     run(body)
 

@@ -8,8 +8,6 @@ import asyncio
 import json
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.sim.simulator import ModbusSimulator, PlcMemory
 from tests.conftest import free_port
-from tests.daemon_helpers import Daemon, minimal_config, write_config
+from tests.daemon_helpers import Daemon, minimal_config, read_json, write_config
 from tests.test_mqtt_in import Publisher
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,15 +45,6 @@ FLATNESS = {  # the value from a gauge over MQTT, the part from the PLC's regist
     "part_from": {"source": "plc", "modbus": {"address": 10, "data_type": "uint16"},
                   "codes": {1: "A-100", 2: "A-200"}},
 }
-
-
-def fetch(url: str) -> dict:
-    """A GET's JSON body, also from a 503 (/healthz while a source is down)."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return json.loads(refused.read())
 
 
 class Screen:
@@ -138,14 +127,14 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert measured[0]["is_within_control"] is None and measured[0]["is_within_spec"] is None
             # 12.56 is within A-200's own spec, though far beyond A-100's
             assert measured[-1]["is_within_spec"] is True
-            health = await asyncio.to_thread(fetch, f"http://127.0.0.1:{http_port}/healthz")
+            health = await asyncio.to_thread(read_json, f"http://127.0.0.1:{http_port}/healthz", 10)
             assert (health["characteristics"]["1/bore"]["part"], health["characteristics"]["1/bore"]["part_unknown"]) \
                 == ("A-200", None)
 
             # the gauge's messages are not retained: the MQTT source must have subscribed (it reports
             # connected after sending its SUBSCRIBE), which a loaded machine may take seconds to do
             deadline = time.monotonic() + 30
-            while (await asyncio.to_thread(fetch, f"http://127.0.0.1:{http_port}/healthz"))["sources"]["line"][
+            while (await asyncio.to_thread(read_json, f"http://127.0.0.1:{http_port}/healthz", 10))["sources"]["line"][
                     "state"] != "connected":
                 assert time.monotonic() < deadline, "the MQTT source did not connect"
                 await asyncio.sleep(0.1)
@@ -206,7 +195,7 @@ def test_parts_from_a_plc_register_and_an_mqtt_field_reach_the_screen_on_every_p
             assert reply["limits"]["short_run"] == "dnom" and reply["limits"]["center"] == 0.0
             assert reply["limits"]["parts"]["A-200"] == {"target": 5.5, "sigma": None, "lsl": None, "usl": 5.6}
             pump.cancel()
-        listed = (await asyncio.to_thread(fetch, f"http://127.0.0.1:{http_port}/api/spc/products/")
+        listed = (await asyncio.to_thread(read_json, f"http://127.0.0.1:{http_port}/api/spc/products/", 10)
                   )["products"][0]["characteristics"]
         assert [(c["name"], c.get("short_run")) for c in listed] == [("bore", "z"), ("depth", "dnom"),
                                                                     ("flatness", "dnom")]

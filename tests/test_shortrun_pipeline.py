@@ -19,6 +19,7 @@ from gateway.sources.registry import load_config
 from gateway.store import Store
 from gateway.store.maintenance import export_csv
 from tests.daemon_helpers import minimal_config, write_config
+from tests.gateway_helpers import started_pipeline
 
 KEY = CharacteristicKey(1, "bore")
 PART = CharacteristicKey(1, "bore", "part")
@@ -38,14 +39,7 @@ READINGS = [(1, 10.01), (1, 9.98), (1, 10.03), (2, 12.52), (2, 12.47), (2, 12.55
 async def started(tmp_path: Path) -> tuple[Store, AlertService, Pipeline]:
     config, _ = load_config(str(write_config(tmp_path, minimal_config(tmp_path, products=[
         {"id": 1, "code": "HOUSING", "name": "housing", "characteristics": [BORE]}]))))
-    store = Store(config.storage.path)
-    await store.open()
-    store.sync_catalog(config.products)
-    alerts = AlertService(store, config)
-    await alerts.start()
-    pipeline = Pipeline(config, store, alerts, publish=lambda events: None)
-    await pipeline.start()
-    return store, alerts, pipeline
+    return await started_pipeline(config)
 
 
 async def feed(store: Store, pipeline: Pipeline, readings: list[tuple[int | None, float]]) -> None:
@@ -102,12 +96,17 @@ def test_dnom_learns_and_recalculates_at_center_zero_and_resumes_after_a_restart
     asyncio.run(scenario())
     with sqlite3.connect(tmp_path / "spc.sqlite3") as conn:
         capability = conn.execute("SELECT part, n FROM capability").fetchall()
+        (stored,) = conn.execute("SELECT distribution, expected_ppm FROM capability").fetchall()
         sources = [s for (s,) in conn.execute("SELECT source FROM control_limits ORDER BY id")]
         (event,) = [json.loads(b) for (b,) in conn.execute("SELECT body FROM events WHERE type = 'capability'")]
     assert capability == [("A-100", 30)]  # A-200 has no spec: no capability of its own
-    # per part, normal theory: no fitted distribution and no expected ppm beside the indices
+    # per part, with the characteristic's distribution (normal here): its normality test on the part's own
+    # readings and the expected ppm beside the indices, in the event and in the stored row alike
     assert event["capability"]["part"] == "A-100"
-    assert event["capability"]["distribution"] is None and event["capability"]["expected_ppm"] is None
+    distribution = event["capability"]["distribution"]
+    assert (distribution["name"], distribution["method"]) == ("normal", "normal")
+    assert set(event["capability"]["expected_ppm"]) == {"below", "above", "total"}
+    assert [json.loads(x) for x in stored] == [distribution, event["capability"]["expected_ppm"]]
     assert sources == ["learned", "recalculated"]
     # the CSV export for quality engineers names each reading's part, and why when it was not known
     out = io.StringIO()

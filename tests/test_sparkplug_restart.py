@@ -18,20 +18,9 @@ from tests.conftest import free_port
 from tests.daemon_helpers import Daemon, write_config
 from tests.test_daemon import wait_for
 from tests.test_mqtt_e2e import TOPIC, mqtt_config
+from tests.test_mqtt_intake import send_readings
 from tests.test_sparkplug_daemon import GROUP, NODE, Host, brokers  # noqa: F401  (the brokers fixture)
 from tests.test_sparkplug_node import tahu as tahu  # noqa: F401  (the decoder fixture)
-
-
-def gauge(port: int, values: list[float], base: float) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gauge-restart")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    infos = [client.publish(TOPIC, json.dumps({"reading": {"value": v, "ts": base + i}}), qos=1)
-             for i, v in enumerate(values)]
-    for info in infos:
-        info.wait_for_publish(10)
-    client.loop_stop()
-    client.disconnect()
 
 
 def kind(message: dict) -> str:
@@ -73,7 +62,7 @@ def test_restart_births_show_the_stored_state_and_bdseq_goes_on(tmp_path: Path, 
         wait_for(lambda: "DBIRTH" in host.kinds(), 15, "the births")
         wait_for(lambda: f"line-broker: connected to 127.0.0.1:{line.port}" in daemon.log(), 10, "the gauges")
         time.sleep(0.5)
-        gauge(line.port, values, time.time() - 600)
+        send_readings(line.port, TOPIC, values, time.time() - 600)
         wait_for(lambda: open_alerts_seen(host), 20, "the alert's DDATA")
         daemon.kill()
         wait_for(lambda: "NDEATH" in host.kinds(), 15, "the NDEATH will")

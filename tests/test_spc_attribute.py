@@ -4,7 +4,6 @@ equal to `analyze` on the same samples."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -16,8 +15,8 @@ from hypothesis import strategies as st
 from gateway.spc.charts.attribute import Sample
 from gateway.spc.charts.registry import CHARTS
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
-from gateway.tools import analyze
 from gateway.tools.analyze_attribute import analyze_samples
+from tests.test_spc_analyze import run_cli
 
 # Montgomery, Introduction to Statistical Quality Control, 6th ed. (Wiley 2009), chapter 7 (control charts
 # for attributes; pages not checked here), Example 7.1, Table 7.1:
@@ -31,14 +30,6 @@ ORANGE_JUICE = [12, 15, 8, 10, 4, 7, 16, 9, 14, 10, 5, 6, 17, 12, 22, 8, 10, 5, 
 # samples 6 and 20 beyond the limits. Revised without them: c-bar 19.67, UCL 32.97, LCL 6.36.
 CIRCUIT_BOARDS = [21, 24, 16, 12, 15, 5, 28, 20, 31, 25, 20, 24, 16, 19, 10, 17, 13, 22, 18, 39, 30, 24, 16, 19,
                   17, 15]
-
-
-def run_cli(capsys, *argv):
-    parser = argparse.ArgumentParser(prog="spc-gateway analyze")
-    analyze.add_arguments(parser)
-    code = analyze.run(parser.parse_args([str(a) for a in argv]))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write(tmp_path, header, rows, name="samples.csv"):

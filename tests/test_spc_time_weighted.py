@@ -3,7 +3,6 @@ the contract's output keys and refusals, FIR, run lengths, the shift estimate an
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -12,6 +11,7 @@ import pytest
 from gateway.spc.charts.base import ChartParameters
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.tools import analyze
+from tests.test_spc_analyze import run_cli
 
 # Montgomery, Introduction to Statistical Quality Control, 7th ed. (Wiley 2013), section 9.1, Table 9.1:
 # 30 observations, the first 20 from N(10, 1), the last 10 after the mean shifted to 11. (Pages: Table
@@ -29,14 +29,6 @@ TABLE_9_2_LOWER = [0.05, 1.56, 1.77, 0.0, 0.0, 0.0, 1.46, 0.0, 0.30, 0.0, 0.47, 
 # Example 9.2, Table 9.11 (section 9.2.1): EWMA of the same data with lambda = 0.1, L = 2.7, mu0 = 10,
 # sigma = 1. Published: z_1 = 9.945 with limits 9.73 and 10.27; z_29 = 10.6468 beyond the UCL 10.62
 # (asymptotically 10 +- 0.62), the first point out of control; z_28 = 10.5731 is inside.
-
-
-def run_cli(capsys, *argv):
-    parser = argparse.ArgumentParser(prog="spc-gateway analyze")
-    analyze.add_arguments(parser)
-    code = analyze.run(parser.parse_args([str(a) for a in argv]))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -86,16 +86,25 @@ def test_backup_while_writing_is_consistent_and_reports_progress(tmp_path):
         backup(str(tmp_path / "missing.sqlite3"), dest)
 
 
+async def ten_measurements(path: str, spacing: float) -> Store:
+    """An open store on `path` with ten measurements of product 1 committed, values 10.0 to 19.0,
+    `spacing` seconds apart from 1,700,000,000 on."""
+    store = Store(path)
+    await store.open()
+    store.sync_catalog(PRODUCTS)
+    with store.batch() as b:
+        for n in range(10):
+            add_measurement(b, n=n, value=10.0 + n, at=1_700_000_000.0 + spacing * n)
+    await b.committed
+    return store
+
+
 def test_export_csv_by_product_and_time(tmp_path):
     path = str(tmp_path / "spc.sqlite3")
 
     async def main():
-        store = Store(path)
-        await store.open()
-        store.sync_catalog(PRODUCTS)
+        store = await ten_measurements(path, 1.0)
         with store.batch() as b:
-            for n in range(10):
-                add_measurement(b, n=n, value=10.0 + n, at=1_700_000_000.0 + n)
             add_measurement(b, product_id=2, characteristic="bore", at=1_700_000_005.0)
         await b.committed
         out = io.StringIO()
@@ -211,13 +220,7 @@ def test_backup_and_export_commands(tmp_path):
     path = str(tmp_path / "spc.sqlite3")
 
     async def fill():
-        store = Store(path)
-        await store.open()
-        store.sync_catalog(PRODUCTS)
-        with store.batch() as b:
-            for n in range(10):
-                add_measurement(b, n=n, value=10.0 + n, at=1_700_000_000.0 + 3600 * n)
-        await b.committed
+        store = await ten_measurements(path, 3600.0)
         await store.close()
     asyncio.run(fill())
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

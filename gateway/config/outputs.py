@@ -21,32 +21,22 @@ from gateway.config.values import choice, integer, list_of, name, section, text_
 Known = dict[str, tuple[SourceKind, object]] | None  # source name -> (kind, context), as products take it
 
 
-def _alert_type(types: tuple[str, ...] | None) -> Any:
+def _known(names: tuple[str, ...] | None, what: str) -> Any:
+    """A text among `names` (`what` it is, in the error); None: any text (the caller does not know them)."""
     def convert(r: Reader, node: Node, path: str) -> Any:
         value = text_of(64)(r, node, path)
-        if value is BAD or types is None or value in types:
+        if value is BAD or names is None or value in names:
             return value
-        close = difflib.get_close_matches(str(value), types, n=1)
+        close = difflib.get_close_matches(str(value), names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        return r.error(node, path, f"{show(value)} is not an alert type{hint}", one_of(types))
-    return convert
-
-
-def _product_code(codes: tuple[str, ...] | None) -> Any:
-    def convert(r: Reader, node: Node, path: str) -> Any:
-        value = text_of(64)(r, node, path)
-        if value is BAD or codes is None or value in codes:
-            return value
-        close = difflib.get_close_matches(str(value), codes, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return r.error(node, path, f"{show(value)} is not the code of a product{hint}", one_of(codes))
+        return r.error(node, path, f"{show(value)} is not {what}{hint}", one_of(names))
     return convert
 
 
 def _when(types: tuple[str, ...] | None, codes: tuple[str, ...] | None) -> Any:
     return section(OutputWhen, {
-        "alert_types": list_of(_alert_type(types), unique=True, non_empty=True),
-        "priority_at_least": integer(1, 5), "products": list_of(_product_code(codes), unique=True),
+        "alert_types": list_of(_known(types, "an alert type"), unique=True, non_empty=True),
+        "priority_at_least": integer(1, 5), "products": list_of(_known(codes, "the code of a product"), unique=True),
         "state": choice("unacknowledged", "open"),
     }, required=("alert_types",))
 

@@ -21,6 +21,7 @@ from gateway.config.loader import BAD, Convert, Reader, kind, one_of, peek, show
 from gateway.config.model import Part, PartFrom
 from gateway.config.values import NAME_MAX, TEXT_MAX, bounded, control_character, number, text, text_of
 from gateway.spc.charts.registry import CHARTS
+from gateway.spc.distributions import BOUNDED_AT_ZERO
 from gateway.spc.numeric import MAX_MAGNITUDE
 from gateway.spc.shortrun import PLOTS
 
@@ -210,10 +211,15 @@ def check(r: Reader, items: Mapping[str, Node], good: dict[str, Any], chart: Any
         r.at(f"{path}.limits.center", f"a DNOM chart is centered at 0 (each part on its target), not "
              f"{limits.center:g}", "center: 0 with sigma, or baseline_subgroups")
     capability = good.get("capability")
-    if "parts" in items and capability is not None and capability.distribution != "normal":
-        # each part's capability is I-MR's on its own readings (gateway.spc.shortrun): normal theory only
-        r.at(f"{path}.capability.distribution", f"short-run capability is per part with the normal "
-             f"distribution, not {capability.distribution}", "distribution: normal, or none")
+    distribution = capability.distribution if capability is not None else "normal"
+    if found and distribution in BOUNDED_AT_ZERO:
+        # each part's window is fitted on its own (gateway.spc.shortrun): a part's LSL below 0 can never be
+        # crossed by a distribution with no values below 0, as for a characteristic's spec.lsl
+        for part in found:
+            if part.lsl is not None and part.lsl < 0:
+                r.at(f"{path}.parts.{part.name}.lsl", f"a {distribution} distribution has no values below 0, "
+                     f"so part {part.name}'s lsl {part.lsl:g} can never be crossed",
+                     "remove the part's lsl (or set it to 0 or above), or use normal or auto")
     if found and source is not None:
         names = [p.name for p in found]
         for code, part in source.codes:

@@ -125,6 +125,18 @@ def expected_ppm(fitted: Fit, lsl: float | None, usl: float | None) -> dict[str,
     return {"below": below, "above": above, "total": sum(x for x in (below, above) if x is not None)}
 
 
+def percentile_indices(fitted: Fit, lsl: float | None,
+                       usl: float | None) -> tuple[float | None, float | None, float | None]:
+    """(Pp, Ppl, Ppu) of a fitted distribution by the percentile method; None where a side has no spec
+    limit, or no values can reach it (an LSL at or below 0 of a distribution bounded at 0)."""
+    low, median, high = fitted.quantile(LOW), fitted.quantile(MEDIAN), fitted.quantile(HIGH)
+    lower_side = lsl is not None and not (fitted.name in BOUNDED_AT_ZERO and lsl <= 0.0)
+    upper = (usl - median) / (high - median) if usl is not None else None
+    lower = (median - lsl) / (median - low) if lower_side and lsl is not None else None
+    both = (usl - lsl) / (high - low) if usl is not None and lower_side and lsl is not None else None
+    return both, lower, upper
+
+
 def with_distribution(result: CapabilityResult, values: list[float] | np.ndarray, distribution: str,
                       lsl: float | None, usl: float | None) -> CapabilityResult:
     """`result` (the normal capability of these values) with its distribution, its test and the expected
@@ -159,11 +171,8 @@ def with_distribution(result: CapabilityResult, values: list[float] | np.ndarray
         ppm = expected_ppm(Normal(result.mean, result.sigma_overall), lsl, usl)
         return result._replace(distribution=described, expected_ppm=ppm, warning_words=words)
     described["method"] = "percentile"
-    low, median, high = fitted.quantile(LOW), fitted.quantile(MEDIAN), fitted.quantile(HIGH)
+    both, lower, upper = percentile_indices(fitted, lsl, usl)
     lower_side = lsl is not None and not (fitted.name in BOUNDED_AT_ZERO and lsl <= 0.0)
-    upper = (usl - median) / (high - median) if usl is not None else None
-    lower = (median - lsl) / (median - low) if lower_side and lsl is not None else None
-    both = (usl - lsl) / (high - low) if usl is not None and lower_side and lsl is not None else None
     sides = [x for x in (upper, lower) if x is not None]
     ppk = min(sides) if sides else None
     notes = [f"{fitted.name} by the percentile method: cp and cpk are its pp and ppk (no within estimate); "

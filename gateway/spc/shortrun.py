@@ -14,7 +14,11 @@ Both run as one point stream through the individuals engine: the moving range an
 across a changeover, as the chart shows one line. Readings while the part is unknown are not plotted
 (the caller stores them, flagged: `skip`). Capability is per part, on its own readings in its own
 unit, against its own spec and target (Cp/Cpk/Pp/Ppk of I-MR: sigma within from the moving range of
-that part's readings in arrival order).
+that part's readings in arrival order), with the characteristic's `distribution` fitted to that part's
+window: its normality test beside a normal capability, the percentile indices of a lognormal, Weibull or
+folded normal one, and the expected ppm (capability_percentile). A part's window is small (a few dozen
+readings) and analyzed once every `capability_every` readings of that part, so the fit is done here,
+with the indices, rather than deferred as the plain engine's is.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from gateway.spc import capability as _capability
 from gateway.spc.capability import CapabilityResult
+from gateway.spc.capability_percentile import with_distribution
 from gateway.spc.charts.limits import LimitsVersion, make_limits
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.points import IngestResult
@@ -123,7 +128,9 @@ class ShortRunEngine:
             self.since[spec.name] = since
             return None
         self.since[spec.name] = 0
-        return _capability.compute_individuals(list(values), spec.lsl, spec.usl, spec.target)
+        window = list(values)
+        result = _capability.compute_individuals(window, spec.lsl, spec.usl, spec.target)
+        return with_distribution(result, window, self.settings.distribution, spec.lsl, spec.usl)
 
     def recenter(self, version: LimitsVersion) -> LimitsVersion:
         """Recalculated limits as this chart uses them: DNOM keeps center 0, Z keeps 0 and 1."""

@@ -45,8 +45,8 @@ SQL: dict[str, str] = {
     "alert_history": "INSERT INTO alert_history (alert_id, at, who, action, from_status, to_status, comment, "
                      "details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "capability": "INSERT INTO capability (id, product_id, characteristic, cp, cpk, pp, ppk, cpm, cpk_lower, n, "
-                  "sigma_within, sigma_overall, analyzed_at, reason, part) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  "sigma_within, sigma_overall, analyzed_at, reason, part, distribution, expected_ppm) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "engine_state": "INSERT INTO engine_state (product_id, characteristic, state, updated_at) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (product_id, characteristic) DO UPDATE SET "
                     "state = excluded.state, updated_at = excluded.updated_at",
@@ -234,10 +234,15 @@ class Batch:
                                     comment, None if details is None else dumps(details).decode()))
 
     def capability(self, *, product_id, characteristic, cp, cpk, pp, ppk, cpm, cpk_lower, n,
-                   sigma_within, sigma_overall, analyzed_at, reason=None, part=None) -> int:
-        """Record one capability result (of one part number, short-run SPC); returns its id."""
+                   sigma_within, sigma_overall, analyzed_at, reason=None, part=None, distribution=None,
+                   expected_ppm=None) -> int:
+        """Record one capability result (of one part number, short-run SPC); returns its id.
+
+        distribution and expected_ppm are the event's objects (schema 8), kept as JSON text or NULL."""
         params = (int(product_id), str(characteristic), _f(cp), _f(cpk), _f(pp), _f(ppk), _f(cpm),
-                  _f(cpk_lower), _i(n), _f(sigma_within), _f(sigma_overall), float(analyzed_at), reason, part)
+                  _f(cpk_lower), _i(n), _f(sigma_within), _f(sigma_overall), float(analyzed_at), reason, part,
+                  None if distribution is None else dumps(distribution).decode(),
+                  None if expected_ppm is None else dumps(expected_ppm).decode())
         cid = self._next("capability")
         self._add("capability", (cid, *params))
         return cid

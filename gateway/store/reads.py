@@ -190,7 +190,9 @@ def limits_history(conn: sqlite3.Connection, product_id: int, characteristic: st
 
 
 _CAPABILITY_COLUMNS = ("id", "product_id", "characteristic", "cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "n",
-                       "sigma_within", "sigma_overall", "analyzed_at", "reason", "part")
+                       "sigma_within", "sigma_overall", "analyzed_at", "reason", "part", "distribution",
+                       "expected_ppm")
+_CAPABILITY_JSON = ("distribution", "expected_ppm")  # stored as the event's JSON objects (schema 8)
 
 
 def latest_capability(conn: sqlite3.Connection, product_id: int) -> list[dict]:
@@ -198,7 +200,12 @@ def latest_capability(conn: sqlite3.Connection, product_id: int) -> list[dict]:
     rows = conn.execute(f"SELECT {', '.join(_CAPABILITY_COLUMNS)} FROM capability WHERE id IN "
                         "(SELECT MAX(id) FROM capability WHERE product_id = ? GROUP BY characteristic, part) "
                         "ORDER BY characteristic, part", (int(product_id),)).fetchall()
-    return [dict(zip(_CAPABILITY_COLUMNS, r, strict=True)) for r in rows]
+    results = [dict(zip(_CAPABILITY_COLUMNS, r, strict=True)) for r in rows]
+    for result in results:
+        for key in _CAPABILITY_JSON:
+            if result[key] is not None:
+                result[key] = json.loads(result[key])
+    return results
 
 
 def engine_states(conn: sqlite3.Connection) -> dict[tuple[int, str], str]:

@@ -157,7 +157,16 @@ ALTER TABLE subgroups ADD COLUMN part TEXT;
 ALTER TABLE capability ADD COLUMN part TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Version 8: a capability row keeps what its live event carried for measured values (non-normal
+# capability): the fitted distribution with its Anderson-Darling test and warning, and the expected ppm
+# out of spec, both as the event's JSON objects, so that the history answers what the screens were told.
+# NULL in every row from before and for attribute charts.
+_V8 = """
+ALTER TABLE capability ADD COLUMN distribution TEXT;
+ALTER TABLE capability ADD COLUMN expected_ppm TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 LATEST = len(MIGRATIONS)
 
 

@@ -8,8 +8,6 @@ come from the same engine the daemon runs (CharacteristicEngine.ingest_count).
 
 from __future__ import annotations
 
-import csv
-import itertools
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from gateway.spc.charts.attribute import AttributeChart, Sample
 from gateway.spc.charts.base import EstimateError
 from gateway.spc.engine import CharacteristicEngine, EngineSettings
 from gateway.spc.numeric import MAX_MAGNITUDE
-from gateway.tools.analyze_input import DecimalMarks, NumberError, separator_of
+from gateway.tools.analyze_input import DecimalMarks, NumberError, open_table
 
 DEFAULT_RULES = "1,2,3,4"  # Minitab applies tests 1 to 4 to attribute charts
 
@@ -32,16 +30,10 @@ class SampleError(ValueError):
 
 def read_samples(stream: TextIO, name: str, chart: AttributeChart) -> list[tuple[str, Sample]]:
     """Rows -> [(label, Sample)]; SampleError names the line and row of a refused one."""
-    first_line = stream.readline()
-    blank = 0
-    while first_line and not first_line.strip():
-        blank += 1
-        first_line = stream.readline()
-    if not first_line.strip():
+    table = open_table(stream)
+    if table is None:
         raise SampleError(f"{name}: the file is empty (a header with a `count` column is needed)")
-    separator = separator_of(first_line)
-    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
-    columns = [h.strip() for h in next(reader)]
+    reader, columns, separator, blank = table
     needed = ("count", "n") if chart.uses_n else ("count",)
     missing = [c for c in needed if c not in columns]
     if missing:

@@ -15,7 +15,7 @@ import itertools
 import re
 from array import array
 from collections.abc import Iterator, Sequence
-from typing import TextIO, overload
+from typing import Any, NamedTuple, TextIO, overload
 
 from gateway.spc.numeric import bad_reading
 
@@ -32,6 +32,29 @@ def separator_of(header_line: str) -> str:
     counts = {sep: header_line.count(sep) for sep in SEPARATORS}
     best = max(SEPARATORS, key=lambda sep: counts[sep])
     return best if counts[best] > 0 else ","
+
+
+class Table(NamedTuple):
+    """A CSV file read up to and with its header."""
+
+    reader: Any  # csv.reader on the rows below the header; line_num counts from the header's line
+    columns: list[str]  # the header's names, stripped
+    separator: str  # the header's: `,`, or `;`/tab
+    blank: int  # blank lines above the header (a spreadsheet's empty first row): skipped, still counted
+
+
+def open_table(stream: TextIO) -> Table | None:
+    """The file's header and a reader on the rows below it; None when it holds nothing but blank lines."""
+    first_line = stream.readline()
+    blank = 0
+    while first_line and not first_line.strip():
+        blank += 1
+        first_line = stream.readline()
+    if not first_line.strip():
+        return None
+    separator = separator_of(first_line)
+    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
+    return Table(reader, [h.strip() for h in next(reader)], separator, blank)
 
 
 class NumberError(ValueError):
@@ -138,17 +161,10 @@ def read_subgroups(stream: TextIO, name: str, subgroup_size: int) -> Subgroups:
     `spc-gateway export` writes it), else from cutting consecutive rows into `subgroup_size`. A
     `characteristic` column (also from export) must name one characteristic only.
     """
-    first_line = stream.readline()
-    blank = 0  # blank lines above the header (a spreadsheet's empty first row): skipped, still counted
-    while first_line and not first_line.strip():
-        blank += 1
-        first_line = stream.readline()
-    if not first_line.strip():
+    table = open_table(stream)
+    if table is None:
         raise InputError(f"{name}: the file is empty (a header with a `value` column is needed)")
-    separator = separator_of(first_line)
-    reader = csv.reader(itertools.chain([first_line], stream), delimiter=separator)
-    header = next(reader)
-    columns = [h.strip() for h in header]
+    reader, columns, separator, blank = table
     if "value" not in columns:
         raise InputError(f"{name}:{blank + 1}: no `value` column in the header (found: {', '.join(columns) or 'nothing'})")
     for column in ("value", "subgroup", "subgroup_number", "characteristic"):

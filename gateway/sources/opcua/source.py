@@ -357,14 +357,22 @@ class OpcUaSource(Source):
                 handles[handle] = (reader, is_counter)
                 self._node_ok(reader, node_id)
 
-    async def _on_counter(self, client: Client, reader: _Reader, data: ua.DataValue) -> None:
-        """The part counter moved: the part's value is the newest one written no later than the counter."""
+    def _counter(self, reader: _Reader, data: ua.DataValue) -> int | None:
+        """The part counter's reading, or None, counted as a bad reading, when its status is bad or it
+        holds no number."""
         if data.StatusCode is not None and data.StatusCode.is_bad():
             self._bad(reader, BAD_STATUS, f"counter status {_status_name(data.StatusCode)}")
-            return
+            return None
         counter = _number(data.Value.Value if data.Value else None)
         if counter is None:
             self._bad(reader, NOT_NUMBER, "counter is not a number")
+            return None
+        return int(counter)
+
+    async def _on_counter(self, client: Client, reader: _Reader, data: ua.DataValue) -> None:
+        """The part counter moved: the part's value is the newest one written no later than the counter."""
+        counter = self._counter(reader, data)
+        if counter is None:
             return
         counter_time = _utc_seconds(data.SourceTimestamp)
         value = None
@@ -375,7 +383,7 @@ class OpcUaSource(Source):
                 break
         if value is None:  # nothing seen yet (just connected): the node holds the part's value
             value = (await self._read(client, [reader.node_id]))[0]
-        await self._offer(reader, value, int(counter))
+        await self._offer(reader, value, counter)
 
     # ------------------------------------------------------------------ poll mode
 
@@ -401,14 +409,9 @@ class OpcUaSource(Source):
                 counter_data = values[reader.counter_id]
                 if not self._resolved(reader, reader.counter_id, counter_data):
                     continue
-                if counter_data.StatusCode is not None and counter_data.StatusCode.is_bad():
-                    self._bad(reader, BAD_STATUS, f"counter status {_status_name(counter_data.StatusCode)}")
-                    continue
-                counter = _number(counter_data.Value.Value if counter_data.Value else None)
-                if counter is None:
-                    self._bad(reader, NOT_NUMBER, "counter is not a number")
-                    continue
-                await self._offer(reader, data, int(counter))
+                counter = self._counter(reader, counter_data)
+                if counter is not None:
+                    await self._offer(reader, data, counter)
             next_at += self.config.poll_interval
             now = time.monotonic()
             if next_at < now:  # a slow read: skip the missed ticks rather than read in a burst

@@ -3,7 +3,7 @@
 // One redraw per animation frame at most; 500 points draw in about a millisecond.
 // EWMA, CUSUM, attribute and short-run charts add their marks through chart_marks.js.
 import { num } from './format.js';
-import { changeovers, drawChangeovers, drawFaint, drawSecond, partOf } from './chart_marks.js';
+import { changeovers, drawChangeovers, drawFaint, drawSecond, partOf, traceSeries } from './chart_marks.js';
 
 const PAD = { left: 78, right: 132, top: 30, bottom: 34 };
 const MAX_POINTS = 500; // points drawn; older ones scroll off to the left
@@ -274,19 +274,7 @@ export class ControlChart {
     // The series.
     ctx.strokeStyle = C.series;
     ctx.lineWidth = 2;
-    ctx.beginPath();
-    let started = false;
-    for (let i = 0; i < n; i++) {
-      const v = this.points[i].y;
-      if (v === null || v === undefined || !Number.isFinite(v)) {
-        started = false;
-        continue;
-      }
-      if (started) ctx.lineTo(this._xOf(i, pw), y(v));
-      else ctx.moveTo(this._xOf(i, pw), y(v));
-      started = true;
-      drawn.series += 1;
-    }
+    drawn.series += traceSeries(geometry, this.points, 'y');
     ctx.stroke();
     const r = n > 250 ? 2.5 : n > 100 ? 3.5 : 4.5;
     ctx.fillStyle = C.series;

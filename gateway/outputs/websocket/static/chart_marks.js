@@ -9,18 +9,14 @@ export function partOf(point) {
   return point.part ? ` · ${point.part}` : '';
 }
 
-/** The faint series (`raw`): thin line and small dots. Returns the points drawn. */
-export function drawFaint({ ctx, xOf, y }, points, color) {
+/** A new path through the points' `key` values, broken where a value is missing (the caller strokes
+ * it). Returns the points it passes through. */
+export function traceSeries({ ctx, xOf, y }, points, key) {
   let count = 0;
-  ctx.save();
-  ctx.globalAlpha = 0.35;
-  ctx.strokeStyle = color;
-  ctx.fillStyle = color;
-  ctx.lineWidth = 1;
-  ctx.beginPath();
   let started = false;
+  ctx.beginPath();
   for (let i = 0; i < points.length; i++) {
-    const v = points[i].raw;
+    const v = points[i][key];
     if (!finite(v)) {
       started = false;
       continue;
@@ -30,6 +26,17 @@ export function drawFaint({ ctx, xOf, y }, points, color) {
     started = true;
     count += 1;
   }
+  return count;
+}
+
+/** The faint series (`raw`): thin line and small dots. Returns the points drawn. */
+export function drawFaint({ ctx, xOf, y }, points, color) {
+  ctx.save();
+  ctx.globalAlpha = 0.35;
+  ctx.strokeStyle = color;
+  ctx.fillStyle = color;
+  ctx.lineWidth = 1;
+  const count = traceSeries({ ctx, xOf, y }, points, 'raw');
   ctx.stroke();
   ctx.beginPath();
   for (let i = 0; i < points.length; i++) {
@@ -45,23 +52,10 @@ export function drawFaint({ ctx, xOf, y }, points, color) {
 
 /** The second series (`y2`) in its own colour, its rule breakers (`rules2`) red. Returns the points drawn. */
 export function drawSecond({ ctx, xOf, y }, points, C, r) {
-  let count = 0;
   ctx.strokeStyle = C.series2;
   ctx.fillStyle = C.series2;
   ctx.lineWidth = 2;
-  ctx.beginPath();
-  let started = false;
-  for (let i = 0; i < points.length; i++) {
-    const v = points[i].y2;
-    if (!finite(v)) {
-      started = false;
-      continue;
-    }
-    if (started) ctx.lineTo(xOf(i), y(v));
-    else ctx.moveTo(xOf(i), y(v));
-    started = true;
-    count += 1;
-  }
+  const count = traceSeries({ ctx, xOf, y }, points, 'y2');
   ctx.stroke();
   for (let i = 0; i < points.length; i++) {
     const p = points[i];
