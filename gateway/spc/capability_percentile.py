@@ -125,12 +125,17 @@ def expected_ppm(fitted: Fit, lsl: float | None, usl: float | None) -> dict[str,
     return {"below": below, "above": above, "total": sum(x for x in (below, above) if x is not None)}
 
 
+def _lsl_unreachable(fitted: Fit, lsl: float | None) -> bool:
+    """An LSL at or below 0 of a distribution that has no values there: that side is not assessed."""
+    return lsl is not None and fitted.name in BOUNDED_AT_ZERO and lsl <= 0.0
+
+
 def percentile_indices(fitted: Fit, lsl: float | None,
                        usl: float | None) -> tuple[float | None, float | None, float | None]:
     """(Pp, Ppl, Ppu) of a fitted distribution by the percentile method; None where a side has no spec
     limit, or no values can reach it (an LSL at or below 0 of a distribution bounded at 0)."""
     low, median, high = fitted.quantile(LOW), fitted.quantile(MEDIAN), fitted.quantile(HIGH)
-    lower_side = lsl is not None and not (fitted.name in BOUNDED_AT_ZERO and lsl <= 0.0)
+    lower_side = lsl is not None and not _lsl_unreachable(fitted, lsl)
     upper = (usl - median) / (high - median) if usl is not None else None
     lower = (median - lsl) / (median - low) if lower_side and lsl is not None else None
     both = (usl - lsl) / (high - low) if usl is not None and lower_side and lsl is not None else None
@@ -172,12 +177,11 @@ def with_distribution(result: CapabilityResult, values: list[float] | np.ndarray
         return result._replace(distribution=described, expected_ppm=ppm, warning_words=words)
     described["method"] = "percentile"
     both, lower, upper = percentile_indices(fitted, lsl, usl)
-    lower_side = lsl is not None and not (fitted.name in BOUNDED_AT_ZERO and lsl <= 0.0)
     sides = [x for x in (upper, lower) if x is not None]
     ppk = min(sides) if sides else None
     notes = [f"{fitted.name} by the percentile method: cp and cpk are its pp and ppk (no within estimate); "
              "no cpm or lower bound"]
-    if lsl is not None and not lower_side:
+    if _lsl_unreachable(fitted, lsl):
         notes.append(f"lsl {lsl:g} is at or below 0, where a {fitted.name} distribution has no values: "
                      "only the upper side is assessed")
     elif both is None:
