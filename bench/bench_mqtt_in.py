@@ -145,6 +145,19 @@ def count_measurements(db: Path) -> int:
         conn.close()
 
 
+def newest_measurement(db: Path) -> int:
+    """The highest committed measurement id: during a drain into a new database, the rows committed so
+    far (ids are handed out 1, 2, 3... and committed in order). One index lookup where COUNT(*) walks
+    the table: polled every POLL seconds, COUNT(*) cost this process 1.2 ms at 150,000 rows, an eighth
+    of a core on the two cores the daemon needs, while the bare subscriber's side of the run polls
+    nothing."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT MAX(id) FROM measurements").fetchone()[0] or 0
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------- this benchmark
 
 def publish_backlog(broker_port: int, total: int, publishers: int, start_value: int = 1) -> float:
@@ -260,7 +273,7 @@ def gateway_drain(workdir: Path, broker_port: int, total: int, publishers: int, 
             if daemon.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {daemon.returncode}:\n{tail(log_path)}")
             try:
-                now_count = count_measurements(db)
+                now_count = newest_measurement(db)
             except sqlite3.OperationalError:  # the schema is not there yet
                 now_count = 0
             now = time.perf_counter()
