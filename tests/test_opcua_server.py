@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.app import Gateway
 from gateway.core.model import CharacteristicKey, Measurement
+from gateway.outputs.opcua_server.output import OpcUaServer
+from gateway.outputs.opcua_server.worker import WORKER_NICE
 from gateway.sources.registry import load_config
 from tests.conftest import free_port
 from tests.daemon_helpers import minimal_config, write_config
@@ -157,6 +160,10 @@ def test_address_space_values_timestamps_every_change_and_refused_writes(tmp_pat
             assert await value.read_value() == readings[-1]
         stats = lambda: gateway.health()["opcua_server"]  # noqa: E731  (the worker reports twice a second)
         await until(lambda: stats()["writes_refused"] == 2 and stats()["values_written"] >= 80)
+        # the screens come first: the server's process yields the CPU to the daemon (WORKER_NICE)
+        server = next(o.output for o in gateway.outputs if isinstance(o.output, OpcUaServer))
+        assert server.process is not None
+        assert os.getpriority(os.PRIO_PROCESS, server.process.pid) == os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE
 
     asyncio.run(running(gateway_config(tmp_path, port, free_port()), body))
 
