@@ -275,7 +275,6 @@ class Batch:
         body["epoch"] = self._store.epoch  # seq is unique only within one database: see store_schema _V4
         try:
             data = dumps(body)  # a body that is not JSON fails here, before the seq is taken
-            text = data.decode()
         except (TypeError, ValueError, RecursionError):
             del body["seq"], body["epoch"]
             raise
@@ -289,7 +288,7 @@ class Batch:
             events = rows.get("event")
             if events is None:
                 events = rows["event"] = []
-            events.append((seq, type, pid, int(notable), text, now))
+            events.append((seq, type, pid, int(notable), data.decode(), now))  # orjson's bytes are UTF-8
             self.n_rows += 1
         if outbox_topic is not None:
             self._add("outbox", (seq, str(outbox_topic), data, type, len(data), now))
