@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.core.model import CharacteristicKey, Measurement
 from tests.daemon_helpers import minimal_config, write_config
 from tests.hmi_fixtures import Screen
 from tests.test_attribute_capability import ORANGE_JUICE
@@ -143,6 +145,48 @@ def test_the_capability_panel_shows_the_stored_result_after_a_restart_and_a_relo
             gateway.feed("rejects", 0.0, count=0, sample_size=50)
         page.wait_for_function(f"() => ({TILE})('p_bar') === '0'")
         assert (page.evaluate(TILE, "ppm"), page.evaluate(TILE, "process_z")) == ("0", "—")
+        assert screen.unexpected_errors() == []
+    finally:
+        if screen is not None:
+            screen.close()
+        gateway.close()
+
+
+def test_a_short_run_characteristic_shows_its_newest_part_result_after_a_reload(browser, tmp_path: Path) -> None:
+    """GET capability answers one result per part number (ordered by part); the panel shows the newest,
+    as the last live event did, not the first part's in the alphabet."""
+    config = minimal_config(tmp_path)
+    config["products"][0]["characteristics"] = [{
+        "name": "bore", "unit": "mm", "source": "plc", "sampling": "every_poll",
+        "modbus": {"unit": 1, "table": "holding", "address": 0, "data_type": "float32"},
+        "parts": {"A-100": {"target": 10.0, "lsl": 9.9, "usl": 10.1}, "B-200": {"target": 12.5, "lsl": 12.4, "usl": 12.6}},
+        "short_run": "dnom", "limits": {"center": 0, "sigma": 0.01},
+        "capability": {"every_subgroups": 30, "window_subgroups": 30},
+        "part_from": {"modbus": {"address": 10, "data_type": "uint16"}, "codes": {1: "A-100", 2: "B-200"}}}]
+    path = write_config(tmp_path, config)
+    rng = random.Random(3)
+    gateway = LiveGateway(path)
+    try:
+        for code, target, spread in ((1, 10.0, 0.01), (2, 12.5, 0.03)):  # A-100 first, B-200 last
+            gateway._run(gateway.gateway.pipeline.sink(Measurement(CharacteristicKey(1, "bore", "part"),
+                                                                   float(code), time.time())))
+            for _ in range(30):
+                gateway.feed("bore", round(target + rng.gauss(0.0, spread), 4))
+        gateway.wait_stored("bore", 60)
+        rows = gateway._run(gateway.gateway.store.latest_capability(1))
+    finally:
+        gateway.close()
+    assert [r["part"] for r in rows] == ["A-100", "B-200"]  # the stored order is by part
+    newest = max(rows, key=lambda r: r["id"])
+    assert newest["part"] == "B-200" and f"{newest['ppk']:.2f}" != f"{rows[0]['ppk']:.2f}"
+
+    gateway = LiveGateway(path)
+    screen = None
+    try:
+        listen = gateway.config.server.listen
+        screen = Screen(browser, f"http://{listen.host}:{listen.port}", size=PANEL)
+        page = show(screen, "bore")
+        page.wait_for_function(f"() => ({TILE})('Ppk') === '{newest['ppk']:.2f}'")
         assert screen.unexpected_errors() == []
     finally:
         if screen is not None:

@@ -125,10 +125,16 @@ export class ProductView {
       if (!response.ok) return;
       const body = await response.json();
       const list = Array.isArray(body) ? body : body.capability || body.results || [];
+      // a short-run characteristic has a result per part number: the newest is the one its last event showed
+      const newest = new Map();
       for (const cap of list) {
         if (!cap || !cap.characteristic) continue;
-        const s = this._series(productId, cap.characteristic);
-        if (!s.capability) s.capability = cap;
+        const seen = newest.get(cap.characteristic);
+        if (!seen || Number(cap.id) > Number(seen.id)) newest.set(cap.characteristic, cap);
+      }
+      for (const [characteristic, cap] of newest) {
+        const s = this._series(productId, characteristic);
+        if (!s.capability) s.capability = cap; // a live one that came first is newer
       }
       if (productId === this.productId) this.render();
     } catch {
