@@ -422,11 +422,13 @@ class Pipeline:
         # worded once: the stored row (schema 8) and the event say the same, warning and all
         distribution = self._worded(cap) if measured else None
         expected_ppm = cap.expected_ppm if measured else None
+        # attribute charts: p_bar, ppm, process_z or u_bar, dpu; stored too (schema 9), under the same names
+        rate = {} if measured else {k: finite_or_none(v) for k, v in cap.fields().items()}
         capability_id = batch.capability(
             product_id=product.id, characteristic=characteristic.name, n=cap.n,
             sigma_within=finite_or_none(cap.sigma_within), sigma_overall=finite_or_none(cap.sigma_overall),
             analyzed_at=time.time(), reason=cap.reason, part=part, distribution=distribution,
-            expected_ppm=expected_ppm, **values)
+            expected_ppm=expected_ppm, **rate, **values)
         batch.event("capability", product.id, {
             "type": "capability",
             "capability": {
@@ -435,8 +437,7 @@ class Pipeline:
                 "min_cpk": characteristic.capability.min_cpk, "reason": cap.reason, "analyzed_at": now,
                 # attribute charts: p_bar, ppm, process_z or u_bar, dpu, as `analyze` words them; measured
                 # values: the fitted distribution, its test and the expected ppm (docs/protocol.md)
-                **({"distribution": distribution, "expected_ppm": expected_ppm} if measured
-                   else {k: finite_or_none(v) for k, v in cap.fields().items()}),
+                **({"distribution": distribution, "expected_ppm": expected_ppm} if measured else rate),
                 **({"part": part} if characteristic.parts else {}),  # short-run: capability per part
             },
             "timestamp": now,

@@ -362,7 +362,7 @@ def test_capability_view_draws_the_fitted_distribution_over_the_histogram(browse
         assert page.inner_text(".pv-hist h4") == "분포 · 정규 적합"
         capability = {"id": 9, "product_id": 1, "product_code": "BOLT-M10", "characteristic": "diameter",
                       "cp": 1.71, "cpk": 1.6, "pp": 1.62, "ppk": 1.55, "n": 1000, "analyzed_at": now_iso(),
-                      "expected_ppm": 0.4,
+                      "expected_ppm": {"below": 0.1, "above": 0.3, "total": 0.4},  # the event's shape
                       "distribution": {"name": "lognormal", "parameters": {"mu": math.log(10.0), "sigma": 0.008},
                                        "anderson_darling": {"statistic": 0.31, "p_value": 0.55},
                                        "method": "percentile", "warning": None}}

@@ -45,8 +45,8 @@ SQL: dict[str, str] = {
     "alert_history": "INSERT INTO alert_history (alert_id, at, who, action, from_status, to_status, comment, "
                      "details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     "capability": "INSERT INTO capability (id, product_id, characteristic, cp, cpk, pp, ppk, cpm, cpk_lower, n, "
-                  "sigma_within, sigma_overall, analyzed_at, reason, part, distribution, expected_ppm) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  "sigma_within, sigma_overall, analyzed_at, reason, part, distribution, expected_ppm, p_bar, ppm, "
+                  "process_z, u_bar, dpu) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "engine_state": "INSERT INTO engine_state (product_id, characteristic, state, updated_at) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (product_id, characteristic) DO UPDATE SET "
                     "state = excluded.state, updated_at = excluded.updated_at",
@@ -235,14 +235,16 @@ class Batch:
 
     def capability(self, *, product_id, characteristic, cp, cpk, pp, ppk, cpm, cpk_lower, n,
                    sigma_within, sigma_overall, analyzed_at, reason=None, part=None, distribution=None,
-                   expected_ppm=None) -> int:
+                   expected_ppm=None, p_bar=None, ppm=None, process_z=None, u_bar=None, dpu=None) -> int:
         """Record one capability result (of one part number, short-run SPC); returns its id.
 
-        distribution and expected_ppm are the event's objects (schema 8), kept as JSON text or NULL."""
+        distribution and expected_ppm are the event's objects (schema 8), kept as JSON text or NULL;
+        p_bar, ppm, process_z (p charts) and u_bar, dpu (u charts) the rate of attribute data (schema 9)."""
         params = (int(product_id), str(characteristic), _f(cp), _f(cpk), _f(pp), _f(ppk), _f(cpm),
                   _f(cpk_lower), _i(n), _f(sigma_within), _f(sigma_overall), float(analyzed_at), reason, part,
                   None if distribution is None else dumps(distribution).decode(),
-                  None if expected_ppm is None else dumps(expected_ppm).decode())
+                  None if expected_ppm is None else dumps(expected_ppm).decode(),
+                  _f(p_bar), _f(ppm), _f(process_z), _f(u_bar), _f(dpu))
         cid = self._next("capability")
         self._add("capability", (cid, *params))
         return cid

@@ -191,7 +191,7 @@ def limits_history(conn: sqlite3.Connection, product_id: int, characteristic: st
 
 _CAPABILITY_COLUMNS = ("id", "product_id", "characteristic", "cp", "cpk", "pp", "ppk", "cpm", "cpk_lower", "n",
                        "sigma_within", "sigma_overall", "analyzed_at", "reason", "part", "distribution",
-                       "expected_ppm")
+                       "expected_ppm", "p_bar", "ppm", "process_z", "u_bar", "dpu")  # attribute data: schema 9
 _CAPABILITY_JSON = ("distribution", "expected_ppm")  # stored as the event's JSON objects (schema 8)
 
 

@@ -166,7 +166,20 @@ ALTER TABLE capability ADD COLUMN distribution TEXT;
 ALTER TABLE capability ADD COLUMN expected_ppm TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# Version 9: a capability row of an attribute chart keeps what its live event carried: p_bar, ppm and
+# process_z (p, np, laney_p) or u_bar and dpu (c, u, laney_u), so that after a restart the history (GET
+# capability, the page after a reload) still says the rate the screens were shown. Plain columns, not
+# JSON: a quality engineer asks sqlite3 on the line PC for the defect rate of last week. NULL in every
+# row from before, and for measured values (whose rows keep distribution and expected_ppm instead).
+_V9 = """
+ALTER TABLE capability ADD COLUMN p_bar REAL;
+ALTER TABLE capability ADD COLUMN ppm REAL;
+ALTER TABLE capability ADD COLUMN process_z REAL;
+ALTER TABLE capability ADD COLUMN u_bar REAL;
+ALTER TABLE capability ADD COLUMN dpu REAL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 LATEST = len(MIGRATIONS)
 
 

@@ -19,6 +19,13 @@ export function kindOf(chart, points) {
   return sample.cusumUpper !== null ? 'cusum' : sample.count !== null ? 'attribute' : 'ewma';
 }
 
+/** The rate an attribute chart's capability gives: 'p' (p-bar, ppm, process Z), 'u' (u-bar, DPU), else null. */
+export function rateOf(chart) {
+  if (chart === 'p' || chart === 'np' || chart === 'laney_p') return 'p';
+  if (chart === 'c' || chart === 'u' || chart === 'laney_u') return 'u';
+  return null;
+}
+
 /** A point as the gateway charted it (a live `subgroup` event or a `subgroups` history entry). */
 export function pointOf(sub, x = sub.subgroup_number) {
   const mean = num0(sub.mean);

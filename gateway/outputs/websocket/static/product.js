@@ -5,8 +5,9 @@ import { esc, clockTime, num } from './format.js';
 import { GatewayConnection } from './connection.js';
 import { ControlChart } from './chart.js';
 import { defaultChart, dispersionLimits, subgroupsOf } from './spc.js';
-import { chartOptions, chartPoints, kindOf, pointOf, titleKey } from './chart_kinds.js';
+import { chartOptions, chartPoints, kindOf, pointOf, rateOf, titleKey } from './chart_kinds.js';
 import { CapabilityHistogram } from './histogram.js';
+import { capabilityPanel, ppmNote } from './capability_panel.js';
 
 export const HISTORY_POINTS = 500; // subgroups fetched and drawn
 const MAX_MEASUREMENTS = 5000; // the contract's ceiling for get_measurements
@@ -124,10 +125,16 @@ export class ProductView {
       if (!response.ok) return;
       const body = await response.json();
       const list = Array.isArray(body) ? body : body.capability || body.results || [];
+      // a short-run characteristic has a result per part number: the newest is the one its last event showed
+      const newest = new Map();
       for (const cap of list) {
         if (!cap || !cap.characteristic) continue;
-        const s = this._series(productId, cap.characteristic);
-        if (!s.capability) s.capability = cap;
+        const seen = newest.get(cap.characteristic);
+        if (!seen || Number(cap.id) > Number(seen.id)) newest.set(cap.characteristic, cap);
+      }
+      for (const [characteristic, cap] of newest) {
+        const s = this._series(productId, characteristic);
+        if (!s.capability) s.capability = cap; // a live one that came first is newer
       }
       if (productId === this.productId) this.render();
     } catch {
@@ -345,9 +352,8 @@ export class ProductView {
     if (box.hidden) return;
     const distribution = s.capability?.distribution;
     const name = distribution?.name || 'normal';
-    const ppm = Number(s.capability?.expected_ppm);
-    box.querySelector('h4').innerHTML = `${esc(t('pv_hist', { name: t(`dist_${name}`) }))}${Number.isFinite(ppm)
-      ? `<small>${esc(t('pv_hist_ppm', { ppm: num(ppm) }))}</small>` : ''}`;
+    const ppm = ppmNote(s.capability); // expected_ppm is {below, above, total}: the total is shown
+    box.querySelector('h4').innerHTML = `${esc(t('pv_hist', { name: t(`dist_${name}`) }))}${ppm ? `<small>${esc(ppm)}</small>` : ''}`;
     this.histogram.draw(s.values, distribution, spec, { bars: 'rgba(124,196,255,0.45)', curve: '#f4f7fb',
       spec: '#ffb020', text: '#9fb0c6' });
   }
@@ -369,18 +375,7 @@ export class ProductView {
       lastEl.innerHTML = `<small>${esc(t('pv_last_value'))}</small><div class="big">—</div>`;
     }
     const minCpk = Number(settings.min_cpk ?? settings.capability?.min_cpk) || DEFAULT_MIN_CPK;
-    const cap = s.capability;
-    const tile = (label, value) => {
-      const v = Number(value);
-      const known = value !== null && value !== undefined && Number.isFinite(v);
-      const level = !known ? 'none' : v >= minCpk ? 'ok' : v >= 1 ? 'warn' : 'bad';
-      const mark = { ok: '✓', warn: '!', bad: '✕', none: '' }[level];
-      const word = { ok: t('cap_ok'), warn: t('cap_warn'), bad: t('cap_bad'), none: '' }[level];
-      return `<div class="cap-tile ${level}" data-index="${label}"><small>${label}</small><span>${mark} ${esc(word)}</span><b>${known ? v.toFixed(2) : '—'}</b></div>`;
-    };
-    this.el('.pv-cap').innerHTML = `<h4>${esc(t('pv_capability'))}<small>${esc(t('pv_min_cpk', { v: minCpk.toFixed(2) }))}</small></h4>
-      <div class="cap-grid">${tile('Cp', cap?.cp)}${tile('Cpk', cap?.cpk)}${tile('Pp', cap?.pp)}${tile('Ppk', cap?.ppk)}</div>
-      <small class="muted">${cap ? esc(t('pv_cap_n', { n: cap.n ?? '—', time: clockTime(cap.analyzed_at) })) : esc(t('pv_cap_waiting'))}</small>`;
+    this.el('.pv-cap').innerHTML = capabilityPanel(s.capability, { attribute: kind === 'attribute', rate: rateOf(settings.chart), minCpk });
     const l = s.limits || {};
     // CUSUM's limits are +H and -H; a floored attribute LCL is no limit (as on the chart)
     const names = kind === 'cusum' ? { ucl: 'H', center: 'CL', lcl: '−H' } : { ucl: 'UCL', center: 'CL', lcl: 'LCL' };
