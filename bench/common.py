@@ -57,10 +57,12 @@ def start_broker(workdir: Path, max_inflight: int = 1000) -> tuple[subprocess.Po
     return proc, port
 
 
-def frame_spans(buffer: bytes) -> tuple[list[tuple[int, int]], int]:
-    """Server-to-client WebSocket frames (unmasked) in `buffer`: their payload spans, and how many bytes
-    they take; a frame cut off at the end is left for the next read."""
+def frame_spans(buffer: bytes) -> tuple[list[tuple[int, int]], int, list[bytes]]:
+    """Server-to-client WebSocket frames (unmasked) in `buffer`: the payload spans of the data frames, how
+    many bytes the frames take, and the payloads of the pings among them (control frames are not data); a
+    frame cut off at the end is left for the next read."""
     spans: list[tuple[int, int]] = []
+    pings: list[bytes] = []
     pos, end = 0, len(buffer)
     while end - pos >= 2:
         length = buffer[pos + 1] & 0x7F
@@ -75,9 +77,13 @@ def frame_spans(buffer: bytes) -> tuple[list[tuple[int, int]], int]:
             length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
         if end - pos < header + length:
             break
-        spans.append((pos + header, pos + header + length))
+        opcode = buffer[pos] & 0x0F
+        if opcode < 0x8:
+            spans.append((pos + header, pos + header + length))
+        elif opcode == 0x9:
+            pings.append(buffer[pos + header:pos + header + length])
         pos += header + length
-    return spans, pos
+    return spans, pos, pings
 
 
 class RawWebSocket(asyncio.Protocol):
@@ -100,6 +106,11 @@ class RawWebSocket(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
 
+    def send_control(self, opcode: int, payload: bytes) -> None:
+        """A control frame (a pong: 0xA) with its payload (at most 125 bytes), masked with a zero key."""
+        assert self.transport is not None and len(payload) < 126
+        self.transport.write(bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()  # before any parsing: latencies count from the bytes' arrival
         buffer = self.buffer + data
@@ -112,8 +123,10 @@ class RawWebSocket(asyncio.Protocol):
             if not self.connected.done():
                 self.connected.set_result(head.startswith(b"HTTP/1.1 101"))
             buffer = rest
-        spans, consumed = frame_spans(buffer)
+        spans, consumed, pings = frame_spans(buffer)
         self.buffer = buffer[consumed:]
+        for payload in pings:  # as a browser does: a screen that never answers is closed by the gateway
+            self.send_control(0xA, payload)
         self.frames_received(buffer, spans, now)
 
     def frames_received(self, buffer: bytes, spans: list[tuple[int, int]], now: float) -> None:
